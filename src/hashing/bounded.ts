@@ -1,0 +1,61 @@
+/**
+ * Consistent hashing with bounded loads: Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing
+ * with Bounded Loads", SODA 2018 (arXiv 1608.01350, 2016); HAProxy's `hash-balance-factor`, Envoy's
+ * `hash_balance_factor`. A wrapper over any picker, not a flag inside each algorithm.
+ *
+ * With total load L (connections already placed) and factor c > 1, backend i may take the next
+ * connection only if load_i + 1 ≤ ceil(c · (L + 1) · w_i / W), W the sum of weights; with equal
+ * weights that is ceil(c · average). The key's candidates are walked in the inner picker's own
+ * deterministic order, so a key moves off its primary only while that primary is over its bound.
+ * Some backend always qualifies: Σ load_i = L < c(L+1) = Σ bound_i.
+ */
+import { LbError } from '../errors.js';
+import type { Backend, HashKey, Picker } from './types.js';
+
+/** Current loads, read at pick time (the proxy's live connection counts). */
+export interface LoadView {
+  loadOf(name: string): number;
+}
+
+class BoundedLoadPicker<B extends Backend> implements Picker<B> {
+  readonly algorithm: Picker<B>['algorithm'];
+  readonly backends: readonly B[];
+  private readonly totalWeight: number;
+
+  constructor(
+    private readonly inner: Picker<B>,
+    readonly factor: number,
+    private readonly loads: LoadView,
+  ) {
+    this.algorithm = inner.algorithm;
+    this.backends = inner.backends;
+    this.totalWeight = inner.backends.reduce((sum, backend) => sum + backend.weight, 0);
+  }
+
+  /** The most connections `backend` may hold after taking one more, given the total load now. */
+  capacity(backend: B, totalLoad: number): number {
+    return Math.ceil((this.factor * (totalLoad + 1) * backend.weight) / this.totalWeight);
+  }
+
+  /** Attempt n is the n-th candidate of the inner order that is under its bound. */
+  pick(key: HashKey, attempt = 0): B | undefined {
+    let total = 0;
+    for (const backend of this.backends) total += this.loads.loadOf(backend.name);
+    let eligible = 0;
+    for (let candidate = 0; candidate < this.backends.length; candidate++) {
+      const backend = this.inner.pick(key, candidate);
+      if (backend === undefined) return undefined;
+      if (this.loads.loadOf(backend.name) + 1 > this.capacity(backend, total)) continue;
+      if (eligible === attempt) return backend;
+      eligible++;
+    }
+    return undefined;
+  }
+}
+
+export function withBoundedLoads<B extends Backend>(inner: Picker<B>, factor: number, loads: LoadView): Picker<B> {
+  if (!(Number.isFinite(factor) && factor > 1)) {
+    throw new LbError('LB_ERR_INVALID_ARGUMENT', `balance factor must be a number > 1, got ${factor}`);
+  }
+  return new BoundedLoadPicker(inner, factor, loads);
+}
