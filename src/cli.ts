@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+/**
+ * The l4lb command line. Each subcommand lives in src/cli/<name>.ts and is registered here.
+ */
+import { Command, CommanderError } from 'commander';
+import { routeCommand } from './cli/route.js';
+import { EXIT_USAGE } from './cli/common.js';
+
+const program = new Command('l4lb')
+  .description('Layer-4 TCP load balancer with consistent hashing, and a DSR lab driven by the same tables')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+program.addCommand(routeCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Help and version exit 0; every usage error exits 2 with commander's one-line message.
+    process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
+  }
+  throw error;
+}
