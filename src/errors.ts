@@ -11,7 +11,10 @@ export type LbErrorCode =
   | 'LB_ERR_TABLE_SIZE'
   | 'LB_ERR_CONFIG'
   | 'LB_ERR_LISTEN'
-  | 'LB_ERR_RESOLVE';
+  | 'LB_ERR_RESOLVE'
+  | 'LB_ERR_PROXY_MALFORMED'
+  | 'LB_ERR_PROXY_TOO_LONG'
+  | 'LB_ERR_PROXY_UNSUPPORTED';
 
 export class LbError extends Error {
   readonly code: LbErrorCode;
