@@ -14,6 +14,9 @@ const program = new Command('l4lb')
 
 program.addCommand(routeCommand());
 
+// Subcommands built on their own do not inherit these settings: usage errors must exit 2 everywhere.
+for (const command of program.commands) command.exitOverride().showHelpAfterError('(run with --help for usage)');
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
