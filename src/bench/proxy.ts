@@ -1,0 +1,317 @@
+/**
+ * `npm run bench:proxy`: l4lb's data path against a direct connection (the limit), HAProxy `mode tcp`
+ * at one thread and nginx `stream` at one worker, on the same loopback backends in the same run
+ * (issue 3 "Benchmark", issue 7 targets). A program that prints a table, never a test.
+ *
+ * Cases: bulk throughput with iperf3 (1 and 4 streams) and the proxy's CPU seconds per GB; new
+ * connections per second with wrk and `Connection: close` against an nginx backend; keep-alive request
+ * rate and p50/p99 latency with wrk; resident memory per idle spliced connection at 10,000 held
+ * connections. Runs are interleaved across paths (order rotated each run) and medians reported.
+ * Every process it starts it stops by PID, also on error and Ctrl-C.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { cpuTicks, holdIdle, runBulk, runWrk, settledRssKib } from './proxy/cases.js';
+import { BenchError, descriptorLimit, ProcessGroup } from './proxy/procs.js';
+import {
+  emptySamples, markdownTables, markdownTargets, PATH_NAMES, spliceSection, summarize, textTable, type PathName, type PathSamples, type Summary,
+} from './proxy/report.js';
+import { missingFor, startBackends, startPath, type RunningPath } from './proxy/setup.js';
+
+type CaseName = 'bulk1' | 'bulk4' | 'conn' | 'keepalive' | 'memory';
+const CASE_NAMES: readonly CaseName[] = ['bulk1', 'bulk4', 'conn', 'keepalive', 'memory'];
+
+const benchDir = dirname(fileURLToPath(import.meta.url));
+const distDir = resolve(benchDir, '..');
+const repoDir = resolve(distDir, '..');
+
+const USAGE = `usage: npm run bench:proxy -- [options]
+  --duration S        seconds per measurement (default 4)
+  --runs N            runs per case, medians reported (default 3)
+  --cases LIST        of ${CASE_NAMES.join(',')} (default all)
+  --paths LIST        of ${PATH_NAMES.join(',')} (default all that are installed)
+  --idle N            idle connections for the memory case (default 10000, or fewer when the
+                      descriptor hard limit cannot fit 2 per connection in the proxy)
+  --connections N     wrk connections (default 32)
+  --l4lb-arg ARG      extra argument for \`l4lb run\` (repeatable)
+  --note TEXT         a note written with the results (e.g. "machine busy with other tests")
+  --out FILE          where to write the results (default docs/benchmarks.md)
+  --no-write          print only`;
+
+interface Options {
+  seconds: number;
+  runs: number;
+  cases: CaseName[];
+  paths: PathName[];
+  idle: number;
+  connections: number;
+  l4lbArgs: string[];
+  note?: string;
+  out: string;
+  write: boolean;
+}
+
+function positiveInteger(text: string | undefined, fallback: number, name: string): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value <= 0) throw new BenchError(`--${name} "${text}": expected a positive integer`);
+  return value;
+}
+
+function list<T extends string>(text: string | undefined, allowed: readonly T[], name: string): T[] {
+  if (text === undefined) return [...allowed];
+  const items = text.split(',').map((item) => item.trim()).filter(Boolean);
+  for (const item of items) {
+    if (!(allowed as readonly string[]).includes(item)) throw new BenchError(`--${name}: "${item}" is not one of ${allowed.join(', ')}`);
+  }
+  return items as T[];
+}
+
+function parseOptions(argv: string[]): Options | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string' }, runs: { type: 'string' }, cases: { type: 'string' }, paths: { type: 'string' },
+      idle: { type: 'string' }, connections: { type: 'string' }, 'l4lb-arg': { type: 'string', multiple: true },
+      note: { type: 'string' }, out: { type: 'string' }, 'no-write': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) return undefined;
+  return {
+    seconds: positiveInteger(values.duration, 4, 'duration'),
+    runs: positiveInteger(values.runs, 3, 'runs'),
+    cases: list(values.cases, CASE_NAMES, 'cases'),
+    paths: list(values.paths, PATH_NAMES, 'paths'),
+    idle: positiveInteger(values.idle, 10000, 'idle'),
+    connections: positiveInteger(values.connections, 32, 'connections'),
+    l4lbArgs: values['l4lb-arg'] ?? [],
+    note: values.note,
+    out: resolve(repoDir, values.out ?? 'docs/benchmarks.md'),
+    write: !values['no-write'],
+  };
+}
+
+function haveCommand(command: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
+}
+
+function versionOf(command: string, args: string[], pattern: RegExp): string {
+  const result = spawnSync(command, args, { encoding: 'utf8' });
+  const match = pattern.exec(`${result.stdout ?? ''}${result.stderr ?? ''}`);
+  return match ? match[1] : 'unknown';
+}
+
+function progress(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+async function measureMemory(group: ProcessGroup, path: RunningPath, idle: number, samples: PathSamples): Promise<void> {
+  const pid = path.measuredPid;
+  if (pid === undefined) return;
+  const warm = await holdIdle(group, benchDir, path.listen.idle, 256);
+  await warm.close();
+  const before = await settledRssKib(pid);
+  const held = await holdIdle(group, benchDir, path.listen.idle, idle);
+  const after = await settledRssKib(pid);
+  await held.close();
+  const perConnection = (after - before) / idle;
+  samples.rssPerConnKib.push(perConnection);
+  progress(`  memory ${path.name}: RSS ${before} KiB -> ${after} KiB with ${idle} idle connections = ${perConnection.toFixed(2)} KiB each`);
+}
+
+async function measureOnce(group: ProcessGroup, path: RunningPath, name: Exclude<CaseName, 'memory'>, options: Options, samples: PathSamples): Promise<void> {
+  const pid = path.measuredPid;
+  const ticksBefore = pid === undefined ? 0 : cpuTicks(pid);
+  const ticksSince = (): number => (pid === undefined ? 0 : cpuTicks(pid) - ticksBefore);
+  switch (name) {
+    case 'bulk1':
+    case 'bulk4': {
+      const result = await runBulk(group, path.listen.bulk, options.seconds, name === 'bulk1' ? 1 : 4);
+      const gbps = result.bitsPerSecond / 1e9;
+      (name === 'bulk1' ? samples.bulk1Gbps : samples.bulk4Gbps).push(gbps);
+      if (pid !== undefined) {
+        samples.bulkCpuTicks += ticksSince();
+        samples.bulkBytes += result.bytes;
+      }
+      progress(`  ${name} ${path.name}: ${gbps.toFixed(2)} Gbit/s`);
+      return;
+    }
+    case 'conn':
+    case 'keepalive': {
+      const result = await runWrk(group, path.listen.http, { seconds: options.seconds, connections: options.connections, close: name === 'conn' });
+      samples.errors += result.errors;
+      if (name === 'conn') {
+        samples.connPerSecond.push(result.requestsPerSecond);
+        if (pid !== undefined) {
+          samples.connCpuTicks += ticksSince();
+          samples.connCount += result.requests;
+        }
+      } else {
+        samples.keepAlivePerSecond.push(result.requestsPerSecond);
+        samples.p50Ms.push(result.p50Ms);
+        samples.p99Ms.push(result.p99Ms);
+      }
+      const errors = result.errors > 0 ? ` (${result.errors} errors)` : '';
+      progress(`  ${name} ${path.name}: ${Math.round(result.requestsPerSecond)} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms${errors}`);
+      return;
+    }
+  }
+}
+
+function machineLine(): string {
+  const cpu = cpus();
+  return [
+    `${cpu.length} CPUs (${cpu[0]?.model.trim() ?? 'unknown'})`,
+    `Linux ${release()}`,
+    `Node.js ${process.version}`,
+    `HAProxy ${versionOf('haproxy', ['-v'], /HAProxy version (\S+)/)}`,
+    `nginx ${versionOf('nginx', ['-v'], /nginx\/(\S+)/)}`,
+    `iperf3 ${versionOf('iperf3', ['--version'], /iperf (\S+)/)}`,
+    `wrk ${versionOf('wrk', ['--version'], /wrk (\S+)/)}`,
+  ].join(', ');
+}
+
+function resultSection(summary: Summary, options: Options, argv: string[], load: { before: number[]; after: number[] }, errors: string[]): string {
+  const command = `npm run bench:proxy${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+  const targets = markdownTargets(summary);
+  const lines = [
+    `## Latest run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
+    '',
+    `- Command: \`${command}\``,
+    `- Machine: ${machineLine()}`,
+    `- Settings: ${options.seconds} s per measurement, ${options.runs} run(s) per case interleaved across paths (medians), wrk 1 thread ${options.connections} connections, ${options.idle} idle connections.`,
+    `- Load average (1, 5, 15 min) before: ${load.before.map((v) => v.toFixed(2)).join(', ')}; after: ${load.after.map((v) => v.toFixed(2)).join(', ')}.`,
+  ];
+  if (options.note) lines.push(`- Note: ${options.note}`);
+  for (const error of errors) lines.push(`- ${error}`);
+  lines.push('', markdownTables(summary));
+  if (targets) lines.push('', targets);
+  return `${lines.join('\n')}\n`;
+}
+
+const DOC_HEADER = `# Benchmarks
+
+## Proxy data path (\`npm run bench:proxy\`)
+
+What it measures, on loopback, with the client, the proxy and the backend all on this machine:
+- **bulk**: iperf3 through each path, 1 stream and 4 streams (Gbit/s, receiver side); the proxy's CPU
+  time (utime + stime from \`/proc/PID/stat\`) over the bytes moved gives CPU seconds per GB.
+- **new conn/s**: wrk, 1 thread, \`Connection: close\` against an nginx backend answering \`200 ok\`:
+  each request is a new connection through the proxy. Proxy CPU µs per connection beside it.
+- **keep-alive**: the same wrk over persistent connections: requests/s and latency p50/p99.
+- **RSS/idle conn**: a separate client process holds 10,000 connections through the proxy, each greeted
+  by the backend (so it is spliced end to end); the proxy's VmRSS growth divided by the count.
+- Paths: direct (no proxy: the limit), l4lb (\`node dist/cli.js run -c FILE\` as its own process),
+  HAProxy \`mode tcp\` with \`nbthread 1\`, nginx \`stream\` with one worker (its worker process is the
+  one sampled). Configs are generated into a temp dir; all paths front the same backends in one run.
+
+Figures on a 2-core machine shared by client, proxy and backend move from run to run: compare the
+ratios within one run, not absolute numbers across runs.
+`;
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const options = parseOptions(argv);
+  if (!options) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const needed: string[] = ['prlimit'];
+  if (options.cases.includes('bulk1') || options.cases.includes('bulk4')) needed.push('iperf3');
+  if (options.cases.includes('conn') || options.cases.includes('keepalive')) needed.push('wrk', 'nginx');
+  const missingTools = needed.filter((tool) => !haveCommand(tool));
+  if (missingTools.length > 0) throw new BenchError(`not installed: ${missingTools.join(', ')} (apt-get install ${missingTools.join(' ')})`);
+
+  const notes: string[] = [];
+  // A proxy holds two descriptors per spliced connection, plus listeners, logs and its event loop.
+  const fits = Math.floor((descriptorLimit() - 200) / 2);
+  if (options.cases.includes('memory') && options.idle > fits) {
+    notes.push(`Idle connections lowered from ${options.idle} to ${fits}: the descriptor hard limit here is ${descriptorLimit()} (raising it needs CAP_SYS_RESOURCE).`);
+    options.idle = fits;
+  }
+  const paths = options.paths.filter((name) => {
+    const missing = missingFor(name, haveCommand, distDir);
+    if (missing) notes.push(`Skipped ${name}: ${missing}.`);
+    return missing === undefined;
+  });
+  for (const note of notes) progress(note);
+
+  const load = { before: loadavg(), after: [] as number[] };
+  const group = new ProcessGroup();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    progress(`\n${signal}: stopping every process this benchmark started`);
+    void group.stopAll().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const samples = new Map<PathName, PathSamples>(paths.map((name) => [name, emptySamples()]));
+  try {
+    const taken = new Set<number>();
+    const backends = await startBackends(group, taken, benchDir);
+    const running: RunningPath[] = [];
+    for (const name of paths) {
+      running.push(await startPath(name, group, taken, backends, { l4lbArgs: options.l4lbArgs, maxConnections: options.idle + 50, distDir }));
+    }
+    progress(`backends: iperf3 :${backends.bulk}, nginx http :${backends.http}, idle :${backends.idle}; paths: ${running.map((p) => `${p.name} :${p.listen.http} (pid ${p.measuredPid ?? '-'})`).join(', ')}`);
+
+    if (options.cases.includes('memory')) {
+      progress('memory (fresh processes):');
+      for (const path of running) await measureMemory(group, path, options.idle, samples.get(path.name) ?? emptySamples());
+    }
+    const timed = options.cases.filter((name): name is Exclude<CaseName, 'memory'> => name !== 'memory');
+    if (timed.length > 0) {
+      progress('warm-up:');
+      for (const path of running) {
+        await runWrk(group, path.listen.http, { seconds: 1, connections: options.connections, close: false });
+        await runBulk(group, path.listen.bulk, 1, 1);
+      }
+    }
+    for (let run = 0; run < options.runs && timed.length > 0; run++) {
+      progress(`run ${run + 1}/${options.runs}:`);
+      const order = running.map((_, i) => running[(i + run) % running.length]);
+      for (const name of timed) {
+        for (const path of order) await measureOnce(group, path, name, options, samples.get(path.name) ?? emptySamples());
+      }
+    }
+  } finally {
+    await group.stopAll();
+    group.dispose();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  load.after = loadavg();
+
+  const summary: Summary = {};
+  const clockTicks = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+  for (const [name, pathSamples] of samples) {
+    summary[name] = summarize(pathSamples, clockTicks);
+    if (pathSamples.errors > 0) notes.push(`${name}: wrk reported ${pathSamples.errors} socket errors or bad responses.`);
+  }
+  process.stdout.write(`\n${textTable(summary)}\n\n${markdownTables(summary)}\n`);
+  const targets = markdownTargets(summary);
+  if (targets) process.stdout.write(`\n${targets}\n`);
+  if (options.write) {
+    const section = resultSection(summary, options, argv, load, notes);
+    const document = existsSync(options.out) ? readFileSync(options.out, 'utf8') : DOC_HEADER;
+    writeFileSync(options.out, spliceSection(document, section));
+    progress(`\nwrote ${options.out}`);
+  }
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    const message = error instanceof BenchError || (error instanceof Error && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))
+      ? error.message
+      : error instanceof Error ? `internal error: ${error.stack ?? error.message}` : String(error);
+    process.stderr.write(`bench:proxy: ${message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,91 @@
+/**
+ * Parsers for what the measuring tools print (pure; each throws a BenchError naming what it could
+ * not read): iperf3 `-J` reports, wrk's text summary with `--latency`, and the Linux /proc files the
+ * benchmark samples — `/proc/PID/stat` fields 14–15 (utime, stime in clock ticks, proc(5)) and the
+ * `VmRSS` line of `/proc/PID/status`.
+ */
+import { BenchError } from './procs.js';
+
+export interface BulkResult {
+  /** Bytes the iperf3 server received. */
+  readonly bytes: number;
+  readonly seconds: number;
+  readonly bitsPerSecond: number;
+}
+
+/** Reads the receiver-side sum of an iperf3 JSON report (the bytes that really crossed the path). */
+export function parseIperf3Json(text: string): BulkResult {
+  let report: unknown;
+  try {
+    report = JSON.parse(text);
+  } catch {
+    throw new BenchError(`iperf3: output is not JSON: ${text.slice(0, 200)}`);
+  }
+  const root = report as { error?: unknown; end?: { sum_received?: { bytes?: unknown; seconds?: unknown; bits_per_second?: unknown } } };
+  if (typeof root.error === 'string') throw new BenchError(`iperf3: ${root.error}`);
+  const sum = root.end?.sum_received;
+  const bytes = sum?.bytes;
+  const seconds = sum?.seconds;
+  const bitsPerSecond = sum?.bits_per_second;
+  if (typeof bytes !== 'number' || typeof seconds !== 'number' || typeof bitsPerSecond !== 'number') {
+    throw new BenchError('iperf3: report has no end.sum_received {bytes, seconds, bits_per_second}');
+  }
+  return { bytes, seconds, bitsPerSecond };
+}
+
+export interface RequestResult {
+  readonly requests: number;
+  readonly requestsPerSecond: number;
+  /** Latency percentiles in milliseconds (from `--latency`). */
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  /** Connect, read, write and timeout errors, plus non-2xx/3xx responses. */
+  readonly errors: number;
+}
+
+const UNIT_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60000, h: 3600000 };
+
+function durationMs(text: string, what: string): number {
+  const match = /^([\d.]+)(us|ms|s|m|h)$/.exec(text);
+  if (!match) throw new BenchError(`wrk: cannot read ${what} "${text}"`);
+  return Number(match[1]) * UNIT_MS[match[2]];
+}
+
+/** Reads wrk 4.x's summary: `Requests/sec:`, the latency distribution, the error lines. */
+export function parseWrkOutput(text: string): RequestResult {
+  const rate = /^Requests\/sec:\s+([\d.]+)/m.exec(text);
+  const total = /^\s*(\d+) requests in /m.exec(text);
+  const p50 = /^\s+50%\s+(\S+)/m.exec(text);
+  const p99 = /^\s+99%\s+(\S+)/m.exec(text);
+  if (!rate || !total || !p50 || !p99) throw new BenchError(`wrk: unexpected output (run with --latency?):\n${text.slice(0, 600)}`);
+  let errors = 0;
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  if (socketErrors) errors += socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(text);
+  if (non2xx) errors += Number(non2xx[1]);
+  return {
+    requests: Number(total[1]),
+    requestsPerSecond: Number(rate[1]),
+    p50Ms: durationMs(p50[1], '50% latency'),
+    p99Ms: durationMs(p99[1], '99% latency'),
+    errors,
+  };
+}
+
+/** utime + stime in clock ticks from the text of /proc/PID/stat. */
+export function parseCpuTicks(statText: string): number {
+  // The command name (field 2) is in parentheses and may contain spaces: split after the last ')'.
+  const fields = statText.slice(statText.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state), so utime (14) and stime (15) are at 11 and 12.
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  if (!Number.isInteger(utime) || !Number.isInteger(stime)) throw new BenchError(`/proc/PID/stat: cannot read utime/stime`);
+  return utime + stime;
+}
+
+/** Resident set size in KiB from the text of /proc/PID/status. */
+export function parseRssKib(statusText: string): number {
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(statusText);
+  if (!match) throw new BenchError('/proc/PID/status: no VmRSS line');
+  return Number(match[1]);
+}

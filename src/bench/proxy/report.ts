@@ -1,0 +1,182 @@
+/**
+ * Turns the samples of a proxy benchmark run into tables (pure): medians per path, ratios to the
+ * direct path and to HAProxy, and the l4lb targets of issue 7 (data-path performance) checked against
+ * HAProxy at one thread. The Markdown goes into docs/benchmarks.md between two marker comments so the
+ * hand-written text around it survives a re-run.
+ */
+
+export type PathName = 'direct' | 'l4lb' | 'haproxy' | 'nginx';
+export const PATH_NAMES: readonly PathName[] = ['direct', 'l4lb', 'haproxy', 'nginx'];
+
+export const PATH_LABELS: Record<PathName, string> = {
+  direct: 'direct, no proxy',
+  l4lb: 'l4lb, 1 worker',
+  haproxy: 'HAProxy `mode tcp`, 1 thread',
+  nginx: 'nginx `stream`, 1 worker',
+};
+
+/** Everything measured on one path; arrays hold one sample per run. */
+export interface PathSamples {
+  bulk1Gbps: number[];
+  bulk4Gbps: number[];
+  /** Proxy CPU ticks and bytes received during the bulk runs (for CPU seconds per GB). */
+  bulkCpuTicks: number;
+  bulkBytes: number;
+  connPerSecond: number[];
+  /** Proxy CPU ticks and connections completed during the new-connection runs. */
+  connCpuTicks: number;
+  connCount: number;
+  keepAlivePerSecond: number[];
+  p50Ms: number[];
+  p99Ms: number[];
+  rssPerConnKib: number[];
+  /** wrk socket errors and bad responses, summed (should be 0). */
+  errors: number;
+}
+
+export function emptySamples(): PathSamples {
+  return {
+    bulk1Gbps: [], bulk4Gbps: [], bulkCpuTicks: 0, bulkBytes: 0, connPerSecond: [], connCpuTicks: 0, connCount: 0,
+    keepAlivePerSecond: [], p50Ms: [], p99Ms: [], rssPerConnKib: [], errors: 0,
+  };
+}
+
+export type MetricName = 'bulk1' | 'bulk4' | 'cpuPerGb' | 'conn' | 'cpuPerConn' | 'keepAlive' | 'p50' | 'p99' | 'rssPerConn';
+
+interface MetricSpec {
+  readonly header: string;
+  readonly digits: number;
+  /** Whether a larger value is better (for reading ratios). */
+  readonly higherIsBetter: boolean;
+}
+
+export const METRICS: Record<MetricName, MetricSpec> = {
+  bulk1: { header: 'bulk 1 stream Gbit/s', digits: 2, higherIsBetter: true },
+  bulk4: { header: 'bulk 4 streams Gbit/s', digits: 2, higherIsBetter: true },
+  cpuPerGb: { header: 'proxy CPU s/GB', digits: 3, higherIsBetter: false },
+  conn: { header: 'new conn/s', digits: 0, higherIsBetter: true },
+  cpuPerConn: { header: 'proxy CPU µs/conn', digits: 0, higherIsBetter: false },
+  keepAlive: { header: 'keep-alive req/s', digits: 0, higherIsBetter: true },
+  p50: { header: 'p50 ms', digits: 3, higherIsBetter: false },
+  p99: { header: 'p99 ms', digits: 3, higherIsBetter: false },
+  rssPerConn: { header: 'RSS/idle conn KiB', digits: 1, higherIsBetter: false },
+};
+const METRIC_ORDER: readonly MetricName[] = ['bulk1', 'bulk4', 'cpuPerGb', 'conn', 'cpuPerConn', 'keepAlive', 'p50', 'p99', 'rssPerConn'];
+
+export function median(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** The value of each metric on one path; undefined where it was not measured or does not apply. */
+export function summarize(samples: PathSamples, clockTicksPerSecond: number): Record<MetricName, number | undefined> {
+  const cpuSeconds = (ticks: number): number => ticks / clockTicksPerSecond;
+  return {
+    bulk1: median(samples.bulk1Gbps),
+    bulk4: median(samples.bulk4Gbps),
+    cpuPerGb: samples.bulkBytes > 0 && samples.bulkCpuTicks >= 0 ? cpuSeconds(samples.bulkCpuTicks) / (samples.bulkBytes / 1e9) : undefined,
+    conn: median(samples.connPerSecond),
+    cpuPerConn: samples.connCount > 0 ? (cpuSeconds(samples.connCpuTicks) * 1e6) / samples.connCount : undefined,
+    keepAlive: median(samples.keepAlivePerSecond),
+    p50: median(samples.p50Ms),
+    p99: median(samples.p99Ms),
+    rssPerConn: median(samples.rssPerConnKib),
+  };
+}
+
+export type Summary = Partial<Record<PathName, Record<MetricName, number | undefined>>>;
+
+function format(value: number | undefined, digits: number): string {
+  if (value === undefined || !Number.isFinite(value)) return '—';
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function ratio(value: number | undefined, reference: number | undefined): string {
+  if (value === undefined || reference === undefined || reference === 0) return '—';
+  return `${(value / reference).toFixed(2)}×`;
+}
+
+/** Markdown table of the values, then one of ratios of each proxy to direct and to HAProxy. */
+export function markdownTables(summary: Summary): string {
+  const paths = PATH_NAMES.filter((name) => summary[name] !== undefined);
+  const header = `| path | ${METRIC_ORDER.map((m) => METRICS[m].header).join(' | ')} |`;
+  const rule = `|---|${METRIC_ORDER.map(() => '---:').join('|')}|`;
+  const rows = paths.map((name) => `| ${PATH_LABELS[name]} | ${METRIC_ORDER.map((m) => format(summary[name]?.[m], METRICS[m].digits)).join(' | ')} |`);
+  const ratioRows: string[] = [];
+  for (const name of paths) {
+    if (name === 'direct') continue;
+    for (const reference of ['direct', 'haproxy'] as const) {
+      if (reference === name || summary[reference] === undefined) continue;
+      ratioRows.push(`| ${name} / ${reference} | ${METRIC_ORDER.map((m) => ratio(summary[name]?.[m], summary[reference]?.[m])).join(' | ')} |`);
+    }
+  }
+  const parts = [header, rule, ...rows];
+  if (ratioRows.length > 0) parts.push('', `| ratio | ${METRIC_ORDER.map((m) => METRICS[m].header).join(' | ')} |`, rule, ...ratioRows);
+  return parts.join('\n');
+}
+
+interface Target {
+  readonly metric: MetricName;
+  readonly text: string;
+  /** The bound on l4lb / HAProxy; undefined means "reported, no bound". */
+  readonly bound?: number;
+}
+
+const TARGETS: readonly Target[] = [
+  { metric: 'bulk1', text: 'bulk throughput, 1 stream ≥ 1.0× HAProxy', bound: 1.0 },
+  { metric: 'bulk4', text: 'bulk throughput, 4 streams ≥ 1.0× HAProxy', bound: 1.0 },
+  { metric: 'keepAlive', text: 'keep-alive request rate ≥ 0.9× HAProxy', bound: 0.9 },
+  { metric: 'p99', text: 'keep-alive p99 latency ≤ 1.3× HAProxy', bound: 1.3 },
+  { metric: 'conn', text: 'new connections/s ≥ 0.8× HAProxy', bound: 0.8 },
+  { metric: 'rssPerConn', text: 'RSS per idle connection ≤ 2× HAProxy', bound: 2.0 },
+  { metric: 'cpuPerGb', text: 'CPU seconds per GB (reported)' },
+];
+
+/** The issue-7 targets: l4lb / HAProxy for each, and whether the bound is met. */
+export function markdownTargets(summary: Summary): string | undefined {
+  const l4lb = summary.l4lb;
+  const haproxy = summary.haproxy;
+  if (!l4lb || !haproxy) return undefined;
+  const rows = TARGETS.map((target) => {
+    const mine = l4lb[target.metric];
+    const theirs = haproxy[target.metric];
+    const digits = METRICS[target.metric].digits;
+    let verdict = 'reported';
+    if (target.bound !== undefined) {
+      if (mine === undefined || theirs === undefined || theirs === 0) verdict = 'not measured';
+      else {
+        const value = mine / theirs;
+        verdict = (METRICS[target.metric].higherIsBetter ? value >= target.bound : value <= target.bound) ? 'met' : '**not met**';
+      }
+    }
+    return `| ${target.text} | ${format(mine, digits)} | ${format(theirs, digits)} | ${ratio(mine, theirs)} | ${verdict} |`;
+  });
+  return ['| target (issue 7) | l4lb | HAProxy | l4lb / HAProxy | |', '|---|---:|---:|---:|---|', ...rows].join('\n');
+}
+
+/** A plain-text rendering of the main table for the terminal. */
+export function textTable(summary: Summary): string {
+  const paths = PATH_NAMES.filter((name) => summary[name] !== undefined);
+  const columns = [['path', ...paths]];
+  for (const m of METRIC_ORDER) columns.push([METRICS[m].header, ...paths.map((name) => format(summary[name]?.[m], METRICS[m].digits))]);
+  const widths = columns.map((column) => Math.max(...column.map((cell) => cell.length)));
+  const lines: string[] = [];
+  for (let row = 0; row < paths.length + 1; row++) {
+    lines.push(columns.map((column, i) => (i === 0 ? column[row].padEnd(widths[i]) : column[row].padStart(widths[i]))).join('  '));
+  }
+  return lines.join('\n');
+}
+
+export const BEGIN_MARKER = '<!-- bench:proxy results begin (generated by `npm run bench:proxy`; edit outside the markers) -->';
+export const END_MARKER = '<!-- bench:proxy results end -->';
+
+/** Puts `section` between the markers of `document`, or appends markers and section if absent. */
+export function spliceSection(document: string, section: string): string {
+  const begin = document.indexOf(BEGIN_MARKER);
+  const end = document.indexOf(END_MARKER);
+  const block = `${BEGIN_MARKER}\n${section.trimEnd()}\n${END_MARKER}`;
+  if (begin >= 0 && end > begin) return `${document.slice(0, begin)}${block}${document.slice(end + END_MARKER.length)}`;
+  return `${document.trimEnd()}\n\n${block}\n`;
+}

@@ -1,0 +1,146 @@
+/**
+ * Starting what the proxy benchmark measures: the three loopback backends (iperf3 server, nginx HTTP,
+ * idle holder) and each path in front of them (l4lb via its CLI `run`, HAProxy, nginx `stream`), each
+ * in its own process under the run's ProcessGroup. A path is ready once its HTTP and idle listeners
+ * accept (probing the bulk listener would hand iperf3 a bogus control connection).
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  BACKEND_KINDS, haproxyConfig, l4lbConfig, nginxHttpBackendConfig, nginxStreamConfig, type BackendPorts, type ListenPorts,
+} from './configs.js';
+import { BenchError, descriptorLimit, freePort, waitForPort, type ProcessGroup, type Started } from './procs.js';
+import type { PathName } from './report.js';
+
+export const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
+
+/** A path under test: where clients connect, and the process whose CPU and memory are sampled. */
+export interface RunningPath {
+  readonly name: PathName;
+  readonly listen: ListenPorts;
+  /** The process that moves the bytes (nginx: its worker); undefined for direct. */
+  readonly measuredPid?: number;
+  readonly processes: readonly Started[];
+}
+
+async function portsFor(taken: Set<number>): Promise<BackendPorts> {
+  return { bulk: await freePort(taken), http: await freePort(taken), idle: await freePort(taken) };
+}
+
+/** Resolves once `started` prints a line matching `pattern` on stdout (which it keeps draining). */
+function waitForLine(group: ProcessGroup, started: Started, pattern: RegExp, timeoutMs = 10000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    let done = false;
+    const finish = (error?: Error): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (error) reject(error);
+      else resolve();
+    };
+    const timer = setTimeout(() => finish(new BenchError(`${started.label} not ready within ${timeoutMs} ms:\n${group.tail(started)}`)), timeoutMs);
+    started.child.stdout?.on('data', (chunk: Buffer) => {
+      if (done) return;
+      seen = (seen + chunk.toString('utf8')).slice(-4096);
+      if (pattern.test(seen)) finish();
+    });
+    started.child.once('exit', (code) => finish(new BenchError(`${started.label} exited (${code}) before it was ready:\n${seen}\n${group.tail(started)}`)));
+  });
+}
+
+export async function startBackends(group: ProcessGroup, taken: Set<number>, benchDir: string): Promise<BackendPorts> {
+  const ports = await portsFor(taken);
+  const iperf = group.start('iperf3-server', 'iperf3', ['-s', '-B', '127.0.0.1', '-p', String(ports.bulk), '--forceflush'], { pipeStdout: true });
+  const iperfReady = waitForLine(group, iperf, /Server listening/);
+
+  const httpDir = join(group.dir, 'nginx-backend');
+  mkdirSync(httpDir);
+  writeFileSync(join(httpDir, 'nginx.conf'), nginxHttpBackendConfig(ports.http, httpDir));
+  const http = group.start('nginx-backend', 'nginx', ['-p', httpDir, '-e', join(httpDir, 'error.log'), '-c', join(httpDir, 'nginx.conf')]);
+
+  const idle = group.start('idle-server', process.execPath, [join(benchDir, 'proxy', 'idle.js'), 'server', String(ports.idle)], { pipeStdout: true });
+  const idleReady = waitForLine(group, idle, /listening/);
+
+  await Promise.all([iperfReady, waitForPort(group, http, ports.http), idleReady]);
+  adoptChildren(group, http.pid);
+  return ports;
+}
+
+/** nginx's master forks its worker; stop that PID too, whatever happens to the master. */
+function adoptChildren(group: ProcessGroup, pid: number): number[] {
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    children = [];
+  }
+  for (const child of children) group.adopt(child);
+  return children;
+}
+
+export interface PathOptions {
+  /** Arguments appended to `node dist/cli.js run -c FILE`. */
+  readonly l4lbArgs: readonly string[];
+  readonly maxConnections: number;
+  readonly distDir: string;
+}
+
+export async function startPath(
+  name: PathName, group: ProcessGroup, taken: Set<number>, backends: BackendPorts, options: PathOptions,
+): Promise<RunningPath> {
+  if (name === 'direct') return { name, listen: backends, processes: [] };
+  const listen = await portsFor(taken);
+  const dir = join(group.dir, `${name}-${listen.http}`);
+  mkdirSync(dir);
+  let started: Started;
+  switch (name) {
+    case 'l4lb': {
+      const file = join(dir, 'l4lb.yaml');
+      writeFileSync(file, l4lbConfig(listen, backends, { balance: 'maglev', maxConnections: options.maxConnections }));
+      started = group.start('l4lb', process.execPath, [join(options.distDir, 'cli.js'), 'run', '-c', file, ...options.l4lbArgs]);
+      break;
+    }
+    case 'haproxy': {
+      const file = join(dir, 'haproxy.cfg');
+      writeFileSync(file, haproxyConfig(listen, backends, options.maxConnections));
+      started = group.start('haproxy', 'haproxy', ['-db', '-f', file]);
+      break;
+    }
+    case 'nginx': {
+      const file = join(dir, 'nginx.conf');
+      writeFileSync(file, nginxStreamConfig(listen, backends, options.maxConnections, { dir, streamModule: NGINX_STREAM_MODULE }, descriptorLimit()));
+      started = group.start('nginx-stream', 'nginx', ['-p', dir, '-e', join(dir, 'error.log'), '-c', file]);
+      break;
+    }
+  }
+  for (const kind of BACKEND_KINDS) {
+    if (kind !== 'bulk') await waitForPort(group, started, listen[kind]);
+  }
+  let measuredPid = started.pid;
+  if (name === 'nginx') {
+    const workers = adoptChildren(group, started.pid);
+    if (workers.length !== 1) throw new BenchError(`nginx stream: expected 1 worker process, found ${workers.length}`);
+    measuredPid = workers[0];
+  }
+  return { name, listen, measuredPid, processes: [started] };
+}
+
+export async function stopPath(group: ProcessGroup, path: RunningPath): Promise<void> {
+  for (const started of path.processes) await group.stop(started);
+}
+
+/** Why a path cannot run on this machine, or undefined when it can. */
+export function missingFor(name: PathName, haveCommand: (command: string) => boolean, distDir: string): string | undefined {
+  switch (name) {
+    case 'direct':
+      return undefined;
+    case 'l4lb':
+      return existsSync(join(distDir, 'cli.js')) ? undefined : `${join(distDir, 'cli.js')} not built`;
+    case 'haproxy':
+      return haveCommand('haproxy') ? undefined : 'haproxy not installed';
+    case 'nginx':
+      if (!haveCommand('nginx')) return 'nginx not installed';
+      return existsSync(NGINX_STREAM_MODULE) ? undefined : `${NGINX_STREAM_MODULE} missing (apt-get install libnginx-mod-stream)`;
+  }
+}
