@@ -1,0 +1,79 @@
+/**
+ * The access log: one pino JSON line per connection, written when it closes, with what HAProxy's
+ * `option tcplog` carries (service, client, backend, timers, bytes, retries, termination state).
+ * The logger and each service's child are made once; nothing is logged while bytes flow.
+ */
+import pino, { type DestinationStream, type Logger } from 'pino';
+import type { SpliceEnd } from './splice.js';
+
+/** How a connection ended: the splice's reasons, plus the ways it can end before it is spliced. */
+export type EndReason =
+  | SpliceEnd
+  | 'connect-timeout' // the last backend tried did not answer within timeouts.connect
+  | 'connect-failed' // the last backend tried refused or failed (ECONNREFUSED, …)
+  | 'no-backend' // the strategy offered no backend (none configured, none eligible)
+  | 'refused-queue-full' // service at maxConnections and its wait queue full
+  | 'refused-queue-timeout' // waited timeouts.queue without a free slot
+  | 'client-aborted'; // the client went away while queued or while the backend was connecting
+
+/** Human words for each reason, for the demo and docs; the log carries the code. */
+export const END_REASON_TEXT: Readonly<Record<EndReason, string>> = {
+  'client-close': 'closed by client',
+  'backend-close': 'closed by backend',
+  'client-reset': 'reset by client',
+  'backend-reset': 'reset by backend',
+  'idle-timeout': 'idle timeout',
+  shutdown: 'closed by balancer shutdown',
+  'connect-timeout': 'connect timeout',
+  'connect-failed': 'connect failed',
+  'no-backend': 'no backend',
+  'refused-queue-full': 'refused (queue full)',
+  'refused-queue-timeout': 'refused (queue timeout)',
+  'client-aborted': 'client left before the backend connected',
+};
+
+/** One line of the access log (the JSON fields next to pino's level, time and msg). */
+export interface AccessRecord {
+  /** Client address:port as seen by the listener ([v6]:port for IPv6). */
+  client: string;
+  /** Backend name, or null when none was connected. */
+  backend: string | null;
+  /** The backend's address:port, or null. */
+  backendAddress: string | null;
+  /** Time spent waiting in the service queue, ms. */
+  queueMs: number;
+  /** From the first connect attempt to the backend's connect, ms (the successful try only: -1 if none). */
+  connectMs: number;
+  /** From accept to close, ms. */
+  durationMs: number;
+  bytesUp: number;
+  bytesDown: number;
+  /** Connect attempts that failed before the last one. */
+  retries: number;
+  end: EndReason;
+  /** The socket error code, when one ended the connection. */
+  error?: string;
+}
+
+/** `host:port`, bracketing IPv6 hosts. */
+export function formatAddress(host: string | undefined, port: number | undefined): string {
+  const shown = host ?? '?';
+  return `${shown.includes(':') ? `[${shown}]` : shown}:${port ?? '?'}`;
+}
+
+/** Milliseconds rounded to 0.1 ms, the precision that means something for loopback timings. */
+export function roundMs(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+/** The process logger: JSON lines to `destination` (stdout by default). */
+export function createLogger(destination?: DestinationStream): Logger {
+  return pino({ base: null }, destination ?? pino.destination({ dest: 1, sync: false }));
+}
+
+/** The message of every access-log line, so readers can filter on it. */
+export const ACCESS_MESSAGE = 'connection';
+
+export function logAccess(logger: Logger, record: AccessRecord): void {
+  logger.info(record, ACCESS_MESSAGE);
+}

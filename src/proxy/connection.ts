@@ -1,0 +1,209 @@
+/**
+ * One client connection's life: accepted (paused) → maybe queued → connecting to a backend, with
+ * a connect timeout and retries on the strategy's next distinct candidate (HAProxy's `retries`
+ * with redispatch: `pick(key, attempt + 1)`, Katran/HAProxy's "avoid the server that failed") →
+ * spliced → ended, logged once. Backends at their maxConnections are skipped without counting as a
+ * retry. The service decides admission; this file only walks candidates and connects.
+ */
+import { connect, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { HashKey } from '../hashing/index.js';
+import { formatAddress, roundMs, type AccessRecord, type EndReason } from './access-log.js';
+import type { Waiter } from './limits.js';
+import type { ResolvedBackend, ServicePlan } from './plan.js';
+import { Splice } from './splice.js';
+import type { Flow } from './strategy.js';
+
+export type ConnectionState = 'accepted' | 'queued' | 'connecting' | 'spliced' | 'ended';
+
+/** What a connection needs from its service. */
+export interface ConnectionHost {
+  /** Called once per connection, after it ended: release slots, log, wake waiters. */
+  connectionEnded(connection: ClientConnection, record: AccessRecord): void;
+  /** A backend slot was given back while the connection goes on (a failed attempt). */
+  backendReleased(): void;
+}
+
+/** `undefined`: every remaining candidate is at its maxConnections; `null`: no candidate at all. */
+export type Candidate = { readonly backend: ResolvedBackend; readonly attempt: number } | undefined | null;
+
+/**
+ * The first candidate at or after `from` that has room. Cost: up to n picks (n backends).
+ */
+export function nextCandidate(plan: ServicePlan, flow: Flow, from: number): Candidate {
+  let sawAny = false;
+  for (let attempt = from; attempt < plan.backends.length; attempt++) {
+    const backend = plan.chooser.pick(flow, attempt);
+    if (backend === undefined) break;
+    sawAny = true;
+    if (backend.counters.current < backend.maxConnections) return { backend, attempt };
+  }
+  return sawAny ? undefined : null;
+}
+
+const EMPTY_KEY: HashKey = new Uint8Array(0);
+
+export class ClientConnection implements Waiter, Flow {
+  state: ConnectionState = 'accepted';
+  key: HashKey = EMPTY_KEY;
+  anchor = 0;
+  queuedAt = 0;
+  queueTimer: NodeJS.Timeout | undefined;
+  splice: Splice | undefined;
+  private readonly acceptedAt = performance.now();
+  private plan: ServicePlan | undefined;
+  private backend: ResolvedBackend | undefined;
+  private pending: Socket | undefined;
+  private attempt = 0;
+  private retries = 0;
+  private connectStartedAt = 0;
+  private connectMs = -1;
+  private queueMs = 0;
+  /** The last backend tried, for the log when no attempt succeeded. */
+  private tried: ResolvedBackend | undefined;
+  /** Set by finish(): whether the connection held a service slot until then. */
+  heldServiceSlot = false;
+
+  constructor(
+    private readonly host: ConnectionHost,
+    readonly client: Socket,
+  ) {
+    client.on('error', this.onEarlyClientError);
+    client.on('close', this.onEarlyClientClose);
+  }
+
+  /** Client address:port, for the log. */
+  get clientAddress(): string {
+    return formatAddress(this.client.remoteAddress, this.client.remotePort);
+  }
+
+  /** Left the wait queue, to be started or refused. */
+  dequeued(now: number): void {
+    this.queueMs = now - this.queuedAt;
+  }
+
+  /**
+   * Pre: state accepted or queued; `candidate.backend` has room. Post: connecting to it, the
+   * backend's counters incremented; `plan` is kept for the retries.
+   */
+  start(plan: ServicePlan, candidate: { backend: ResolvedBackend; attempt: number }): void {
+    this.plan = plan;
+    this.connectTo(candidate.backend, candidate.attempt);
+  }
+
+  private connectTo(backend: ResolvedBackend, attempt: number): void {
+    const plan = this.plan as ServicePlan;
+    this.state = 'connecting';
+    this.backend = backend;
+    this.tried = backend;
+    this.attempt = attempt;
+    backend.counters.current++;
+    backend.counters.total++;
+    this.connectStartedAt = performance.now();
+    const socket = connect({ host: backend.address.host, port: backend.address.port, allowHalfOpen: true, noDelay: true });
+    socket.setTimeout(plan.config.timeouts.connect);
+    socket.on('connect', this.onConnect);
+    socket.on('error', this.onConnectError);
+    socket.on('timeout', this.onConnectTimeout);
+    this.pending = socket;
+  }
+
+  private detachPending(): Socket {
+    const socket = this.pending as Socket;
+    socket.removeListener('connect', this.onConnect);
+    socket.removeListener('error', this.onConnectError);
+    socket.removeListener('timeout', this.onConnectTimeout);
+    socket.setTimeout(0);
+    this.pending = undefined;
+    return socket;
+  }
+
+  private readonly onConnect = (): void => {
+    const socket = this.detachPending();
+    this.connectMs = performance.now() - this.connectStartedAt;
+    this.client.removeListener('error', this.onEarlyClientError);
+    this.client.removeListener('close', this.onEarlyClientClose);
+    this.state = 'spliced';
+    const plan = this.plan as ServicePlan;
+    this.splice = new Splice(this.client, socket, { idleTimeoutMs: plan.config.timeouts.idle, onEnd: this.onSpliceEnd });
+  };
+
+  private readonly onConnectError = (error: NodeJS.ErrnoException): void => {
+    this.connectFailed('connect-failed', error.code ?? error.message);
+  };
+
+  private readonly onConnectTimeout = (): void => {
+    this.connectFailed('connect-timeout', undefined);
+  };
+
+  /** A try failed: give its slot back, then retry on the next candidate with room, or give up. */
+  private connectFailed(failure: 'connect-timeout' | 'connect-failed', code: string | undefined): void {
+    this.detachPending().destroy();
+    const backend = this.backend as ResolvedBackend;
+    backend.counters.current--;
+    backend.counters.failures++;
+    this.backend = undefined;
+    const plan = this.plan as ServicePlan;
+    const next = this.retries < plan.config.retries ? nextCandidate(plan, this, this.attempt + 1) : null;
+    if (next) {
+      this.retries++;
+      this.connectTo(next.backend, next.attempt);
+    } else {
+      this.finish(failure, code);
+    }
+    this.host.backendReleased();
+  }
+
+  private readonly onSpliceEnd = (splice: Splice): void => {
+    this.finish(splice.reason ?? 'shutdown', splice.errorCode);
+  };
+
+  private readonly onEarlyClientError = (error: NodeJS.ErrnoException): void => {
+    this.finish('client-aborted', error.code ?? error.message);
+  };
+
+  private readonly onEarlyClientClose = (): void => {
+    this.finish('client-aborted');
+  };
+
+  /** Ends the connection now whatever its state (balancer shutdown). */
+  abort(): void {
+    if (this.state === 'spliced') this.splice?.destroy('shutdown');
+    else this.finish('shutdown');
+  }
+
+  /**
+   * Ends a connection that is not (or no longer) spliced, once: closes what is open, gives back
+   * the backend slot, and hands the access record to the service.
+   */
+  finish(reason: EndReason, error?: string): void {
+    if (this.state === 'ended') return;
+    this.heldServiceSlot = this.state === 'connecting' || this.state === 'spliced';
+    this.state = 'ended';
+    if (this.pending !== undefined) this.detachPending().destroy();
+    const backend = this.backend;
+    const splice = this.splice;
+    if (backend !== undefined) {
+      backend.counters.current--;
+      if (splice !== undefined) {
+        backend.counters.bytesUp += splice.bytesUp;
+        backend.counters.bytesDown += splice.bytesDown;
+      }
+    }
+    if (!this.client.destroyed) this.client.destroy();
+    const shown = backend ?? this.tried;
+    this.host.connectionEnded(this, {
+      client: this.clientAddress,
+      backend: shown?.name ?? null,
+      backendAddress: shown === undefined ? null : formatAddress(shown.address.host, shown.address.port),
+      queueMs: roundMs(this.queueMs),
+      connectMs: this.connectMs < 0 ? -1 : roundMs(this.connectMs),
+      durationMs: roundMs(performance.now() - this.acceptedAt),
+      bytesUp: splice?.bytesUp ?? 0,
+      bytesDown: splice?.bytesDown ?? 0,
+      retries: this.retries,
+      end: reason,
+      ...(error === undefined ? {} : { error }),
+    });
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * Connection limits outside the balancing algorithms (gobetween's middleware habit): a service's
+ * bounded wait queue, and the counters that say whether a service or a backend has room.
+ *
+ * HAProxy's model: a connection beyond `maxconn` waits in a queue for at most `timeout queue`,
+ * then is refused. The queue is bounded in time (timeouts.queue) and in length (`capacity`, here
+ * the service's maxConnections), so an overload never grows memory without limit.
+ */
+
+/** Something that waits for a slot. */
+export interface Waiter {
+  /** Set while queued: when it joined (performance.now()) and its expiry timer. */
+  queuedAt: number;
+  queueTimer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * FIFO of waiters, each with its own expiry timer (only connections that actually wait pay for a
+ * timer). Pre: a waiter is in at most one queue. Cost: O(1) push and shift (amortised), O(n) remove.
+ */
+export class WaitQueue<W extends Waiter> {
+  private items: (W | undefined)[] = [];
+  private head = 0;
+  private count = 0;
+
+  constructor(
+    private capacity: number,
+    private timeoutMs: number,
+    private readonly onExpire: (waiter: W) => void,
+  ) {}
+
+  get length(): number {
+    return this.count;
+  }
+
+  /** New limits apply to waiters that join from now on. */
+  setLimits(capacity: number, timeoutMs: number): void {
+    this.capacity = capacity;
+    this.timeoutMs = timeoutMs;
+  }
+
+  /** False (and nothing queued) when the queue is full or waiting is disabled (timeout 0). */
+  push(waiter: W, now: number): boolean {
+    if (this.count >= this.capacity || this.timeoutMs <= 0) return false;
+    waiter.queuedAt = now;
+    waiter.queueTimer = setTimeout(this.expire, this.timeoutMs, waiter);
+    this.items.push(waiter);
+    this.count++;
+    return true;
+  }
+
+  /** The longest-waiting waiter, without removing it. */
+  peek(): W | undefined {
+    while (this.head < this.items.length && this.items[this.head] === undefined) this.head++;
+    return this.items[this.head];
+  }
+
+  /** Removes and returns the longest-waiting waiter, its timer cleared. */
+  shift(): W | undefined {
+    const waiter = this.peek();
+    if (waiter === undefined) return undefined;
+    this.items[this.head++] = undefined;
+    this.detach(waiter);
+    this.compact();
+    return waiter;
+  }
+
+  /** Removes `waiter` if queued (a client that left); true if it was. */
+  remove(waiter: W): boolean {
+    const index = this.items.indexOf(waiter, this.head);
+    if (index < 0) return false;
+    this.items[index] = undefined;
+    this.detach(waiter);
+    this.compact();
+    return true;
+  }
+
+  /** Empties the queue, returning the waiters in order (shutdown). */
+  drain(): W[] {
+    const out: W[] = [];
+    for (let waiter = this.shift(); waiter !== undefined; waiter = this.shift()) out.push(waiter);
+    return out;
+  }
+
+  private detach(waiter: W): void {
+    clearTimeout(waiter.queueTimer);
+    waiter.queueTimer = undefined;
+    this.count--;
+  }
+
+  private compact(): void {
+    if (this.count === 0) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  private readonly expire = (waiter: W): void => {
+    if (this.remove(waiter)) this.onExpire(waiter);
+  };
+}
+
+/** Live counts of one backend, kept across reloads by name (its open connections outlive a reload). */
+export class BackendCounters {
+  current = 0;
+  total = 0;
+  failures = 0;
+  bytesUp = 0;
+  bytesDown = 0;
+}

@@ -1,0 +1,235 @@
+/**
+ * One proxy service: a listener, its current plan, admission (maxConnections with HAProxy's
+ * bounded wait queue), and the counters the admin API and metrics read. Each accepted socket
+ * arrives paused (`pauseOnConnect`), so nothing is read from a client until its backend is
+ * connected and the splice takes over.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { Endpoint } from '../config/index.js';
+import { LbError } from '../errors.js';
+import { flowKey } from '../hashing/keys.js';
+import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
+import { ClientConnection, nextCandidate, type ConnectionHost } from './connection.js';
+import { WaitQueue } from './limits.js';
+import type { ServicePlan } from './plan.js';
+
+export interface BackendStats {
+  name: string;
+  address: string;
+  current: number;
+  total: number;
+  failures: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+export interface ServiceStats {
+  name: string;
+  listen: Endpoint;
+  /** Connections connecting or spliced. */
+  current: number;
+  queued: number;
+  /** Accepted since start. */
+  total: number;
+  refused: number;
+  /** Bytes client → backend and back, open connections included (per backend: closed ones only). */
+  bytesUp: number;
+  bytesDown: number;
+  /** Bytes held in this process's socket buffers for open connections (the backpressure bound). */
+  buffered: number;
+  backends: BackendStats[];
+}
+
+export class ProxyService implements ConnectionHost {
+  private readonly server: Server;
+  private readonly open = new Set<ClientConnection>();
+  private readonly queue: WaitQueue<ClientConnection>;
+  private active = 0;
+  private total = 0;
+  private refused = 0;
+  private closedBytesUp = 0;
+  private closedBytesDown = 0;
+  private accepting = true;
+  private bound: Endpoint | undefined;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private plan: ServicePlan,
+    private logger: Logger,
+  ) {
+    const { maxConnections, timeouts } = plan.config;
+    this.queue = new WaitQueue(maxConnections, timeouts.queue, this.onQueueExpired);
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, this.onConnection);
+  }
+
+  get name(): string {
+    return this.plan.config.name;
+  }
+
+  /** Resolves with the bound address; rejects with LbError (LB_ERR_LISTEN) naming the endpoint. */
+  listen(where: string): Promise<Endpoint> {
+    const { host, port } = this.plan.config.listen;
+    return new Promise((resolve, reject) => {
+      const onError = (error: NodeJS.ErrnoException): void => {
+        const why = error.code === 'EADDRINUSE' ? 'address already in use' : error.code === 'EACCES' ? 'permission denied' : (error.code ?? error.message);
+        reject(new LbError('LB_ERR_LISTEN', `${where}: cannot listen on ${formatAddress(host, port)}: ${why}`));
+      };
+      this.server.once('error', onError);
+      this.server.listen({ host, port }, () => {
+        this.server.removeListener('error', onError);
+        this.server.on('error', (error) => this.logger.error({ error: error.message }, 'listener error'));
+        const address = this.server.address();
+        this.bound = typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : { host, port };
+        resolve(this.bound);
+      });
+    });
+  }
+
+  /** The bound address (port 0 resolved). Pre: listen() resolved. */
+  address(): Endpoint {
+    if (this.bound === undefined) throw new LbError('LB_ERR_LISTEN', `service ${this.name} is not listening`);
+    return this.bound;
+  }
+
+  /** New connections use `plan` from now on; open and connecting ones keep theirs. */
+  update(plan: ServicePlan, logger: Logger): void {
+    this.plan = plan;
+    this.logger = logger;
+    this.queue.setLimits(plan.config.maxConnections, plan.config.timeouts.queue);
+    this.pump();
+  }
+
+  private readonly onConnection = (socket: Socket): void => {
+    if (!this.accepting) {
+      socket.destroy();
+      return;
+    }
+    this.total++;
+    const connection = new ClientConnection(this, socket);
+    this.open.add(connection);
+    if (this.plan.hashes) {
+      const address = socket.remoteAddress;
+      if (address === undefined) {
+        connection.finish('client-aborted'); // already gone: no address to key on
+        return;
+      }
+      connection.key = this.plan.config.hashKey === 'source-ip-port' ? flowKey(address, socket.remotePort) : flowKey(address);
+    }
+    if (this.queue.length === 0 && this.tryStart(connection)) return;
+    if (this.queue.push(connection, performance.now())) {
+      connection.state = 'queued';
+    } else {
+      this.refused++;
+      connection.finish('refused-queue-full');
+    }
+  };
+
+  /** Starts `connection` if the service and one of its candidates have room; false to keep waiting. */
+  private tryStart(connection: ClientConnection): boolean {
+    if (this.active >= this.plan.config.maxConnections) return false;
+    const candidate = nextCandidate(this.plan, connection, 0);
+    if (candidate === undefined) return false;
+    if (candidate === null) {
+      connection.finish('no-backend');
+      return true;
+    }
+    this.active++;
+    connection.start(this.plan, candidate);
+    return true;
+  }
+
+  /** Starts waiters, oldest first, while there is room. */
+  private pump(): void {
+    for (let head = this.queue.peek(); head !== undefined; head = this.queue.peek()) {
+      if (this.active >= this.plan.config.maxConnections) return;
+      if (nextCandidate(this.plan, head, 0) === undefined) return;
+      this.queue.shift();
+      head.dequeued(performance.now());
+      this.tryStart(head);
+    }
+  }
+
+  private readonly onQueueExpired = (connection: ClientConnection): void => {
+    this.refused++;
+    connection.dequeued(performance.now());
+    connection.finish('refused-queue-timeout');
+  };
+
+  connectionEnded(connection: ClientConnection, record: AccessRecord): void {
+    if (connection.queueTimer !== undefined && this.queue.remove(connection)) connection.dequeued(performance.now());
+    this.open.delete(connection);
+    if (connection.heldServiceSlot) this.active--;
+    this.closedBytesUp += record.bytesUp;
+    this.closedBytesDown += record.bytesDown;
+    logAccess(this.logger, record);
+    if (this.open.size === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const wake of waiters) wake();
+    }
+    this.pump();
+  }
+
+  backendReleased(): void {
+    this.pump();
+  }
+
+  /**
+   * Stops accepting (the listener closes), refuses queued clients, lets open connections finish
+   * for up to `drainMs`, then ends the rest. Resolves once every connection has ended.
+   */
+  async close(drainMs: number): Promise<void> {
+    this.accepting = false;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const waiter of this.queue.drain()) waiter.finish('shutdown');
+    if (this.open.size > 0) {
+      const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, drainMs);
+      });
+      await Promise.race([idle, deadline]);
+      clearTimeout(timer);
+      if (this.open.size > 0) {
+        for (const connection of [...this.open]) connection.abort();
+        await idle;
+      }
+    }
+    await closed;
+  }
+
+  stats(): ServiceStats {
+    let bytesUp = this.closedBytesUp;
+    let bytesDown = this.closedBytesDown;
+    let buffered = 0;
+    for (const connection of this.open) {
+      const splice = connection.splice;
+      if (splice === undefined || connection.state !== 'spliced') continue;
+      bytesUp += splice.bytesUp;
+      bytesDown += splice.bytesDown;
+      buffered += splice.buffered();
+    }
+    return {
+      name: this.name,
+      listen: this.bound ?? this.plan.config.listen,
+      current: this.active,
+      queued: this.queue.length,
+      total: this.total,
+      refused: this.refused,
+      bytesUp,
+      bytesDown,
+      buffered,
+      backends: this.plan.backends.map((backend) => ({
+        name: backend.name,
+        address: backend.configured,
+        current: backend.counters.current,
+        total: backend.counters.total,
+        failures: backend.counters.failures,
+        bytesUp: backend.counters.bytesUp,
+        bytesDown: backend.counters.bytesDown,
+      })),
+    };
+  }
+}

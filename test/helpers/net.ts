@@ -1,0 +1,160 @@
+/**
+ * Shared network test utilities: servers on port 0, clients bound to chosen loopback sources,
+ * and promise helpers that wait on events (never on time).
+ */
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+
+export interface TestServer {
+  readonly server: Server;
+  readonly port: number;
+  /** Sockets accepted so far, in order. */
+  readonly accepted: Socket[];
+  /** Resolves with the next accepted socket (or the first not yet taken). */
+  nextConnection(): Promise<Socket>;
+  /** Destroys open sockets and closes the listener. */
+  close(): Promise<void>;
+}
+
+/** A TCP server on 127.0.0.1:0 (or `host`) calling `handler` for each socket (allowHalfOpen on). */
+export async function startServer(handler: (socket: Socket) => void = () => {}, host = '127.0.0.1'): Promise<TestServer> {
+  const accepted: Socket[] = [];
+  const waiting: ((socket: Socket) => void)[] = [];
+  let taken = 0;
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    socket.on('error', () => {}); // tests look at 'close'/'end'; resets are expected in several
+    accepted.push(socket);
+    handler(socket);
+    const waiter = waiting.shift();
+    if (waiter) {
+      taken++;
+      waiter(socket);
+    }
+  });
+  server.listen(0, host);
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    accepted,
+    nextConnection: () =>
+      taken < accepted.length ? Promise.resolve(accepted[taken++]) : new Promise<Socket>((resolve) => waiting.push(resolve)),
+    close: async () => {
+      for (const socket of accepted) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Echoes every byte back; ends its side when the client ends (half-close kept). */
+export function startEchoServer(): Promise<TestServer> {
+  return startServer((socket) => socket.pipe(socket));
+}
+
+/** Answers a new connection with `NAME\n`, then echoes (the demo's backends, and affinity tests). */
+export function startNamedServer(name: string): Promise<TestServer> {
+  return startServer((socket) => {
+    socket.write(`${name}\n`);
+    socket.pipe(socket);
+  });
+}
+
+/** A port with nothing listening on 127.0.0.1 (bound, then released): connecting to it is refused. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** A connected client (allowHalfOpen), optionally from a chosen source address such as 127.3.4.5. */
+export async function connectClient(port: number, localAddress?: string, host = '127.0.0.1'): Promise<Socket> {
+  const socket = connect({ host, port, localAddress, allowHalfOpen: true });
+  await once(socket, 'connect');
+  return socket;
+}
+
+/** Everything `socket` sends until its FIN (rejects on error). */
+export function readAll(socket: Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.once('end', () => resolve(Buffer.concat(chunks)));
+    socket.once('error', reject);
+  });
+}
+
+/** Resolves with the first `count` bytes `socket` sends (the rest stays in later chunks). */
+export function readBytes(socket: Socket, count: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let have = 0;
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      have += chunk.length;
+      if (have >= count) {
+        socket.removeListener('data', onData);
+        socket.removeListener('error', reject);
+        socket.removeListener('end', onEnd);
+        resolve(Buffer.concat(chunks).subarray(0, count));
+      }
+    };
+    const onEnd = (): void => reject(new Error(`stream ended after ${have} of ${count} bytes`));
+    socket.on('data', onData);
+    socket.once('error', reject);
+    socket.once('end', onEnd);
+  });
+}
+
+/** The first line `socket` sends, without its newline; later bytes are put back for the next reader. */
+export async function readLine(socket: Socket): Promise<string> {
+  let buffered = Buffer.alloc(0);
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const newline = buffered.indexOf(0x0a);
+      if (newline < 0) return;
+      socket.removeListener('data', onData);
+      socket.removeListener('error', reject);
+      socket.pause();
+      if (newline + 1 < buffered.length) socket.unshift(buffered.subarray(newline + 1));
+      resolve(buffered.subarray(0, newline).toString('utf8'));
+    };
+    socket.on('data', onData);
+    socket.once('error', reject);
+  });
+}
+
+/** Resolves when `socket` has closed; with the error that closed it, if any. */
+export function closed(socket: Socket): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    let failure: NodeJS.ErrnoException | undefined;
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      failure = error;
+    });
+    if (socket.closed) resolve(failure);
+    else socket.once('close', () => resolve(failure));
+  });
+}
+
+/** Writes `data` in pieces of the given sizes (cycled), awaiting 'drain' when asked to. */
+export async function writeChunked(socket: Socket, data: Buffer, sizes: readonly number[]): Promise<void> {
+  let offset = 0;
+  for (let i = 0; offset < data.length; i++) {
+    const size = Math.max(1, sizes[i % sizes.length]);
+    const piece = data.subarray(offset, offset + size);
+    offset += piece.length;
+    if (!socket.write(piece)) await once(socket, 'drain');
+  }
+}
+
+/**
+ * Resolves once `condition()` holds, checking after each turn of the event loop's timers. For
+ * states no event announces (a counter reaching a value); bounded by the test's timeout.
+ */
+export async function waitUntil(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
+}
