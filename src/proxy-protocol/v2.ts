@@ -1,0 +1,105 @@
+/**
+ * The binary v2 header (PROXY protocol spec §2.2): 12-byte signature, version/command byte,
+ * family/transport byte, 16-bit big-endian length of what follows, the address block for the
+ * family (12, 36, 216 or 0 bytes), then TLVs up to the end. The fixed 16 bytes are checked one byte
+ * at a time by the incremental parser as they arrive (so garbage is refused early); this module
+ * checks and decodes everything else once the whole header is in.
+ */
+import { formatIPv4, formatIPv6 } from '../rules/address.js';
+import { ProxyProtocolError } from './errors.js';
+import { decodeTlvs } from './tlv.js';
+import {
+  V2_FIXED_LENGTH,
+  V2_SIGNATURE,
+  addressBlockLength,
+  familyOfByte,
+  type ProxyHeaderV2,
+  type ProxyV2Addresses,
+  type ProxyV2Family,
+} from './types.js';
+
+/** Highest value of the v2 length field the parser accepts by default (address block + TLVs). */
+export const DEFAULT_MAX_V2_LENGTH = 2048;
+
+function fault(code: 'LB_ERR_PROXY_MALFORMED' | 'LB_ERR_PROXY_UNSUPPORTED' | 'LB_ERR_PROXY_TOO_LONG', offset: number, what: string): ProxyProtocolError {
+  return new ProxyProtocolError(code, offset, 2, what);
+}
+
+/**
+ * Checks byte `index` (0–15) of a v2 header given bytes[0, index] (all earlier ones already passed).
+ * For index 15 it also needs `maxLength`. Returns the fault, or undefined if the byte is fine.
+ */
+export function checkV2FixedByte(bytes: Uint8Array, index: number, maxLength: number): ProxyProtocolError | undefined {
+  const byte = bytes[index];
+  if (index < 12) {
+    if (byte === V2_SIGNATURE[index]) return undefined;
+    return fault('LB_ERR_PROXY_MALFORMED', index, `signature byte ${index} is 0x${byte.toString(16).padStart(2, '0')}, expected 0x${V2_SIGNATURE[index].toString(16).padStart(2, '0')}`);
+  }
+  if (index === 12) {
+    if (byte >> 4 !== 2) return fault('LB_ERR_PROXY_UNSUPPORTED', 12, `version ${byte >> 4}, only 2 is defined`);
+    if ((byte & 0x0f) > 1) return fault('LB_ERR_PROXY_UNSUPPORTED', 12, `command 0x${(byte & 0x0f).toString(16)}, only LOCAL (0x0) and PROXY (0x1) are defined`);
+    return undefined;
+  }
+  if (index === 13) {
+    if (familyOfByte(byte) !== undefined) return undefined;
+    return fault('LB_ERR_PROXY_UNSUPPORTED', 13, `family/transport byte 0x${byte.toString(16).padStart(2, '0')} is not one of 0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32`);
+  }
+  if (index === 14) return undefined;
+  const length = (bytes[14] << 8) | bytes[15];
+  if (length > maxLength) {
+    return fault('LB_ERR_PROXY_TOO_LONG', 14, `length ${length} exceeds the limit of ${maxLength} bytes after the fixed 16`);
+  }
+  const family = familyOfByte(bytes[13]) as ProxyV2Family;
+  const needed = addressBlockLength(family);
+  if (length < needed) {
+    return fault('LB_ERR_PROXY_MALFORMED', 14, `length ${length} is shorter than the ${needed}-byte address block of ${family}`);
+  }
+  return undefined;
+}
+
+/** The length field of a v2 header whose first 16 bytes passed `checkV2FixedByte`. */
+export function v2TotalLength(bytes: Uint8Array): number {
+  return V2_FIXED_LENGTH + ((bytes[14] << 8) | bytes[15]);
+}
+
+function port(bytes: Uint8Array, at: number): number {
+  return (bytes[at] << 8) | bytes[at + 1];
+}
+
+function decodeAddresses(bytes: Uint8Array, family: ProxyV2Family): ProxyV2Addresses {
+  const at = V2_FIXED_LENGTH;
+  switch (family) {
+    case 'unspec':
+      return { family };
+    case 'tcp4':
+    case 'udp4':
+      return {
+        family,
+        source: { address: formatIPv4(bytes, at), port: port(bytes, at + 8) },
+        destination: { address: formatIPv4(bytes, at + 4), port: port(bytes, at + 10) },
+      };
+    case 'tcp6':
+    case 'udp6':
+      return {
+        family,
+        source: { address: formatIPv6(bytes, at), port: port(bytes, at + 32) },
+        destination: { address: formatIPv6(bytes, at + 16), port: port(bytes, at + 34) },
+      };
+    case 'unix-stream':
+    case 'unix-dgram':
+      return { family, sourcePath: bytes.slice(at, at + 108), destinationPath: bytes.slice(at + 108, at + 216) };
+  }
+}
+
+/**
+ * Decodes a complete v2 header bytes[0, total), whose fixed 16 bytes passed `checkV2FixedByte` and
+ * whose total is 16 + the length field. Returns the header or the first fault in the TLVs.
+ */
+export function decodeV2(bytes: Uint8Array, total: number, verifyCrc32c: boolean): ProxyHeaderV2 | ProxyProtocolError {
+  const command = (bytes[12] & 0x0f) === 1 ? 'proxy' : 'local';
+  const family = familyOfByte(bytes[13]) as ProxyV2Family;
+  const addresses = decodeAddresses(bytes, family);
+  const decoded = decodeTlvs(bytes, V2_FIXED_LENGTH + addressBlockLength(family), total, verifyCrc32c);
+  if (decoded instanceof ProxyProtocolError) return decoded;
+  return { version: 2, command, addresses, tlvs: decoded.tlvs, extensions: decoded.extensions };
+}
