@@ -1,0 +1,10 @@
+/**
+ * The configuration layer: one schema for YAML or JSON, validated once, typed result, clear errors.
+ * See docs/configuration.md for every key.
+ */
+export * from './types.js';
+export { parseConfig, loadConfig, detectFormat, type ConfigFormat } from './load.js';
+export { summarizeConfig } from './summary.js';
+export { DEFAULTS, LIMITS, configSchema } from './schema.js';
+export { parseDuration, formatDuration, MAX_DURATION_MS } from './durations.js';
+export { parseEndpoint, parseAddress, formatEndpoint, endpointsOverlap, isHostname, type EndpointRule, type HostRule } from './endpoints.js';

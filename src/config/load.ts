@@ -1,0 +1,110 @@
+/**
+ * From a file to a typed `Config`: read it, parse it as YAML 1.2 or JSON (RFC 8259), validate it
+ * once against the schema, and collect every problem into one ConfigError. Nothing here prints.
+ */
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { parseDocument } from 'yaml';
+import { configSchema } from './schema.js';
+import { errorMap, formatPath } from './messages.js';
+import { ConfigError, type Config, type ConfigProblem } from './types.js';
+
+export type ConfigFormat = 'yaml' | 'json';
+
+/** `.json` is JSON, `.yaml`/`.yml` YAML; any other name goes by the first non-blank character. */
+export function detectFormat(text: string, file: string): ConfigFormat {
+  const extension = extname(file).toLowerCase();
+  if (extension === '.json') return 'json';
+  if (extension === '.yaml' || extension === '.yml') return 'yaml';
+  return /^\s*[{[]/.test(text) ? 'json' : 'yaml';
+}
+
+type Parsed = { ok: true; data: unknown } | { ok: false; problems: ConfigProblem[] };
+
+/** 1-based line and column of a character offset. */
+function lineColumn(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return { line, column: offset - before.lastIndexOf('\n') };
+}
+
+/**
+ * JSON.parse decides; Node 20's messages do not always say where, so the position comes from the
+ * message when it has one, else from the YAML parser (JSON is a subset of YAML 1.2), else none.
+ */
+function parseJson(text: string): Parsed {
+  try {
+    return { ok: true, data: JSON.parse(text) };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const cleaned = message.replace(/ in JSON at position \d+.*$/s, '').replace(/, ".*" is not valid JSON$/s, '');
+    const problem: ConfigProblem = { path: '', message: `JSON syntax error: ${cleaned}` };
+    const position = /at position (\d+)/.exec(message);
+    const yamlError = parseDocument(text, { prettyErrors: false }).errors[0];
+    if (position !== null) Object.assign(problem, lineColumn(text, Number(position[1])));
+    else if (/end of JSON input/.test(message)) Object.assign(problem, lineColumn(text, text.length));
+    else if (yamlError !== undefined) Object.assign(problem, lineColumn(text, yamlError.pos[0]));
+    return { ok: false, problems: [problem] };
+  }
+}
+
+function parseYaml(text: string): Parsed {
+  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (document.errors.length > 0) {
+    return {
+      ok: false,
+      problems: document.errors.map((error) => {
+        const problem: ConfigProblem = { path: '', message: `YAML syntax error: ${error.message}` };
+        return { ...problem, ...lineColumn(text, error.pos[0]) };
+      }),
+    };
+  }
+  return { ok: true, data: document.toJS() };
+}
+
+/**
+ * Parses and validates the text of a configuration file; `file` names it in messages and picks the
+ * format. Post: returns a Config with every default filled in, or throws ConfigError listing every
+ * problem found (syntax errors stop at the syntax; otherwise all schema problems are reported).
+ */
+export function parseConfig(text: string, file: string): Config {
+  const parsed = detectFormat(text, file) === 'json' ? parseJson(text) : parseYaml(text);
+  if (!parsed.ok) throw new ConfigError(file, parsed.problems);
+  if (parsed.data === null || parsed.data === undefined) {
+    throw new ConfigError(file, [{ path: '', message: 'the file is empty: expected a mapping with a "services" list' }]);
+  }
+  const result = configSchema.safeParse(parsed.data, { error: errorMap, reportInput: true });
+  if (result.success) return result.data;
+  const problems: ConfigProblem[] = [];
+  for (const issue of result.error.issues) {
+    const path = formatPath(issue.path);
+    for (const message of issue.message.split('\n')) problems.push({ path, message });
+  }
+  throw new ConfigError(file, problems);
+}
+
+function readFailure(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case 'ENOENT':
+      return 'cannot read the file: it does not exist';
+    case 'EACCES':
+    case 'EPERM':
+      return 'cannot read the file: permission denied';
+    case 'EISDIR':
+      return 'cannot read the file: it is a directory';
+    default:
+      return `cannot read the file: ${error instanceof Error ? error.message : String(error)}`;
+  }
+}
+
+/** Reads and parses `file`. Throws ConfigError (one line) if it cannot be read, else as parseConfig. */
+export async function loadConfig(file: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, [{ path: '', message: readFailure(error) }]);
+  }
+  return parseConfig(text, file);
+}

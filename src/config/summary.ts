@@ -1,0 +1,26 @@
+/**
+ * The one-line description of a valid configuration that `l4lb check` prints and `run` can log.
+ */
+import { formatEndpoint } from './endpoints.js';
+import type { Config, ServiceConfig } from './types.js';
+
+const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
+function describeService(service: ServiceConfig): string {
+  switch (service.mode) {
+    case 'proxy':
+      return `${service.name}: ${service.balance} over ${count(service.backends.length, 'backend')} on ${formatEndpoint(service.listen)}`;
+    case 'dsr':
+      return `${service.name}: dsr maglev over ${count(service.backends.length, 'backend')} on VIP ${formatEndpoint(service.vip)} dscp ${service.dscp}`;
+    default: {
+      const never: never = service;
+      return String(never);
+    }
+  }
+}
+
+/** E.g. `2 services (postgres: maglev over 3 backends on 127.0.0.1:6432; ...), admin on 127.0.0.1:9900`. */
+export function summarizeConfig(config: Config): string {
+  const services = `${count(config.services.length, 'service')} (${config.services.map(describeService).join('; ')})`;
+  return config.admin === undefined ? services : `${services}, admin on ${formatEndpoint(config.admin.listen)}`;
+}

@@ -1,0 +1,115 @@
+/**
+ * The typed configuration every other part of l4lb codes against (issue 3 "Configuration", issue 6
+ * for `mode: dsr`). Values here are already validated and normalised: durations in milliseconds,
+ * addresses parsed into host and port, every default filled in. Nothing downstream re-checks them.
+ */
+import { LbError } from '../errors.js';
+
+/** A parsed `host:port` or `[v6]:port`; `host` is kept without brackets. */
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export interface BackendConfig {
+  name: string;
+  address: Endpoint;
+  weight: number;
+  maxConnections?: number;
+}
+
+/** All in milliseconds. */
+export interface Timeouts {
+  connect: number;
+  idle: number;
+  queue: number;
+  drain: number;
+}
+
+export type Balance = 'maglev' | 'ring' | 'rendezvous' | 'roundrobin' | 'leastconn';
+export const BALANCES: readonly Balance[] = ['maglev', 'ring', 'rendezvous', 'roundrobin', 'leastconn'];
+
+export type HashKeyKind = 'source-ip' | 'source-ip-port';
+export const HASH_KEY_KINDS: readonly HashKeyKind[] = ['source-ip', 'source-ip-port'];
+
+/** `jhash` is the kernel's nft jhash mapping used by the DSR director; `murmur3` the hashing core's default. */
+export type FlowHash = 'murmur3' | 'jhash';
+export const FLOW_HASHES: readonly FlowHash[] = ['murmur3', 'jhash'];
+
+export type ServiceMode = 'proxy' | 'dsr';
+export const SERVICE_MODES: readonly ServiceMode[] = ['proxy', 'dsr'];
+
+export interface ProxyServiceConfig {
+  mode: 'proxy';
+  name: string;
+  listen: Endpoint;
+  balance: Balance;
+  hashKey: HashKeyKind;
+  flowHash: FlowHash;
+  hashSeed: number;
+  tableSize: number;
+  balanceFactor?: number;
+  maxConnections: number;
+  retries: number;
+  timeouts: Timeouts;
+  backends: BackendConfig[];
+}
+
+/** DSR backends: `address.host` is an IPv4 literal; `address.port` is the VIP's port (DSR does not rewrite ports). */
+export interface DsrServiceConfig {
+  mode: 'dsr';
+  name: string;
+  vip: Endpoint;
+  dscp: number;
+  hashKey: HashKeyKind;
+  hashSeed: number;
+  tableSize: number;
+  backends: BackendConfig[];
+}
+
+export type ServiceConfig = ProxyServiceConfig | DsrServiceConfig;
+
+export interface AdminConfig {
+  listen: Endpoint;
+}
+
+export interface Config {
+  admin?: AdminConfig;
+  services: ServiceConfig[];
+}
+
+/**
+ * One thing wrong with a file. `path` is where in the document, in the style a reader of the YAML
+ * uses (`services[0].backends[1].address`), or '' for the file as a whole. `line`/`column` (1-based)
+ * are set for syntax errors.
+ */
+export interface ConfigProblem {
+  path: string;
+  message: string;
+  line?: number;
+  column?: number;
+}
+
+/** Formats a problem as the one line a user reads: `FILE: path: message` or `FILE:LINE:COL: message`. */
+export function formatProblem(file: string, problem: ConfigProblem): string {
+  const where = problem.line === undefined ? file : `${file}:${problem.line}:${problem.column ?? 1}`;
+  return problem.path === '' ? `${where}: ${problem.message}` : `${where}: ${problem.path}: ${problem.message}`;
+}
+
+/** Every problem found in one file; `message` is all of them, one formatted line each. */
+export class ConfigError extends LbError {
+  readonly problems: ConfigProblem[];
+  readonly file: string;
+
+  constructor(file: string, problems: ConfigProblem[]) {
+    super('LB_ERR_CONFIG', problems.map((problem) => formatProblem(file, problem)).join('\n'));
+    this.name = 'ConfigError';
+    this.file = file;
+    this.problems = problems;
+  }
+
+  /** The formatted lines, one per problem. */
+  lines(): string[] {
+    return this.problems.map((problem) => formatProblem(this.file, problem));
+  }
+}
