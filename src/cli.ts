@@ -4,6 +4,8 @@
  */
 import { Command, CommanderError } from 'commander';
 import { routeCommand } from './cli/route.js';
+import { dsrCommand } from './cli/dsr.js';
+import { checkCommand } from './cli/check.js';
 import { EXIT_USAGE } from './cli/common.js';
 
 const program = new Command('l4lb')
@@ -13,6 +15,8 @@ const program = new Command('l4lb')
   .exitOverride();
 
 program.addCommand(routeCommand());
+program.addCommand(dsrCommand());
+program.addCommand(checkCommand());
 
 // Subcommands built on their own do not inherit these settings: usage errors must exit 2 everywhere.
 for (const command of program.commands) command.exitOverride().showHelpAfterError('(run with --help for usage)');
