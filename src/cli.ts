@@ -5,7 +5,6 @@
 import { Command, CommanderError } from 'commander';
 import { routeCommand } from './cli/route.js';
 import { dsrCommand } from './cli/dsr.js';
-import { dsrCommand } from './cli/dsr.js';
 import { checkCommand } from './cli/check.js';
 import { EXIT_USAGE } from './cli/common.js';
 
@@ -16,7 +15,6 @@ const program = new Command('l4lb')
   .exitOverride();
 
 program.addCommand(routeCommand());
-program.addCommand(dsrCommand());
 program.addCommand(dsrCommand());
 program.addCommand(checkCommand());
 
