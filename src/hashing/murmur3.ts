@@ -82,8 +82,50 @@ export function fmix32(value: number): number {
 
 /** The documented key hash: murmur3_32(UTF-8 bytes of a string, or the raw bytes, seed). */
 export function hashKey(key: HashKey, seed = 0): number {
-  if (typeof key === 'string') return murmur3Bytes(scratch, encodeScratch(key), seed);
-  return murmur3Bytes(key, key.length, seed);
+  if (typeof key !== 'string') return murmur3Bytes(key, key.length, seed);
+  const ascii = murmur3Ascii(key, seed);
+  return ascii >= 0 ? ascii : murmur3Bytes(scratch, encodeScratch(key), seed);
+}
+
+/**
+ * murmur3_32 of an ASCII string straight from its char codes (its UTF-8 bytes are the same codes),
+ * skipping the encoding pass; −1 if the string has a non-ASCII character (the caller then encodes).
+ */
+function murmur3Ascii(text: string, seed: number): number {
+  const length = text.length;
+  let h = seed >>> 0;
+  let any = 0;
+  const blocks = length & ~3;
+  for (let i = 0; i < blocks; i += 4) {
+    const c0 = text.charCodeAt(i);
+    const c1 = text.charCodeAt(i + 1);
+    const c2 = text.charCodeAt(i + 2);
+    const c3 = text.charCodeAt(i + 3);
+    any |= c0 | c1 | c2 | c3;
+    let k = c0 | (c1 << 8) | (c2 << 16) | (c3 << 24);
+    k = Math.imul(k, C1);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, C2);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  const rest = length & 3;
+  if (rest > 0) {
+    let k = 0;
+    for (let i = rest - 1; i >= 0; i--) {
+      const c = text.charCodeAt(blocks + i);
+      any |= c;
+      k ^= c << (8 * i);
+    }
+    k = Math.imul(k, C1);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, C2);
+    h ^= k;
+  }
+  if (any >= 0x80) return -1;
+  h ^= length;
+  return fmix32(h);
 }
 
 /**
