@@ -37,6 +37,13 @@ const CASES: [string, string, string[]][] = [
   ['YAML duplicate key', 'services: []\nservices: []\n', ['c.yaml:2:1: YAML syntax error: Map keys must be unique']],
   ['JSON syntax error', '{ "services": [ }', ['c.json:1:17: JSON syntax error: Unexpected token \'}\'']],
   ['JSON cut short', '{ "services": [', ['c.json:1:16: JSON syntax error: Unexpected end of JSON input']],
+  ['YAML alias expansion bomb', 'a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n', [
+    'c.yaml: YAML error: Excessive alias count indicates a resource exhaustion attack',
+  ]],
+  ['a __proto__ key is just an unknown key', '{ "__proto__": { "services": [] }, "services": [] }', [
+    'c.json: services: expected at least 1 entry, got 0',
+    'c.json: unknown key "__proto__" (expected one of: admin, services)',
+  ]],
   ['JSON file, schema error', '{ "services": [{ "name": "a", "listen": 6432, "backends": [] }] }', [
     'c.json: services[0].listen: expected an address HOST:PORT, got the number 6432',
     'c.json: services[0].backends: expected at least 1 entry, got 0',

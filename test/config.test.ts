@@ -201,6 +201,7 @@ describe('good files', () => {
     const yaml = readFileSync(fixture('minimal.yaml'), 'utf8');
     expect(parseConfig(json, 'l4lb.conf')).toStrictEqual(MINIMAL);
     expect(parseConfig(yaml, 'l4lb.conf')).toStrictEqual(MINIMAL);
+    expect(parseConfig(`\uFEFF${json}`, 'c.json')).toStrictEqual(MINIMAL); // a byte-order mark is skipped
   });
 
   it('a timeout given alone overrides only itself', () => {

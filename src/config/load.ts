@@ -59,7 +59,12 @@ function parseYaml(text: string): Parsed {
       }),
     };
   }
-  return { ok: true, data: document.toJS() };
+  try {
+    return { ok: true, data: document.toJS() };
+  } catch (error) {
+    // e.g. an alias expanding past yaml's maxAliasCount ("billion laughs").
+    return { ok: false, problems: [{ path: '', message: `YAML error: ${error instanceof Error ? error.message : String(error)}` }] };
+  }
 }
 
 /**
@@ -67,7 +72,8 @@ function parseYaml(text: string): Parsed {
  * format. Post: returns a Config with every default filled in, or throws ConfigError listing every
  * problem found (syntax errors stop at the syntax; otherwise all schema problems are reported).
  */
-export function parseConfig(text: string, file: string): Config {
+export function parseConfig(source: string, file: string): Config {
+  const text = source.startsWith('\uFEFF') ? source.slice(1) : source; // a byte-order mark is not content
   const parsed = detectFormat(text, file) === 'json' ? parseJson(text) : parseYaml(text);
   if (!parsed.ok) throw new ConfigError(file, parsed.problems);
   if (parsed.data === null || parsed.data === undefined) {

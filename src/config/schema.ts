@@ -25,6 +25,8 @@ import {
   type Config,
   type DsrServiceConfig,
   type Endpoint,
+  type FlowHash,
+  type HashKeyKind,
   type ProxyServiceConfig,
   type ServiceConfig,
 } from './types.js';
@@ -146,7 +148,7 @@ function nearestPrime(from: number, step: 1 | -1): number | undefined {
 }
 
 const weightField = z.number({ error: expecting('a number > 0') }).gt(0).max(LIMITS.maxWeight);
-const hashKeyField = z.enum(HASH_KEY_KINDS as [string, ...string[]]);
+const hashKeyField = z.enum(HASH_KEY_KINDS as [HashKeyKind, ...HashKeyKind[]]);
 const hashSeedField = integer(`an integer 0–${LIMITS.maxHashSeed}`).min(0).max(LIMITS.maxHashSeed);
 
 // ---------------------------------------------------------------------------------------------
@@ -178,7 +180,7 @@ const PROXY_SERVICE_SHAPE = {
   listen: endpointField(LISTEN_RULE),
   balance: z.enum(BALANCES as [Balance, ...Balance[]]).optional(),
   hashKey: hashKeyField.optional(),
-  flowHash: z.enum(FLOW_HASHES as [string, ...string[]]).optional(),
+  flowHash: z.enum(FLOW_HASHES as [FlowHash, ...FlowHash[]]).optional(),
   hashSeed: hashSeedField.optional(),
   tableSize: tableSizeField.optional(),
   balanceFactor: z.number({ error: expecting('a number > 1') }).gt(1).optional(),
@@ -282,8 +284,8 @@ function toProxyService(service: ProxyServiceInput): ProxyServiceConfig {
     name: service.name,
     listen: service.listen,
     balance: service.balance ?? DEFAULTS.balance,
-    hashKey: (service.hashKey ?? DEFAULTS.hashKey) as ProxyServiceConfig['hashKey'],
-    flowHash: (service.flowHash ?? DEFAULTS.flowHash) as ProxyServiceConfig['flowHash'],
+    hashKey: service.hashKey ?? DEFAULTS.hashKey,
+    flowHash: service.flowHash ?? DEFAULTS.flowHash,
     hashSeed: service.hashSeed ?? DEFAULTS.hashSeed,
     tableSize: service.tableSize ?? DEFAULTS.tableSize,
     maxConnections: service.maxConnections ?? DEFAULTS.maxConnections,
@@ -310,7 +312,7 @@ function toDsrService(service: DsrServiceInput): DsrServiceConfig {
     name: service.name,
     vip: service.vip,
     dscp: service.dscp,
-    hashKey: (service.hashKey ?? DEFAULTS.hashKey) as DsrServiceConfig['hashKey'],
+    hashKey: service.hashKey ?? DEFAULTS.hashKey,
     hashSeed: service.hashSeed ?? DEFAULTS.hashSeed,
     tableSize: service.tableSize ?? DEFAULTS.tableSize,
     backends: service.backends.map((backend) => ({
