@@ -5,6 +5,7 @@
 export * from './types.js';
 export { parseConfig, loadConfig, detectFormat, type ConfigFormat } from './load.js';
 export { summarizeConfig } from './summary.js';
-export { DEFAULTS, LIMITS, configSchema } from './schema.js';
+export { configSchema } from './schema.js';
+export { DEFAULTS, LIMITS } from './defaults.js';
 export { parseDuration, formatDuration, MAX_DURATION_MS } from './durations.js';
 export { parseEndpoint, parseAddress, formatEndpoint, endpointsOverlap, isHostname, type EndpointRule, type HostRule } from './endpoints.js';

@@ -1,0 +1,27 @@
+/**
+ * What an omitted key means, and the bounds of numeric keys: one place for docs/configuration.md
+ * and the schema to agree on.
+ */
+
+export const DEFAULTS = {
+  mode: 'proxy',
+  balance: 'maglev',
+  hashKey: 'source-ip',
+  flowHash: 'murmur3',
+  hashSeed: 0,
+  tableSize: 65537,
+  maxConnections: 10_000,
+  retries: 2,
+  weight: 1,
+  timeouts: { connect: 3_000, idle: 30 * 60_000, queue: 5_000, drain: 30_000 },
+} as const;
+
+export const LIMITS = {
+  maxRetries: 10,
+  maxWeight: 1000,
+  maxTableSize: 2 ** 24,
+  maxHashSeed: 2 ** 32 - 1,
+  minDscp: 1,
+  maxDscp: 63,
+} as const;
+

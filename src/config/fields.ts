@@ -1,0 +1,102 @@
+/**
+ * Leaf schemas: one value each, parsed to its typed form (durations to ms, addresses to Endpoint)
+ * with a message that says what was expected and what was found.
+ */
+import * as z from 'zod';
+import { isPrime } from '../hashing/validate.js';
+import { LIMITS } from './defaults.js';
+import { parseDuration } from './durations.js';
+import { parseAddress, parseEndpoint, type EndpointRule } from './endpoints.js';
+import { describeValue } from './messages.js';
+import { HASH_KEY_KINDS, type Endpoint, type HashKeyKind } from './types.js';
+
+export const LISTEN_RULE: EndpointRule = { host: 'ip', minPort: 0 };
+export const PROXY_BACKEND_RULE: EndpointRule = { host: 'ip-or-hostname', minPort: 1 };
+export const DSR_RULE: EndpointRule = { host: 'ipv4', minPort: 1 };
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+/** A message for a field whose value has the wrong type (or is missing), naming the expected form. */
+export const expecting = (expected: string) => (issue: { code?: string; input?: unknown }) => {
+  if (issue.code !== 'invalid_type') return undefined; // other codes: the per-parse error map words them
+  return issue.input === undefined ? `missing: expected ${expected}` : `expected ${expected}, got ${describeValue(issue.input)}`;
+};
+
+/** Service and backend names: they appear in logs, metrics and nft identifiers, so keep them plain. */
+export const nameField = z.string({ error: expecting('a name') }).superRefine((value, ctx) => {
+  if (!NAME.test(value)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a name of at most 63 letters, digits, ".", "_" or "-", starting with a letter or digit, got ${describeValue(value)}`,
+    });
+  }
+});
+
+export function endpointField(rule: EndpointRule) {
+  return z.string({ error: expecting('an address HOST:PORT') }).transform((text, ctx): Endpoint => {
+    const parsed = parseEndpoint(text, rule);
+    if (parsed.ok) return parsed.value;
+    ctx.addIssue({ code: 'custom', message: parsed.error });
+    return z.NEVER;
+  });
+}
+
+/** A DSR backend: an IPv4 address, with or without a port (the port must be the VIP's). */
+export const dsrBackendAddressField = z.string({ error: expecting('an IPv4 address, optionally with :PORT') }).transform((text, ctx) => {
+  const parsed = parseAddress(text, DSR_RULE);
+  if (parsed.ok) return parsed.value;
+  ctx.addIssue({ code: 'custom', message: parsed.error });
+  return z.NEVER;
+});
+
+export function durationField(allowZero: boolean) {
+  return z
+    .unknown()
+    .transform((value, ctx): number => {
+      if (typeof value === 'number') {
+        if (value === 0 && allowZero) return 0;
+        if (value === 0) {
+          ctx.addIssue({ code: 'custom', message: 'must be longer than 0, got 0' });
+          return z.NEVER;
+        }
+        ctx.addIssue({ code: 'custom', message: `expected a duration with a unit such as "500ms" or "3s", got the number ${value} (a bare number has no unit)` });
+        return z.NEVER;
+      }
+      if (typeof value !== 'string') {
+        ctx.addIssue({ code: 'custom', message: `expected a duration such as "500ms", "3s", "30m" or "1h", got ${describeValue(value)}` });
+        return z.NEVER;
+      }
+      const parsed = parseDuration(value);
+      if (!parsed.ok) {
+        ctx.addIssue({ code: 'custom', message: parsed.error });
+        return z.NEVER;
+      }
+      if (parsed.value === 0 && !allowZero) {
+        ctx.addIssue({ code: 'custom', message: `must be longer than 0, got "${value}"` });
+        return z.NEVER;
+      }
+      return parsed.value;
+    })
+    .optional();
+}
+
+export const integer = (expected: string) => z.number({ error: expecting(expected) }).int();
+export const positiveInteger = integer('a positive integer').min(1);
+
+export const tableSizeField = integer('a prime number').min(2).max(LIMITS.maxTableSize).superRefine((value, ctx) => {
+  if (!isPrime(value)) {
+    const lower = nearestPrime(value, -1);
+    const upper = nearestPrime(value, +1);
+    const hint = lower === undefined ? `${upper}` : `${lower} or ${upper}`;
+    ctx.addIssue({ code: 'custom', message: `must be a prime number (Maglev needs one), got ${value}; nearest primes: ${hint}` });
+  }
+});
+
+function nearestPrime(from: number, step: 1 | -1): number | undefined {
+  for (let n = from + step; n >= 2; n += step) if (isPrime(n)) return n;
+  return undefined;
+}
+
+export const weightField = z.number({ error: expecting('a number > 0') }).gt(0).max(LIMITS.maxWeight);
+export const hashKeyField = z.enum(HASH_KEY_KINDS as [HashKeyKind, ...HashKeyKind[]]);
+export const hashSeedField = integer(`an integer 0–${LIMITS.maxHashSeed}`).min(0).max(LIMITS.maxHashSeed);
