@@ -4,12 +4,14 @@
  * code against, defaults included (docs/configuration.md).
  */
 import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULTS,
   endpointsOverlap,
   formatDuration,
   formatEndpoint,
+  MAX_DURATION_MS,
   loadConfig,
   parseConfig,
   parseDuration,
@@ -49,6 +51,15 @@ describe('parseDuration', () => {
     expect(parseDuration(text)).toEqual({ ok: false, error });
   });
 
+  it('round-trips: parseDuration(formatDuration(ms)) = ms for every representable duration', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: MAX_DURATION_MS }), (ms) => {
+        expect(parseDuration(formatDuration(ms))).toEqual({ ok: true, value: ms });
+      }),
+      { seed: 42, numRuns: 2000 },
+    );
+  });
+
   it('formats back to the same notation', () => {
     expect([0, 500, 3_000, 90_000, 5_400_000, 3_600_001].map(formatDuration)).toEqual(['0', '500ms', '3s', '1m30s', '1h30m', '1h1ms']);
   });
@@ -84,6 +95,16 @@ describe('parseEndpoint', () => {
     ['bad_name:80', backend, '"bad_name" is neither an IP address nor a valid host name'],
   ])('%s is refused: %s', (text, rule, error) => {
     expect(parseEndpoint(text, rule)).toEqual({ ok: false, error });
+  });
+
+  it('round-trips: any IPv4/IPv6 literal and port formats to text that parses back to the same endpoint', () => {
+    const host = fc.oneof(fc.ipV4(), fc.ipV6());
+    fc.assert(
+      fc.property(host, fc.integer({ min: 0, max: 65535 }), (address, port) => {
+        expect(parseEndpoint(formatEndpoint({ host: address, port }), listen)).toEqual({ ok: true, value: { host: address, port } });
+      }),
+      { seed: 42, numRuns: 1000 },
+    );
   });
 
   it('formats IPv6 in brackets', () => {
