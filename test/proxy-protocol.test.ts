@@ -9,8 +9,10 @@ import {
   ProxyHeaderParser,
   ProxyProtocolError,
   crc32c,
+  encodeForConnection,
   encodeV1,
   encodeV2,
+  proxiedEndpoints,
   v1HeaderFor,
   v2HeaderFor,
   type ProxyHeader,
@@ -298,5 +300,30 @@ describe('headers for a connection', () => {
       }
       expect(isLbError(caught) && caught.code).toBe('LB_ERR_INVALID_ARGUMENT');
     }
+  });
+});
+
+describe('what a received header stands for', () => {
+  const endpointsOf = (bytes: Uint8Array): unknown => {
+    const result = parseWhole(bytes);
+    if (result.status !== 'done') throw new Error('expected done');
+    return proxiedEndpoints(result.header);
+  };
+  const connection = { source: { address: '203.0.113.7', port: 51000 }, destination: { address: '192.0.2.10', port: 443 } };
+
+  it('TCP over IPv4 or IPv6, v1 or v2: the header endpoints', () => {
+    expect(endpointsOf(encodeForConnection('v1', connection))).toEqual(connection);
+    expect(endpointsOf(encodeForConnection('v2', connection))).toEqual(connection);
+    const six = { source: { address: '2001:db8::7', port: 1 }, destination: { address: '2001:db8::1', port: 2 } };
+    expect(endpointsOf(encodeForConnection('v1', six))).toEqual(six);
+    expect(endpointsOf(encodeForConnection('v2', six))).toEqual(six);
+  });
+
+  it('UNKNOWN, LOCAL, UNSPEC, UDP and UNIX: undefined (use the real endpoints)', () => {
+    expect(endpointsOf(encodeForConnection('v1', undefined))).toBeUndefined();
+    expect(endpointsOf(encodeForConnection('v2', undefined))).toBeUndefined();
+    const valid = spec.valid.filter((v) => /LOCAL|UNSPEC|UDP4|UNIX|worst case/.test(v.name));
+    expect(valid.length).toBe(6);
+    for (const vector of valid) expect(endpointsOf(bytesOf(vector)), vector.name).toBeUndefined();
   });
 });

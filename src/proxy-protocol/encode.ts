@@ -1,12 +1,11 @@
 /**
- * PROXY protocol encoders (spec §2.1 for v1, §2.2 for v2, §2.2.3 for the CRC32C), and helpers that
- * build the header a balancer sends for an accepted connection. Encoders validate their input and
+ * PROXY protocol encoders (spec §2.1 for v1, §2.2 for v2, §2.2.3 for the CRC32C). Encoders validate their input and
  * throw LbError LB_ERR_INVALID_ARGUMENT on a bad one (a caller bug, not wire input). Output of
  * `encodeV2` on a header the parser returned is byte-for-byte what was parsed; so is `encodeV1`'s
  * when the addresses were sent in canonical form (the parser canonicalises IPv6 text).
  */
 import { LbError } from '../errors.js';
-import { formatIPv4, formatIPv6, isMappedIPv4, parseIPv4Into, parseIPv6Into } from '../rules/address.js';
+import { formatIPv4, formatIPv6, parseIPv4Into, parseIPv6Into } from '../rules/address.js';
 import { crc32c } from './crc32c.js';
 import {
   PP2_TYPE_CRC32C,
@@ -14,7 +13,6 @@ import {
   V2_SIGNATURE,
   addressBlockLength,
   familyByte,
-  type ProxyEndpoint,
   type ProxyHeaderV1,
   type ProxyHeaderV2Input,
   type ProxyTlv,
@@ -118,66 +116,4 @@ export function encodeV2(header: ProxyHeaderV2Input, options: EncodeV2Options = 
     out.writeUInt32BE(crc32c(out, 0, out.length, pos + 3), pos + 3);
   }
   return out;
-}
-
-/** The two ends of an accepted connection, as Node reports them (remote = source). */
-export interface ConnectionEndpoints {
-  readonly source: ProxyEndpoint;
-  readonly destination: ProxyEndpoint;
-}
-
-interface Resolved {
-  readonly ipv4: boolean;
-  readonly source: ProxyEndpoint;
-  readonly destination: ProxyEndpoint;
-}
-
-/**
- * Picks the family for a connection: IPv4 if both ends are IPv4 or IPv4-mapped (a dual-stack
- * listener reports IPv4 clients as ::ffff:a.b.c.d), else IPv6 with any IPv4 end mapped. Undefined if
- * an address does not parse (zone indexes such as %eth0 are dropped first) or a port is out of range.
- */
-function resolve(connection: ConnectionEndpoints): Resolved | undefined {
-  const bytes = [new Uint8Array(16), new Uint8Array(16)];
-  const kinds: (4 | 6)[] = [];
-  const endpoints = [connection.source, connection.destination];
-  for (let i = 0; i < 2; i++) {
-    const { address, port } = endpoints[i];
-    if (!(Number.isInteger(port) && port >= 0 && port <= 0xffff)) return undefined;
-    const zone = address.indexOf('%');
-    const text = zone >= 0 ? address.slice(0, zone) : address;
-    if (parseIPv4Into(text, 0, text.length, bytes[i], 12)) {
-      bytes[i].fill(0, 0, 10).fill(0xff, 10, 12);
-      kinds.push(4);
-    } else if (parseIPv6Into(text, 0, text.length, bytes[i], 0)) {
-      kinds.push(isMappedIPv4(bytes[i]) ? 4 : 6);
-    } else {
-      return undefined;
-    }
-  }
-  const ipv4 = kinds[0] === 4 && kinds[1] === 4;
-  const text = (b: Uint8Array): string => (ipv4 ? formatIPv4(b, 12) : formatIPv6(b));
-  return {
-    ipv4,
-    source: { address: text(bytes[0]), port: connection.source.port },
-    destination: { address: text(bytes[1]), port: connection.destination.port },
-  };
-}
-
-/** The v1 header to send for a connection; UNKNOWN if the endpoints are unknown or unusable. */
-export function v1HeaderFor(connection: ConnectionEndpoints | undefined): ProxyHeaderV1 {
-  const resolved = connection && resolve(connection);
-  if (!resolved) return { version: 1, protocol: 'UNKNOWN' };
-  return { version: 1, protocol: resolved.ipv4 ? 'TCP4' : 'TCP6', source: resolved.source, destination: resolved.destination };
-}
-
-/** The v2 header to send for a connection; LOCAL with no addresses if the endpoints are unknown. */
-export function v2HeaderFor(connection: ConnectionEndpoints | undefined, tlvs: readonly ProxyTlv[] = []): ProxyHeaderV2Input {
-  const resolved = connection && resolve(connection);
-  if (!resolved) return { command: 'local', addresses: { family: 'unspec' }, tlvs };
-  return {
-    command: 'proxy',
-    addresses: { family: resolved.ipv4 ? 'tcp4' : 'tcp6', source: resolved.source, destination: resolved.destination },
-    tlvs,
-  };
 }
