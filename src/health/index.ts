@@ -14,6 +14,7 @@ export * from './types.js';
 export * from './reducer.js';
 export { describeStatusRanges, parseExpectedStatus, type ExpectedStatus, type HttpCheckOptions } from './http.js';
 export type { PgsqlCheckOptions } from './pgsql.js';
+export * from './scheduler.js';
 
 /** A checker's configuration: its type plus that type's options. */
 export type CheckSpec =
