@@ -34,8 +34,10 @@ const CASES: [string, string, string[]][] = [
   ['no services key', 'admin: { listen: 127.0.0.1:9900 }\n', ['c.yaml: services: missing: expected a list of services']],
   ['empty services', 'services: []\n', ['c.yaml: services: expected at least 1 entry, got 0']],
   ['YAML syntax error', 'services:\n  - name: a\n   listen: x\n', ['c.yaml:3:1: YAML syntax error: Sequence item without - indicator']],
-  ['YAML duplicate key', 'services: []\nservices: []\n', ['c.yaml:2:1: YAML syntax error: Map keys must be unique']],
+  ['YAML duplicate key', 'services: []\nservices: []\n', ['c.yaml:2:1: YAML syntax error: key "services" appears twice in one mapping']],
   ['JSON syntax error', '{ "services": [ }', ['c.json:1:17: JSON syntax error: Unexpected token \'}\'']],
+  ['YAML duplicate key in a service', 'services:\n  - name: a\n    listen: 127.0.0.1:1\n    name: b\n', ['c.yaml:4:5: YAML syntax error: key "name" appears twice in one mapping']],
+  ['JSON duplicate key', '{ "services": [],\n  "services": [] }', ['c.json:2:3: JSON error: key "services" appears twice in one mapping']],
   ['JSON cut short', '{ "services": [', ['c.json:1:16: JSON syntax error: Unexpected end of JSON input']],
   ['YAML alias expansion bomb', 'a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n', [
     'c.yaml: YAML error: Excessive alias count indicates a resource exhaustion attack',

@@ -28,13 +28,30 @@ function lineColumn(text: string, offset: number): { line: number; column: numbe
   return { line, column: offset - before.lastIndexOf('\n') };
 }
 
+/** Names the repeated key, which yaml's own "Map keys must be unique" leaves out. */
+function duplicateKeyMessage(text: string, [start]: [number, number]): string {
+  const token = /"(?:[^"\\]|\\.)*"|'[^']*'|[^:\s]+/y;
+  token.lastIndex = start;
+  const key = token.exec(text)?.[0].replace(/^["']|["']$/g, '') ?? '';
+  return `key "${key}" appears twice in one mapping`;
+}
+
 /**
  * JSON.parse decides; Node 20's messages do not always say where, so the position comes from the
  * message when it has one, else from the YAML parser (JSON is a subset of YAML 1.2), else none.
  */
 function parseJson(text: string): Parsed {
   try {
-    return { ok: true, data: JSON.parse(text) };
+    const data: unknown = JSON.parse(text);
+    // JSON.parse keeps the last of two equal keys without a word; the YAML parser notices them.
+    const duplicates = parseDocument(text, { prettyErrors: false, uniqueKeys: true }).errors.filter((error) => error.code === 'DUPLICATE_KEY');
+    if (duplicates.length > 0) {
+      return {
+        ok: false,
+        problems: duplicates.map((error) => ({ path: '', message: `JSON error: ${duplicateKeyMessage(text, error.pos)}`, ...lineColumn(text, error.pos[0]) })),
+      };
+    }
+    return { ok: true, data };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const cleaned = message.replace(/ in JSON at position \d+.*$/s, '').replace(/, ".*" is not valid JSON$/s, '');
@@ -54,7 +71,8 @@ function parseYaml(text: string): Parsed {
     return {
       ok: false,
       problems: document.errors.map((error) => {
-        const problem: ConfigProblem = { path: '', message: `YAML syntax error: ${error.message}` };
+        const detail = error.code === 'DUPLICATE_KEY' ? duplicateKeyMessage(text, error.pos) : error.message;
+        const problem: ConfigProblem = { path: '', message: `YAML syntax error: ${detail}` };
         return { ...problem, ...lineColumn(text, error.pos[0]) };
       }),
     };
