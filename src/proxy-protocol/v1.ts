@@ -36,7 +36,7 @@ const FIELD_NAMES = ['source address', 'destination address', 'source port', 'de
  * guarantees both and that no other CR or LF occurs). Returns the header or the first fault found.
  */
 export function decodeV1(line: Uint8Array, length: number): ProxyHeaderV1 | ProxyProtocolError {
-  const text = String.fromCharCode.apply(null, Array.from(line.subarray(0, length - 2)));
+  const text = Buffer.from(line.buffer, line.byteOffset, length - 2).toString('latin1');
   const protocolStart = 6;
   let protocolEnd = protocolStart;
   while (protocolEnd < text.length && text.charCodeAt(protocolEnd) !== 0x20) protocolEnd++;
