@@ -56,6 +56,14 @@ const DSR_BACKEND_SHAPE = {
   weight: weightField.optional(),
 };
 
+const proxyBackendObject = describeObject(z.strictObject(PROXY_BACKEND_SHAPE), {
+  label: 'a backend of a mode: proxy service',
+});
+const dsrBackendObject = describeObject(z.strictObject(DSR_BACKEND_SHAPE), {
+  label: 'a backend of a mode: dsr service',
+  elsewhere: [{ keys: Object.keys(PROXY_BACKEND_SHAPE), where: 'backends of mode: proxy; the DSR director keeps no connection state' }],
+});
+
 const PROXY_SERVICE_SHAPE = {
   mode: z.literal('proxy'),
   name: nameField,
@@ -69,7 +77,7 @@ const PROXY_SERVICE_SHAPE = {
   maxConnections: positiveInteger.optional(),
   retries: integer(`an integer 0–${LIMITS.maxRetries}`).min(0).max(LIMITS.maxRetries).optional(),
   timeouts: timeoutsObject.optional(),
-  backends: z.array(z.unknown()).min(1), // replaced below by the mode's backend schema
+  backends: z.array(proxyBackendObject, { error: expecting('a list of backends') }).min(1),
 };
 
 const DSR_SERVICE_SHAPE = {
@@ -80,25 +88,17 @@ const DSR_SERVICE_SHAPE = {
   hashKey: hashKeyField.optional(),
   hashSeed: hashSeedField.optional(),
   tableSize: tableSizeField.optional(),
-  backends: z.array(z.unknown()).min(1),
+  backends: z.array(dsrBackendObject, { error: expecting('a list of backends') }).min(1),
 };
 
-const proxyBackendObject = describeObject(z.strictObject(PROXY_BACKEND_SHAPE), {
-  label: 'a backend of a mode: proxy service',
+const proxyServiceObject = describeObject(z.strictObject(PROXY_SERVICE_SHAPE), {
+  label: 'a mode: proxy service',
+  elsewhere: [{ keys: Object.keys(DSR_SERVICE_SHAPE), where: 'mode: dsr' }],
 });
-const dsrBackendObject = describeObject(z.strictObject(DSR_BACKEND_SHAPE), {
-  label: 'a backend of a mode: dsr service',
-  elsewhere: [{ keys: Object.keys(PROXY_BACKEND_SHAPE), where: 'backends of mode: proxy; the DSR director keeps no connection state' }],
+const dsrServiceObject = describeObject(z.strictObject(DSR_SERVICE_SHAPE), {
+  label: 'a mode: dsr service',
+  elsewhere: [{ keys: Object.keys(PROXY_SERVICE_SHAPE), where: 'mode: proxy' }],
 });
-
-const proxyServiceObject = describeObject(
-  z.strictObject({ ...PROXY_SERVICE_SHAPE, backends: z.array(proxyBackendObject, { error: expecting('a list of backends') }).min(1) }),
-  { label: 'a mode: proxy service', elsewhere: [{ keys: Object.keys(DSR_SERVICE_SHAPE), where: 'mode: dsr' }] },
-);
-const dsrServiceObject = describeObject(
-  z.strictObject({ ...DSR_SERVICE_SHAPE, backends: z.array(dsrBackendObject, { error: expecting('a list of backends') }).min(1) }),
-  { label: 'a mode: dsr service', elsewhere: [{ keys: Object.keys(PROXY_SERVICE_SHAPE), where: 'mode: proxy' }] },
-);
 
 export type ProxyServiceInput = z.output<typeof proxyServiceObject>;
 export type DsrServiceInput = z.output<typeof dsrServiceObject>;
