@@ -130,9 +130,11 @@ describe.runIf(pgUrl !== undefined && pgUrl !== '')('pgsql checker against Postg
     expect(detail(result)).toMatch(/^ok: authentication request: /);
   });
 
-  it('passes with the default user, which need not exist (no login is attempted)', async () => {
-    const result = await createChecker({ type: 'pgsql' }).check(target, TIMEOUT_MS);
-    expect(detail(result)).toMatch(/^ok: authentication request: /);
+  it('passes with the default user and with a role that does not exist (no login is attempted)', async () => {
+    const byDefault = await createChecker({ type: 'pgsql' }).check(target, TIMEOUT_MS);
+    expect(detail(byDefault)).toMatch(/^ok: authentication request: /);
+    const unknownRole = await createChecker({ type: 'pgsql', user: 'l4lb_no_such_role' }).check(target, TIMEOUT_MS);
+    expect(detail(unknownRole)).toMatch(/^ok: authentication request: /);
   });
 
   it('fails the redis checker against PostgreSQL (wrong protocol)', async () => {

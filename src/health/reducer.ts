@@ -15,7 +15,7 @@
  * `rise` consecutive passes; one opposite result resets the streak (glb-healthcheck's
  * DampenedResultStream behaves the same way).
  *
- * Initial state follows HAProxy's `init-state` server keyword (HAProxy 3.1):
+ * Initial state follows HAProxy's `init-state` server keyword (recent HAProxy versions):
  * - `up` (HAProxy's default, health = rise: "up, but will fall down at first failure"): serves
  *   at once; the first failure takes it down, the first pass makes it fully up;
  * - `fully-up`: serves at once and needs `fall` failures to go down;
