@@ -104,7 +104,7 @@ const listValues = (values: readonly unknown[]): string => values.map((value) =>
 /**
  * The per-parse error map: a message for every zod issue code. Field schemas that know better pass
  * their own `error` and win over this one (zod's precedence). Unknown keys yield one line per key,
- * joined with "\n"; `issuesToProblems` splits them.
+ * joined with "\n"; parseConfig (load.ts) splits them.
  */
 export const errorMap: z.core.$ZodErrorMap = (issue) => {
   const found = describeValue(issue.input);
