@@ -28,6 +28,8 @@ load_env
 run_tmp
 trap run_cleanup EXIT
 
+percent() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", 100 * a / b }'; }
+
 failures=0
 check() { # check DESCRIPTION CONDITION...
   local what=$1; shift
@@ -54,7 +56,7 @@ for name in "${BACKEND_NAMES[@]}"; do
   slots=$(awk -v b="$name" '$1 == "#" && $2 == b { print $(NF-1) }' "$RUN_TMP/director.nft")
   size=$(awk '/^# service / { for (i = 1; i < NF; i++) if ($i == "mod") print $(i+1) }' "$RUN_TMP/director.nft")
   flows=$(awk -v b="$name" '$2 == b' "$RUN_TMP/observed" | wc -l)
-  printf '%-8s %6d %7.1f%% %6d %7.1f%%\n' "$name" "$slots" "$(echo "100 * $slots / $size" | bc -l)" "$flows" "$(echo "100 * $flows / $FLOWS" | bc -l)"
+  printf '%-8s %6d %7.1f%% %6d %7.1f%%\n' "$name" "$slots" "$(percent "$slots" "$size")" "$flows" "$(percent "$flows" "$FLOWS")"
   spread+=("SPREAD_$name=$flows/$FLOWS slots=$slots/$size")
   [ "$slots" -gt 0 ] && [ "$flows" -gt 0 ] || { echo "FAIL  backend $name: $slots slots, $flows flows"; failures=$((failures + 1)); }
 done
@@ -80,7 +82,7 @@ director_bytes=$((director_after - director_before))
 echo "BULK_BACKEND=$bulk_backend"
 echo "BULK_CLIENT_BYTES=$client_bytes"
 echo "BULK_DIRECTOR_BYTES=$director_bytes"
-echo "bulk download from $bulk_backend through $VIP:$BULK_PORT: the client received $client_bytes bytes; the director's interfaces saw $director_bytes bytes (rx+tx, $(echo "scale=3; 100 * $director_bytes / $client_bytes" | bc -l)%)"
+echo "bulk download from $bulk_backend through $VIP:$BULK_PORT: the client received $client_bytes bytes; the director's interfaces saw $director_bytes bytes (rx+tx, $(awk -v a="$director_bytes" -v b="$client_bytes" 'BEGIN { printf "%.3f", 100 * a / b }')%)"
 check "director bytes are under 5% of the bytes the client received" test $((director_bytes * 20)) -lt "$client_bytes"
 
 if [ "$failures" -ne 0 ]; then echo "VERIFY=FAIL"; exit 1; fi

@@ -1,0 +1,178 @@
+/**
+ * The DSR lab (lab/*.sh) run as a user runs it, as root, for L3 (DSCP) and L2 DSR: up, verify, churn,
+ * down — and the agreement test against the kernel: for hundreds of flows from chosen source ports,
+ * the backend that actually answered each one equals the backend the TypeScript hashing core predicts
+ * (Maglev table + jhashSlotHash), both for the dsr service and for a proxy picker with the same
+ * backends, table size and seed.
+ *
+ * Needs root, `ip netns`, nft, iperf3. With CI=true a missing capability fails the suite; elsewhere it
+ * is skipped, with the reason in its title. The lab's namespaces have fixed names (l4lb-*), so this is
+ * the only test file that builds the lab; afterAll always runs lab/down.sh and checks none remain.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, type DsrServiceConfig } from '../src/config/index.js';
+import { planDirector } from '../src/dsr/index.js';
+import { createPicker } from '../src/hashing/index.js';
+import { jhashSlotHash, nftJhashSlot } from '../src/hashing/jhash.js';
+import { flowKey } from '../src/hashing/keys.js';
+
+const REPO = new URL('..', import.meta.url).pathname;
+const LAB = `${REPO}lab/`;
+const STEP_TIMEOUT = 120_000;
+const AGREEMENT_FLOWS = 400;
+
+function run(command: string, args: string[], input?: string) {
+  const result = spawnSync(command, args, { cwd: REPO, encoding: 'utf8', input, maxBuffer: 64 * 1024 * 1024 });
+  return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? '', error: result.error };
+}
+
+/** Why the lab cannot run here, or undefined if it can. */
+function missingCapability(): string | undefined {
+  if (process.platform !== 'linux') return 'not Linux';
+  if (process.getuid?.() !== 0) return 'not root';
+  if (run('ip', ['netns', 'list']).status !== 0) return 'no `ip netns`';
+  if (run('nft', ['--version']).status !== 0) return 'no nft';
+  if (run('iperf3', ['--version']).status !== 0) return 'no iperf3';
+  return undefined;
+}
+
+function script(name: string, ...args: string[]) {
+  const result = run('bash', [`${LAB}${name}`, ...args]);
+  const transcript = `lab/${name} ${args.join(' ')} exited ${result.status}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`;
+  return { ...result, transcript, values: keyValues(result.stdout) };
+}
+
+function keyValues(text: string): Record<string, string> {
+  const values: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const match = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
+    if (match) values[match[1]] = match[2];
+  }
+  return values;
+}
+
+function labNamespaces(): string[] {
+  return run('ip', ['netns', 'list'])
+    .stdout.split('\n')
+    .map((line) => line.split(' ')[0])
+    .filter((name) => /^l4lb-(client|router|director|be\d+)$/.test(name));
+}
+
+/** True if some src/**/*.ts has no dist/**/*.js at least as new (npm test's pretest has just built). */
+function distIsStale(dir = `${REPO}src`): boolean {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory()) {
+      if (distIsStale(path)) return true;
+    } else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) {
+      const built = path.replace(`${REPO}src/`, `${REPO}dist/`).replace(/\.ts$/, '.js');
+      if (!existsSync(built) || statSync(built).mtimeMs < statSync(path).mtimeMs) return true;
+    }
+  }
+  return false;
+}
+
+const missing = missingCapability();
+const mustRun = process.env.CI === 'true';
+
+describe.skipIf(missing !== undefined && !mustRun)(`DSR lab${missing ? ` (skipped: ${missing}; runs as root)` : ''}`, () => {
+  beforeAll(() => {
+    if (missing !== undefined) throw new Error(`the DSR lab needs root, ip netns, nft and iperf3: ${missing} (CI=true, so this fails instead of skipping)`);
+    // The scripts run dist/cli.js: build it unless it is up to date (rebuilding while other test
+    // files run the CLI would race with them).
+    if (distIsStale()) {
+      const build = run(process.execPath, [`${REPO}node_modules/typescript/bin/tsc`, '-p', `${REPO}tsconfig.json`]);
+      if (build.status !== 0) throw new Error(`tsc failed:\n${build.stdout}${build.stderr}`);
+    }
+  }, STEP_TIMEOUT);
+
+  afterAll(() => {
+    if (missing !== undefined) return;
+    const down = script('down.sh');
+    expect(down.status, down.transcript).toBe(0);
+    expect(labNamespaces()).toEqual([]);
+  }, STEP_TIMEOUT);
+
+  for (const mode of ['l3', 'l2'] as const) {
+    describe.sequential(`${mode} DSR`, () => {
+      const backends = mode === 'l3' ? 3 : 4;
+      let env: Record<string, string> = {};
+
+      it(`up.sh --mode ${mode} --backends ${backends} builds the lab and prints KEY=VALUE lines`, () => {
+        const up = script('up.sh', '--mode', mode, '--backends', String(backends));
+        expect(up.status, up.transcript).toBe(0);
+        env = up.values;
+        expect(env).toMatchObject({ MODE: mode, VIP: '192.0.2.200', PORT: '80', CLIENT_NS: 'l4lb-client', DIRECTOR_NS: 'l4lb-director' });
+        expect(env.BACKEND_NS.split(',')).toHaveLength(backends);
+        expect(labNamespaces().sort()).toEqual(['l4lb-client', 'l4lb-director', 'l4lb-router', ...env.BACKEND_NS.split(',')].sort());
+      }, STEP_TIMEOUT);
+
+      it('verify.sh proves DSR: flows on predicted backends, no VIP packet on the director, bulk bytes bypass it', () => {
+        const verify = script('verify.sh');
+        expect(verify.status, verify.transcript).toBe(0);
+        const v = verify.values;
+        expect(v.VERIFY).toBe('OK');
+        expect(Number(v.FLOWS_OK)).toBe(Number(v.FLOWS));
+        expect(Number(v.FLOWS_ON_PREDICTED_BACKEND)).toBe(Number(v.FLOWS));
+        expect(Number(v.DIRECTOR_PACKETS_FROM_VIP)).toBe(0);
+        expect(Number(v.ROUTER_REPLIES_FROM_BACKENDS)).toBeGreaterThan(0);
+        expect(Number(v.BULK_CLIENT_BYTES)).toBeGreaterThan(0);
+        expect(Number(v.BULK_DIRECTOR_BYTES) * 20).toBeLessThan(Number(v.BULK_CLIENT_BYTES));
+        process.stdout.write(`[lab ${mode}] bulk: client received ${v.BULK_CLIENT_BYTES} B, director interfaces ${v.BULK_DIRECTOR_BYTES} B\n`);
+      }, STEP_TIMEOUT);
+
+      it(`the kernel agrees with the TypeScript hashing core for ${AGREEMENT_FLOWS} flows`, async () => {
+        const config = await loadConfig(env.CONFIG);
+        const service = config.services.find((s): s is DsrServiceConfig => s.mode === 'dsr' && s.name === env.SERVICE)!;
+        const [plan] = planDirector([service]);
+        // The proxy side: a Maglev picker over the same backends, table size and seed, hashing with jhash.
+        const proxyPicker = createPicker('maglev', service.backends, { tableSize: service.tableSize, slotHash: jhashSlotHash(service.hashSeed) });
+        const firstPort = 26000;
+        const probe = run('ip', ['netns', 'exec', env.CLIENT_NS, 'node', `${LAB}client.mjs`, 'probe', env.VIP, env.PORT, String(firstPort), String(AGREEMENT_FLOWS), '16']);
+        expect(probe.status, probe.stderr).toBe(0);
+        const observed = probe.stdout.trim().split('\n').map((line) => line.split(' '));
+        expect(observed).toHaveLength(AGREEMENT_FLOWS);
+        let agree = 0;
+        const slotsSeen = new Set<number>();
+        for (const [portText, backend] of observed) {
+          const key = flowKey(env.CLIENT_IP, Number(portText));
+          const slot = nftJhashSlot(key, plan.table.size, plan.seed);
+          slotsSeen.add(slot);
+          const predicted = plan.table.backends[plan.table.slots[slot]].name;
+          expect(proxyPicker.pick(key)?.name).toBe(predicted);
+          if (backend === predicted) agree++;
+        }
+        process.stdout.write(`[lab ${mode}] kernel agreement: ${agree}/${AGREEMENT_FLOWS} flows over ${slotsSeen.size} of ${plan.table.size} slots\n`);
+        expect(agree).toBe(AGREEMENT_FLOWS);
+        expect(slotsSeen.size).toBeGreaterThan(plan.table.size / 2);
+      }, STEP_TIMEOUT);
+
+      it('churn.sh: long-lived flows stay, moved slots equal the prediction, new flows follow the new table', () => {
+        const churn = script('churn.sh');
+        expect(churn.status, churn.transcript).toBe(0);
+        const c = churn.values;
+        expect(c.CHURN).toBe('OK');
+        expect(Number(c.CHURN_SLOTS_MOVED_IN_KERNEL)).toBe(Number(c.CHURN_SLOTS_PREDICTED));
+        expect(Number(c.CHURN_SLOTS_PREDICTED)).toBeGreaterThan(0);
+        expect(Number(c.CHURN_HELD_KEPT)).toBe(Number(c.CHURN_HELD_FLOWS));
+        expect(Number(c.CHURN_HELD_ON_REMOVED_BACKEND)).toBeGreaterThan(0);
+        expect(Number(c.CHURN_NEW_ON_PREDICTED_BACKEND)).toBe(Number(c.CHURN_NEW_FLOWS));
+        expect(Number(c.CHURN_NEW_ON_REMOVED_BACKEND)).toBe(0);
+        process.stdout.write(`[lab ${mode}] churn: ${c.CHURN_SLOTS_MOVED_IN_KERNEL}/${c.CHURN_TABLE_SIZE} slots moved (predicted ${c.CHURN_SLOTS_PREDICTED}), ${c.CHURN_HELD_KEPT}/${c.CHURN_HELD_FLOWS} long-lived flows kept\n`);
+      }, STEP_TIMEOUT);
+
+      it('up.sh is idempotent and down.sh removes every namespace', () => {
+        const again = script('up.sh', '--mode', mode, '--backends', '2');
+        expect(again.status, again.transcript).toBe(0);
+        expect(again.values.BACKEND_NS).toBe('l4lb-be1,l4lb-be2');
+        const down = script('down.sh');
+        expect(down.status, down.transcript).toBe(0);
+        expect(labNamespaces()).toEqual([]);
+        const twice = script('down.sh');
+        expect(twice.status, twice.transcript).toBe(0);
+      }, STEP_TIMEOUT);
+    });
+  }
+});
