@@ -60,7 +60,7 @@ function labNamespaces(): string[] {
     .filter((name) => /^l4lb-(client|router|director|be\d+)$/.test(name));
 }
 
-/** True if some src/**/*.ts has no dist/**/*.js at least as new (npm test's pretest has just built). */
+/** True if some .ts file under src/ has no .js under dist/ at least as new (npm test's pretest has just built). */
 function distIsStale(dir = `${REPO}src`): boolean {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = `${dir}/${entry.name}`;
