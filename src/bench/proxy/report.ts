@@ -98,22 +98,30 @@ function ratio(value: number | undefined, reference: number | undefined): string
   return `${(value / reference).toFixed(2)}×`;
 }
 
+/** The metrics at least one path has a value for (a run of some cases only leaves the rest out). */
+function measuredMetrics(summary: Summary): MetricName[] {
+  return METRIC_ORDER.filter((m) => PATH_NAMES.some((name) => summary[name]?.[m] !== undefined));
+}
+
 /** Markdown table of the values, then one of ratios of each proxy to direct and to HAProxy. */
 export function markdownTables(summary: Summary): string {
   const paths = PATH_NAMES.filter((name) => summary[name] !== undefined);
-  const header = `| path | ${METRIC_ORDER.map((m) => METRICS[m].header).join(' | ')} |`;
-  const rule = `|---|${METRIC_ORDER.map(() => '---:').join('|')}|`;
-  const rows = paths.map((name) => `| ${PATH_LABELS[name]} | ${METRIC_ORDER.map((m) => format(summary[name]?.[m], METRICS[m].digits)).join(' | ')} |`);
+  const metrics = measuredMetrics(summary);
+  const header = `| path | ${metrics.map((m) => METRICS[m].header).join(' | ')} |`;
+  const rule = `|---|${metrics.map(() => '---:').join('|')}|`;
+  const rows = paths.map((name) => `| ${PATH_LABELS[name]} | ${metrics.map((m) => format(summary[name]?.[m], METRICS[m].digits)).join(' | ')} |`);
   const ratioRows: string[] = [];
   for (const name of paths) {
     if (name === 'direct') continue;
     for (const reference of ['direct', 'haproxy'] as const) {
       if (reference === name || summary[reference] === undefined) continue;
-      ratioRows.push(`| ${name} / ${reference} | ${METRIC_ORDER.map((m) => ratio(summary[name]?.[m], summary[reference]?.[m])).join(' | ')} |`);
+      const cells = metrics.map((m) => ratio(summary[name]?.[m], summary[reference]?.[m]));
+      if (cells.every((cell) => cell === '—')) continue;
+      ratioRows.push(`| ${name} / ${reference} | ${cells.join(' | ')} |`);
     }
   }
   const parts = [header, rule, ...rows];
-  if (ratioRows.length > 0) parts.push('', `| ratio | ${METRIC_ORDER.map((m) => METRICS[m].header).join(' | ')} |`, rule, ...ratioRows);
+  if (ratioRows.length > 0) parts.push('', `| ratio | ${metrics.map((m) => METRICS[m].header).join(' | ')} |`, rule, ...ratioRows);
   return parts.join('\n');
 }
 
@@ -160,7 +168,7 @@ export function markdownTargets(summary: Summary): string | undefined {
 export function textTable(summary: Summary): string {
   const paths = PATH_NAMES.filter((name) => summary[name] !== undefined);
   const columns = [['path', ...paths]];
-  for (const m of METRIC_ORDER) columns.push([METRICS[m].header, ...paths.map((name) => format(summary[name]?.[m], METRICS[m].digits))]);
+  for (const m of measuredMetrics(summary)) columns.push([METRICS[m].header, ...paths.map((name) => format(summary[name]?.[m], METRICS[m].digits))]);
   const widths = columns.map((column) => Math.max(...column.map((cell) => cell.length)));
   const lines: string[] = [];
   for (let row = 0; row < paths.length + 1; row++) {
