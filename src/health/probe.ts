@@ -71,7 +71,14 @@ export function runProbe(
     let buffer: Buffer | undefined;
     let closed = false;
 
-    const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
+    let socket: net.Socket;
+    try {
+      socket = net.connect({ host: target.host, port: target.port, noDelay: true });
+    } catch (error) {
+      // Options Node refuses synchronously: still a failed probe, never a rejection.
+      resolve(failure(started, 'connect', describeSocketError(error as Error)));
+      return;
+    }
 
     const finish = (result: CheckResult, farewell?: Uint8Array): void => {
       if (verdict !== undefined) return;
