@@ -209,6 +209,11 @@ What it measures, on loopback, with the client, the proxy and the backend all on
 - Paths: direct (no proxy: the limit), l4lb (\`node dist/cli.js run -c FILE\` as its own process),
   HAProxy \`mode tcp\` with \`nbthread 1\`, nginx \`stream\` with one worker (its worker process is the
   one sampled). Configs are generated into a temp dir; all paths front the same backends in one run.
+- l4lb writes its access log (one JSON line per connection, to a file) as it would in production;
+  HAProxy and nginx are run with logging off, as their defaults in a tuned setup would be.
+- Idle connections: a proxy needs two descriptors per spliced connection. Where the hard
+  \`RLIMIT_NOFILE\` is 20,000 and cannot be raised (no CAP_SYS_RESOURCE in a container), the count is
+  lowered to 9,900 and the results say so.
 
 Figures on a 2-core machine shared by client, proxy and backend move from run to run: compare the
 ratios within one run, not absolute numbers across runs.
