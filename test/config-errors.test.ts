@@ -143,10 +143,30 @@ const CASES: [string, string, string[]][] = [
 services:
   - { name: a, listen: 127.0.0.1:9900, backends: [{ name: x, address: h:1 }] }
 `, ['c.yaml: services[0].listen: 127.0.0.1:9900 overlaps 127.0.0.1:9900 of admin']],
+  ['the same VIP twice', `services:
+  - { name: a, mode: dsr, vip: 192.0.2.1:80, dscp: 9, backends: [{ name: x, address: 10.0.0.1 }] }
+  - { name: b, mode: dsr, vip: 192.0.2.1:80, dscp: 9, backends: [{ name: x, address: 10.0.0.2 }] }
+`, ['c.yaml: services[1].vip: 192.0.2.1:80 overlaps 192.0.2.1:80 of service "a" (services[0].vip)']],
   ['one dscp for two VIPs', `services:
   - { name: a, mode: dsr, vip: 192.0.2.1:80, dscp: 9, backends: [{ name: x, address: 10.0.0.1 }] }
   - { name: b, mode: dsr, vip: 192.0.2.2:80, dscp: 9, backends: [{ name: x, address: 10.0.0.1 }] }
 `, ['c.yaml: services[1].dscp: dscp 9 already marks VIP 192.0.2.1 (services[0]); each DSCP value must identify one VIP']],
+
+  ['clashes across services are reported alongside problems inside one', `admin: { listen: 127.0.0.1:80 }
+services:
+  - { name: a, listen: 127.0.0.1:80, retries: -1, backends: [{ name: x, address: h:1 }] }
+  - { name: a, listen: "[::]:80", backends: [] }
+  - { name: d, mode: dsr, vip: 192.0.2.1:80, dscp: 9, backends: [{ name: x, address: h }] }
+  - { name: e, mode: dsr, vip: 192.0.2.2:80, dscp: 9, backends: [{ name: x, address: 10.0.0.1 }] }
+`, [
+    'c.yaml: services[0].retries: must be at least 0, got -1',
+    'c.yaml: services[1].backends: expected at least 1 entry, got 0',
+    'c.yaml: services[2].backends[0].address: expected an IPv4 address, got the host name "h"',
+    'c.yaml: services[1].name: duplicate service name "a" (also services[0])',
+    'c.yaml: services[3].dscp: dscp 9 already marks VIP 192.0.2.1 (services[2]); each DSCP value must identify one VIP',
+    'c.yaml: services[0].listen: 127.0.0.1:80 overlaps 127.0.0.1:80 of admin',
+    'c.yaml: services[1].listen: [::]:80 overlaps 127.0.0.1:80 of admin',
+  ]],
 
   // --- many problems at once: all of them, in document order of the schema
   ['several problems in one file', `services:

@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parseDocument } from 'yaml';
+import { crossServiceProblems, factsFromDocument } from './rules.js';
 import { configSchema } from './schema.js';
 import { errorMap, formatPath } from './messages.js';
 import { ConfigError, type Config, type ConfigProblem } from './types.js';
@@ -103,6 +104,12 @@ export function parseConfig(source: string, file: string): Config {
   for (const issue of result.error.issues) {
     const path = formatPath(issue.path);
     for (const message of issue.message.split('\n')) problems.push({ path, message });
+  }
+  // Zod skips the cross-service rules once any service has a problem; run them on what did parse.
+  const facts = factsFromDocument(parsed.data);
+  for (const cross of crossServiceProblems(facts.adminListen, facts.services)) {
+    const problem = { path: formatPath(cross.path), message: cross.message };
+    if (!problems.some((known) => known.path === problem.path && known.message === problem.message)) problems.push(problem);
   }
   throw new ConfigError(file, problems);
 }

@@ -6,7 +6,8 @@
  */
 import type * as z from 'zod';
 import { DEFAULTS } from './defaults.js';
-import { endpointsOverlap, formatEndpoint } from './endpoints.js';
+import { endpointsOverlap, formatEndpoint, parseEndpoint, type EndpointRule } from './endpoints.js';
+import { DSR_RULE, LISTEN_RULE } from './fields.js';
 import type { DsrServiceInput, ProxyServiceInput } from './schema.js';
 import type { Balance, Config, Endpoint, ServiceConfig } from './types.js';
 
@@ -64,46 +65,109 @@ export function checkDsrService(service: DsrServiceInput, ctx: Issues): void {
   });
 }
 
-export function checkServices(config: Config, ctx: Issues): void {
-  const names = new Map<string, number>();
-  const binds: { endpoint: Endpoint; path: (string | number)[]; owner: string }[] = [];
-  if (config.admin !== undefined) binds.push({ endpoint: config.admin.listen, path: ['admin', 'listen'], owner: 'admin' });
-  const dscpOwners = new Map<number, { vip: string; index: number }>();
-
-  config.services.forEach((service, index) => {
-    const earlier = names.get(service.name);
-    if (earlier === undefined) names.set(service.name, index);
-    else ctx.addIssue({ code: 'custom', path: ['services', index, 'name'], message: `duplicate service name "${service.name}" (also services[${earlier}])` });
-
-    switch (service.mode) {
-      case 'proxy':
-        binds.push({ endpoint: service.listen, path: ['services', index, 'listen'], owner: `service "${service.name}" (services[${index}].listen)` });
-        break;
-      case 'dsr': {
-        binds.push({ endpoint: service.vip, path: ['services', index, 'vip'], owner: `service "${service.name}" (services[${index}].vip)` });
-        const owner = dscpOwners.get(service.dscp);
-        if (owner === undefined) dscpOwners.set(service.dscp, { vip: service.vip.host, index });
-        else if (owner.vip !== service.vip.host) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['services', index, 'dscp'],
-            message: `dscp ${service.dscp} already marks VIP ${owner.vip} (services[${owner.index}]); each DSCP value must identify one VIP`,
-          });
-        }
-        break;
-      }
-      default: {
-        const never: never = service;
-        throw new Error(`unknown service mode ${String((never as ServiceConfig).mode)}`);
-      }
-    }
-  });
-
-  binds.forEach((bind, index) => {
-    const clash = binds.slice(0, index).find((earlier) => endpointsOverlap(earlier.endpoint, bind.endpoint));
-    if (clash !== undefined) {
-      ctx.addIssue({ code: 'custom', path: bind.path, message: `${formatEndpoint(bind.endpoint)} overlaps ${formatEndpoint(clash.endpoint)} of ${clash.owner}` });
-    }
-  });
+/** What the rules across services need of one service; any part may be unknown in a file that failed validation. */
+export interface ServiceFacts {
+  name?: string;
+  bind?: { endpoint: Endpoint; key: 'listen' | 'vip' };
+  dscp?: number;
 }
 
+export interface CrossServiceProblem {
+  path: (string | number)[];
+  message: string;
+}
+
+/**
+ * Unique service names; no two binds (admin, proxy listen, DSR VIP) that collide; one VIP address
+ * per DSCP value. Pre: `services[i]` describes `services[i]` of the document.
+ */
+export function crossServiceProblems(adminListen: Endpoint | undefined, services: readonly ServiceFacts[]): CrossServiceProblem[] {
+  const problems: CrossServiceProblem[] = [];
+  const names = new Map<string, number>();
+  const binds: { endpoint: Endpoint; path: (string | number)[]; owner: string }[] = [];
+  if (adminListen !== undefined) binds.push({ endpoint: adminListen, path: ['admin', 'listen'], owner: 'admin' });
+  const dscpOwners = new Map<number, { vip: string; index: number }>();
+
+  services.forEach((service, index) => {
+    if (service.name !== undefined) {
+      const earlier = names.get(service.name);
+      if (earlier === undefined) names.set(service.name, index);
+      else problems.push({ path: ['services', index, 'name'], message: `duplicate service name "${service.name}" (also services[${earlier}])` });
+    }
+    if (service.bind === undefined) return;
+    const { endpoint, key } = service.bind;
+    const owner = service.name === undefined ? `services[${index}].${key}` : `service "${service.name}" (services[${index}].${key})`;
+    binds.push({ endpoint, path: ['services', index, key], owner });
+    if (key === 'vip' && service.dscp !== undefined) {
+      const marked = dscpOwners.get(service.dscp);
+      if (marked === undefined) dscpOwners.set(service.dscp, { vip: endpoint.host, index });
+      else if (marked.vip !== endpoint.host) {
+        problems.push({
+          path: ['services', index, 'dscp'],
+          message: `dscp ${service.dscp} already marks VIP ${marked.vip} (services[${marked.index}]); each DSCP value must identify one VIP`,
+        });
+      }
+    }
+  });
+
+  // Sockets this process binds (admin, proxy listens) and VIPs the DSR director matches are separate
+  // spaces: a VIP lives on the director's path, not on a local socket. Each must be free of clashes.
+  for (const space of ['listen', 'vip'] as const) {
+    const group = binds.filter((bind) => bind.path[bind.path.length - 1] === space);
+    group.forEach((bind, index) => {
+      const clash = group.slice(0, index).find((earlier) => endpointsOverlap(earlier.endpoint, bind.endpoint));
+      if (clash !== undefined) {
+        problems.push({ path: bind.path, message: `${formatEndpoint(bind.endpoint)} overlaps ${formatEndpoint(clash.endpoint)} of ${clash.owner}` });
+      }
+    });
+  }
+  return problems;
+}
+
+function factsOf(service: ServiceConfig): ServiceFacts {
+  switch (service.mode) {
+    case 'proxy':
+      return { name: service.name, bind: { endpoint: service.listen, key: 'listen' } };
+    case 'dsr':
+      return { name: service.name, bind: { endpoint: service.vip, key: 'vip' }, dscp: service.dscp };
+    default: {
+      const never: never = service;
+      throw new Error(`unknown service mode ${String((never as ServiceConfig).mode)}`);
+    }
+  }
+}
+
+/** The cross-service rules on a valid Config (the schema's last step). */
+export function checkServices(config: Config, ctx: Issues): void {
+  for (const problem of crossServiceProblems(config.admin?.listen, config.services.map(factsOf))) {
+    ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
+  }
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+function endpointOrUndefined(value: unknown, rule: EndpointRule): Endpoint | undefined {
+  if (typeof value !== 'string') return undefined;
+  const parsed = parseEndpoint(value, rule);
+  return parsed.ok ? parsed.value : undefined;
+}
+
+/**
+ * The same facts read leniently from a document that failed validation (whatever part of a service
+ * is well formed is used), so one run reports a duplicate name alongside a bad port elsewhere.
+ */
+export function factsFromDocument(document: unknown): { adminListen?: Endpoint; services: ServiceFacts[] } {
+  if (!isRecord(document)) return { services: [] };
+  const adminListen = isRecord(document.admin) ? endpointOrUndefined(document.admin.listen, LISTEN_RULE) : undefined;
+  const services = (Array.isArray(document.services) ? document.services : []).map((service): ServiceFacts => {
+    if (!isRecord(service)) return {};
+    const facts: ServiceFacts = {};
+    if (typeof service.name === 'string') facts.name = service.name;
+    const mode = service.mode ?? DEFAULTS.mode;
+    const endpoint = mode === 'dsr' ? endpointOrUndefined(service.vip, DSR_RULE) : mode === 'proxy' ? endpointOrUndefined(service.listen, LISTEN_RULE) : undefined;
+    if (endpoint !== undefined) facts.bind = { endpoint, key: mode === 'dsr' ? 'vip' : 'listen' };
+    if (Number.isInteger(service.dscp)) facts.dscp = service.dscp as number;
+    return facts;
+  });
+  return { adminListen, services };
+}
