@@ -8,6 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createChecker, type CheckResult, type CheckSpec } from '../src/health/index.js';
+import { runProbe } from '../src/health/probe.js';
 
 type Behaviour = (socket: net.Socket) => void;
 
@@ -349,5 +350,21 @@ describe('checker edge cases', () => {
     await slow.allClosed();
     expect(count('Timeout')).toBeLessThanOrEqual(timersBefore); // other timers (vitest's) may end meanwhile
     expect(count('TCPSocketWrap')).toBeLessThanOrEqual(socketsBefore);
+  });
+});
+
+describe('probe robustness', () => {
+  it('turns a throwing decoder into a failed probe', async () => {
+    const server = await fakeServer(answer('anything'));
+    const result = await runProbe({ host: '127.0.0.1', port: server.port }, TIMEOUT_MS, undefined, {
+      request: Buffer.from('hello'),
+      maxReplyBytes: 64,
+      decode: (reply) => {
+        if (reply.length > 0) throw new Error('decoder bug');
+        return undefined;
+      },
+    });
+    await server.allClosed();
+    expect(failed(result)).toEqual({ kind: 'invalid', reason: 'decoder error: decoder bug' });
   });
 });

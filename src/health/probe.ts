@@ -105,7 +105,13 @@ export function runProbe(
     const decide = (ended: boolean): boolean => {
       if (verdict !== undefined) return true;
       if (protocol === undefined) return false;
-      const answer = protocol.decode(buffer === undefined ? new Uint8Array(0) : buffer.subarray(0, received), ended);
+      let answer: Verdict | undefined;
+      try {
+        answer = protocol.decode(buffer === undefined ? new Uint8Array(0) : buffer.subarray(0, received), ended);
+      } catch (error) {
+        // A decoder must not throw; if one does, the probe fails instead of the process.
+        answer = { ok: false, kind: 'invalid', reason: `decoder error: ${error instanceof Error ? error.message : String(error)}` };
+      }
       if (answer === undefined) return false;
       const durationMs = performance.now() - started;
       if (answer.ok) finish({ ok: true, durationMs, detail: answer.detail }, answer.farewell);
