@@ -113,7 +113,7 @@ function progress(line: string): void {
 async function measureMemory(group: ProcessGroup, path: RunningPath, idle: number, samples: PathSamples): Promise<void> {
   const pid = path.measuredPid;
   if (pid === undefined) return;
-  const warm = await holdIdle(group, benchDir, path.listen.idle, 256);
+  const warm = await holdIdle(group, benchDir, path.listen.idle, Math.min(64, idle));
   await warm.close();
   const before = await settledRssKib(pid);
   const held = await holdIdle(group, benchDir, path.listen.idle, idle);
@@ -177,7 +177,8 @@ function machineLine(): string {
 }
 
 function resultSection(summary: Summary, options: Options, argv: string[], load: { before: number[]; after: number[] }, errors: string[]): string {
-  const command = `npm run bench:proxy${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+  const quoted = argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`));
+  const command = `npm run bench:proxy${quoted.length > 0 ? ` -- ${quoted.join(' ')}` : ''}`;
   const targets = markdownTargets(summary);
   const lines = [
     `## Latest run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
@@ -213,7 +214,7 @@ What it measures, on loopback, with the client, the proxy and the backend all on
   HAProxy and nginx are run with logging off, as their defaults in a tuned setup would be.
 - Idle connections: a proxy needs two descriptors per spliced connection. Where the hard
   \`RLIMIT_NOFILE\` is 20,000 and cannot be raised (no CAP_SYS_RESOURCE in a container), the count is
-  lowered to 9,900 and the results say so.
+  lowered to 9,800 and the results say so.
 
 Figures on a 2-core machine shared by client, proxy and backend move from run to run: compare the
 ratios within one run, not absolute numbers across runs.
@@ -233,8 +234,10 @@ async function main(): Promise<number> {
   if (missingTools.length > 0) throw new BenchError(`not installed: ${missingTools.join(', ')} (apt-get install ${missingTools.join(' ')})`);
 
   const notes: string[] = [];
-  // A proxy holds two descriptors per spliced connection, plus listeners, logs and its event loop.
-  const fits = Math.floor((descriptorLimit() - 200) / 2);
+  // A proxy holds two descriptors per spliced connection, plus listeners, logs and its event loop;
+  // the proxies are configured for 100 connections more than are held (HAProxy refuses to start
+  // when its maxconn needs more descriptors than the limit).
+  const fits = Math.floor((descriptorLimit() - 200) / 2) - 100;
   if (options.cases.includes('memory') && options.idle > fits) {
     notes.push(`Idle connections lowered from ${options.idle} to ${fits}: the descriptor hard limit here is ${descriptorLimit()} (raising it needs CAP_SYS_RESOURCE).`);
     options.idle = fits;
@@ -261,7 +264,7 @@ async function main(): Promise<number> {
     const backends = await startBackends(group, taken, benchDir);
     const running: RunningPath[] = [];
     for (const name of paths) {
-      running.push(await startPath(name, group, taken, backends, { l4lbArgs: options.l4lbArgs, maxConnections: options.idle + 50, distDir }));
+      running.push(await startPath(name, group, taken, backends, { l4lbArgs: options.l4lbArgs, maxConnections: options.idle + 100, distDir }));
     }
     progress(`backends: iperf3 :${backends.bulk}, nginx http :${backends.http}, idle :${backends.idle}; paths: ${running.map((p) => `${p.name} :${p.listen.http} (pid ${p.measuredPid ?? '-'})`).join(', ')}`);
 
