@@ -12,11 +12,11 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type DsrServiceConfig } from '../src/config/index.js';
+import { loadConfig, type DsrServiceConfig, type ProxyServiceConfig } from '../src/config/index.js';
 import { planDirector } from '../src/dsr/index.js';
-import { createPicker } from '../src/hashing/index.js';
-import { jhashSlotHash, nftJhashSlot } from '../src/hashing/jhash.js';
+import { nftJhashSlot } from '../src/hashing/jhash.js';
 import { flowKey } from '../src/hashing/keys.js';
+import { buildPlan } from '../src/proxy/plan.js';
 
 const REPO = new URL('..', import.meta.url).pathname;
 const LAB = `${REPO}lab/`;
@@ -127,8 +127,23 @@ describe.skipIf(missing !== undefined && !mustRun)(`DSR lab${missing ? ` (skippe
         const config = await loadConfig(env.CONFIG);
         const service = config.services.find((s): s is DsrServiceConfig => s.mode === 'dsr' && s.name === env.SERVICE)!;
         const [plan] = planDirector([service]);
-        // The proxy side: a Maglev picker over the same backends, table size and seed, hashing with jhash.
-        const proxyPicker = createPicker('maglev', service.backends, { tableSize: service.tableSize, slotHash: jhashSlotHash(service.hashSeed) });
+        // The proxy side: the splicer's own plan for a mode: proxy service with the same backends,
+        // table size and seed, and flowHash: jhash.
+        const proxyConfig: ProxyServiceConfig = {
+          mode: 'proxy',
+          name: 'web-proxy',
+          listen: { host: '127.0.0.1', port: 0 },
+          balance: 'maglev',
+          hashKey: service.hashKey,
+          flowHash: 'jhash',
+          hashSeed: service.hashSeed,
+          tableSize: service.tableSize,
+          maxConnections: 100,
+          retries: 0,
+          timeouts: { connect: 1000, idle: 1000, queue: 1000, drain: 1000 },
+          backends: service.backends,
+        };
+        const proxy = await buildPlan(proxyConfig, 'web-proxy', new Map());
         const firstPort = 26000;
         const probe = run('ip', ['netns', 'exec', env.CLIENT_NS, 'node', `${LAB}client.mjs`, 'probe', env.VIP, env.PORT, String(firstPort), String(AGREEMENT_FLOWS), '16']);
         expect(probe.status, probe.stderr).toBe(0);
@@ -141,7 +156,7 @@ describe.skipIf(missing !== undefined && !mustRun)(`DSR lab${missing ? ` (skippe
           const slot = nftJhashSlot(key, plan.table.size, plan.seed);
           slotsSeen.add(slot);
           const predicted = plan.table.backends[plan.table.slots[slot]].name;
-          expect(proxyPicker.pick(key)?.name).toBe(predicted);
+          expect(proxy.chooser.pick({ key, anchor: 0 }, 0)?.name).toBe(predicted);
           if (backend === predicted) agree++;
         }
         process.stdout.write(`[lab ${mode}] kernel agreement: ${agree}/${AGREEMENT_FLOWS} flows over ${slotsSeen.size} of ${plan.table.size} slots\n`);
