@@ -150,14 +150,38 @@ function compareWords(a: Uint32Array, aAt: number, b: Uint32Array, bAt: number, 
   return 0;
 }
 
-const SCRATCH_BYTES = new Uint8Array(16);
-const SCRATCH_WORDS = new Uint32Array(4);
+/**
+ * A client address parsed once for any number of lookups: IPv4-mapped IPv6 folded to IPv4, the
+ * address as big-endian 32-bit words. Reusable: `set` overwrites it without allocating.
+ */
+export class AddressKey {
+  family: IpFamily = 4;
+  readonly words = new Uint32Array(4);
+  private readonly bytes = new Uint8Array(16);
 
-function loadWords(bytes: Uint8Array, at: number, words: number): void {
-  for (let w = 0; w < words; w++) {
-    SCRATCH_WORDS[w] = ((bytes[at + w * 4] << 24) | (bytes[at + w * 4 + 1] << 16) | (bytes[at + w * 4 + 2] << 8) | bytes[at + w * 4 + 3]) >>> 0;
+  /**
+   * Parses an IPv4, IPv6 or IPv4-mapped IPv6 address (a zone index such as %eth0 is ignored).
+   * Returns false, leaving the key unusable, if it is not an address.
+   */
+  set(address: string): boolean {
+    const zone = address.indexOf('%');
+    const end = zone >= 0 ? zone : address.length;
+    if (parseIPv4Into(address, 0, end, this.bytes, 12)) return this.load(4, 12);
+    if (!parseIPv6Into(address, 0, end, this.bytes, 0)) return false;
+    return isMappedIPv4(this.bytes) ? this.load(4, 12) : this.load(6, 0);
+  }
+
+  private load(family: IpFamily, at: number): true {
+    this.family = family;
+    const b = this.bytes;
+    for (let w = 0; w < (family === 4 ? 1 : 4); w++) {
+      this.words[w] = ((b[at + w * 4] << 24) | (b[at + w * 4 + 1] << 16) | (b[at + w * 4 + 2] << 8) | b[at + w * 4 + 3]) >>> 0;
+    }
+    return true;
   }
 }
+
+const SCRATCH_KEY = new AddressKey();
 
 /** An immutable set of CIDR blocks. */
 export class CidrSet {
@@ -182,21 +206,14 @@ export class CidrSet {
 
   /**
    * True if the address (IPv4, IPv6, IPv4-mapped IPv6; a zone index such as %eth0 is ignored) lies
-   * in a block. False for text that is not an address. O(log n), no allocation for a plain address.
+   * in a block. False for text that is not an address. O(log n), no allocation.
    */
   has(address: string): boolean {
-    const zone = address.indexOf('%');
-    const end = zone >= 0 ? zone : address.length;
-    if (parseIPv4Into(address, 0, end, SCRATCH_BYTES, 0)) {
-      loadWords(SCRATCH_BYTES, 0, 1);
-      return this.v4.contains(SCRATCH_WORDS);
-    }
-    if (!parseIPv6Into(address, 0, end, SCRATCH_BYTES, 0)) return false;
-    if (isMappedIPv4(SCRATCH_BYTES)) {
-      loadWords(SCRATCH_BYTES, 12, 1);
-      return this.v4.contains(SCRATCH_WORDS);
-    }
-    loadWords(SCRATCH_BYTES, 0, 4);
-    return this.v6.contains(SCRATCH_WORDS);
+    return SCRATCH_KEY.set(address) && this.hasKey(SCRATCH_KEY);
+  }
+
+  /** Same as `has` for an address already parsed. */
+  hasKey(key: AddressKey): boolean {
+    return key.family === 4 ? this.v4.contains(key.words) : this.v6.contains(key.words);
   }
 }

@@ -3,7 +3,7 @@
  * and the strict address text they share with the PROXY protocol codec. Pure: no sockets, no clock.
  */
 export { parseAddress, formatAddress, formatIPv4, formatIPv6, isMappedIPv4, type IpFamily, type ParsedAddress } from './address.js';
-export { CidrSet, parseCidr, parseCidrList, formatCidr, type Cidr } from './cidr.js';
+export { AddressKey, CidrSet, parseCidr, parseCidrList, formatCidr, type Cidr } from './cidr.js';
 export { AccessPolicy, type AccessRules, type AccessVerdict } from './access.js';
 export {
   SourceLimiter,

@@ -25,7 +25,7 @@
  * first when maxSources is above it.
  */
 import { LbError } from '../errors.js';
-import { isMappedIPv4, parseIPv4Into, parseIPv6Into } from './address.js';
+import { AddressKey } from './cidr.js';
 
 export interface RateLimit {
   /** Connections allowed per period, and the burst size. */
@@ -82,7 +82,6 @@ const REFUSED: Record<LimitRefusal, Admission> = {
 };
 
 const NONE = -1;
-const SCRATCH = new Uint8Array(16);
 
 function integerIn(value: number, min: number, max: number, name: string): number {
   if (!(Number.isInteger(value) && value >= min && value <= max)) {
@@ -91,11 +90,11 @@ function integerIn(value: number, min: number, max: number, name: string): numbe
   return value;
 }
 
-function maskedWord(bytes: Uint8Array, at: number, bitsLeft: number): number {
-  const word = ((bytes[at] << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]) >>> 0;
-  if (bitsLeft >= 32) return word;
-  if (bitsLeft <= 0) return 0;
-  return (word & ~(0xffffffff >>> bitsLeft)) >>> 0;
+/** The top `bits` bits of a 32-bit word (all of it from 32 up, none from 0 down). */
+function masked(word: number, bits: number): number {
+  if (bits >= 32) return word;
+  if (bits <= 0) return 0;
+  return (word & ~(0xffffffff >>> bits)) >>> 0;
 }
 
 class Lease implements SourceLease {
@@ -119,6 +118,7 @@ export class SourceLimiter {
   private readonly ipv6Bits: number;
   readonly capacity: number;
 
+  private readonly addressKey = new AddressKey();
   private readonly slots = new Map<string, number>();
   private readonly keys: (string | undefined)[];
   private readonly active: Int32Array;
@@ -164,20 +164,18 @@ export class SourceLimiter {
    * IPv6 as IPv4. Undefined if `address` is not an IP address (a zone index is ignored).
    */
   sourceKey(address: string): string | undefined {
-    const zone = address.indexOf('%');
-    const end = zone >= 0 ? zone : address.length;
-    const ipv4 = parseIPv4Into(address, 0, end, SCRATCH, 12);
-    if (!ipv4 && !parseIPv6Into(address, 0, end, SCRATCH, 0)) return undefined;
+    const key = this.addressKey;
+    if (!key.set(address)) return undefined;
     // Compact keys (one UTF-16 unit per 16 bits) keep the Map small: 3 or 9 units.
-    if (ipv4 || isMappedIPv4(SCRATCH)) {
-      const word = maskedWord(SCRATCH, 12, this.ipv4Bits);
+    if (key.family === 4) {
+      const word = masked(key.words[0], this.ipv4Bits);
       return String.fromCharCode(4, word >>> 16, word & 0xffff);
     }
     const b = this.ipv6Bits;
-    const w0 = maskedWord(SCRATCH, 0, b);
-    const w1 = maskedWord(SCRATCH, 4, b - 32);
-    const w2 = maskedWord(SCRATCH, 8, b - 64);
-    const w3 = maskedWord(SCRATCH, 12, b - 96);
+    const w0 = masked(key.words[0], b);
+    const w1 = masked(key.words[1], b - 32);
+    const w2 = masked(key.words[2], b - 64);
+    const w3 = masked(key.words[3], b - 96);
     return String.fromCharCode(6, w0 >>> 16, w0 & 0xffff, w1 >>> 16, w1 & 0xffff, w2 >>> 16, w2 & 0xffff, w3 >>> 16, w3 & 0xffff);
   }
 
