@@ -1,7 +1,7 @@
 /**
- * Incremental PROXY protocol header parser for a socket (spec §2.1, §2.2, and §9's advice to detect
- * the version from the first bytes): feed chunks as they arrive; it tells v1 from v2 by the first
- * byte ('P' or CR), checks every byte of the v1 prefix and of the v2 fixed header as it comes (so a
+ * Incremental PROXY protocol header parser for a socket (spec §2.1, §2.2, and §2.2's rule for
+ * telling the versions apart): feed chunks as they arrive; it tells v1 from v2 by the first byte
+ * ('P' or CR), checks every byte of the v1 prefix and of the v2 fixed header as it comes (so a
  * client that speaks anything else is refused at its first wrong byte, not after a timeout), never
  * holds more than 107 bytes for v1 or 16 + maxV2Length for v2, and hands back the bytes of the last
  * chunk that follow the header (the client's first payload) as a view, without copying.
