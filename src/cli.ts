@@ -4,6 +4,8 @@
  */
 import { Command, CommanderError } from 'commander';
 import { routeCommand } from './cli/route.js';
+import { runCommand } from './cli/run.js';
+import { demoCommand } from './cli/demo.js';
 import { dsrCommand } from './cli/dsr.js';
 import { checkCommand } from './cli/check.js';
 import { EXIT_USAGE } from './cli/common.js';
@@ -15,6 +17,8 @@ const program = new Command('l4lb')
   .exitOverride();
 
 program.addCommand(routeCommand());
+program.addCommand(runCommand());
+program.addCommand(demoCommand());
 program.addCommand(dsrCommand());
 program.addCommand(checkCommand());
 

@@ -1,0 +1,99 @@
+/**
+ * `l4lb run -c FILE`: runs the proxy services of a configuration file until told to stop.
+ *
+ * Signals, as HAProxy's master process reads them: SIGTERM or SIGINT stops accepting and lets open
+ * connections finish for up to the largest `timeouts.drain`, then exits 0 (a second one ends them
+ * at once); SIGHUP re-reads the file and, if it is valid, reloads without refusing a connection —
+ * if not, it keeps running on the old configuration and logs every problem.
+ * Start-up failures (missing or invalid file, port taken, backend name that resolves nowhere) are
+ * one line per problem on stderr and exit 1, never a stack trace.
+ */
+import { Command } from 'commander';
+import type { Logger } from 'pino';
+import { ConfigError, loadConfig, type Config } from '../config/index.js';
+import { isLbError } from '../errors.js';
+import { createLogger, formatAddress } from '../proxy/access-log.js';
+import { startBalancer, type Balancer } from '../proxy/balancer.js';
+import { EXIT_FAILURE, fail } from './common.js';
+
+interface RunOptions {
+  config: string;
+}
+
+/** Resolves once everything the logger buffered is written. */
+export function flushLogger(logger: Logger): Promise<void> {
+  return new Promise((resolve) => logger.flush(() => resolve()));
+}
+
+function largestDrain(config: Config): number {
+  let drain = 0;
+  for (const service of config.services) if (service.mode === 'proxy') drain = Math.max(drain, service.timeouts.drain);
+  return drain;
+}
+
+/** Why a reload was refused, as a list of lines (every problem of the file). */
+function reasons(error: unknown): string[] {
+  if (error instanceof ConfigError) return error.lines();
+  if (isLbError(error)) return [error.message];
+  return [`internal error: ${error instanceof Error ? error.message : String(error)}`];
+}
+
+export async function run(file: string, logger: Logger = createLogger()): Promise<void> {
+  let config: Config;
+  let balancer: Balancer;
+  try {
+    config = await loadConfig(file);
+    balancer = await startBalancer(config, { logger });
+  } catch (error) {
+    fail(error, EXIT_FAILURE);
+  }
+  for (const stats of balancer.stats()) {
+    logger.info({ service: stats.name, listen: formatAddress(stats.listen.host, stats.listen.port), backends: stats.backends.length }, 'listening');
+  }
+
+  let reloading: Promise<void> = Promise.resolve();
+  const reload = async (): Promise<void> => {
+    try {
+      const next = await loadConfig(file);
+      await balancer.reload(next);
+      config = next;
+      logger.info({ file }, 'reloaded');
+    } catch (error) {
+      logger.warn({ file, problems: reasons(error) }, 'reload refused: still running the previous configuration');
+    }
+  };
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second stop signal: closing open connections now');
+      void balancer.close(0);
+      return;
+    }
+    stopping = true;
+    const drainMs = largestDrain(config);
+    logger.info({ signal, drainMs }, 'stopping: no new connections, draining open ones');
+    void reloading
+      .then(() => balancer.close(drainMs))
+      .then(() => logger.info('stopped'))
+      .then(() => flushLogger(logger))
+      .then(() => process.exit(0));
+  };
+
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    logger.info({ file }, 'SIGHUP: re-reading the configuration');
+    reloading = reloading.then(reload);
+  });
+}
+
+export function runCommand(): Command {
+  return new Command('run')
+    .description('run the proxy services of a configuration file (SIGHUP reloads it, SIGTERM drains and stops)')
+    .requiredOption('-c, --config <file>', 'configuration file, YAML or JSON')
+    .action(async (options: RunOptions) => {
+      await run(options.config);
+    });
+}
