@@ -7,9 +7,13 @@
  *
  * Needs root, `ip netns`, nft, iperf3. With CI=true a missing capability fails the suite; elsewhere it
  * is skipped, with the reason in its title. The lab's namespaces have fixed names (l4lb-*), so this is
- * the only test file that builds the lab; afterAll always runs lab/down.sh and checks none remain.
+ * the only test file that builds the lab, and it holds an exclusive flock(1) on the lab/ directory
+ * while it runs, so two test runs on one machine (two checkouts, two helpers) take turns instead of
+ * tearing down each other's lab. afterAll always runs lab/down.sh and checks no namespace remains.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
+import { once } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type DsrServiceConfig, type ProxyServiceConfig } from '../src/config/index.js';
@@ -21,6 +25,8 @@ import { buildPlan } from '../src/proxy/plan.js';
 const REPO = new URL('..', import.meta.url).pathname;
 const LAB = `${REPO}lab/`;
 const STEP_TIMEOUT = 120_000;
+/** Another run may hold the lab for its whole suite (about two minutes). */
+const LOCK_TIMEOUT = 600_000;
 const AGREEMENT_FLOWS = 400;
 
 function run(command: string, args: string[], input?: string) {
@@ -53,6 +59,30 @@ function keyValues(text: string): Record<string, string> {
   return values;
 }
 
+type LockHolder = ChildProcessByStdio<Writable, Readable, null>;
+
+/**
+ * Takes an exclusive lock on the lab/ directory (nothing is created) and keeps it while the returned
+ * process runs: flock(1) holds the lock for `cat`, which exits when its stdin is closed — by
+ * `releaseLabLock`, or by the operating system if this test process dies.
+ */
+async function acquireLabLock(): Promise<LockHolder> {
+  const holder = spawn('flock', ['--exclusive', LAB, '-c', 'echo locked; exec cat'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout.once('data', () => resolve());
+    holder.once('error', reject);
+    holder.once('exit', (code) => reject(new Error(`flock exited with ${code} before taking the lab lock`)));
+  });
+  return holder;
+}
+
+async function releaseLabLock(holder: LockHolder): Promise<void> {
+  if (holder.exitCode !== null) return;
+  const exited = once(holder, 'exit');
+  holder.stdin.end();
+  await exited;
+}
+
 function labNamespaces(): string[] {
   return run('ip', ['netns', 'list'])
     .stdout.split('\n')
@@ -78,21 +108,28 @@ const missing = missingCapability();
 const mustRun = process.env.CI === 'true';
 
 describe.skipIf(missing !== undefined && !mustRun)(`DSR lab${missing ? ` (skipped: ${missing}; runs as root)` : ''}`, () => {
-  beforeAll(() => {
+  let lock: LockHolder | undefined;
+
+  beforeAll(async () => {
     if (missing !== undefined) throw new Error(`the DSR lab needs root, ip netns, nft and iperf3: ${missing} (CI=true, so this fails instead of skipping)`);
+    lock = await acquireLabLock();
     // The scripts run dist/cli.js: build it unless it is up to date (rebuilding while other test
     // files run the CLI would race with them).
     if (distIsStale()) {
       const build = run(process.execPath, [`${REPO}node_modules/typescript/bin/tsc`, '-p', `${REPO}tsconfig.json`]);
       if (build.status !== 0) throw new Error(`tsc failed:\n${build.stdout}${build.stderr}`);
     }
-  }, STEP_TIMEOUT);
+  }, LOCK_TIMEOUT + STEP_TIMEOUT);
 
-  afterAll(() => {
+  afterAll(async () => {
     if (missing !== undefined) return;
-    const down = script('down.sh');
-    expect(down.status, down.transcript).toBe(0);
-    expect(labNamespaces()).toEqual([]);
+    try {
+      const down = script('down.sh');
+      expect(down.status, down.transcript).toBe(0);
+      expect(labNamespaces()).toEqual([]);
+    } finally {
+      if (lock) await releaseLabLock(lock);
+    }
   }, STEP_TIMEOUT);
 
   for (const mode of ['l3', 'l2'] as const) {
