@@ -84,6 +84,7 @@ export function readAll(socket: Socket): Promise<Buffer> {
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
     socket.once('end', () => resolve(Buffer.concat(chunks)));
     socket.once('error', reject);
+    socket.resume();
   });
 }
 
@@ -106,6 +107,7 @@ export function readBytes(socket: Socket, count: number): Promise<Buffer> {
     socket.on('data', onData);
     socket.once('error', reject);
     socket.once('end', onEnd);
+    socket.resume();
   });
 }
 
@@ -125,6 +127,7 @@ export async function readLine(socket: Socket): Promise<string> {
     };
     socket.on('data', onData);
     socket.once('error', reject);
+    socket.resume();
   });
 }
 
@@ -137,6 +140,22 @@ export function closed(socket: Socket): Promise<NodeJS.ErrnoException | undefine
     });
     if (socket.closed) resolve(failure);
     else socket.once('close', () => resolve(failure));
+  });
+}
+
+/**
+ * Resolves when the peer has closed its side: a FIN (its 'end', the socket being read and
+ * discarded from now on) or a reset (with the error). For clients that are refused or timed out.
+ */
+export function peerClosed(socket: Socket): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    let failure: NodeJS.ErrnoException | undefined;
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      failure = error;
+    });
+    socket.once('end', () => resolve(undefined));
+    socket.once('close', () => resolve(failure));
+    socket.resume();
   });
 }
 
@@ -157,4 +176,40 @@ export async function writeChunked(socket: Socket, data: Buffer, sizes: readonly
  */
 export async function waitUntil(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
+}
+
+export interface Blackhole {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A listener whose connects time out: a child process listens with a backlog of 1 and then blocks
+ * its event loop, so it never accepts; two filler connections fill the accept queue and the kernel
+ * drops every later SYN. Killed by its PID on close().
+ */
+export async function startBlackhole(): Promise<Blackhole> {
+  const { spawn } = await import('node:child_process');
+  const script = `
+    const net = require('node:net');
+    const server = net.createServer();
+    server.listen({ host: '127.0.0.1', port: 0, backlog: 1 }, () => {
+      process.stdout.write(server.address().port + '\\n', () => {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); // never accept
+      });
+    });`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const [line] = (await once(child.stdout, 'data')) as [Buffer];
+  const port = Number(line.toString().trim());
+  const fillers: Socket[] = [];
+  for (let i = 0; i < 2; i++) fillers.push(await connectClient(port));
+  return {
+    port,
+    close: async () => {
+      for (const filler of fillers) filler.destroy();
+      if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGKILL');
+      await exited;
+    },
+  };
 }
