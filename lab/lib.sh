@@ -37,6 +37,19 @@ MAX_BACKENDS=8
 log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# One lab at a time on this machine, whichever checkout it runs from: the namespaces and
+# $LAB_STATE are machine-wide. Each script holds an flock(1) on $LAB_LOCK (fd 9) until it exits; a
+# caller that holds the lock for a whole sequence of scripts (test/lab.test.ts) says so with
+# L4LB_LAB_LOCK_HELD=1 (flock(1)'s FLOCKER idiom). The empty lock file stays in /run/lock, a tmpfs,
+# so that waiters always lock the same file. Long-lived processes must not inherit fd 9
+# (start_in_ns closes it), or they would keep the lock.
+LAB_LOCK=/run/lock/l4lb-lab.lock
+if [ "$(id -u)" -eq 0 ] && [ "${L4LB_LAB_LOCK_HELD:-}" != 1 ] && command -v flock >/dev/null; then
+  mkdir -p "$(dirname "$LAB_LOCK")"
+  exec 9>>"$LAB_LOCK"
+  flock --wait 600 9 || die "another lab run has held $LAB_LOCK for 10 minutes"
+fi
+
 backend_ip() { echo "203.0.113.$((10 + $1))"; }
 backend_ns() { echo "${BACKEND_PREFIX}$1"; }
 
@@ -55,7 +68,7 @@ require_tools() {
 # Starts "$@" inside namespace $1 in the background, output to $LAB_STATE/$2.log; records its PID.
 start_in_ns() {
   local ns=$1 name=$2; shift 2
-  ip netns exec "$ns" "$@" >"$LAB_STATE/$name.log" 2>&1 &
+  ip netns exec "$ns" "$@" >"$LAB_STATE/$name.log" 2>&1 9<&- &
   echo "$! $name" >>"$LAB_PIDS"
 }
 

@@ -7,8 +7,9 @@
  *
  * Needs root, `ip netns`, nft, iperf3. With CI=true a missing capability fails the suite; elsewhere it
  * is skipped, with the reason in its title. The lab's namespaces have fixed names (l4lb-*), so this is
- * the only test file that builds the lab, and it holds an exclusive flock(1) on the lab/ directory
- * while it runs, so two test runs on one machine (two checkouts, two helpers) take turns instead of
+ * the only test file that builds the lab, and it holds the lab's machine-wide flock(1) (the one
+ * lab/lib.sh takes, /run/lock/l4lb-lab.lock) for the whole suite, telling the scripts so with
+ * L4LB_LAB_LOCK_HELD=1: two test runs on one machine (two checkouts, two helpers) take turns instead of
  * tearing down each other's lab. afterAll always runs lab/down.sh and checks no namespace remains.
  */
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
@@ -27,10 +28,12 @@ const LAB = `${REPO}lab/`;
 const STEP_TIMEOUT = 120_000;
 /** Another run may hold the lab for its whole suite (about two minutes). */
 const LOCK_TIMEOUT = 600_000;
+const LAB_LOCK = '/run/lock/l4lb-lab.lock';
 const AGREEMENT_FLOWS = 400;
 
 function run(command: string, args: string[], input?: string) {
-  const result = spawnSync(command, args, { cwd: REPO, encoding: 'utf8', input, maxBuffer: 64 * 1024 * 1024 });
+  const env = { ...process.env, L4LB_LAB_LOCK_HELD: '1' };
+  const result = spawnSync(command, args, { cwd: REPO, encoding: 'utf8', input, env, maxBuffer: 64 * 1024 * 1024 });
   return { status: result.status, stdout: result.stdout ?? '', stderr: result.stderr ?? '', error: result.error };
 }
 
@@ -62,12 +65,12 @@ function keyValues(text: string): Record<string, string> {
 type LockHolder = ChildProcessByStdio<Writable, Readable, null>;
 
 /**
- * Takes an exclusive lock on the lab/ directory (nothing is created) and keeps it while the returned
- * process runs: flock(1) holds the lock for `cat`, which exits when its stdin is closed — by
- * `releaseLabLock`, or by the operating system if this test process dies.
+ * Takes the lab's exclusive lock and keeps it while the returned process runs: flock(1) holds the
+ * lock for `cat`, which exits when its stdin is closed — by `releaseLabLock`, or by the operating
+ * system if this test process dies.
  */
 async function acquireLabLock(): Promise<LockHolder> {
-  const holder = spawn('flock', ['--exclusive', LAB, '-c', 'echo locked; exec cat'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const holder = spawn('flock', ['--exclusive', LAB_LOCK, '-c', 'echo locked; exec cat'], { stdio: ['pipe', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     holder.stdout.once('data', () => resolve());
     holder.once('error', reject);
