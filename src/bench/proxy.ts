@@ -157,7 +157,7 @@ async function measureOnce(group: ProcessGroup, path: RunningPath, name: Exclude
         samples.p99Ms.push(result.p99Ms);
       }
       const errors = result.errors > 0 ? ` (${result.errors} errors)` : '';
-      progress(`  ${name} ${path.name}: ${Math.round(result.requestsPerSecond)} req/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms${errors}`);
+      progress(`  ${name} ${path.name}: ${Math.round(result.requestsPerSecond)} req/s, p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms${errors}`);
       return;
     }
   }
@@ -176,6 +176,15 @@ function machineLine(): string {
   ].join(', ');
 }
 
+/** The commit the measured l4lb was built from, and whether the working tree differed from it. */
+function l4lbRevision(): string {
+  const head = spawnSync('git', ['-C', repoDir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  if (head.status !== 0) return 'not a git checkout';
+  const dirty = spawnSync('git', ['-C', repoDir, 'status', '--porcelain', '--untracked-files=no', '--', 'src'], { encoding: 'utf8' });
+  const changed = dirty.stdout.trim() === '' ? '' : ' (with uncommitted changes under src/)';
+  return `commit ${head.stdout.trim()}${changed}`;
+}
+
 function resultSection(summary: Summary, options: Options, argv: string[], load: { before: number[]; after: number[] }, errors: string[]): string {
   const quoted = argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`));
   const command = `npm run bench:proxy${quoted.length > 0 ? ` -- ${quoted.join(' ')}` : ''}`;
@@ -184,6 +193,7 @@ function resultSection(summary: Summary, options: Options, argv: string[], load:
     `## Latest run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
     '',
     `- Command: \`${command}\``,
+    `- l4lb: ${l4lbRevision()}`,
     `- Machine: ${machineLine()}`,
     `- Settings: ${options.seconds} s per measurement, ${options.runs} run(s) per case interleaved across paths (medians), wrk 1 thread ${options.connections} connections, ${options.idle} idle connections.`,
     `- Load average (1, 5, 15 min) before: ${load.before.map((v) => v.toFixed(2)).join(', ')}; after: ${load.after.map((v) => v.toFixed(2)).join(', ')}.`,
