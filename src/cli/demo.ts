@@ -15,6 +15,7 @@ import { flowKey } from '../hashing/keys.js';
 import { createLogger } from '../proxy/access-log.js';
 import { startBalancer, type Balancer } from '../proxy/balancer.js';
 import { slotHashOf } from '../proxy/plan.js';
+import { ListenError } from '../proxy/service.js';
 import { EXIT_FAILURE, fail, invalid } from './common.js';
 import { flushLogger } from './run.js';
 
@@ -95,12 +96,11 @@ export async function demo(port: number, logger: Logger = createLogger()): Promi
     balancer = await startBalancer(demoConfig(port, backends), { logger });
   } catch (error) {
     await closeBackends();
-    if (error instanceof LbError && error.code === 'LB_ERR_LISTEN') {
+    if (error instanceof ListenError && error.failure === 'address-in-use') {
       fail(new LbError('LB_ERR_LISTEN', `cannot listen on 127.0.0.1:${port}: the port is taken (is another demo running?); try --port ${port + 1}`));
     }
     fail(error, EXIT_FAILURE);
   }
-  process.stdout.write(demoInstructions(balancer.address('demo'), backends).join('\n') + '\n');
   const stop = (): void => {
     process.stdout.write('\nstopping the demo\n');
     void balancer
@@ -111,6 +111,8 @@ export async function demo(port: number, logger: Logger = createLogger()): Promi
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  // Printed once Ctrl-C is handled: whoever reads "Ctrl-C to stop." may send it at once.
+  process.stdout.write(demoInstructions(balancer.address('demo'), backends).join('\n') + '\n');
 }
 
 export function demoCommand(): Command {

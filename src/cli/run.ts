@@ -47,9 +47,6 @@ export async function run(file: string, logger: Logger = createLogger()): Promis
   } catch (error) {
     fail(error, EXIT_FAILURE);
   }
-  for (const stats of balancer.stats()) {
-    logger.info({ service: stats.name, listen: formatAddress(stats.listen.host, stats.listen.port), backends: stats.backends.length }, 'listening');
-  }
 
   let reloading: Promise<void> = Promise.resolve();
   const reload = async (): Promise<void> => {
@@ -87,6 +84,10 @@ export async function run(file: string, logger: Logger = createLogger()): Promis
     logger.info({ file }, 'SIGHUP: re-reading the configuration');
     reloading = reloading.then(reload);
   });
+  // Only now, with every signal handled, say so: whoever waits for this line may signal at once.
+  for (const stats of balancer.stats()) {
+    logger.info({ service: stats.name, listen: formatAddress(stats.listen.host, stats.listen.port), backends: stats.backends.length }, 'listening');
+  }
 }
 
 export function runCommand(): Command {

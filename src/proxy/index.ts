@@ -4,5 +4,6 @@
  */
 export { startBalancer, type Balancer, type BalancerOptions, type BackendStats, type ServiceStats } from './balancer.js';
 export { createLogger, END_REASON_TEXT, ACCESS_MESSAGE, type AccessRecord, type EndReason } from './access-log.js';
+export { ListenError, type ListenFailure } from './service.js';
 export { systemLookup, type Lookup } from './plan.js';
 export type { SpliceEnd } from './splice.js';

@@ -42,6 +42,19 @@ export interface ServiceStats {
   backends: BackendStats[];
 }
 
+/** Why a listener could not bind, for callers that advise (the demo suggests another port). */
+export type ListenFailure = 'address-in-use' | 'permission-denied' | 'other';
+
+export class ListenError extends LbError {
+  constructor(
+    message: string,
+    readonly failure: ListenFailure,
+  ) {
+    super('LB_ERR_LISTEN', message);
+    this.name = 'ListenError';
+  }
+}
+
 export class ProxyService implements ConnectionHost {
   private readonly server: Server;
   private readonly open = new Set<ClientConnection>();
@@ -73,8 +86,9 @@ export class ProxyService implements ConnectionHost {
     const { host, port } = this.plan.config.listen;
     return new Promise((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException): void => {
-        const why = error.code === 'EADDRINUSE' ? 'address already in use' : error.code === 'EACCES' ? 'permission denied' : (error.code ?? error.message);
-        reject(new LbError('LB_ERR_LISTEN', `${where}: cannot listen on ${formatAddress(host, port)}: ${why}`));
+        const failure: ListenFailure = error.code === 'EADDRINUSE' ? 'address-in-use' : error.code === 'EACCES' ? 'permission-denied' : 'other';
+        const why = failure === 'address-in-use' ? 'address already in use' : failure === 'permission-denied' ? 'permission denied' : (error.code ?? error.message);
+        reject(new ListenError(`${where}: cannot listen on ${formatAddress(host, port)}: ${why}`, failure));
       };
       this.server.once('error', onError);
       this.server.listen({ host, port }, () => {
