@@ -16,6 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpuTicks, holdIdle, runBulk, runWrk, settledRssKib } from './proxy/cases.js';
+import { parseMachineTicks, parseTreeTicks } from './proxy/parse.js';
 import { BenchError, descriptorLimit, ProcessGroup } from './proxy/procs.js';
 import {
   emptySamples, markdownTables, markdownTargets, PATH_NAMES, spliceSection, summarize, textTable, type PathName, type PathSamples, type Summary,
@@ -106,6 +107,19 @@ function versionOf(command: string, args: string[], pattern: RegExp): string {
   return match ? match[1] : 'unknown';
 }
 
+/** CPU ticks of the whole machine and of this benchmark's process tree (children once reaped). */
+function cpuSnapshot(): { machine: { busy: number; total: number }; ours: number } {
+  return { machine: parseMachineTicks(readFileSync('/proc/stat', 'utf8')), ours: parseTreeTicks(readFileSync('/proc/self/stat', 'utf8')) };
+}
+
+/** Share of the machine's CPU time used by processes that are not this benchmark's, between two snapshots. */
+function othersShare(before: ReturnType<typeof cpuSnapshot>, after: ReturnType<typeof cpuSnapshot>): number {
+  const total = after.machine.total - before.machine.total;
+  const busy = after.machine.busy - before.machine.busy;
+  const ours = after.ours - before.ours;
+  return total > 0 ? Math.max(0, busy - ours) / total : 0;
+}
+
 function progress(line: string): void {
   process.stderr.write(`${line}\n`);
 }
@@ -185,7 +199,14 @@ function l4lbRevision(): string {
   return `commit ${head.stdout.trim()}${changed}`;
 }
 
-function resultSection(summary: Summary, options: Options, argv: string[], load: { before: number[]; after: number[] }, errors: string[]): string {
+interface LoadRecord {
+  before: number[];
+  after: number[];
+  /** Share of all CPU time used by other processes during the run. */
+  others: number;
+}
+
+function resultSection(summary: Summary, options: Options, argv: string[], load: LoadRecord, errors: string[]): string {
   const quoted = argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`));
   const command = `npm run bench:proxy${quoted.length > 0 ? ` -- ${quoted.join(' ')}` : ''}`;
   const targets = markdownTargets(summary);
@@ -196,7 +217,7 @@ function resultSection(summary: Summary, options: Options, argv: string[], load:
     `- l4lb: ${l4lbRevision()}`,
     `- Machine: ${machineLine()}`,
     `- Settings: ${options.seconds} s per measurement, ${options.runs} run(s) per case interleaved across paths (medians), wrk 1 thread ${options.connections} connections, ${options.idle} idle connections.`,
-    `- Load average (1, 5, 15 min) before: ${load.before.map((v) => v.toFixed(2)).join(', ')}; after: ${load.after.map((v) => v.toFixed(2)).join(', ')}.`,
+    `- Load average (1, 5, 15 min) before: ${load.before.map((v) => v.toFixed(2)).join(', ')}; after: ${load.after.map((v) => v.toFixed(2)).join(', ')}. Other processes used ${(load.others * 100).toFixed(0)} % of the machine's CPU time during the run (user + system time from /proc/stat, minus this benchmark's process tree).`,
   ];
   if (options.note) lines.push(`- Note: ${options.note}`);
   for (const error of errors) lines.push(`- ${error}`);
@@ -259,7 +280,8 @@ async function main(): Promise<number> {
   });
   for (const note of notes) progress(note);
 
-  const load = { before: loadavg(), after: [] as number[] };
+  const load: LoadRecord = { before: loadavg(), after: [], others: 0 };
+  const cpuBefore = cpuSnapshot();
   const group = new ProcessGroup();
   const onSignal = (signal: NodeJS.Signals): void => {
     progress(`\n${signal}: stopping every process this benchmark started`);
@@ -274,7 +296,7 @@ async function main(): Promise<number> {
     const backends = await startBackends(group, taken, benchDir);
     const running: RunningPath[] = [];
     for (const name of paths) {
-      running.push(await startPath(name, group, taken, backends, { l4lbArgs: options.l4lbArgs, maxConnections: options.idle + 100, distDir }));
+      running.push(await startPath(name, group, taken, backends, { l4lbArgs: options.l4lbArgs, maxConnections: Math.min(options.idle, fits) + 100, distDir }));
     }
     progress(`backends: iperf3 :${backends.bulk}, nginx http :${backends.http}, idle :${backends.idle}; paths: ${running.map((p) => `${p.name} :${p.listen.http} (pid ${p.measuredPid ?? '-'})`).join(', ')}`);
 
@@ -304,6 +326,8 @@ async function main(): Promise<number> {
     process.off('SIGTERM', onSignal);
   }
   load.after = loadavg();
+  load.others = othersShare(cpuBefore, cpuSnapshot());
+  progress(`other processes used ${(load.others * 100).toFixed(0)} % of the machine's CPU time during the run`);
 
   const summary: Summary = {};
   const clockTicks = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;

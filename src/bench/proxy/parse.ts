@@ -89,3 +89,25 @@ export function parseRssKib(statusText: string): number {
   if (!match) throw new BenchError('/proc/PID/status: no VmRSS line');
   return Number(match[1]);
 }
+
+/**
+ * Busy and total clock ticks of all CPUs from the first line of /proc/stat. Busy is user + nice +
+ * system only: interrupt and softirq time (loopback packet processing, which our own traffic causes)
+ * is left out, as it is not charged to any process when the kernel accounts IRQ time separately.
+ */
+export function parseMachineTicks(procStatText: string): { busy: number; total: number } {
+  const line = procStatText.split('\n', 1)[0];
+  const fields = line.trim().split(/\s+/);
+  if (fields[0] !== 'cpu' || fields.length < 5) throw new BenchError('/proc/stat: no aggregate cpu line');
+  const values = fields.slice(1, 9).map(Number);
+  const total = values.reduce((sum, value) => sum + value, 0);
+  return { busy: values[0] + values[1] + values[2], total };
+}
+
+/** utime + stime + cutime + cstime from /proc/self/stat: this process and every child it has reaped. */
+export function parseTreeTicks(statText: string): number {
+  const fields = statText.slice(statText.lastIndexOf(')') + 2).split(' ');
+  const ticks = fields.slice(11, 15).map(Number);
+  if (ticks.some((value) => !Number.isInteger(value))) throw new BenchError('/proc/self/stat: cannot read CPU times');
+  return ticks.reduce((sum, value) => sum + value, 0);
+}
