@@ -55,6 +55,7 @@ class RunningBalancer implements Balancer {
   private readonly retiring = new Set<Promise<void>>();
   private drainMs = 0;
   private closing = false;
+  private reloading: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly logger: Logger,
@@ -136,8 +137,11 @@ class RunningBalancer implements Balancer {
     throw new LbError('LB_ERR_INVALID_ARGUMENT', `no proxy service named "${name}"`);
   }
 
+  /** Reloads run one at a time, in call order. */
   reload(config: Config): Promise<void> {
-    return this.apply(config);
+    const next = this.reloading.then(() => this.apply(config));
+    this.reloading = next.catch(() => undefined);
+    return next;
   }
 
   async close(drainMs = this.drainMs): Promise<void> {

@@ -43,6 +43,14 @@ export function nextCandidate(plan: ServicePlan, flow: Flow, from: number): Cand
 
 const EMPTY_KEY: HashKey = new Uint8Array(0);
 
+function ignoreError(): void {}
+
+/** Destroys a backend socket nobody listens to any more; a late error on it must not crash the process. */
+function discard(socket: Socket): void {
+  socket.on('error', ignoreError);
+  socket.destroy();
+}
+
 export class ClientConnection implements Waiter, Flow {
   state: ConnectionState = 'accepted';
   key: HashKey = EMPTY_KEY;
@@ -138,7 +146,7 @@ export class ClientConnection implements Waiter, Flow {
 
   /** A try failed: give its slot back, then retry on the next candidate with room, or give up. */
   private connectFailed(failure: 'connect-timeout' | 'connect-failed', code: string | undefined): void {
-    this.detachPending().destroy();
+    discard(this.detachPending());
     const backend = this.backend as ResolvedBackend;
     backend.counters.current--;
     backend.counters.failures++;
@@ -180,7 +188,7 @@ export class ClientConnection implements Waiter, Flow {
     if (this.state === 'ended') return;
     this.heldServiceSlot = this.state === 'connecting' || this.state === 'spliced';
     this.state = 'ended';
-    if (this.pending !== undefined) this.detachPending().destroy();
+    if (this.pending !== undefined) discard(this.detachPending());
     const backend = this.backend;
     const splice = this.splice;
     if (backend !== undefined) {
