@@ -11,12 +11,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { loadavg } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpuTicks, holdIdle, runBulk, runWrk, settledRssKib } from './proxy/cases.js';
-import { parseMachineTicks, parseTreeTicks } from './proxy/parse.js';
+import { cpuSnapshot, DOC_HEADER, haveCommand, othersShare, resultSection, type LoadRecord } from './proxy/doc.js';
 import { BenchError, descriptorLimit, ProcessGroup } from './proxy/procs.js';
 import {
   emptySamples, markdownTables, markdownTargets, PATH_NAMES, spliceSection, summarize, textTable, type PathName, type PathSamples, type Summary,
@@ -97,29 +97,6 @@ function parseOptions(argv: string[]): Options | undefined {
   };
 }
 
-function haveCommand(command: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
-}
-
-function versionOf(command: string, args: string[], pattern: RegExp): string {
-  const result = spawnSync(command, args, { encoding: 'utf8' });
-  const match = pattern.exec(`${result.stdout ?? ''}${result.stderr ?? ''}`);
-  return match ? match[1] : 'unknown';
-}
-
-/** CPU ticks of the whole machine and of this benchmark's process tree (children once reaped). */
-function cpuSnapshot(): { machine: { busy: number; total: number }; ours: number } {
-  return { machine: parseMachineTicks(readFileSync('/proc/stat', 'utf8')), ours: parseTreeTicks(readFileSync('/proc/self/stat', 'utf8')) };
-}
-
-/** Share of the machine's CPU time used by processes that are not this benchmark's, between two snapshots. */
-function othersShare(before: ReturnType<typeof cpuSnapshot>, after: ReturnType<typeof cpuSnapshot>): number {
-  const total = after.machine.total - before.machine.total;
-  const busy = after.machine.busy - before.machine.busy;
-  const ours = after.ours - before.ours;
-  return total > 0 ? Math.max(0, busy - ours) / total : 0;
-}
-
 function progress(line: string): void {
   process.stderr.write(`${line}\n`);
 }
@@ -176,80 +153,6 @@ async function measureOnce(group: ProcessGroup, path: RunningPath, name: Exclude
     }
   }
 }
-
-function machineLine(): string {
-  const cpu = cpus();
-  return [
-    `${cpu.length} CPUs (${cpu[0]?.model.trim() ?? 'unknown'})`,
-    `Linux ${release()}`,
-    `Node.js ${process.version}`,
-    `HAProxy ${versionOf('haproxy', ['-v'], /HAProxy version (\S+)/)}`,
-    `nginx ${versionOf('nginx', ['-v'], /nginx\/(\S+)/)}`,
-    `iperf3 ${versionOf('iperf3', ['--version'], /iperf (\S+)/)}`,
-    `wrk ${versionOf('wrk', ['--version'], /wrk (\S+)/)}`,
-  ].join(', ');
-}
-
-/** The commit the measured l4lb was built from, and whether the working tree differed from it. */
-function l4lbRevision(): string {
-  const head = spawnSync('git', ['-C', repoDir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
-  if (head.status !== 0) return 'not a git checkout';
-  const dirty = spawnSync('git', ['-C', repoDir, 'status', '--porcelain', '--untracked-files=no', '--', 'src'], { encoding: 'utf8' });
-  const changed = dirty.stdout.trim() === '' ? '' : ' (with uncommitted changes under src/)';
-  return `commit ${head.stdout.trim()}${changed}`;
-}
-
-interface LoadRecord {
-  before: number[];
-  after: number[];
-  /** Share of all CPU time used by other processes during the run. */
-  others: number;
-}
-
-function resultSection(summary: Summary, options: Options, argv: string[], load: LoadRecord, errors: string[]): string {
-  const quoted = argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`));
-  const command = `npm run bench:proxy${quoted.length > 0 ? ` -- ${quoted.join(' ')}` : ''}`;
-  const targets = markdownTargets(summary);
-  const lines = [
-    `## Latest run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
-    '',
-    `- Command: \`${command}\``,
-    `- l4lb: ${l4lbRevision()}`,
-    `- Machine: ${machineLine()}`,
-    `- Settings: ${options.seconds} s per measurement, ${options.runs} run(s) per case interleaved across paths (medians), wrk 1 thread ${options.connections} connections, ${options.idle} idle connections.`,
-    `- Load average (1, 5, 15 min) before: ${load.before.map((v) => v.toFixed(2)).join(', ')}; after: ${load.after.map((v) => v.toFixed(2)).join(', ')}. Other processes used ${(load.others * 100).toFixed(0)} % of the machine's CPU time during the run (user + system time from /proc/stat, minus this benchmark's process tree).`,
-  ];
-  if (options.note) lines.push(`- Note: ${options.note}`);
-  for (const error of errors) lines.push(`- ${error}`);
-  lines.push('', markdownTables(summary));
-  if (targets) lines.push('', targets);
-  return `${lines.join('\n')}\n`;
-}
-
-const DOC_HEADER = `# Benchmarks
-
-## Proxy data path (\`npm run bench:proxy\`)
-
-What it measures, on loopback, with the client, the proxy and the backend all on this machine:
-- **bulk**: iperf3 through each path, 1 stream and 4 streams (Gbit/s, receiver side); the proxy's CPU
-  time (utime + stime from \`/proc/PID/stat\`) over the bytes moved gives CPU seconds per GB.
-- **new conn/s**: wrk, 1 thread, \`Connection: close\` against an nginx backend answering \`200 ok\`:
-  each request is a new connection through the proxy. Proxy CPU µs per connection beside it.
-- **keep-alive**: the same wrk over persistent connections: requests/s and latency p50/p99.
-- **RSS/idle conn**: a separate client process holds 10,000 connections through the proxy, each greeted
-  by the backend (so it is spliced end to end); the proxy's VmRSS growth divided by the count.
-- Paths: direct (no proxy: the limit), l4lb (\`node dist/cli.js run -c FILE\` as its own process),
-  HAProxy \`mode tcp\` with \`nbthread 1\`, nginx \`stream\` with one worker (its worker process is the
-  one sampled). Configs are generated into a temp dir; all paths front the same backends in one run.
-- l4lb writes its access log (one JSON line per connection, to a file) as it would in production;
-  HAProxy and nginx are run with logging off, as their defaults in a tuned setup would be.
-- Idle connections: a proxy needs two descriptors per spliced connection. Where the hard
-  \`RLIMIT_NOFILE\` is 20,000 and cannot be raised (no CAP_SYS_RESOURCE in a container), the count is
-  lowered to 9,800 and the results say so.
-
-Figures on a 2-core machine shared by client, proxy and backend move from run to run: compare the
-ratios within one run, not absolute numbers across runs.
-`;
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
@@ -339,7 +242,7 @@ async function main(): Promise<number> {
   const targets = markdownTargets(summary);
   if (targets) process.stdout.write(`\n${targets}\n`);
   if (options.write) {
-    const section = resultSection(summary, options, argv, load, notes);
+    const section = resultSection(repoDir, summary, options, argv, load, notes);
     const document = existsSync(options.out) ? readFileSync(options.out, 'utf8') : DOC_HEADER;
     writeFileSync(options.out, spliceSection(document, section));
     progress(`\nwrote ${options.out}`);
