@@ -207,7 +207,7 @@ describe('idle timeout', () => {
     const idleServer = await startServer();
     const idleLog = captureLog();
     const idle = await startBalancer(
-      configOf(proxyService([backend('b1', idleServer.port)], { timeouts: { connect: 3000, idle: 150, queue: 1000, drain: 1000 } })),
+      configOf(proxyService([backend('b1', idleServer.port)], { timeouts: { connect: 3000, idle: 500, queue: 1000, drain: 1000 } })),
       { logger: idleLog.logger },
     );
     try {
