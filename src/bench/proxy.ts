@@ -239,10 +239,10 @@ async function main(): Promise<number> {
     if (pathSamples.errors > 0) notes.push(`${name}: wrk reported ${pathSamples.errors} socket errors or bad responses.`);
   }
   process.stdout.write(`\n${textTable(summary)}\n\n${markdownTables(summary)}\n`);
-  const targets = markdownTargets(summary);
+  const targets = markdownTargets(summary, samples);
   if (targets) process.stdout.write(`\n${targets}\n`);
   if (options.write) {
-    const section = resultSection(repoDir, summary, options, argv, load, notes);
+    const section = resultSection(repoDir, summary, samples, options, argv, load, notes);
     const document = existsSync(options.out) ? readFileSync(options.out, 'utf8') : DOC_HEADER;
     writeFileSync(options.out, spliceSection(document, section));
     progress(`\nwrote ${options.out}`);

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { parseMachineTicks, parseTreeTicks } from './parse.js';
-import { markdownTables, markdownTargets, type Summary } from './report.js';
+import { markdownTables, markdownTargets, type PathName, type PathSamples, type Summary } from './report.js';
 
 export interface RunSettings {
   readonly seconds: number;
@@ -69,10 +69,10 @@ export interface LoadRecord {
   others: number;
 }
 
-export function resultSection(repoDir: string, summary: Summary, options: RunSettings, argv: string[], load: LoadRecord, errors: string[]): string {
+export function resultSection(repoDir: string, summary: Summary, samples: ReadonlyMap<PathName, PathSamples>, options: RunSettings, argv: string[], load: LoadRecord, errors: string[]): string {
   const quoted = argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`));
   const command = `npm run bench:proxy${quoted.length > 0 ? ` -- ${quoted.join(' ')}` : ''}`;
-  const targets = markdownTargets(summary);
+  const targets = markdownTargets(summary, samples);
   const lines = [
     `## Latest run: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
     '',
