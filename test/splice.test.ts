@@ -89,6 +89,9 @@ describe('byte-exact transfer', () => {
     expect((await backendGot).equals(up)).toBe(true);
     const record = await accessRecord(before + 1);
     expect(record).toMatchObject({ bytesUp: up.length, bytesDown: down.length, backend: 'b1' });
+    const stats = balancer.stats()[0];
+    expect(stats.bytesUp).toBeGreaterThanOrEqual(up.length);
+    expect(stats.backends[0].bytesDown).toBe(stats.bytesDown); // one backend: its bytes are the service's
   }, 60_000);
 });
 

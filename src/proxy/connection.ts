@@ -80,6 +80,11 @@ export class ClientConnection implements Waiter, Flow {
     client.on('close', this.onEarlyClientClose);
   }
 
+  /** The backend this connection holds a slot on (connecting or spliced), if any. */
+  get currentBackend(): ResolvedBackend | undefined {
+    return this.backend;
+  }
+
   /** Client address:port, for the log. */
   get clientAddress(): string {
     return formatAddress(this.client.remoteAddress, this.client.remotePort);

@@ -34,7 +34,7 @@ export interface ServiceStats {
   /** Accepted since start. */
   total: number;
   refused: number;
-  /** Bytes client → backend and back, open connections included (per backend: closed ones only). */
+  /** Bytes client → backend and back, open connections included (per backend too). */
   bytesUp: number;
   bytesDown: number;
   /** Bytes held in this process's socket buffers for open connections (the backpressure bound). */
@@ -214,7 +214,20 @@ export class ProxyService implements ConnectionHost {
     await closed;
   }
 
+  /** Cost: O(open connections + backends); for the admin API and metrics, not the data path. */
   stats(): ServiceStats {
+    const backends = this.plan.backends.map(
+      (backend): BackendStats => ({
+        name: backend.name,
+        address: backend.configured,
+        current: backend.counters.current,
+        total: backend.counters.total,
+        failures: backend.counters.failures,
+        bytesUp: backend.counters.bytesUp,
+        bytesDown: backend.counters.bytesDown,
+      }),
+    );
+    const byName = new Map(backends.map((row) => [row.name, row]));
     let bytesUp = this.closedBytesUp;
     let bytesDown = this.closedBytesDown;
     let buffered = 0;
@@ -224,6 +237,11 @@ export class ProxyService implements ConnectionHost {
       bytesUp += splice.bytesUp;
       bytesDown += splice.bytesDown;
       buffered += splice.buffered();
+      const row = byName.get(connection.currentBackend?.name ?? '');
+      if (row !== undefined) {
+        row.bytesUp += splice.bytesUp;
+        row.bytesDown += splice.bytesDown;
+      }
     }
     return {
       name: this.name,
@@ -235,15 +253,7 @@ export class ProxyService implements ConnectionHost {
       bytesUp,
       bytesDown,
       buffered,
-      backends: this.plan.backends.map((backend) => ({
-        name: backend.name,
-        address: backend.configured,
-        current: backend.counters.current,
-        total: backend.counters.total,
-        failures: backend.counters.failures,
-        bytesUp: backend.counters.bytesUp,
-        bytesDown: backend.counters.bytesDown,
-      })),
+      backends,
     };
   }
 }
