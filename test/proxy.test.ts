@@ -5,7 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { BackendConfig, ProxyServiceConfig } from '../src/config/index.js';
+import type { BackendConfig, DsrServiceConfig, ProxyServiceConfig } from '../src/config/index.js';
 import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
 import { startBalancer, type Balancer } from '../src/proxy/balancer.js';
@@ -204,6 +204,26 @@ describe('start-up and shutdown', () => {
       code: 'LB_ERR_RESOLVE',
       message: 'services[0] (svc).backends[1] (b2): cannot resolve "nowhere.test" (ENOTFOUND)',
     });
+  });
+
+  it('dsr services are left to `l4lb dsr`: logged, not proxied', async () => {
+    const b1 = await named('b1');
+    const log = captureLog();
+    const dsr: DsrServiceConfig = {
+      mode: 'dsr',
+      name: 'web',
+      vip: { host: '192.0.2.10', port: 80 },
+      dscp: 10,
+      hashKey: 'source-ip',
+      hashSeed: 0,
+      tableSize: 251,
+      backends: [{ name: 'w1', address: { host: '10.0.0.2', port: 80 }, weight: 1 }],
+    };
+    const balancer = await startBalancer({ services: [dsr, proxyService([backend('b1', b1.port)])] }, { logger: log.logger });
+    cleanups.push(() => balancer.close(0));
+    expect(balancer.stats().map((service) => service.name)).toEqual(['svc']);
+    expect(await log.waitFor((record) => record.service === 'web')).toMatchObject({ msg: 'dsr service: rendered by `l4lb dsr`, not proxied by `l4lb run`' });
+    expect(() => balancer.address('web')).toThrow(/no proxy service named "web"/);
   });
 
   it('close(drain) stops accepting, lets open connections finish, then ends the rest', async () => {
