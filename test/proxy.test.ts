@@ -206,6 +206,21 @@ describe('start-up and shutdown', () => {
     });
   });
 
+  it('several services on port 0 each get a port of their own, kept across a reload', async () => {
+    const [b1, b2] = [await named('b1'), await named('b2')];
+    const services = [{ ...proxyService([backend('b1', b1.port)]), name: 'one' }, { ...proxyService([backend('b2', b2.port)]), name: 'two' }];
+    const balancer = await startBalancer({ services }, { logger: captureLog().logger });
+    cleanups.push(() => balancer.close(0));
+    const ports = [balancer.address('one').port, balancer.address('two').port];
+    expect(ports[0]).not.toBe(ports[1]);
+    await balancer.reload({ services });
+    expect([balancer.address('one').port, balancer.address('two').port]).toEqual(ports);
+    for (const [i, name] of ['b1', 'b2'].entries()) {
+      const socket = await client(ports[i]);
+      expect(await readLine(socket)).toBe(name);
+    }
+  });
+
   it('dsr services are left to `l4lb dsr`: logged, not proxied', async () => {
     const b1 = await named('b1');
     const log = captureLog();

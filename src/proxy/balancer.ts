@@ -35,9 +35,13 @@ export interface Balancer {
   stats(): ServiceStats[];
 }
 
-/** A listener's identity across reloads. */
-function endpointKey(endpoint: Endpoint): string {
-  return formatAddress(endpoint.host, endpoint.port);
+/**
+ * A listener's identity across reloads: its configured endpoint. Port 0 (any free port) never
+ * collides, so such listeners are told apart, and kept across reloads, by service name.
+ */
+function listenerKey(service: ProxyServiceConfig): string {
+  const endpoint = formatAddress(service.listen.host, service.listen.port);
+  return service.listen.port === 0 ? `${endpoint} ${service.name}` : endpoint;
 }
 
 interface Prepared {
@@ -102,7 +106,7 @@ class RunningBalancer implements Balancer {
     const opened: ProxyService[] = [];
     try {
       for (const { config: service, plan, where } of prepared) {
-        const key = endpointKey(service.listen);
+        const key = listenerKey(service);
         if (next.has(key)) throw new LbError('LB_ERR_LISTEN', `${where}: ${key} is already used by another service`);
         const kept = this.services.get(key);
         if (kept !== undefined) {
@@ -120,7 +124,7 @@ class RunningBalancer implements Balancer {
     }
     // Nothing can fail from here on: swap plans, retire listeners no longer configured.
     for (const { config: service, plan } of prepared) {
-      const running = next.get(endpointKey(service.listen)) as ProxyService;
+      const running = next.get(listenerKey(service)) as ProxyService;
       if (!opened.includes(running)) running.update(plan, this.loggerFor(service.name));
     }
     for (const [key, service] of this.services) {
