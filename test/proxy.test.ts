@@ -170,6 +170,22 @@ describe('access log', () => {
   });
 });
 
+describe('IPv6', () => {
+  it('listens on [::1], keys an IPv6 client as the picker does, and logs bracketed addresses', async () => {
+    const b1 = await named('b1');
+    const b2 = await named('b2');
+    const service = proxyService([backend('b1', b1.port), backend('b2', b2.port)], { listen: { host: '::1', port: 0 } });
+    const { log, port } = await balancerFor(service);
+    const picker = createPicker('maglev', service.backends, { tableSize: service.tableSize, slotHash: slotHashOf(service) });
+    const socket = await connectClient(port, undefined, '::1');
+    cleanups.push(async () => socket.destroy());
+    expect(await readLine(socket)).toBe(picker.pick(flowKey('::1'))?.name);
+    socket.end();
+    const [record] = await log.waitForAccess(1);
+    expect(record.client).toMatch(/^\[::1\]:\d+$/);
+  });
+});
+
 describe('start-up and shutdown', () => {
   it('a taken port is one LB_ERR_LISTEN error naming the service and address', async () => {
     const taken = await startServer();
