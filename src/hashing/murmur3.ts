@@ -41,18 +41,26 @@ function encodeScratch(text: string): number {
   return n;
 }
 
+/** Scrambles one 4-byte block `k` into the running hash `h` (murmur3's body round). */
+function mixBlock(h: number, k: number): number {
+  return (Math.imul(rotl(h ^ scramble(k), 13), 5) + 0xe6546b64) | 0;
+}
+
+/** murmur3's per-block scramble of `k`, also applied alone to the tail bytes. */
+function scramble(k: number): number {
+  return Math.imul(rotl(Math.imul(k, C1), 15), C2);
+}
+
+function rotl(x: number, r: number): number {
+  return (x << r) | (x >>> (32 - r));
+}
+
 /** MurmurHash3 x86_32 of `bytes[0..length)`; an unsigned 32-bit integer. */
 export function murmur3Bytes(bytes: Uint8Array, length: number, seed: number): number {
   let h = seed >>> 0;
   const blocks = length & ~3;
   for (let i = 0; i < blocks; i += 4) {
-    let k = bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+    h = mixBlock(h, bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24));
   }
   const rest = length & 3;
   if (rest > 0) {
@@ -60,10 +68,7 @@ export function murmur3Bytes(bytes: Uint8Array, length: number, seed: number): n
     if (rest === 3) k ^= bytes[blocks + 2] << 16;
     if (rest >= 2) k ^= bytes[blocks + 1] << 8;
     k ^= bytes[blocks];
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
+    h ^= scramble(k);
   }
   h ^= length;
   return fmix32(h);
@@ -102,13 +107,7 @@ function murmur3Ascii(text: string, seed: number): number {
     const c2 = text.charCodeAt(i + 2);
     const c3 = text.charCodeAt(i + 3);
     any |= c0 | c1 | c2 | c3;
-    let k = c0 | (c1 << 8) | (c2 << 16) | (c3 << 24);
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+    h = mixBlock(h, c0 | (c1 << 8) | (c2 << 16) | (c3 << 24));
   }
   const rest = length & 3;
   if (rest > 0) {
@@ -118,10 +117,7 @@ function murmur3Ascii(text: string, seed: number): number {
       any |= c;
       k ^= c << (8 * i);
     }
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
+    h ^= scramble(k);
   }
   if (any >= 0x80) return -1;
   h ^= length;
@@ -130,21 +126,8 @@ function murmur3Ascii(text: string, seed: number): number {
 
 /**
  * murmur3_32 of the 8 bytes `a` (little-endian) then `b` (little-endian), seed 0: the score of a
- * (key, backend) pair in rendezvous hashing. Inlined two-block Murmur3, no buffer.
+ * (key, backend) pair in rendezvous hashing: the two blocks mixed directly, no buffer.
  */
 export function hashPair(a: number, b: number): number {
-  let h = 0;
-  let k = Math.imul(a, C1);
-  k = (k << 15) | (k >>> 17);
-  k = Math.imul(k, C2);
-  h ^= k;
-  h = (h << 13) | (h >>> 19);
-  h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  k = Math.imul(b, C1);
-  k = (k << 15) | (k >>> 17);
-  k = Math.imul(k, C2);
-  h ^= k;
-  h = (h << 13) | (h >>> 19);
-  h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  return fmix32(h ^ 8);
+  return fmix32(mixBlock(mixBlock(0, a), b) ^ 8);
 }
