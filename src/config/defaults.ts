@@ -14,6 +14,8 @@ export const DEFAULTS = {
   retries: 2,
   weight: 1,
   timeouts: { connect: 3_000, idle: 30 * 60_000, queue: 5_000, drain: 30_000 },
+  /** timeouts.proxyHeader, filled in only for services with proxyProtocol.accept. */
+  proxyHeaderTimeout: 3_000,
 } as const;
 
 export const LIMITS = {

@@ -31,6 +31,7 @@ import {
 } from './fields.js';
 import { describeObject } from './messages.js';
 import { checkDsrService, checkProxyService, checkServices } from './rules.js';
+import { checkSourceRules, cidrListField, limitsObject, proxyProtocolObject } from './source-fields.js';
 import { BALANCES, FLOW_HASHES, type Balance, type BackendConfig, type Config, type DsrServiceConfig, type FlowHash, type ProxyServiceConfig } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -41,6 +42,7 @@ const timeoutsObject = z.strictObject({
   idle: durationField(false),
   queue: durationField(false),
   drain: durationField(true),
+  proxyHeader: durationField(false),
 });
 
 const PROXY_BACKEND_SHAPE = {
@@ -78,6 +80,10 @@ const PROXY_SERVICE_SHAPE = {
   retries: integer(`an integer 0–${LIMITS.maxRetries}`).min(0).max(LIMITS.maxRetries).optional(),
   timeouts: timeoutsObject.optional(),
   backends: z.array(proxyBackendObject, { error: expecting('a list of backends') }).min(1),
+  proxyProtocol: proxyProtocolObject.optional(),
+  allow: cidrListField.optional(),
+  deny: cidrListField.optional(),
+  limits: limitsObject.optional(),
 };
 
 const DSR_SERVICE_SHAPE = {
@@ -131,6 +137,11 @@ function toProxyService(service: ProxyServiceInput): ProxyServiceConfig {
     }),
   };
   if (service.balanceFactor !== undefined) result.balanceFactor = service.balanceFactor;
+  if (service.proxyProtocol !== undefined) result.proxyProtocol = service.proxyProtocol;
+  if (service.proxyProtocol?.accept !== undefined) result.timeouts.proxyHeader = service.timeouts?.proxyHeader ?? DEFAULTS.proxyHeaderTimeout;
+  if (service.allow !== undefined) result.allow = service.allow;
+  if (service.deny !== undefined) result.deny = service.deny;
+  if (service.limits !== undefined) result.limits = service.limits;
   return result;
 }
 
@@ -156,7 +167,7 @@ const serviceSchema = z.preprocess(
   z.discriminatedUnion(
     'mode',
     [
-      proxyServiceObject.superRefine(checkProxyService).transform(toProxyService),
+      proxyServiceObject.superRefine(checkProxyService).superRefine(checkSourceRules).transform(toProxyService),
       dsrServiceObject.superRefine(checkDsrService).transform(toDsrService),
     ],
     { error: expecting('a service (a mapping)') },

@@ -24,6 +24,28 @@ export interface Timeouts {
   idle: number;
   queue: number;
   drain: number;
+  /** Set exactly when `proxyProtocol.accept` is: how long a trusted peer has to send its header. */
+  proxyHeader?: number;
+}
+
+/** PROXY protocol versions (HAProxy doc/proxy-protocol.txt §2.1 text, §2.2 binary). */
+export type ProxyVersion = 'v1' | 'v2';
+export const PROXY_VERSIONS: readonly ProxyVersion[] = ['v1', 'v2'];
+
+/** `proxyProtocol` of a proxy service: at least one of the two is set. */
+export interface ProxyProtocolConfig {
+  /** Every backend connection starts with a header carrying the client and destination. */
+  send?: ProxyVersion;
+  /** Peers (CIDR blocks) that must start with a header (v1 or v2); its source is then the client. */
+  accept?: string[];
+}
+
+/** Per-source limits of a proxy service (src/rules/limits.ts); at least one limit is set. */
+export interface SourceLimitsConfig {
+  perSourceConnections?: number;
+  /** "N/s" or "N/m". */
+  perSourceRate?: string;
+  maxSources?: number;
 }
 
 export type Balance = 'maglev' | 'ring' | 'rendezvous' | 'roundrobin' | 'leastconn';
@@ -53,6 +75,12 @@ export interface ProxyServiceConfig {
   retries: number;
   timeouts: Timeouts;
   backends: BackendConfig[];
+  /** Issue 5: absent when not configured. */
+  proxyProtocol?: ProxyProtocolConfig;
+  /** CIDR blocks matched on the effective client (after a PROXY header); deny wins. */
+  allow?: string[];
+  deny?: string[];
+  limits?: SourceLimitsConfig;
 }
 
 /** DSR backends: `address.host` is an IPv4 literal; `address.port` is the VIP's port (DSR does not rewrite ports). */
