@@ -53,7 +53,7 @@ const CASES: [string, string, string[]][] = [
 
   // --- unknown keys at each level
   ['unknown top-level key', `servics: []\n${proxy()}`, ['c.yaml: unknown key "servics" (did you mean "services"?)']],
-  ['unknown admin key', `admin: { listen: 127.0.0.1:9900, token: x }\n${proxy()}`, ['c.yaml: admin: unknown key "token" (expected one of: listen)']],
+  ['unknown admin key', `admin: { listen: 127.0.0.1:9900, tokn: x }\n${proxy()}`, ['c.yaml: admin: unknown key "tokn" (did you mean "token"?)']],
   ['misspelt service key', proxy('tiemouts: { connect: 1s }'), ['c.yaml: services[0]: unknown key "tiemouts" (did you mean "timeouts"?)']],
   ['wrong case', proxy('hashkey: source-ip'), ['c.yaml: services[0]: unknown key "hashkey" (did you mean "hashKey"?)']],
   ['snake case', proxy('table_size: 251'), ['c.yaml: services[0]: unknown key "table_size" (did you mean "tableSize"?)']],

@@ -47,6 +47,12 @@ export function checkProxyService(service: ProxyServiceInput, ctx: Issues): void
     refuse('hashKey', `hashing balancers (${HASHING_BALANCES.join(', ')})`);
     refuse('balanceFactor', `hashing balancers (${HASHING_BALANCES.join(', ')})`);
   }
+  if (service.onDown !== undefined && service.healthCheck === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['onDown'], message: 'applies only with a healthCheck (without one no backend ever goes down)' });
+  }
+  if (service.backends.length > 0 && service.backends.every((backend) => backend.backup === true)) {
+    ctx.addIssue({ code: 'custom', path: ['backends'], message: 'every backend is a backup: at least one must be a primary (backups serve only when no primary can)' });
+  }
   if (balance === 'maglev') checkTableFits(service.tableSize ?? DEFAULTS.tableSize, service.backends.length, ctx);
   checkUniqueBackendNames(service.backends, ctx);
 }

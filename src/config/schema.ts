@@ -13,6 +13,7 @@
  */
 import * as z from 'zod';
 import { DEFAULTS, LIMITS } from './defaults.js';
+import { adminStateField, backupField, checkAdmin, healthCheckObject, onDownField, slowStartField, tokenField } from './health.js';
 import {
   DSR_RULE,
   LISTEN_RULE,
@@ -50,6 +51,9 @@ const PROXY_BACKEND_SHAPE = {
   address: endpointField(PROXY_BACKEND_RULE),
   weight: weightField.optional(),
   maxConnections: positiveInteger.optional(),
+  backup: backupField.optional(),
+  slowStart: slowStartField,
+  state: adminStateField.optional(),
 };
 
 const DSR_BACKEND_SHAPE = {
@@ -76,6 +80,8 @@ const PROXY_SERVICE_SHAPE = {
   hashSeed: hashSeedField.optional(),
   tableSize: tableSizeField.optional(),
   balanceFactor: z.number({ error: expecting('a number > 1') }).gt(1).optional(),
+  healthCheck: healthCheckObject.optional(),
+  onDown: onDownField.optional(),
   maxConnections: positiveInteger.optional(),
   retries: integer(`an integer 0–${LIMITS.maxRetries}`).min(0).max(LIMITS.maxRetries).optional(),
   timeouts: timeoutsObject.optional(),
@@ -124,6 +130,8 @@ function toProxyService(service: ProxyServiceInput): ProxyServiceConfig {
     tableSize: service.tableSize ?? DEFAULTS.tableSize,
     maxConnections: service.maxConnections ?? DEFAULTS.maxConnections,
     retries: service.retries ?? DEFAULTS.retries,
+    ...(service.healthCheck === undefined ? {} : { healthCheck: service.healthCheck }),
+    ...(service.onDown === undefined ? {} : { onDown: service.onDown }),
     timeouts: {
       connect: service.timeouts?.connect ?? DEFAULTS.timeouts.connect,
       idle: service.timeouts?.idle ?? DEFAULTS.timeouts.idle,
@@ -133,6 +141,9 @@ function toProxyService(service: ProxyServiceInput): ProxyServiceConfig {
     backends: service.backends.map((backend) => {
       const result: BackendConfig = { name: backend.name, address: backend.address, weight: backend.weight ?? DEFAULTS.weight };
       if (backend.maxConnections !== undefined) result.maxConnections = backend.maxConnections;
+      if (backend.backup !== undefined) result.backup = backend.backup;
+      if (backend.slowStart !== undefined) result.slowStart = backend.slowStart;
+      if (backend.state !== undefined) result.state = backend.state;
       return result;
     }),
   };
@@ -174,7 +185,7 @@ const serviceSchema = z.preprocess(
   ),
 );
 
-const adminObject = z.strictObject({ listen: endpointField(LISTEN_RULE) });
+const adminObject = z.strictObject({ listen: endpointField(LISTEN_RULE), token: tokenField.optional() }).superRefine(checkAdmin);
 
 /** The whole file. Parse with `{ error: errorMap, reportInput: true }` (see load.ts). */
 export const configSchema = describeObject(

@@ -4,6 +4,7 @@
  * addresses parsed into host and port, every default filled in. Nothing downstream re-checks them.
  */
 import { LbError } from '../errors.js';
+import type { AdminState, HealthCheckConfig, OnDown } from './health.js';
 
 /** A parsed `host:port` or `[v6]:port`; `host` is kept without brackets. */
 export interface Endpoint {
@@ -16,6 +17,12 @@ export interface BackendConfig {
   address: Endpoint;
   weight: number;
   maxConnections?: number;
+  /** Issue 4: takes traffic only when no primary backend is usable. */
+  backup?: boolean;
+  /** Issue 4: ms over which a recovered backend's share ramps from 0 to full. */
+  slowStart?: number;
+  /** Issue 4: the administrative state at start (absent: active). */
+  state?: AdminState;
 }
 
 /** All in milliseconds. */
@@ -71,6 +78,10 @@ export interface ProxyServiceConfig {
   hashSeed: number;
   tableSize: number;
   balanceFactor?: number;
+  /** Issue 4: absent when not configured (then every backend counts as up). */
+  healthCheck?: HealthCheckConfig;
+  /** Issue 4: absent means keep. */
+  onDown?: OnDown;
   maxConnections: number;
   retries: number;
   timeouts: Timeouts;
@@ -99,6 +110,8 @@ export type ServiceConfig = ProxyServiceConfig | DsrServiceConfig;
 
 export interface AdminConfig {
   listen: Endpoint;
+  /** Issue 4: every admin request must carry `Authorization: Bearer <token>`. */
+  token?: string;
 }
 
 export interface Config {

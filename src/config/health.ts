@@ -1,0 +1,175 @@
+/**
+ * Configuration of health checks, failure handling and runtime states (issue 4): a service's
+ * `healthCheck` and `onDown`, a backend's `backup`, `slowStart` and initial `state`, and the admin
+ * endpoint's `token`. Defaults are HAProxy's (`inter 2s`, `rise 2`, `fall 3`, timeout = inter,
+ * `init-state up`), the same the health module uses (src/health, docs/health.md).
+ *
+ * Checker options are validated by building the checker (createChecker), so the config layer and
+ * the health module can never disagree on what a valid `path`, `expect` or `user` is.
+ */
+import { isIP } from 'node:net';
+import * as z from 'zod';
+import { isLbError } from '../errors.js';
+import { createChecker, CHECK_TYPES, INITIAL_HEALTHS, type CheckSpec, type CheckType, type ExpectedStatus, type InitialHealth } from '../health/index.js';
+import { DEFAULT_FALL, DEFAULT_RISE } from '../health/reducer.js';
+import { DEFAULT_INTERVAL_MS } from '../health/scheduler.js';
+import { durationField, expecting, integer } from './fields.js';
+import { describeObject, describeValue } from './messages.js';
+import type { Endpoint } from './types.js';
+
+/** Administrative state of a backend, kept apart from its health. */
+export type AdminState = 'active' | 'draining' | 'maintenance';
+export const ADMIN_STATES: readonly AdminState[] = ['active', 'draining', 'maintenance'];
+
+/** What happens to a backend's established connections when it goes down. */
+export type OnDown = 'keep' | 'close';
+export const ON_DOWN: readonly OnDown[] = ['keep', 'close'];
+
+/** A service's health check, defaults filled in; durations in ms. */
+export interface HealthCheckConfig {
+  type: CheckType;
+  interval: number;
+  timeout: number;
+  rise: number;
+  fall: number;
+  initial: InitialHealth;
+  /** http only */
+  path?: string;
+  host?: string;
+  expect?: ExpectedStatus;
+  /** pgsql only */
+  user?: string;
+  database?: string;
+}
+
+export const HEALTH_DEFAULTS = {
+  type: 'tcp',
+  interval: DEFAULT_INTERVAL_MS,
+  rise: DEFAULT_RISE,
+  fall: DEFAULT_FALL,
+  initial: 'up',
+  onDown: 'keep',
+  state: 'active',
+} as const;
+
+export const HEALTH_LIMITS = { maxThreshold: 100, minTokenLength: 16 } as const;
+
+const threshold = integer(`an integer 1–${HEALTH_LIMITS.maxThreshold}`).min(1).max(HEALTH_LIMITS.maxThreshold);
+const statusSpec = z.union([z.number(), z.string()], { error: expecting('a status such as 200, "2xx" or "200-399"') });
+
+const HEALTH_CHECK_SHAPE = {
+  type: z.enum(CHECK_TYPES as [CheckType, ...CheckType[]]).optional(),
+  interval: durationField(false),
+  timeout: durationField(false),
+  rise: threshold.optional(),
+  fall: threshold.optional(),
+  initial: z.enum(INITIAL_HEALTHS as [InitialHealth, ...InitialHealth[]]).optional(),
+  path: z.string({ error: expecting('a path such as "/health"') }).optional(),
+  host: z.string({ error: expecting('a Host header value') }).optional(),
+  expect: z.union([statusSpec, z.array(statusSpec).min(1)], { error: expecting('a status, a class, a range or a list of these') }).optional(),
+  user: z.string({ error: expecting('a role name') }).optional(),
+  database: z.string({ error: expecting('a database name') }).optional(),
+};
+
+type HealthCheckInput = { [K in keyof typeof HEALTH_CHECK_SHAPE]?: z.output<(typeof HEALTH_CHECK_SHAPE)[K]> };
+
+const OPTIONS_OF: Record<CheckType, readonly (keyof HealthCheckInput)[]> = {
+  tcp: [],
+  redis: [],
+  mysql: [],
+  pgsql: ['user', 'database'],
+  http: ['path', 'host', 'expect'],
+};
+const TYPE_OPTIONS: readonly (keyof HealthCheckInput)[] = ['path', 'host', 'expect', 'user', 'database'];
+
+function checkSpecOf(input: Omit<HealthCheckInput, 'expect'> & { expect?: ExpectedStatus }): CheckSpec {
+  const type = input.type ?? HEALTH_DEFAULTS.type;
+  switch (type) {
+    case 'tcp':
+    case 'redis':
+    case 'mysql':
+      return { type };
+    case 'pgsql':
+      return { type, user: input.user, database: input.database };
+    case 'http':
+      return { type, path: input.path, host: input.host, expectStatus: input.expect };
+    default: {
+      const never: never = type;
+      throw new Error(`unknown check type ${String(never)}`);
+    }
+  }
+}
+
+/** `healthCheck` of a proxy service: options that the type would ignore are refused; the checker is built once to validate them. */
+export const healthCheckObject = describeObject(z.strictObject(HEALTH_CHECK_SHAPE), { label: 'healthCheck' })
+  .superRefine((input, ctx) => {
+    const type = input.type ?? HEALTH_DEFAULTS.type;
+    let refused = false;
+    for (const key of TYPE_OPTIONS) {
+      if (input[key] !== undefined && !OPTIONS_OF[type].includes(key)) {
+        refused = true;
+        const owners = CHECK_TYPES.filter((candidate) => OPTIONS_OF[candidate].includes(key)).join(', ');
+        ctx.addIssue({ code: 'custom', path: [key], message: `applies only to type: ${owners}; this check is type: ${type}` });
+      }
+    }
+    if (refused) return;
+    try {
+      createChecker(checkSpecOf(input));
+    } catch (error) {
+      if (!isLbError(error)) throw error;
+      const key = type === 'http' ? (/expectStatus/.test(error.message) ? 'expect' : /host/i.test(error.message) ? 'host' : 'path') : /database/.test(error.message) ? 'database' : 'user';
+      ctx.addIssue({ code: 'custom', path: [key], message: error.message.replace(/^(http|pgsql) health check /, '').replace('expectStatus', 'expect') });
+    }
+  })
+  .transform((input): HealthCheckConfig => {
+    const interval = input.interval ?? HEALTH_DEFAULTS.interval;
+    const result: HealthCheckConfig = {
+      type: input.type ?? HEALTH_DEFAULTS.type,
+      interval,
+      timeout: input.timeout ?? interval,
+      rise: input.rise ?? HEALTH_DEFAULTS.rise,
+      fall: input.fall ?? HEALTH_DEFAULTS.fall,
+      initial: input.initial ?? HEALTH_DEFAULTS.initial,
+    };
+    for (const key of ['path', 'host', 'expect', 'user', 'database'] as const) {
+      if (input[key] !== undefined) Object.assign(result, { [key]: input[key] });
+    }
+    return result;
+  });
+
+/** The checker a validated `healthCheck` describes. */
+export function checkSpecOfConfig(check: HealthCheckConfig): CheckSpec {
+  return checkSpecOf(check);
+}
+
+export const onDownField = z.enum(ON_DOWN as [OnDown, ...OnDown[]]);
+export const adminStateField = z.enum(ADMIN_STATES as [AdminState, ...AdminState[]]);
+export const backupField = z.boolean({ error: expecting('true or false') });
+export const slowStartField = durationField(false);
+
+/** A bearer token: printable ASCII without spaces, long enough not to be guessed. */
+export const tokenField = z.string({ error: expecting('a token (a string)') }).superRefine((value, ctx) => {
+  if (!/^[\x21-\x7e]*$/.test(value)) {
+    ctx.addIssue({ code: 'custom', message: 'must be printable ASCII without spaces (it is sent as "Authorization: Bearer TOKEN")' });
+  } else if (value.length < HEALTH_LIMITS.minTokenLength) {
+    ctx.addIssue({ code: 'custom', message: `must be at least ${HEALTH_LIMITS.minTokenLength} characters long, got ${value.length}` });
+  }
+});
+
+/** Loopback: 127.0.0.0/8, ::1, and IPv4-mapped loopback. */
+export function isLoopback(host: string): boolean {
+  const mapped = host.toLowerCase().startsWith('::ffff:') ? host.slice(7) : host;
+  if (isIP(mapped) === 4) return mapped.startsWith('127.');
+  return mapped === '::1';
+}
+
+/** The admin endpoint may listen beyond loopback only with a token (everyone who can reach it could drain backends). */
+export function checkAdmin(admin: { listen: Endpoint; token?: string }, ctx: z.core.$RefinementCtx): void {
+  if (admin.token === undefined && !isLoopback(admin.listen.host)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['token'],
+      message: `required when admin.listen is not a loopback address (got ${describeValue(admin.listen.host)}): anyone who reaches it could drain backends; set a token or listen on 127.0.0.1`,
+    });
+  }
+}
