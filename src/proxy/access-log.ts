@@ -6,6 +6,15 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { SpliceEnd } from './splice.js';
 
+/** Refusals by the source rules at accept, before any backend is contacted (src/proxy/source-rules.ts). */
+export type SourceRefusal =
+  | 'refused-denied'
+  | 'refused-not-allowed'
+  | 'refused-bad-address'
+  | 'refused-over-connections'
+  | 'refused-over-rate'
+  | 'refused-table-full';
+
 /** How a connection ended: the splice's reasons, plus the ways it can end before it is spliced. */
 export type EndReason =
   | SpliceEnd
@@ -14,7 +23,10 @@ export type EndReason =
   | 'no-backend' // the strategy offered no backend (none configured, none eligible)
   | 'refused-queue-full' // service at maxConnections and its wait queue full
   | 'refused-queue-timeout' // waited timeouts.queue without a free slot
-  | 'client-aborted'; // the client went away while queued or while the backend was connecting
+  | 'client-aborted' // the client went away while queued or while the backend was connecting
+  | 'proxy-header-invalid' // a trusted peer's PROXY header was malformed, too long or cut short
+  | 'proxy-header-timeout' // a trusted peer sent no complete PROXY header within timeouts.proxyHeader
+  | SourceRefusal; // refused at accept by allow/deny or limits (summarised, not logged one by one)
 
 /** Human words for each reason, for the demo and docs; the log carries the code. */
 export const END_REASON_TEXT: Readonly<Record<EndReason, string>> = {
@@ -30,12 +42,23 @@ export const END_REASON_TEXT: Readonly<Record<EndReason, string>> = {
   'refused-queue-full': 'refused (queue full)',
   'refused-queue-timeout': 'refused (queue timeout)',
   'client-aborted': 'client left before the backend connected',
+  'proxy-header-invalid': 'invalid PROXY header',
+  'proxy-header-timeout': 'no PROXY header in time',
+  'proxy-header-not-allowed': 'PROXY header from an untrusted peer',
+  'refused-denied': 'refused (source in deny)',
+  'refused-not-allowed': 'refused (source not in allow)',
+  'refused-bad-address': 'refused (source address unreadable)',
+  'refused-over-connections': 'refused (perSourceConnections)',
+  'refused-over-rate': 'refused (perSourceRate)',
+  'refused-table-full': 'refused (source table full)',
 };
 
 /** One line of the access log (the JSON fields next to pino's level, time and msg). */
 export interface AccessRecord {
-  /** Client address:port as seen by the listener ([v6]:port for IPv6). */
+  /** Client address:port as seen by the listener ([v6]:port for IPv6), or as a trusted PROXY header named it. */
   client: string;
+  /** The TCP peer (the proxy in front), only when a PROXY header named another client. */
+  peer?: string;
   /** Backend name, or null when none was connected. */
   backend: string | null;
   /** The backend's address:port, or null. */

@@ -8,10 +8,13 @@
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { HashKey } from '../hashing/index.js';
+import type { ConnectionEndpoints } from '../proxy-protocol/index.js';
+import type { SourceLease } from '../rules/index.js';
 import { formatAddress, roundMs, type AccessRecord, type EndReason } from './access-log.js';
 import type { Waiter } from './limits.js';
 import type { ResolvedBackend, ServicePlan } from './plan.js';
-import { Splice } from './splice.js';
+import { writeProxyHeader } from './proxy-header.js';
+import { Splice, type ClientScreen } from './splice.js';
 import type { Flow } from './strategy.js';
 
 export type ConnectionState = 'accepted' | 'queued' | 'connecting' | 'spliced' | 'ended';
@@ -71,6 +74,14 @@ export class ClientConnection implements Waiter, Flow {
   private tried: ResolvedBackend | undefined;
   /** Set by finish(): whether the connection held a service slot until then. */
   heldServiceSlot = false;
+  /** Issue 5: the client and destination a trusted PROXY header named (undefined: the socket's own). */
+  proxied: ConnectionEndpoints | undefined;
+  /** Issue 5: the per-source limiter's hold on this connection, released when it ends. */
+  lease: SourceLease | undefined;
+  /** Issue 5: checks the first bytes of a peer outside proxyProtocol.accept, at splice time. */
+  screen: ClientScreen | undefined;
+  /** Issue 5: refused by source rules: summarised by the service instead of an access-log line. */
+  quiet = false;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -85,9 +96,26 @@ export class ClientConnection implements Waiter, Flow {
     return this.backend;
   }
 
-  /** Client address:port, for the log. */
+  /** Client address:port, for the log: the effective client (a trusted PROXY header's source, else the peer). */
   get clientAddress(): string {
-    return formatAddress(this.client.remoteAddress, this.client.remotePort);
+    return formatAddress(this.clientHost, this.clientPort);
+  }
+
+  /** The effective client address, for hashing and rules; undefined once the socket is gone. */
+  get clientHost(): string | undefined {
+    return this.proxied === undefined ? this.client.remoteAddress : this.proxied.source.address;
+  }
+
+  get clientPort(): number | undefined {
+    return this.proxied === undefined ? this.client.remotePort : this.proxied.source.port;
+  }
+
+  /** What a header sent on to the backend carries: the effective client and the destination it asked for. */
+  private endpoints(): ConnectionEndpoints | undefined {
+    if (this.proxied !== undefined) return this.proxied;
+    const { remoteAddress, remotePort, localAddress, localPort } = this.client;
+    if (remoteAddress === undefined || remotePort === undefined || localAddress === undefined || localPort === undefined) return undefined;
+    return { source: { address: remoteAddress, port: remotePort }, destination: { address: localAddress, port: localPort } };
   }
 
   /** Left the wait queue, to be started or refused. */
@@ -138,7 +166,9 @@ export class ClientConnection implements Waiter, Flow {
     this.client.removeListener('close', this.onEarlyClientClose);
     this.state = 'spliced';
     const plan = this.plan as ServicePlan;
-    this.splice = new Splice(this.client, socket, { idleTimeoutMs: plan.config.timeouts.idle, onEnd: this.onSpliceEnd });
+    const send = plan.config.proxyProtocol?.send;
+    if (send !== undefined) writeProxyHeader(socket, send, this.endpoints());
+    this.splice = new Splice(this.client, socket, { idleTimeoutMs: plan.config.timeouts.idle, onEnd: this.onSpliceEnd, screen: this.screen });
   };
 
   private readonly onConnectError = (error: NodeJS.ErrnoException): void => {
@@ -204,9 +234,11 @@ export class ClientConnection implements Waiter, Flow {
       }
     }
     if (!this.client.destroyed) this.client.destroy();
+    this.lease?.release();
     const shown = backend ?? this.tried;
     this.host.connectionEnded(this, {
       client: this.clientAddress,
+      ...(this.proxied === undefined ? {} : { peer: formatAddress(this.client.remoteAddress, this.client.remotePort) }),
       backend: shown?.name ?? null,
       backendAddress: shown === undefined ? null : formatAddress(shown.address.host, shown.address.port),
       queueMs: roundMs(this.queueMs),

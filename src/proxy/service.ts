@@ -14,6 +14,7 @@ import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
 import { ClientConnection, nextCandidate, type ConnectionHost } from './connection.js';
 import { WaitQueue } from './limits.js';
 import type { ServicePlan } from './plan.js';
+import { SourceGate, type Rejection } from './source-rules.js';
 
 export interface BackendStats {
   name: string;
@@ -40,6 +41,8 @@ export interface ServiceStats {
   /** Bytes held in this process's socket buffers for open connections (the backpressure bound). */
   buffered: number;
   backends: BackendStats[];
+  /** Issue 5: connections ended by the PROXY header checks or refused by source rules, by reason. */
+  rejected: Record<Rejection, number>;
 }
 
 /** Why a listener could not bind, for callers that advise (the demo suggests another port). */
@@ -67,6 +70,7 @@ export class ProxyService implements ConnectionHost {
   private accepting = true;
   private bound: Endpoint | undefined;
   private idleWaiters: (() => void)[] = [];
+  private readonly gate: SourceGate;
 
   constructor(
     private plan: ServicePlan,
@@ -74,6 +78,7 @@ export class ProxyService implements ConnectionHost {
   ) {
     const { maxConnections, timeouts } = plan.config;
     this.queue = new WaitQueue(maxConnections, timeouts.queue, this.onQueueExpired);
+    this.gate = new SourceGate(plan.config, logger);
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, this.onConnection);
   }
 
@@ -112,6 +117,7 @@ export class ProxyService implements ConnectionHost {
     this.plan = plan;
     this.logger = logger;
     this.queue.setLimits(plan.config.maxConnections, plan.config.timeouts.queue);
+    this.gate.update(plan.config, logger);
     this.pump();
   }
 
@@ -123,13 +129,18 @@ export class ProxyService implements ConnectionHost {
     this.total++;
     const connection = new ClientConnection(this, socket);
     this.open.add(connection);
+    this.gate.receive(connection, this.place);
+  };
+
+  /** After the PROXY header (if any) and the source rules: key the flow on the effective client, start or queue. */
+  private readonly place = (connection: ClientConnection): void => {
     if (this.plan.hashes) {
-      const address = socket.remoteAddress;
+      const address = connection.clientHost;
       if (address === undefined) {
         connection.finish('client-aborted'); // already gone: no address to key on
         return;
       }
-      connection.key = this.plan.config.hashKey === 'source-ip-port' ? flowKey(address, socket.remotePort) : flowKey(address);
+      connection.key = this.plan.config.hashKey === 'source-ip-port' ? flowKey(address, connection.clientPort) : flowKey(address);
     }
     if (this.queue.length === 0 && this.tryStart(connection)) return;
     if (this.queue.push(connection, performance.now())) {
@@ -177,7 +188,8 @@ export class ProxyService implements ConnectionHost {
     if (connection.heldServiceSlot) this.active--;
     this.closedBytesUp += record.bytesUp;
     this.closedBytesDown += record.bytesDown;
-    logAccess(this.logger, record);
+    this.gate.ended(record.end);
+    if (!connection.quiet) logAccess(this.logger, record);
     if (this.open.size === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
@@ -196,6 +208,7 @@ export class ProxyService implements ConnectionHost {
    */
   async close(drainMs: number): Promise<void> {
     this.accepting = false;
+    this.gate.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const waiter of this.queue.drain()) waiter.finish('shutdown');
     if (this.open.size > 0) {
@@ -254,6 +267,7 @@ export class ProxyService implements ConnectionHost {
       bytesDown,
       buffered,
       backends,
+      rejected: this.gate.rejected(),
     };
   }
 }

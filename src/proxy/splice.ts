@@ -29,13 +29,27 @@ export type SpliceEnd =
   | 'client-reset' // the client socket failed (RST received, EPIPE, …): the backend was reset
   | 'backend-reset' // the backend socket failed: the client was reset
   | 'idle-timeout' // no byte moved either way for the idle timeout
+  | 'proxy-header-not-allowed' // a peer outside proxyProtocol.accept started with a PROXY header (the screen refused it)
   | 'shutdown'; // ended by the balancer (drain deadline passed)
+
+/**
+ * Looks at the client's first bytes before they are forwarded (src/proxy/proxy-header.ts): returns
+ * the bytes to forward (held ones included) and is then no longer asked, or 'hold' to see more,
+ * or 'refuse' to end the connection with 'proxy-header-not-allowed'.
+ */
+export interface ClientScreen {
+  push(chunk: Buffer): Buffer | 'hold' | 'refuse';
+  /** The client sent its FIN: what is still held, to forward before it. */
+  flush(): Buffer | undefined;
+}
 
 export interface SpliceOptions {
   /** Inactivity (no byte moved either way) after which both sockets are destroyed; 0 = never. */
   readonly idleTimeoutMs: number;
   /** Called once, after both sockets have closed. */
   readonly onEnd: (splice: Splice) => void;
+  /** Checks the first client bytes (absent: every byte is forwarded as it comes). */
+  readonly screen?: ClientScreen;
 }
 
 /**
@@ -57,6 +71,7 @@ export class Splice {
   private abortReason: SpliceEnd | undefined;
   private closed = 0;
   private endReason: SpliceEnd | undefined;
+  private screen: ClientScreen | undefined;
 
   /**
    * Pre: both sockets connected, created with `allowHalfOpen: true`, with no 'data' listener; the
@@ -67,6 +82,7 @@ export class Splice {
     readonly backend: Socket,
     private readonly options: SpliceOptions,
   ) {
+    this.screen = options.screen;
     client.on('data', this.onClientData);
     backend.on('data', this.onBackendData);
     client.on('end', this.onClientEnd);
@@ -104,9 +120,24 @@ export class Splice {
   }
 
   private readonly onClientData = (chunk: Buffer): void => {
+    if (this.screen !== undefined) {
+      const passed = this.screened(chunk);
+      if (passed === undefined) return;
+      chunk = passed;
+    }
     this.bytesUp += chunk.length;
     forward(this.client, this.backend, chunk);
   };
+
+  /** The bytes to forward once the screen let them pass; undefined while it holds or after it refused. */
+  private screened(chunk: Buffer): Buffer | undefined {
+    const verdict = (this.screen as ClientScreen).push(chunk);
+    if (verdict === 'hold') return undefined;
+    this.screen = undefined;
+    if (verdict !== 'refuse') return verdict;
+    this.destroy('proxy-header-not-allowed');
+    return undefined;
+  }
 
   private readonly onBackendData = (chunk: Buffer): void => {
     this.bytesDown += chunk.length;
@@ -122,6 +153,12 @@ export class Splice {
   };
 
   private readonly onClientEnd = (): void => {
+    const held = this.screen?.flush();
+    this.screen = undefined;
+    if (held !== undefined) {
+      this.bytesUp += held.length;
+      this.backend.write(held);
+    }
     this.firstFin ??= 'client';
     this.backend.end();
   };
