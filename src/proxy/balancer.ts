@@ -7,15 +7,46 @@
  * placed with. Everything that can fail (name resolution, binding new ports) happens before
  * anything is swapped, so a failed reload leaves the running configuration untouched.
  */
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Config, Endpoint, ProxyServiceConfig } from '../config/index.js';
+import type { AdminState, HealthCheckConfig } from '../config/health.js';
 import { LbError } from '../errors.js';
+import { performance } from 'node:perf_hooks';
 import { formatAddress } from './access-log.js';
 import type { BackendCounters } from './limits.js';
+import { gatePlan, ServiceHealth, slowStartFraction, type ServiceHealthEvents } from './health.js';
 import { buildPlan, systemLookup, type Lookup, type ServicePlan } from './plan.js';
-import { ProxyService, type ServiceStats } from './service.js';
+import { ProxyService, type BackendStats, type ServiceStats } from './service.js';
 
+export type { HealthChange, CheckEvent, StateChange } from './health.js';
 export type { ServiceStats, BackendStats } from './service.js';
+
+/** A backend's counters with its health and admin state (issue 4): what /stats and /metrics show. */
+export interface BackendStatusStats extends BackendStats {
+  health: 'up' | 'down';
+  state: AdminState;
+  backup: boolean;
+  /** Share of its traffic a slow-starting backend may take now, 0..1 (1 when not ramping). */
+  slowStart: number;
+  /** Why the health last changed, and when (ISO 8601). */
+  reason: string;
+  since: string;
+  lastCheck: { ok: boolean; source: 'active' | 'passive'; durationMs: number; detail: string; at: string } | null;
+}
+
+export interface ServiceStatusStats extends Omit<ServiceStats, 'backends'> {
+  healthCheck: HealthCheckConfig | null;
+  backends: BackendStatusStats[];
+}
+
+/** Outcome of a state change request: the previous and new state. */
+export interface StateResult {
+  service: string;
+  backend: string;
+  previous: AdminState;
+  state: AdminState;
+}
 
 export interface BalancerOptions {
   /** Access log and events; each service logs through a child made once (`{ service: name }`). */
@@ -31,8 +62,16 @@ export interface Balancer {
   reload(config: Config): Promise<void>;
   /** Stops accepting, drains open connections up to `drainMs` (default: the largest drain timeout), ends the rest. */
   close(drainMs?: number): Promise<void>;
-  /** Counters of every running service. */
-  stats(): ServiceStats[];
+  /** Counters, health and state of every running service. */
+  stats(): ServiceStatusStats[];
+  /**
+   * Sets a backend's admin state (draining: no new clients, open ones stay; maintenance: no new
+   * clients; active). Throws LbError LB_ERR_UNKNOWN_SERVICE / LB_ERR_UNKNOWN_BACKEND naming the
+   * valid names. Lasts until changed again, or until a reload changes that backend's configured state.
+   */
+  setState(service: string, backend: string, state: AdminState): StateResult;
+  /** Health changes, check results and state changes of every service. */
+  readonly events: EventEmitter<ServiceHealthEvents>;
 }
 
 /**
@@ -56,6 +95,9 @@ class RunningBalancer implements Balancer {
   /** Backend counters by service name, then backend name: they outlive plans. */
   private readonly counters = new Map<string, Map<string, BackendCounters>>();
   private readonly loggers = new Map<string, Logger>();
+  /** Health and admin state by service name: they outlive plans. */
+  private readonly healths = new Map<string, ServiceHealth>();
+  readonly events = new EventEmitter<ServiceHealthEvents>();
   private readonly retiring = new Set<Promise<void>>();
   private drainMs = 0;
   private closing = false;
@@ -73,6 +115,31 @@ class RunningBalancer implements Balancer {
       this.loggers.set(name, child);
     }
     return child;
+  }
+
+  private healthFor(name: string): ServiceHealth {
+    let health = this.healths.get(name);
+    if (health === undefined) {
+      health = new ServiceHealth(name, (backend) => this.serviceNamed(name)?.closeBackend(backend));
+      health.on('health', (change) => {
+        this.loggerFor(name).warn({ backend: change.backend, health: change.health, previous: change.previous, reason: change.reason }, 'backend health changed');
+        this.serviceNamed(name)?.healthChanged();
+        this.events.emit('health', change);
+      });
+      health.on('check', (event) => this.events.emit('check', event));
+      health.on('state', (change) => {
+        this.loggerFor(name).info({ backend: change.backend, state: change.state, previous: change.previous }, 'backend state changed');
+        this.serviceNamed(name)?.healthChanged();
+        this.events.emit('state', change);
+      });
+      this.healths.set(name, health);
+    }
+    return health;
+  }
+
+  private serviceNamed(name: string): ProxyService | undefined {
+    for (const service of this.services.values()) if (service.name === name) return service;
+    return undefined;
   }
 
   private countersFor(name: string): Map<string, BackendCounters> {
@@ -93,8 +160,10 @@ class RunningBalancer implements Balancer {
         this.logger.info({ service: service.name }, 'dsr service: rendered by `l4lb dsr`, not proxied by `l4lb run`');
         continue;
       }
-      const plan = await buildPlan(service, where, this.countersFor(service.name), this.lookup);
-      prepared.push({ config: service, plan, where });
+      const counters = this.countersFor(service.name);
+      const plan = await buildPlan(service, where, counters, this.lookup);
+      const loads = { loadOf: (name: string) => counters.get(name)?.current ?? 0 };
+      prepared.push({ config: service, plan: gatePlan(plan, this.healthFor(service.name), loads), where });
     }
     return prepared;
   }
@@ -123,6 +192,13 @@ class RunningBalancer implements Balancer {
       throw error;
     }
     // Nothing can fail from here on: swap plans, retire listeners no longer configured.
+    for (const { config: service, plan } of prepared) this.healthFor(service.name).update(service, plan.backends);
+    const kept = new Set(prepared.map(({ config: service }) => service.name));
+    for (const [name, health] of this.healths) {
+      if (kept.has(name)) continue;
+      this.healths.delete(name);
+      void health.stop();
+    }
     for (const { config: service, plan } of prepared) {
       const running = next.get(listenerKey(service)) as ProxyService;
       if (!opened.includes(running)) running.update(plan, this.loggerFor(service.name));
@@ -150,12 +226,49 @@ class RunningBalancer implements Balancer {
 
   async close(drainMs = this.drainMs): Promise<void> {
     this.closing = true;
+    await Promise.all([...this.healths.values()].map((health) => health.stop()));
     await Promise.all([...[...this.services.values()].map((service) => service.close(drainMs)), ...this.retiring]);
     this.services.clear();
   }
 
-  stats(): ServiceStats[] {
-    return [...this.services.values()].map((service) => service.stats());
+  stats(): ServiceStatusStats[] {
+    const now = performance.now();
+    return [...this.services.values()].map((service) => {
+      const stats = service.stats();
+      const health = this.healths.get(stats.name);
+      return {
+        ...stats,
+        healthCheck: health?.healthCheck ?? null,
+        backends: stats.backends.map((backend): BackendStatusStats => {
+          const status = health?.statuses.get(backend.name);
+          return {
+            ...backend,
+            health: status?.health ?? 'up',
+            state: status?.admin ?? 'active',
+            backup: status?.backup ?? false,
+            slowStart: status === undefined ? 1 : Math.round(slowStartFraction(status, now) * 1000) / 1000,
+            reason: status?.reason ?? 'not checked',
+            since: status?.since ?? '',
+            lastCheck: status?.lastCheck ?? null,
+          };
+        }),
+      };
+    });
+  }
+
+  setState(service: string, backend: string, state: AdminState): StateResult {
+    const health = this.healths.get(service);
+    if (health === undefined || this.serviceNamed(service) === undefined) {
+      const names = [...this.services.values()].map((running) => running.name);
+      throw new LbError('LB_ERR_UNKNOWN_SERVICE', `no service "${service}" (services: ${names.join(', ') || 'none'})`);
+    }
+    const status = health.statuses.get(backend);
+    if (status === undefined) {
+      throw new LbError('LB_ERR_UNKNOWN_BACKEND', `service "${service}" has no backend "${backend}" (backends: ${[...health.statuses.keys()].join(', ')})`);
+    }
+    const previous = status.admin;
+    health.setState(backend, state);
+    return { service, backend, previous, state };
   }
 }
 

@@ -162,6 +162,7 @@ export class ClientConnection implements Waiter, Flow {
   private readonly onConnect = (): void => {
     const socket = this.detachPending();
     this.connectMs = performance.now() - this.connectStartedAt;
+    this.plan?.observe?.((this.backend as ResolvedBackend).name, true);
     this.client.removeListener('error', this.onEarlyClientError);
     this.client.removeListener('close', this.onEarlyClientClose);
     this.state = 'spliced';
@@ -186,6 +187,7 @@ export class ClientConnection implements Waiter, Flow {
     backend.counters.current--;
     backend.counters.failures++;
     this.backend = undefined;
+    this.plan?.observe?.(backend.name, false);
     const plan = this.plan as ServicePlan;
     const next = this.retries < plan.config.retries ? nextCandidate(plan, this, this.attempt + 1) : null;
     if (next) {
@@ -198,6 +200,7 @@ export class ClientConnection implements Waiter, Flow {
   }
 
   private readonly onSpliceEnd = (splice: Splice): void => {
+    if (splice.reason === 'backend-reset' && this.backend !== undefined) this.plan?.observe?.(this.backend.name, false);
     this.finish(splice.reason ?? 'shutdown', splice.errorCode);
   };
 

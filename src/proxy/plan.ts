@@ -38,6 +38,8 @@ export interface ServicePlan {
   readonly chooser: Chooser<ResolvedBackend>;
   /** Whether the strategy hashes the flow (the proxy skips building a key otherwise). */
   readonly hashes: boolean;
+  /** Passive health (issue 4, src/proxy/health.ts): told of each connect's outcome and of backend resets. */
+  readonly observe?: (backend: string, passed: boolean) => void;
 }
 
 /** The key → Maglev slot mapping the service asked for, seeded. */

@@ -202,6 +202,16 @@ export class ProxyService implements ConnectionHost {
     this.pump();
   }
 
+  /** Ends the established and connecting connections of backend `name` (onDown: close). O(open connections). */
+  closeBackend(name: string): void {
+    for (const connection of [...this.open]) if (connection.currentBackend?.name === name) connection.abort();
+  }
+
+  /** Whether a new connection could start now (for a health change that made candidates usable again). */
+  healthChanged(): void {
+    this.pump();
+  }
+
   /**
    * Stops accepting (the listener closes), refuses queued clients, lets open connections finish
    * for up to `drainMs`, then ends the rest. Resolves once every connection has ended.

@@ -1,0 +1,341 @@
+/**
+ * Health and administrative state in front of the chooser (issue 4), as gobetween's middleware
+ * and HAProxy's server states do it: the balancing algorithms never learn about health; a gate
+ * around the service's chooser offers only usable backends.
+ *
+ * - Usable = health `up` (from src/health's scheduler and pure reducer, active probes plus passive
+ *   observations, HAProxy's `observe layer4`) and admin state `active`. The two are separate
+ *   fields: draining/maintenance never change health, a probe never changes the admin state.
+ * - Consistent hashing keeps affinity: the gate walks the picker's own candidate order
+ *   (`pick(key, attempt)`, HAProxy's `chash_get_server_hash(…, avoid)`) and skips unusable
+ *   backends, so only the clients of a down backend move — to their next candidate — and they come
+ *   back when it recovers, because the table itself never changes.
+ * - Backups (`backup: true`) are offered only when no primary is usable (HAProxy `backup`).
+ * - Slow start ramps a recovered backend by admission, not by weight: during `slowStart` a flow
+ *   whose candidate is the ramping backend is admitted when u < elapsed/slowStart, where u is a
+ *   hash of the flow key and the backend name in [0, 1) (a random draw for roundrobin/leastconn,
+ *   which have no key). Why not weights: re-weighting Maglev or a ring means rebuilding the table
+ *   on every ramp step and moves other backends' clients too; a per-key threshold moves only the
+ *   recovered backend's own clients back, each once (the admitted set only grows), and the
+ *   expected share grows linearly like HAProxy's `slowstart` weight ramp. Flows not yet admitted
+ *   walk on to their next candidate, exactly as if the backend were still down.
+ */
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import type { ProxyServiceConfig } from '../config/index.js';
+import { checkSpecOfConfig, type AdminState, type HealthCheckConfig } from '../config/health.js';
+import { createChecker, createHealthScheduler, type CheckResult, type Health, type HealthScheduler, type ResultSource } from '../health/index.js';
+import type { HashKey, LoadView } from '../hashing/index.js';
+import type { ResolvedBackend, ServicePlan } from './plan.js';
+import { createChooser, type Chooser, type Flow } from './strategy.js';
+
+/** One backend's runtime status: kept by name across reloads while the backend stays configured. */
+export interface BackendStatus {
+  readonly name: string;
+  health: Health;
+  admin: AdminState;
+  /** The state the configuration last asked for; a reload applies a new one only if it changed. */
+  configuredState: AdminState;
+  backup: boolean;
+  slowStartMs: number;
+  /** performance.now() when the backend last became usable again (slow start), or -Infinity. */
+  rampStart: number;
+  /** Last probe or passive observation, for /stats. */
+  lastCheck: { ok: boolean; source: ResultSource; durationMs: number; detail: string; at: string } | undefined;
+  /** Why the health last changed. */
+  reason: string;
+  since: string;
+}
+
+export interface HealthChange {
+  readonly service: string;
+  readonly backend: string;
+  readonly health: Health;
+  readonly previous: Health;
+  readonly reason: string;
+}
+
+export interface CheckEvent {
+  readonly service: string;
+  readonly backend: string;
+  readonly source: ResultSource;
+  readonly result: CheckResult;
+}
+
+export interface StateChange {
+  readonly service: string;
+  readonly backend: string;
+  readonly state: AdminState;
+  readonly previous: AdminState;
+}
+
+export interface ServiceHealthEvents {
+  health: [HealthChange];
+  check: [CheckEvent];
+  state: [StateChange];
+}
+
+/** 32-bit FNV-1a of the key bytes then the name: a slot-hash-independent uniform draw in [0, 1). */
+function admissionDraw(key: HashKey, name: string): number {
+  let hash = 0x811c9dc5;
+  if (typeof key === 'string') for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
+  else for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key[i], 0x01000193);
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193);
+  return (hash >>> 0) / 4294967296;
+}
+
+/** Fraction of its share a backend may take now: 1 unless ramping. Pure. */
+export function slowStartFraction(status: Pick<BackendStatus, 'slowStartMs' | 'rampStart'>, now: number): number {
+  if (status.slowStartMs <= 0) return 1;
+  const elapsed = now - status.rampStart;
+  return elapsed >= status.slowStartMs ? 1 : Math.max(0, elapsed / status.slowStartMs);
+}
+
+export function isUsable(status: Pick<BackendStatus, 'health' | 'admin'>): boolean {
+  return status.health === 'up' && status.admin === 'active';
+}
+
+/**
+ * The health and admin state of one service's backends, and its health scheduler. Outlives plans
+ * (a reload updates it); `closeBackend` ends a backend's established connections (onDown: close).
+ */
+export class ServiceHealth extends EventEmitter<ServiceHealthEvents> {
+  readonly statuses = new Map<string, BackendStatus>();
+  /** Bumped whenever usability changes; gates rebuild what depends on the usable set. */
+  version = 0;
+  private scheduler: HealthScheduler | undefined;
+  private checkKey = '';
+  private targets = new Map<string, string>();
+  private onDown: 'keep' | 'close' = 'keep';
+
+  constructor(
+    readonly service: string,
+    private readonly closeBackend: (backend: string) => void,
+  ) {
+    super();
+  }
+
+  get healthCheck(): HealthCheckConfig | undefined {
+    return this.checkConfig;
+  }
+
+  private checkConfig: HealthCheckConfig | undefined;
+
+  /**
+   * Applies a (re)loaded configuration. Pre: `backends` are the plan's resolved backends of
+   * `config`. Kept backends keep their health, and their admin state unless the configured state
+   * changed; new ones start in the check's initial health; removed ones are forgotten.
+   */
+  update(config: ProxyServiceConfig, backends: readonly ResolvedBackend[]): void {
+    this.onDown = config.onDown ?? 'keep';
+    const now = new Date().toISOString();
+    const initialHealth: Health = config.healthCheck === undefined || config.healthCheck.initial === 'up' || config.healthCheck.initial === 'fully-up' ? 'up' : 'down';
+    const names = new Set(backends.map((backend) => backend.name));
+    for (const name of [...this.statuses.keys()]) {
+      if (!names.has(name)) {
+        this.statuses.delete(name);
+        this.scheduler?.remove(name);
+        this.targets.delete(name);
+      }
+    }
+    for (const [index, backend] of backends.entries()) {
+      const wanted = config.backends[index].state ?? 'active';
+      const existing = this.statuses.get(backend.name);
+      if (existing === undefined) {
+        this.statuses.set(backend.name, {
+          name: backend.name,
+          health: initialHealth,
+          admin: wanted,
+          configuredState: wanted,
+          backup: config.backends[index].backup === true,
+          slowStartMs: config.backends[index].slowStart ?? 0,
+          rampStart: -Infinity,
+          lastCheck: undefined,
+          reason: config.healthCheck === undefined ? 'not checked' : `initial state ${config.healthCheck.initial}`,
+          since: now,
+        });
+      } else {
+        existing.backup = config.backends[index].backup === true;
+        existing.slowStartMs = config.backends[index].slowStart ?? 0;
+        if (wanted !== existing.configuredState) {
+          existing.configuredState = wanted;
+          this.setState(backend.name, wanted);
+        }
+      }
+    }
+    this.syncScheduler(config.healthCheck, backends);
+    this.version++;
+  }
+
+  private syncScheduler(check: HealthCheckConfig | undefined, backends: readonly ResolvedBackend[]): void {
+    const key = check === undefined ? '' : JSON.stringify(check);
+    if (key !== this.checkKey) {
+      void this.scheduler?.stop();
+      this.scheduler = undefined;
+      this.targets.clear();
+      this.checkKey = key;
+      this.checkConfig = check;
+      if (check === undefined) {
+        for (const status of this.statuses.values()) this.applyHealth(status, 'up', 'health check removed from the configuration');
+        return;
+      }
+      this.scheduler = createHealthScheduler({
+        checker: createChecker(checkSpecOfConfig(check)),
+        intervalMs: check.interval,
+        timeoutMs: check.timeout,
+        rise: check.rise,
+        fall: check.fall,
+        initial: check.initial,
+      });
+      this.scheduler.on('result', ({ backend, source, result, state }) => {
+        const status = this.statuses.get(backend);
+        if (status === undefined) return;
+        status.lastCheck = {
+          ok: result.ok,
+          source,
+          durationMs: Math.round(result.durationMs * 10) / 10,
+          detail: result.ok ? result.detail : `${result.kind}: ${result.reason}`,
+          at: new Date().toISOString(),
+        };
+        this.emit('check', { service: this.service, backend, source, result });
+        // The reducer's verdict is the truth; reconciling on every result (not only on 'change')
+        // also realigns a backend whose checks restarted after a reload changed the check settings.
+        this.applyHealth(status, state.health, status.lastCheck.detail);
+      });
+    }
+    const scheduler = this.scheduler;
+    if (scheduler === undefined) return;
+    for (const backend of backends) {
+      const target = `${backend.address.host}:${backend.address.port}`;
+      if (this.targets.get(backend.name) === target) continue;
+      if (this.targets.has(backend.name)) scheduler.remove(backend.name);
+      this.targets.set(backend.name, target);
+      scheduler.add({ id: backend.name, target: backend.address });
+    }
+  }
+
+  private applyHealth(status: BackendStatus, health: Health, reason: string): void {
+    const previous = status.health;
+    if (previous === health) return;
+    const wasUsable = isUsable(status);
+    status.health = health;
+    status.reason = reason;
+    status.since = new Date().toISOString();
+    if (!wasUsable && isUsable(status)) status.rampStart = performance.now();
+    this.version++;
+    this.emit('health', { service: this.service, backend: status.name, health, previous, reason });
+    if (health === 'down' && this.onDown === 'close') this.closeBackend(status.name);
+  }
+
+  /** A connect to `backend` succeeded (true) or failed / was reset (false). O(1). */
+  observe(backend: string, passed: boolean): void {
+    this.scheduler?.observe(backend, passed);
+  }
+
+  /** Sets the admin state; false if `backend` is unknown. */
+  setState(backend: string, state: AdminState): boolean {
+    const status = this.statuses.get(backend);
+    if (status === undefined) return false;
+    const previous = status.admin;
+    if (previous === state) return true;
+    const wasUsable = isUsable(status);
+    status.admin = state;
+    if (!wasUsable && isUsable(status)) status.rampStart = performance.now();
+    this.version++;
+    this.emit('state', { service: this.service, backend, state, previous });
+    return true;
+  }
+
+  async stop(): Promise<void> {
+    await this.scheduler?.stop();
+    this.scheduler = undefined;
+  }
+}
+
+interface CachedWalk {
+  version: number;
+  candidates: ResolvedBackend[];
+}
+
+/**
+ * The chooser new connections use: the plan's strategy, restricted to usable backends.
+ * Attempt n is the n-th usable candidate in the strategy's own order (primaries; backups only if
+ * no primary is usable), with backends still refusing this flow under slow start moved last.
+ * Cost: one walk of the strategy's candidates per connection (cached per flow and health version).
+ */
+export class HealthGate implements Chooser<ResolvedBackend> {
+  readonly balance: ServicePlan['chooser']['balance'];
+  readonly backends: readonly ResolvedBackend[];
+  private readonly walks = new WeakMap<Flow, CachedWalk>();
+  private inner: Chooser<ResolvedBackend> | undefined;
+  private innerVersion = -1;
+
+  constructor(
+    private readonly plan: ServicePlan,
+    private readonly health: ServiceHealth,
+    private readonly loads: LoadView,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.balance = plan.chooser.balance;
+    this.backends = plan.backends;
+  }
+
+  /** Roundrobin and leastconn have no key to keep: they are rebuilt over the usable set. */
+  private strategy(): Chooser<ResolvedBackend> | undefined {
+    if (this.plan.hashes) return this.plan.chooser;
+    if (this.innerVersion !== this.health.version) {
+      this.innerVersion = this.health.version;
+      const usable = this.usableSet();
+      this.inner = usable.length === 0 ? undefined : createChooser(this.plan.config.balance, usable, { loads: this.loads });
+    }
+    return this.inner;
+  }
+
+  private usableSet(): ResolvedBackend[] {
+    const primaries = this.backends.filter((backend) => this.isUsable(backend) && !this.statusOf(backend).backup);
+    return primaries.length > 0 ? primaries : this.backends.filter((backend) => this.isUsable(backend));
+  }
+
+  private statusOf(backend: ResolvedBackend) {
+    return this.health.statuses.get(backend.name) ?? { health: 'up' as const, admin: 'active' as const, backup: false, slowStartMs: 0, rampStart: -Infinity };
+  }
+
+  private isUsable(backend: ResolvedBackend): boolean {
+    return isUsable(this.statusOf(backend));
+  }
+
+  private walk(flow: Flow): ResolvedBackend[] {
+    const cached = this.walks.get(flow);
+    if (cached !== undefined && cached.version === this.health.version) return cached.candidates;
+    const strategy = this.strategy();
+    const primaries: ResolvedBackend[] = [];
+    const backups: ResolvedBackend[] = [];
+    const deferred: ResolvedBackend[] = [];
+    const deferredBackups: ResolvedBackend[] = [];
+    const now = performance.now();
+    if (strategy !== undefined) {
+      for (let attempt = 0; attempt < strategy.backends.length; attempt++) {
+        const backend = strategy.pick(flow, attempt);
+        if (backend === undefined) break;
+        const status = this.statusOf(backend);
+        if (!isUsable(status)) continue;
+        const fraction = slowStartFraction(status, now);
+        const admitted = fraction >= 1 || (this.plan.hashes ? admissionDraw(flow.key, backend.name) : this.random()) < fraction;
+        if (status.backup) (admitted ? backups : deferredBackups).push(backend);
+        else (admitted ? primaries : deferred).push(backend);
+      }
+    }
+    const candidates = primaries.length + deferred.length > 0 ? [...primaries, ...deferred] : [...backups, ...deferredBackups];
+    this.walks.set(flow, { version: this.health.version, candidates });
+    return candidates;
+  }
+
+  pick(flow: Flow, attempt: number): ResolvedBackend | undefined {
+    return this.walk(flow)[attempt];
+  }
+}
+
+/** The plan new connections use: `plan` with its chooser gated by `health`, and passive observations wired. */
+export function gatePlan(plan: ServicePlan, health: ServiceHealth, loads: LoadView): ServicePlan {
+  return { ...plan, chooser: new HealthGate(plan, health, loads), observe: (backend, passed) => health.observe(backend, passed) };
+}
