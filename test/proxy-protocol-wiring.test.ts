@@ -199,11 +199,12 @@ describe('proxyProtocol.send', () => {
     const be = await recorder();
     const { port } = await balancerFor(proxyService([backend('b1', be.port)], { proxyProtocol: { send: version } }));
     const socket = await client(port, '127.0.0.5');
+    const localPort = socket.localPort as number; // read before the socket closes
     socket.end('payload');
     await waitUntil(() => be.received.length === 1);
     const { header, rest } = splitHeader(await be.received[0]);
     expect(header.version).toBe(version === 'v1' ? 1 : 2);
-    expect(proxiedEndpoints(header)).toEqual(ends('127.0.0.5', socket.localPort as number, '127.0.0.1', port));
+    expect(proxiedEndpoints(header)).toEqual(ends('127.0.0.5', localPort, '127.0.0.1', port));
     expect(rest.toString()).toBe('payload');
   });
 
@@ -211,11 +212,12 @@ describe('proxyProtocol.send', () => {
     const be = await recorder();
     const { port } = await balancerFor(proxyService([backend('b1', be.port)], { listen: { host: '::1', port: 0 }, proxyProtocol: { send: 'v1' } }));
     const socket = await client(port, undefined, '::1');
+    const localPort = socket.localPort as number;
     socket.end('six');
     await waitUntil(() => be.received.length === 1);
     const { header, rest } = splitHeader(await be.received[0]);
     expect(header).toMatchObject({ version: 1, protocol: 'TCP6' });
-    expect(proxiedEndpoints(header)).toEqual(ends('::1', socket.localPort as number, '::1', port));
+    expect(proxiedEndpoints(header)).toEqual(ends('::1', localPort, '::1', port));
     expect(rest.toString()).toBe('six');
   });
 
