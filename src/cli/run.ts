@@ -14,6 +14,7 @@ import { ConfigError, loadConfig, type Config } from '../config/index.js';
 import { isLbError } from '../errors.js';
 import { createLogger, formatAddress } from '../proxy/access-log.js';
 import { startBalancer, type Balancer } from '../proxy/balancer.js';
+import { startAdmin, type AdminServer } from '../admin/server.js';
 import { EXIT_FAILURE, fail } from './common.js';
 
 interface RunOptions {
@@ -47,12 +48,25 @@ export async function run(file: string, logger: Logger = createLogger()): Promis
   } catch (error) {
     fail(error, EXIT_FAILURE);
   }
+  let admin: AdminServer | undefined;
+  if (config.admin !== undefined) {
+    try {
+      admin = await startAdmin(balancer, { listen: config.admin.listen, token: config.admin.token, logger });
+    } catch (error) {
+      await balancer.close(0);
+      fail(error, EXIT_FAILURE);
+    }
+  }
 
   let reloading: Promise<void> = Promise.resolve();
   const reload = async (): Promise<void> => {
     try {
       const next = await loadConfig(file);
       await balancer.reload(next);
+      admin?.setToken(next.admin?.token);
+      if (JSON.stringify(next.admin?.listen) !== JSON.stringify(config.admin?.listen)) {
+        logger.warn({ file }, 'admin.listen changed: the admin API keeps its address until l4lb restarts');
+      }
       config = next;
       logger.info({ file }, 'reloaded');
     } catch (error) {
@@ -71,6 +85,7 @@ export async function run(file: string, logger: Logger = createLogger()): Promis
     const drainMs = largestDrain(config);
     logger.info({ signal, drainMs }, 'stopping: no new connections, draining open ones');
     void reloading
+      .then(() => admin?.close())
       .then(() => balancer.close(drainMs))
       .then(() => logger.info('stopped'))
       .then(() => flushLogger(logger))
@@ -88,6 +103,7 @@ export async function run(file: string, logger: Logger = createLogger()): Promis
   for (const stats of balancer.stats()) {
     logger.info({ service: stats.name, listen: formatAddress(stats.listen.host, stats.listen.port), backends: stats.backends.length }, 'listening');
   }
+  if (admin !== undefined) logger.info({ admin: formatAddress(admin.address().host, admin.address().port) }, 'admin API listening');
 }
 
 export function runCommand(): Command {

@@ -1,0 +1,214 @@
+/**
+ * The admin HTTP API (issue 4), on node:http, loopback by default (HAProxy's stats socket and
+ * Runtime API play this part there):
+ *
+ *   GET  /stats                                  JSON: services, backends, health, state, counts, bytes
+ *   GET  /metrics                                Prometheus text format (src/observability)
+ *   POST /services/:service/backends/:backend/state   body {"state": "active"|"draining"|"maintenance"}
+ *
+ * With a token configured every request needs `Authorization: Bearer <token>`; the comparison is
+ * constant-time over SHA-256 digests (equal lengths, so timingSafeEqual never throws and the
+ * token's length does not leak). Errors are JSON `{ "error": { "code", "message", "valid"? } }`
+ * with 400 (bad body), 401 (no or wrong token), 404 (unknown path, service or backend — listing
+ * the valid names), 405 (wrong method), 413 (body over 4 KiB), 500 (a bug, never a crash).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { ADMIN_STATES, type AdminState } from '../config/health.js';
+import type { Endpoint } from '../config/index.js';
+import { isLbError, LbError } from '../errors.js';
+import { createMetrics, type Metrics } from '../observability/metrics.js';
+import type { Balancer } from '../proxy/index.js';
+
+export const MAX_BODY_BYTES = 4096;
+
+export interface AdminOptions {
+  readonly listen: Endpoint;
+  readonly token?: string;
+  readonly logger?: Logger;
+}
+
+export interface AdminServer {
+  /** The bound address (port 0 resolved). */
+  address(): Endpoint;
+  /** A reload may change the token; the listen address stays until restart. */
+  setToken(token: string | undefined): void;
+  close(): Promise<void>;
+}
+
+export type AdminErrorCode = 'bad-request' | 'unauthorized' | 'not-found' | 'method-not-allowed' | 'too-large' | 'internal';
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: AdminErrorCode,
+    message: string,
+    readonly valid?: readonly string[],
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+const digest = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
+
+/** Constant-time check of an Authorization header against `expected` (a SHA-256 digest). */
+export function authorized(header: string | undefined, expected: Buffer): boolean {
+  const match = /^Bearer ([\x21-\x7e]+)$/.exec(header ?? '');
+  const given = digest(match === null ? '' : match[1]);
+  return timingSafeEqual(given, expected) && match !== null;
+}
+
+function send(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = `${JSON.stringify(body, null, 2)}\n`;
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  response.end(text);
+}
+
+function readBody(request: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        // Keep reading (and dropping) so the answer reaches the client; the socket closes after it.
+        if (!tooLarge) reject(new HttpError(413, 'too-large', `the body is over ${MAX_BODY_BYTES} bytes`));
+        tooLarge = true;
+        chunks.length = 0;
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    request.on('error', reject);
+  });
+}
+
+/** Parses `{"state": "..."}`; HttpError 400 saying what was wrong. */
+export function parseStateBody(text: string): AdminState {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, 'bad-request', `the body must be JSON such as {"state": "draining"}, got ${text.trim() === '' ? 'an empty body' : JSON.stringify(text.slice(0, 40))}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new HttpError(400, 'bad-request', 'the body must be a JSON object such as {"state": "draining"}');
+  }
+  const keys = Object.keys(value);
+  const extra = keys.filter((key) => key !== 'state');
+  if (extra.length > 0) throw new HttpError(400, 'bad-request', `unknown key ${extra.map((key) => `"${key}"`).join(', ')} (expected only "state")`);
+  const state = (value as { state?: unknown }).state;
+  if (typeof state !== 'string' || !(ADMIN_STATES as readonly string[]).includes(state)) {
+    throw new HttpError(400, 'bad-request', `"state" must be one of ${ADMIN_STATES.join(', ')}, got ${state === undefined ? 'nothing' : JSON.stringify(state)}`, ADMIN_STATES);
+  }
+  return state as AdminState;
+}
+
+const STATE_PATH = /^\/services\/([^/]+)\/backends\/([^/]+)\/state$/;
+
+function decode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, 'bad-request', `bad percent-encoding in the path: "${segment}"`);
+  }
+}
+
+function allow(method: string | undefined, allowed: string): void {
+  if (method !== allowed && !(allowed === 'GET' && method === 'HEAD')) {
+    throw new HttpError(405, 'method-not-allowed', `use ${allowed} for this path, not ${method ?? '?'}`, undefined, { allow: allowed });
+  }
+}
+
+/** Starts the admin API; rejects with LbError (LB_ERR_LISTEN) if the address cannot be bound. */
+export async function startAdmin(balancer: Balancer, options: AdminOptions): Promise<AdminServer> {
+  let expected = options.token === undefined ? undefined : digest(options.token);
+  const metrics: Metrics = createMetrics(balancer);
+
+  const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    if (expected !== undefined && !authorized(request.headers.authorization, expected)) {
+      const why = request.headers.authorization === undefined ? 'this admin API needs "Authorization: Bearer <token>"' : 'wrong token';
+      throw new HttpError(401, 'unauthorized', why, undefined, { 'www-authenticate': 'Bearer realm="l4lb"' });
+    }
+    const path = new URL(request.url ?? '/', 'http://admin').pathname;
+    if (path === '/stats') {
+      allow(request.method, 'GET');
+      send(response, 200, { services: balancer.stats() });
+      return;
+    }
+    if (path === '/metrics') {
+      allow(request.method, 'GET');
+      const text = await metrics.render();
+      response.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text) });
+      response.end(text);
+      return;
+    }
+    const match = STATE_PATH.exec(path);
+    if (match !== null) {
+      allow(request.method, 'POST');
+      const service = decode(match[1]);
+      const backend = decode(match[2]);
+      const state = parseStateBody(await readBody(request));
+      try {
+        send(response, 200, balancer.setState(service, backend, state));
+      } catch (error) {
+        if (isLbError(error) && (error.code === 'LB_ERR_UNKNOWN_SERVICE' || error.code === 'LB_ERR_UNKNOWN_BACKEND')) {
+          const stats = balancer.stats();
+          const valid =
+            error.code === 'LB_ERR_UNKNOWN_SERVICE' ? stats.map((row) => row.name) : (stats.find((row) => row.name === service)?.backends.map((row) => row.name) ?? []);
+          throw new HttpError(404, 'not-found', error.message, valid);
+        }
+        throw error;
+      }
+      return;
+    }
+    throw new HttpError(404, 'not-found', `no such path "${path}" (paths: GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state)`);
+  };
+
+  const server: Server = createServer((request, response) => {
+    route(request, response).catch((error: unknown) => {
+      if (response.headersSent) {
+        response.destroy();
+        return;
+      }
+      if (error instanceof HttpError) {
+        const body = { error: { code: error.code, message: error.message, ...(error.valid === undefined ? {} : { valid: error.valid }) } };
+        send(response, error.status, body, { ...error.headers, ...(error.status === 413 ? { connection: 'close' } : {}) });
+        return;
+      }
+      options.logger?.error({ error: error instanceof Error ? error.message : String(error) }, 'admin API internal error');
+      send(response, 500, { error: { code: 'internal', message: error instanceof Error ? error.message : String(error) } });
+    });
+  });
+  server.on('clientError', (_error, socket) => socket.destroy());
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException): void => {
+      metrics.close();
+      const where = `${options.listen.host.includes(':') ? `[${options.listen.host}]` : options.listen.host}:${options.listen.port}`;
+      reject(new LbError('LB_ERR_LISTEN', `admin.listen: cannot listen on ${where}: ${error.code === 'EADDRINUSE' ? 'address already in use' : (error.code ?? error.message)}`));
+    };
+    server.once('error', onError);
+    server.listen({ host: options.listen.host, port: options.listen.port }, () => {
+      server.removeListener('error', onError);
+      resolve();
+    });
+  });
+  const bound = server.address() as AddressInfo;
+  return {
+    address: () => ({ host: bound.address, port: bound.port }),
+    setToken: (token) => {
+      expected = token === undefined ? undefined : digest(token);
+    },
+    close: async () => {
+      metrics.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

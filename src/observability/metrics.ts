@@ -1,0 +1,143 @@
+/**
+ * Prometheus metrics of a running balancer (issue 4), through prom-client, in the Prometheus text
+ * exposition format (prometheus.io/docs/instrumenting/exposition_formats). Names follow the
+ * Prometheus naming guide: `l4lb_` prefix, base units (bytes, seconds), `_total` on counters.
+ *
+ * Nothing here touches the data path: connection and byte counts are read from the balancer's own
+ * counters (`stats()`) once per scrape and turned into counter increments; health-check results
+ * arrive as events (one per probe, not per connection). Label children (a handle per service,
+ * backend and label set) are created once and kept, never per connection or per scrape.
+ */
+import { Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client';
+import { ADMIN_STATES } from '../config/health.js';
+import type { Balancer, CheckEvent, ServiceStatusStats } from '../proxy/index.js';
+
+type ServiceLabels = 'service';
+type BackendLabels = 'service' | 'backend';
+
+/** A counter fed from a monotonic source value: each refresh adds what the source gained. */
+class MonotonicFeed<L extends string> {
+  private readonly children = new Map<string, { inc(value: number): void; last: number }>();
+  constructor(private readonly counter: Counter<L>) {}
+
+  /** Pre: `value` never decreases for one label set (the balancer's counters do not). */
+  set(labels: LabelValues<L>, value: number): void {
+    const key = JSON.stringify(labels);
+    let child = this.children.get(key);
+    if (child === undefined) {
+      const handle = this.counter.labels(labels);
+      child = { inc: (amount: number) => handle.inc(amount), last: 0 };
+      this.children.set(key, child);
+      handle.inc(0); // the series exists from its first scrape, at 0
+    }
+    if (value > child.last) {
+      child.inc(value - child.last);
+      child.last = value;
+    }
+  }
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly contentType: string;
+  /** The exposition text, with every value read now. */
+  render(): Promise<string>;
+  /** Stops listening to the balancer's events. */
+  close(): void;
+}
+
+/** Registers l4lb's metrics for `balancer` in a registry of their own. */
+export function createMetrics(balancer: Balancer): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const serviceLabels: ServiceLabels[] = ['service'];
+  const backendLabels: BackendLabels[] = ['service', 'backend'];
+
+  const connectionsCurrent = new Gauge({ name: 'l4lb_connections_current', help: 'Connections connecting or spliced, per service', labelNames: serviceLabels, registers });
+  const connectionsTotal = new Counter({ name: 'l4lb_connections_total', help: 'Connections accepted, per service', labelNames: serviceLabels, registers });
+  const refusedTotal = new Counter({ name: 'l4lb_connections_refused_total', help: 'Connections refused for want of a slot (queue full or queue timeout), per service', labelNames: serviceLabels, registers });
+  const bytesTotal = new Counter({ name: 'l4lb_bytes_total', help: 'Bytes relayed, per service and direction (up: client to backend)', labelNames: ['service', 'direction'] as const, registers });
+  const backendCurrent = new Gauge({ name: 'l4lb_backend_connections_current', help: 'Connections to a backend, connecting or spliced', labelNames: backendLabels, registers });
+  const backendTotal = new Counter({ name: 'l4lb_backend_connections_total', help: 'Connection attempts to a backend', labelNames: backendLabels, registers });
+  const backendErrors = new Counter({ name: 'l4lb_backend_connect_errors_total', help: 'Failed connection attempts to a backend (refused, reset, timed out)', labelNames: backendLabels, registers });
+  const backendBytes = new Counter({ name: 'l4lb_backend_bytes_total', help: 'Bytes relayed through a backend, per direction (up: client to backend)', labelNames: ['service', 'backend', 'direction'] as const, registers });
+  const backendUp = new Gauge({ name: 'l4lb_backend_up', help: '1 when the backend is healthy (health up), 0 when down', labelNames: backendLabels, registers });
+  const backendState = new Gauge({ name: 'l4lb_backend_admin_state', help: 'Administrative state of a backend: 1 for the current state', labelNames: ['service', 'backend', 'state'] as const, registers });
+  const checksTotal = new Counter({ name: 'l4lb_health_checks_total', help: 'Health check results: result is pass or the failure kind; source is active (probe) or passive (live traffic)', labelNames: ['service', 'backend', 'source', 'result'] as const, registers });
+  const checkSeconds = new Histogram({
+    name: 'l4lb_health_check_duration_seconds',
+    help: 'Duration of active health probes',
+    labelNames: backendLabels,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers,
+  });
+
+  const feeds = {
+    connections: new MonotonicFeed(connectionsTotal),
+    refused: new MonotonicFeed(refusedTotal),
+    bytes: new MonotonicFeed(bytesTotal),
+    backendTotal: new MonotonicFeed(backendTotal),
+    backendErrors: new MonotonicFeed(backendErrors),
+    backendBytes: new MonotonicFeed(backendBytes),
+  };
+  const checkHandles = new Map<string, { inc(): void }>();
+  const durationHandles = new Map<string, { observe(value: number): void }>();
+
+  const onCheck = ({ service, backend, source, result }: CheckEvent): void => {
+    const outcome = result.ok ? 'pass' : result.kind;
+    const key = `${service}\0${backend}\0${source}\0${outcome}`;
+    let handle = checkHandles.get(key);
+    if (handle === undefined) {
+      handle = checksTotal.labels({ service, backend, source, result: outcome });
+      checkHandles.set(key, handle);
+    }
+    handle.inc();
+    if (source !== 'active') return;
+    const durationKey = `${service}\0${backend}`;
+    let histogram = durationHandles.get(durationKey);
+    if (histogram === undefined) {
+      histogram = checkSeconds.labels({ service, backend });
+      durationHandles.set(durationKey, histogram);
+    }
+    histogram.observe(result.durationMs / 1000);
+  };
+  balancer.events.on('check', onCheck);
+
+  const refresh = (services: readonly ServiceStatusStats[]): void => {
+    // Gauges describe the present: reset, so a backend removed by a reload disappears.
+    connectionsCurrent.reset();
+    backendCurrent.reset();
+    backendUp.reset();
+    backendState.reset();
+    for (const service of services) {
+      const name = service.name;
+      connectionsCurrent.set({ service: name }, service.current);
+      feeds.connections.set({ service: name }, service.total);
+      feeds.refused.set({ service: name }, service.refused);
+      feeds.bytes.set({ service: name, direction: 'up' }, service.bytesUp);
+      feeds.bytes.set({ service: name, direction: 'down' }, service.bytesDown);
+      for (const backend of service.backends) {
+        const labels = { service: name, backend: backend.name };
+        backendCurrent.set(labels, backend.current);
+        feeds.backendTotal.set(labels, backend.total);
+        feeds.backendErrors.set(labels, backend.failures);
+        feeds.backendBytes.set({ ...labels, direction: 'up' }, backend.bytesUp);
+        feeds.backendBytes.set({ ...labels, direction: 'down' }, backend.bytesDown);
+        backendUp.set(labels, backend.health === 'up' ? 1 : 0);
+        for (const state of ADMIN_STATES) backendState.set({ ...labels, state }, backend.state === state ? 1 : 0);
+      }
+    }
+  };
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    render: async () => {
+      refresh(balancer.stats());
+      return registry.metrics();
+    },
+    close: () => {
+      balancer.events.off('check', onCheck);
+    },
+  };
+}
