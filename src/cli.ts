@@ -8,6 +8,7 @@ import { runCommand } from './cli/run.js';
 import { demoCommand } from './cli/demo.js';
 import { dsrCommand } from './cli/dsr.js';
 import { checkCommand } from './cli/check.js';
+import { adminCommands } from './cli/status.js';
 import { EXIT_USAGE } from './cli/common.js';
 
 const program = new Command('l4lb')
@@ -21,6 +22,7 @@ program.addCommand(runCommand());
 program.addCommand(demoCommand());
 program.addCommand(dsrCommand());
 program.addCommand(checkCommand());
+for (const command of adminCommands()) program.addCommand(command);
 
 // Subcommands built on their own do not inherit these settings: usage errors must exit 2 everywhere.
 for (const command of program.commands) command.exitOverride().showHelpAfterError('(run with --help for usage)');

@@ -1,0 +1,189 @@
+/**
+ * `l4lb status` and `l4lb drain|enable|maintenance SERVICE BACKEND`: clients of the admin API
+ * (src/admin/server.ts), as `hatop`/`socat` are for HAProxy's runtime API.
+ *
+ * Where the API is: `--admin URL`, else the `admin.listen` of `-c FILE`, else
+ * http://127.0.0.1:9900. The token: `--token`, else `admin.token` of `-c FILE`.
+ * Exit codes: 0 done; 1 the API is unreachable or refused (one line saying which); 2 bad usage,
+ * including a service or backend that does not exist (the line lists the valid names).
+ */
+import { Command } from 'commander';
+import { loadConfig } from '../config/index.js';
+import { formatEndpoint } from '../config/index.js';
+import { LbError } from '../errors.js';
+import type { AdminState } from '../config/health.js';
+import type { BackendStatusStats, ServiceStatusStats, StateResult } from '../proxy/index.js';
+import { EXIT_FAILURE, EXIT_USAGE, fail } from './common.js';
+
+export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9900';
+
+interface AdminCliOptions {
+  admin?: string;
+  token?: string;
+  config?: string;
+}
+
+interface Target {
+  readonly base: URL;
+  readonly token: string | undefined;
+}
+
+/** Resolves where the admin API is and which token to send. Throws LbError (usage) on a bad URL. */
+export async function resolveTarget(options: AdminCliOptions): Promise<Target> {
+  let url = options.admin;
+  let token = options.token;
+  if (options.config !== undefined) {
+    const config = await loadConfig(options.config);
+    if (url === undefined && config.admin !== undefined) url = `http://${formatEndpoint(config.admin.listen)}`;
+    token ??= config.admin?.token;
+  }
+  url ??= DEFAULT_ADMIN_URL;
+  let base: URL;
+  try {
+    base = new URL(url);
+  } catch {
+    throw new LbError('LB_ERR_INVALID_ARGUMENT', `--admin "${url}": expected a URL such as ${DEFAULT_ADMIN_URL}`);
+  }
+  if (base.protocol !== 'http:') throw new LbError('LB_ERR_INVALID_ARGUMENT', `--admin "${url}": only http:// is supported`);
+  return { base, token };
+}
+
+interface ApiError {
+  error: { code: string; message: string; valid?: string[] };
+}
+
+/** Calls the API; on failure prints one line and exits (1 unreachable/refused, 2 unknown names or bad request). */
+async function request<T>(target: Target, path: string, init: RequestInit = {}): Promise<T> {
+  const url = new URL(path, target.base);
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (target.token !== undefined) headers.authorization = `Bearer ${target.token}`;
+  if (init.body !== undefined) headers['content-type'] = 'application/json';
+  let response: Response;
+  try {
+    response = await fetch(url, { ...init, headers, signal: AbortSignal.timeout(5000) });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    const why = cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error));
+    fail(new LbError('LB_ERR_ADMIN', `cannot reach the admin API at ${target.base.origin}: ${why} (is l4lb running with admin.listen there? see --admin)`), EXIT_FAILURE);
+  }
+  const text = await response.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    fail(new LbError('LB_ERR_ADMIN', `${target.base.origin} answered HTTP ${response.status} with something that is not the l4lb admin API`), EXIT_FAILURE);
+  }
+  if (response.ok) return body as T;
+  const message = (body as ApiError).error?.message ?? `HTTP ${response.status}`;
+  switch (response.status) {
+    case 401:
+      fail(new LbError('LB_ERR_ADMIN', `the admin API at ${target.base.origin} refused the request: ${message} (see --token)`), EXIT_FAILURE);
+    case 400:
+    case 404:
+      fail(new LbError('LB_ERR_INVALID_ARGUMENT', message), EXIT_USAGE);
+    default:
+      fail(new LbError('LB_ERR_ADMIN', `the admin API answered HTTP ${response.status}: ${message}`), EXIT_FAILURE);
+  }
+}
+
+function bytes(count: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = count;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function table(rows: string[][]): string[] {
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]))).join('  ').trimEnd());
+}
+
+function healthCell(backend: BackendStatusStats): string {
+  const ramp = backend.slowStart < 1 ? ` (slow start ${Math.round(backend.slowStart * 100)}%)` : '';
+  return `${backend.health}${ramp}`;
+}
+
+function lastCheckCell(backend: BackendStatusStats): string {
+  const check = backend.lastCheck;
+  if (check === null) return backend.reason === 'not checked' ? '-' : backend.reason;
+  return `${check.ok ? 'ok' : 'FAIL'} ${check.source === 'passive' ? '(passive) ' : ''}${check.detail} (${check.durationMs} ms)`;
+}
+
+/** The `l4lb status` text for `services`. Pure. */
+export function formatStatus(services: readonly ServiceStatusStats[]): string {
+  const lines: string[] = [];
+  for (const service of services) {
+    const check = service.healthCheck;
+    const checkText = check === null ? 'no health check' : `check ${check.type} every ${check.interval} ms, rise ${check.rise}, fall ${check.fall}`;
+    lines.push(
+      `${service.name}  listen ${formatEndpoint(service.listen)}  ${checkText}  connections ${service.current} now, ${service.total} total, ${service.queued} queued, ${service.refused} refused  bytes up ${bytes(service.bytesUp)}, down ${bytes(service.bytesDown)}`,
+    );
+    const rows = [['  BACKEND', 'ADDRESS', 'HEALTH', 'STATE', 'NOW', 'TOTAL', 'FAILED', 'UP', 'DOWN', 'LAST CHECK']];
+    for (const backend of service.backends) {
+      rows.push([
+        `  ${backend.name}${backend.backup ? ' (backup)' : ''}`,
+        backend.address,
+        healthCell(backend),
+        backend.state,
+        String(backend.current),
+        String(backend.total),
+        String(backend.failures),
+        bytes(backend.bytesUp),
+        bytes(backend.bytesDown),
+        lastCheckCell(backend),
+      ]);
+    }
+    lines.push(...table(rows), '');
+  }
+  return lines.join('\n');
+}
+
+function withAdminOptions(command: Command): Command {
+  return command
+    .option('--admin <url>', `admin API URL (default: admin.listen of -c FILE, else ${DEFAULT_ADMIN_URL})`)
+    .option('--token <token>', 'bearer token (default: admin.token of -c FILE)')
+    .option('-c, --config <file>', 'configuration file to take the admin address and token from');
+}
+
+async function targetOrExit(options: AdminCliOptions): Promise<Target> {
+  try {
+    return await resolveTarget(options);
+  } catch (error) {
+    fail(error, EXIT_USAGE);
+  }
+}
+
+function stateCommand(name: string, state: AdminState, description: string): Command {
+  return withAdminOptions(new Command(name))
+    .description(description)
+    .argument('<service>', 'service name')
+    .argument('<backend>', 'backend name')
+    .action(async (service: string, backend: string, options: AdminCliOptions) => {
+      const target = await targetOrExit(options);
+      const path = `/services/${encodeURIComponent(service)}/backends/${encodeURIComponent(backend)}/state`;
+      const result = await request<StateResult>(target, path, { method: 'POST', body: JSON.stringify({ state }) });
+      process.stdout.write(`${result.service}/${result.backend}: ${result.previous} -> ${result.state}\n`);
+    });
+}
+
+/** `status`, `drain`, `enable`, `maintenance`. */
+export function adminCommands(): Command[] {
+  const status = withAdminOptions(new Command('status'))
+    .description('show services and backends: health, state, connections, bytes, last check')
+    .option('--json', 'print the admin API\'s JSON as it is')
+    .action(async (options: AdminCliOptions & { json?: boolean }) => {
+      const target = await targetOrExit(options);
+      const stats = await request<{ services: ServiceStatusStats[] }>(target, '/stats');
+      process.stdout.write(options.json === true ? `${JSON.stringify(stats, null, 2)}\n` : formatStatus(stats.services));
+    });
+  return [
+    status,
+    stateCommand('drain', 'draining', 'stop sending new clients to a backend; open connections continue'),
+    stateCommand('enable', 'active', 'make a backend active again (it still needs to be healthy to get traffic)'),
+    stateCommand('maintenance', 'maintenance', 'take a backend out of service: no new clients'),
+  ];
+}
