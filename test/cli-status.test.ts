@@ -1,0 +1,133 @@
+/**
+ * `l4lb status` and `l4lb drain|enable|maintenance` (issue 4) against a real `l4lb run -c FILE`
+ * process with an admin API: a drained backend's open connection continues and completes while new
+ * clients go elsewhere; the status table; unknown names exit 2 listing the valid ones; an
+ * unreachable API is one line and exit 1; the token comes from --token or the file.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, startCli, type CliChild } from './helpers/child.js';
+import { connectClient, freePort, readLine, startNamedServer, type TestServer } from './helpers/net.js';
+
+const TOKEN = 'cli-test-token-0123456789';
+const dir = mkdtempSync(join(tmpdir(), 'l4lb-status-'));
+const file = join(dir, 'l4lb.json');
+let servers: TestServer[] = [];
+let run: CliChild | undefined;
+let listenPort = 0;
+let adminUrl = '';
+
+beforeAll(async () => {
+  servers = await Promise.all(['left', 'right'].map((name) => startNamedServer(name)));
+  listenPort = await freePort();
+  const adminPort = await freePort();
+  adminUrl = `http://127.0.0.1:${adminPort}`;
+  writeFileSync(
+    file,
+    JSON.stringify({
+      admin: { listen: `127.0.0.1:${adminPort}`, token: TOKEN },
+      services: [
+        {
+          name: 'db',
+          listen: `127.0.0.1:${listenPort}`,
+          balance: 'maglev',
+          tableSize: 251,
+          healthCheck: { type: 'tcp', interval: '200ms' },
+          backends: servers.map((server, i) => ({ name: ['left', 'right'][i], address: `127.0.0.1:${server.port}` })),
+        },
+      ],
+    }),
+  );
+  run = startCli(['run', '-c', file]);
+  await run.waitForRecord('admin API listening');
+});
+
+afterAll(async () => {
+  await run?.kill();
+  await Promise.all(servers.map((server) => server.close()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(...args: string[]): Promise<Result> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('drain via the CLI', () => {
+  it('keeps the open connection going to the end; new clients go to the other backend', async () => {
+    const open = await connectClient(listenPort, '127.5.0.1');
+    const drained = await readLine(open);
+    const other = drained === 'left' ? 'right' : 'left';
+
+    const result = await cli('drain', 'db', drained, '-c', file);
+    expect(result).toEqual({ code: 0, stdout: `db/${drained}: active -> draining\n`, stderr: '' });
+
+    // New clients, from sources that hash anywhere, all go to the other backend.
+    for (let i = 2; i < 12; i++) {
+      const socket = await connectClient(listenPort, `127.5.0.${i}`);
+      expect(await readLine(socket)).toBe(other);
+      socket.destroy();
+    }
+    // The drained backend's open connection still works and completes normally.
+    open.write('still here\n');
+    expect(await readLine(open)).toBe('still here');
+    const ended = new Promise<void>((resolve) => open.once('end', () => resolve()));
+    open.resume();
+    open.end();
+    await ended;
+
+    const status = await cli('status', '--admin', adminUrl, '--token', TOKEN);
+    expect(status.code).toBe(0);
+    const lines = status.stdout.split('\n');
+    expect(lines[0]).toMatch(/^db {2}listen 127\.0\.0\.1:\d+ {2}check tcp every 200 ms, rise 2, fall 3 {2}connections \d+ now, \d+ total/);
+    expect(lines[1].trim().split(/\s{2,}/).map((cell) => cell.trim())).toEqual(['BACKEND', 'ADDRESS', 'HEALTH', 'STATE', 'NOW', 'TOTAL', 'FAILED', 'UP', 'DOWN', 'LAST CHECK']);
+    const row = lines.find((line) => line.trimStart().startsWith(`${drained} `)) ?? '';
+    expect(row.trim().split(/\s{2,}/).slice(2, 4)).toEqual(['up', 'draining']);
+
+    expect((await cli('maintenance', 'db', drained, '-c', file)).stdout).toBe(`db/${drained}: draining -> maintenance\n`);
+    expect((await cli('enable', 'db', drained, '-c', file)).stdout).toBe(`db/${drained}: maintenance -> active\n`);
+    const back = await connectClient(listenPort, '127.5.0.1');
+    expect(await readLine(back)).toBe(drained); // its own clients return
+    back.destroy();
+  });
+});
+
+describe('errors', () => {
+  it('unknown service or backend: exit 2 with the valid names', async () => {
+    expect(await cli('drain', 'db', 'middle', '-c', file)).toEqual({ code: 2, stdout: '', stderr: 'l4lb: service "db" has no backend "middle" (backends: left, right)\n' });
+    expect(await cli('drain', 'cache', 'left', '-c', file)).toEqual({ code: 2, stdout: '', stderr: 'l4lb: no service "cache" (services: db)\n' });
+  });
+
+  it('no or wrong token: exit 1 saying so', async () => {
+    const none = await cli('status', '--admin', adminUrl);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toBe(`l4lb: the admin API at ${adminUrl} refused the request: this admin API needs "Authorization: Bearer <token>" (see --token)\n`);
+    expect((await cli('status', '--admin', adminUrl, '--token', 'nope-nope-nope-nope')).stderr).toContain('refused the request: wrong token');
+  });
+
+  it('unreachable admin API: one line, exit 1; a bad URL: exit 2', async () => {
+    const port = await freePort();
+    expect(await cli('status', '--admin', `http://127.0.0.1:${port}`)).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `l4lb: cannot reach the admin API at http://127.0.0.1:${port}: ECONNREFUSED (is l4lb running with admin.listen there? see --admin)\n`,
+    });
+    expect(await cli('status', '--admin', 'not a url')).toEqual({ code: 2, stdout: '', stderr: 'l4lb: --admin "not a url": expected a URL such as http://127.0.0.1:9900\n' });
+    const missing = await cli('drain', 'db');
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("missing required argument 'backend'");
+  });
+});
