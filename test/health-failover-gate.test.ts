@@ -27,12 +27,13 @@ async function setup(names: string[], overrides: Partial<ProxyServiceConfig> = {
     names.map((name, i) => backend(name, servers[i].port, extra(name))),
     { name: 'svc', tableSize: 251, ...overrides },
   );
-  const balancer = await startBalancer(configOf(service), { logger: captureLog().logger });
+  const log = captureLog();
+  const balancer = await startBalancer(configOf(service), { logger: log.logger });
   cleanups.push(async () => {
     await balancer.close(0);
     await Promise.all(servers.map((server) => server.close()));
   });
-  return { servers, balancer, service };
+  return { servers, balancer, service, log };
 }
 
 async function ask(balancer: Balancer, source: string): Promise<string> {
@@ -112,7 +113,7 @@ describe('health: onDown and reloads', () => {
 
   it('onDown: close ends the established connections of a backend that goes down; keep leaves them', async () => {
     for (const onDown of ['close', 'keep'] as const) {
-      const { balancer, servers } = await setup(['x'], { healthCheck: CHECK, onDown });
+      const { balancer, servers, log } = await setup(['x'], { healthCheck: CHECK, onDown });
       const client = await connectClient(balancer.address('svc').port, '127.6.1.1');
       expect(await readLine(client)).toBe('x');
       const down = healthEvent(balancer, 'x', 'down');
@@ -126,6 +127,7 @@ describe('health: onDown and reloads', () => {
         await ended;
         client.destroy();
         await closed(client);
+        expect((await log.waitForAccess(1))[0]).toMatchObject({ backend: 'x', end: 'backend-down' });
       } else {
         client.write('alive\n');
         expect(await readLine(client)).toBe('alive');

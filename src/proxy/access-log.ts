@@ -35,6 +35,7 @@ export const END_REASON_TEXT: Readonly<Record<EndReason, string>> = {
   'client-reset': 'reset by client',
   'backend-reset': 'reset by backend',
   'idle-timeout': 'idle timeout',
+  'backend-down': 'closed: backend went down (onDown: close)',
   shutdown: 'closed by balancer shutdown',
   'connect-timeout': 'connect timeout',
   'connect-failed': 'connect failed',

@@ -213,9 +213,9 @@ export class ClientConnection implements Waiter, Flow {
   };
 
   /** Ends the connection now whatever its state (balancer shutdown). */
-  abort(): void {
-    if (this.state === 'spliced') this.splice?.destroy('shutdown');
-    else this.finish('shutdown');
+  abort(reason: 'shutdown' | 'backend-down' = 'shutdown'): void {
+    if (this.state === 'spliced') this.splice?.destroy(reason);
+    else this.finish(reason);
   }
 
   /**

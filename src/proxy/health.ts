@@ -252,21 +252,33 @@ export class ServiceHealth extends EventEmitter<ServiceHealthEvents> {
   }
 }
 
-interface CachedWalk {
+/** One flow's walk over the strategy's candidates, extended only as far as attempts ask. */
+interface FlowWalk {
   version: number;
-  candidates: ResolvedBackend[];
+  /** Next attempt to ask the strategy for. */
+  cursor: number;
+  /** Usable candidates found so far, in order; deferred ones are appended once the walk ends. */
+  found: ResolvedBackend[];
+  /** Usable but not yet admitted by slow start. */
+  deferred: ResolvedBackend[] | undefined;
+  done: boolean;
+  /** Walking backups (no primary usable) or primaries. */
+  backups: boolean;
 }
 
 /**
  * The chooser new connections use: the plan's strategy, restricted to usable backends.
  * Attempt n is the n-th usable candidate in the strategy's own order (primaries; backups only if
  * no primary is usable), with backends still refusing this flow under slow start moved last.
- * Cost: one walk of the strategy's candidates per connection (cached per flow and health version).
+ * Cost: the strategy is asked only as far as the attempts go (usually one pick when the first
+ * candidate is usable); the walk is kept per flow and health version, so retries continue it.
  */
 export class HealthGate implements Chooser<ResolvedBackend> {
   readonly balance: ServicePlan['chooser']['balance'];
   readonly backends: readonly ResolvedBackend[];
-  private readonly walks = new WeakMap<Flow, CachedWalk>();
+  private readonly walks = new WeakMap<Flow, FlowWalk>();
+  private primaryVersion = -1;
+  private primaryUsable = true;
   private inner: Chooser<ResolvedBackend> | undefined;
   private innerVersion = -1;
 
@@ -304,34 +316,46 @@ export class HealthGate implements Chooser<ResolvedBackend> {
     return isUsable(this.statusOf(backend));
   }
 
-  private walk(flow: Flow): ResolvedBackend[] {
-    const cached = this.walks.get(flow);
-    if (cached !== undefined && cached.version === this.health.version) return cached.candidates;
-    const strategy = this.strategy();
-    const primaries: ResolvedBackend[] = [];
-    const backups: ResolvedBackend[] = [];
-    const deferred: ResolvedBackend[] = [];
-    const deferredBackups: ResolvedBackend[] = [];
-    const now = performance.now();
-    if (strategy !== undefined) {
-      for (let attempt = 0; attempt < strategy.backends.length; attempt++) {
-        const backend = strategy.pick(flow, attempt);
-        if (backend === undefined) break;
-        const status = this.statusOf(backend);
-        if (!isUsable(status)) continue;
-        const fraction = slowStartFraction(status, now);
-        const admitted = fraction >= 1 || (this.plan.hashes ? admissionDraw(flow.key, backend.name) : this.random()) < fraction;
-        if (status.backup) (admitted ? backups : deferredBackups).push(backend);
-        else (admitted ? primaries : deferred).push(backend);
-      }
+  /** Whether any primary is usable, recomputed once per health version. O(n) then O(1). */
+  private anyPrimaryUsable(): boolean {
+    if (this.primaryVersion !== this.health.version) {
+      this.primaryVersion = this.health.version;
+      this.primaryUsable = this.backends.some((backend) => this.isUsable(backend) && !this.statusOf(backend).backup);
     }
-    const candidates = primaries.length + deferred.length > 0 ? [...primaries, ...deferred] : [...backups, ...deferredBackups];
-    this.walks.set(flow, { version: this.health.version, candidates });
-    return candidates;
+    return this.primaryUsable;
+  }
+
+  private walkOf(flow: Flow): FlowWalk {
+    const cached = this.walks.get(flow);
+    if (cached !== undefined && cached.version === this.health.version) return cached;
+    const walk: FlowWalk = { version: this.health.version, cursor: 0, found: [], deferred: undefined, done: false, backups: !this.anyPrimaryUsable() };
+    this.walks.set(flow, walk);
+    return walk;
+  }
+
+  /** Extends `walk` until it holds `attempt` + 1 candidates or the strategy has none left. */
+  private extend(flow: Flow, walk: FlowWalk, attempt: number): void {
+    const strategy = this.strategy();
+    const now = performance.now();
+    while (walk.found.length <= attempt && !walk.done) {
+      const backend = strategy === undefined || walk.cursor >= strategy.backends.length ? undefined : strategy.pick(flow, walk.cursor++);
+      if (backend === undefined) {
+        walk.done = true;
+        if (walk.deferred !== undefined) walk.found.push(...walk.deferred);
+        break;
+      }
+      const status = this.statusOf(backend);
+      if (!isUsable(status) || status.backup !== walk.backups) continue;
+      const fraction = slowStartFraction(status, now);
+      if (fraction >= 1 || (this.plan.hashes ? admissionDraw(flow.key, backend.name) : this.random()) < fraction) walk.found.push(backend);
+      else (walk.deferred ??= []).push(backend);
+    }
   }
 
   pick(flow: Flow, attempt: number): ResolvedBackend | undefined {
-    return this.walk(flow)[attempt];
+    const walk = this.walkOf(flow);
+    if (walk.found.length <= attempt) this.extend(flow, walk, attempt);
+    return walk.found[attempt];
   }
 }
 

@@ -204,7 +204,7 @@ export class ProxyService implements ConnectionHost {
 
   /** Ends the established and connecting connections of backend `name` (onDown: close). O(open connections). */
   closeBackend(name: string): void {
-    for (const connection of [...this.open]) if (connection.currentBackend?.name === name) connection.abort();
+    for (const connection of [...this.open]) if (connection.currentBackend?.name === name) connection.abort('backend-down');
   }
 
   /** Whether a new connection could start now (for a health change that made candidates usable again). */

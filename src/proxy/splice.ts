@@ -30,6 +30,7 @@ export type SpliceEnd =
   | 'backend-reset' // the backend socket failed: the client was reset
   | 'idle-timeout' // no byte moved either way for the idle timeout
   | 'proxy-header-not-allowed' // a peer outside proxyProtocol.accept started with a PROXY header (the screen refused it)
+  | 'backend-down' // ended by the balancer: its backend went down and the service says onDown: close
   | 'shutdown'; // ended by the balancer (drain deadline passed)
 
 /**
