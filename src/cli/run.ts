@@ -85,8 +85,7 @@ export async function run(file: string, logger: Logger = createLogger()): Promis
     const drainMs = largestDrain(config);
     logger.info({ signal, drainMs }, 'stopping: no new connections, draining open ones');
     void reloading
-      .then(() => admin?.close())
-      .then(() => balancer.close(drainMs))
+      .then(() => Promise.all([balancer.close(drainMs), admin?.close()]))
       .then(() => logger.info('stopped'))
       .then(() => flushLogger(logger))
       .then(() => process.exit(0));

@@ -226,8 +226,9 @@ class RunningBalancer implements Balancer {
 
   async close(drainMs = this.drainMs): Promise<void> {
     this.closing = true;
-    await Promise.all([...this.healths.values()].map((health) => health.stop()));
-    await Promise.all([...[...this.services.values()].map((service) => service.close(drainMs)), ...this.retiring]);
+    // Listeners close first (synchronously, inside service.close), then checks stop alongside the drain.
+    const closing = [...[...this.services.values()].map((service) => service.close(drainMs)), ...this.retiring];
+    await Promise.all([...closing, ...[...this.healths.values()].map((health) => health.stop())]);
     this.services.clear();
   }
 
