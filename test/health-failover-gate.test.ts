@@ -6,7 +6,8 @@
  * and a reload keeping the health of backends that stay.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { slowStartFraction } from '../src/proxy/health.js';
+import fc from 'fast-check';
+import { admissionDraw, slowStartFraction } from '../src/proxy/health.js';
 import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
 import { slotHashOf } from '../src/proxy/plan.js';
@@ -98,6 +99,35 @@ describe('admin states and Maglev affinity', () => {
     // One hour of ramp has barely begun: its share is ~0, so its clients still go elsewhere.
     expect(balancer.stats()[0].backends[0].slowStart).toBeLessThan(0.001);
     for (const source of owned) expect(await ask(balancer, source)).not.toBe('a');
+  });
+
+  it('slow-start admission: the admitted share follows the ramp; a flow\'s draw is fixed by its key (fast-check, seed 42)', () => {
+    const keys = Array.from({ length: 20_000 }, (_, i) => flowKey(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`));
+    for (const fraction of [0.1, 0.3, 0.5, 0.9]) {
+      const share = keys.filter((key) => admissionDraw(key, 'pg2') < fraction).length / keys.length;
+      expect(Math.abs(share - fraction)).toBeLessThan(0.02);
+    }
+    fc.assert(
+      // A flow's draw is a pure function of its key (an equal copy draws the same), in [0, 1): with
+      // admission `draw < fraction`, a flow admitted once stays admitted as the fraction grows.
+      fc.property(fc.uint8Array({ minLength: 4, maxLength: 18 }), (key) => {
+        const draw = admissionDraw(key, 'pg2');
+        expect(draw >= 0 && draw < 1).toBe(true);
+        expect(admissionDraw(Uint8Array.from(key), 'pg2')).toBe(draw);
+      }),
+      { seed: 42, numRuns: 500 },
+    );
+  });
+
+  it('roundrobin and leastconn are rebuilt over usable backends: a drained one gets nothing, the others share', async () => {
+    for (const balance of ['roundrobin', 'leastconn'] as const) {
+      const { balancer } = await setup(['a', 'b', 'c'], { balance });
+      balancer.setState('svc', 'b', 'draining');
+      const seen = [];
+      for (let i = 0; i < 12; i++) seen.push(await ask(balancer, '127.0.0.1'));
+      expect(new Set(seen)).toEqual(new Set(['a', 'c']));
+      await cleanups.pop()?.();
+    }
   });
 
   it('slowStartFraction ramps linearly from 0 to 1 over slowStart', () => {

@@ -76,7 +76,7 @@ export interface ServiceHealthEvents {
 }
 
 /** 32-bit FNV-1a of the key bytes then the name: a slot-hash-independent uniform draw in [0, 1). */
-function admissionDraw(key: HashKey, name: string): number {
+export function admissionDraw(key: HashKey, name: string): number {
   let hash = 0x811c9dc5;
   if (typeof key === 'string') for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
   else for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key[i], 0x01000193);
