@@ -9,6 +9,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatStatus } from '../src/cli/status.js';
+import type { ServiceStatusStats } from '../src/proxy/index.js';
 import { CLI, startCli, type CliChild } from './helpers/child.js';
 import { connectClient, freePort, readLine, startNamedServer, type TestServer } from './helpers/net.js';
 
@@ -129,5 +131,31 @@ describe('errors', () => {
     const missing = await cli('drain', 'db');
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("missing required argument 'backend'");
+  });
+});
+
+describe('formatStatus', () => {
+  it('marks backups, shows a slow-start ramp, passive checks and unchecked backends', () => {
+    const row = { current: 0, total: 0, failures: 0, bytesUp: 0, bytesDown: 0, state: 'active' as const, since: '', backup: false, slowStart: 1 };
+    const text = formatStatus([
+      {
+        name: 'db', listen: { host: '::1', port: 6432 }, current: 1, queued: 0, total: 2048, refused: 3, bytesUp: 1536, bytesDown: 5 * 1024 * 1024, buffered: 0,
+        rejected: {} as ServiceStatusStats['rejected'],
+        healthCheck: { type: 'redis', interval: 2000, timeout: 2000, rise: 2, fall: 3, initial: 'up' },
+        backends: [
+          { ...row, name: 'r1', address: '10.0.0.1:6379', health: 'up', slowStart: 0.4, reason: 'PONG', lastCheck: { ok: true, source: 'active', durationMs: 0.7, detail: 'PONG', at: '' } },
+          { ...row, name: 'r2', address: '10.0.0.2:6379', health: 'down', reason: 'x', lastCheck: { ok: false, source: 'passive', durationMs: 0, detail: 'connect: passive: 1 consecutive connection failure from live traffic', at: '' } },
+          { ...row, name: 'r3', address: '10.0.0.3:6379', health: 'up', backup: true, state: 'maintenance', reason: 'not checked', lastCheck: null },
+        ],
+      },
+    ]);
+    expect(text.split('\n')).toEqual([
+      'db  listen [::1]:6432  check redis every 2000 ms, rise 2, fall 3  connections 1 now, 2048 total, 0 queued, 3 refused  bytes up 1.5 KiB, down 5.0 MiB',
+      '  BACKEND      ADDRESS        HEALTH               STATE        NOW  TOTAL  FAILED  UP   DOWN  LAST CHECK',
+      '  r1           10.0.0.1:6379  up (slow start 40%)  active       0    0      0       0 B  0 B   ok PONG (0.7 ms)',
+      '  r2           10.0.0.2:6379  down                 active       0    0      0       0 B  0 B   FAIL (passive) connect: passive: 1 consecutive connection failure from live traffic (0 ms)',
+      '  r3 (backup)  10.0.0.3:6379  up                   maintenance  0    0      0       0 B  0 B   -',
+      '',
+    ]);
   });
 });
