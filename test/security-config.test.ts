@@ -97,6 +97,11 @@ export const SECURITY_CONFIG_CASES: [string, string, string[]][] = [
     'c.yaml: services[0].limits: unknown key "perSourceConnection" (did you mean "perSourceConnections"?)',
     'c.yaml: services[0].limits: expected "perSourceConnections" and/or "perSourceRate"',
   ]],
+  // --- found by test/security-inputs.test.ts: this file used to hang `l4lb check` (the nearest-prime search never ended)
+  ['tableSize 1e300', proxy('tableSize: 1e300'), [
+    'c.yaml: services[0].tableSize: must be at most 9007199254740991, got 1e+300',
+    'c.yaml: services[0].tableSize: must be at most 16777216, got 1e+300',
+  ]],
   ['on a dsr service', 'services:\n  - { name: w, mode: dsr, vip: 192.0.2.1:80, dscp: 9, allow: [10.0.0.0/8], backends: [{ name: x, address: 10.0.0.1 }] }\n', [
     'c.yaml: services[0]: unknown key "allow" in a mode: dsr service (it applies only to mode: proxy)',
   ]],

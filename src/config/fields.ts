@@ -84,6 +84,9 @@ export const integer = (expected: string) => z.number({ error: expecting(expecte
 export const positiveInteger = integer('a positive integer').min(1);
 
 export const tableSizeField = integer('a prime number').min(2).max(LIMITS.maxTableSize).superRefine((value, ctx) => {
+  // zod runs refinements after a failed min/max too: out of range is already reported, and the
+  // prime search below never ends for values such as 1e300 (n + 1 === n in floating point).
+  if (!(value >= 2 && value <= LIMITS.maxTableSize)) return;
   if (!isPrime(value)) {
     const lower = nearestPrime(value, -1);
     const upper = nearestPrime(value, +1);
