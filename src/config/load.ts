@@ -87,6 +87,14 @@ function parseYaml(text: string): Parsed {
 }
 
 /**
+ * Cuts every quoted value in a message to 60 characters, as describeValue does: a 10,000-character
+ * address in the file must not make a 10,000-character line (found by test/security-inputs.test.ts).
+ */
+function shortenQuoted(message: string): string {
+  return message.replace(/"((?:[^"\\]|\\.){61,})"/g, (_quoted, inner: string) => `"${inner.slice(0, 57)}..."`);
+}
+
+/**
  * Parses and validates the text of a configuration file; `file` names it in messages and picks the
  * format. Post: returns a Config with every default filled in, or throws ConfigError listing every
  * problem found (syntax errors stop at the syntax; otherwise all schema problems are reported).
@@ -103,7 +111,7 @@ export function parseConfig(source: string, file: string): Config {
   const problems: ConfigProblem[] = [];
   for (const issue of result.error.issues) {
     const path = formatPath(issue.path);
-    for (const message of issue.message.split('\n')) problems.push({ path, message });
+    for (const message of issue.message.split('\n')) problems.push({ path, message: shortenQuoted(message) });
   }
   // Zod skips the cross-service rules once any service has a problem; run them on what did parse.
   const facts = factsFromDocument(parsed.data);
