@@ -132,12 +132,8 @@ describe('a backend process killed under continuous load, then restarted', () =>
     // Kill it; follow its attempt counter to find the last connection that tried it.
     const down = healthEvent(victim.name, 'down');
     const attemptsOf = (): number => b.stats()[0].backends[victimIndex].total;
-    const killedAt = performance.now();
-    await victim.kill();
-    // From here the kernel refuses its port: connections in flight at the kill were lost with it
-    // (no proxy can save those); every connection that starts later must succeed.
-    const exitedAt = performance.now();
     let attempts = attemptsOf();
+    const killedAt = performance.now();
     let lastAttemptAt = killedAt;
     const watch = setInterval(() => {
       const now = attemptsOf();
@@ -146,6 +142,10 @@ describe('a backend process killed under continuous load, then restarted', () =>
         lastAttemptAt = performance.now();
       }
     }, 5);
+    await victim.kill();
+    // From here the kernel refuses its port: connections in flight at the kill were lost with it
+    // (no proxy can save those); every connection that starts later must succeed.
+    const exitedAt = performance.now();
     const { at: downAt, change } = await down;
     await traffic.more(300);
     clearInterval(watch);
