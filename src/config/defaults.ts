@@ -2,6 +2,7 @@
  * What an omitted key means, and the bounds of numeric keys: one place for docs/configuration.md
  * and the schema to agree on.
  */
+import { MAX_MAGLEV_TABLE_SIZE } from '../hashing/maglev.js';
 
 export const DEFAULTS = {
   mode: 'proxy',
@@ -21,7 +22,7 @@ export const DEFAULTS = {
 export const LIMITS = {
   maxRetries: 10,
   maxWeight: 1000,
-  maxTableSize: 2 ** 24,
+  maxTableSize: MAX_MAGLEV_TABLE_SIZE,
   maxHashSeed: 2 ** 32 - 1,
   minDscp: 1,
   maxDscp: 63,

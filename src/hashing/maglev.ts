@@ -13,6 +13,8 @@ import type { Backend, HashKey, Picker } from './types.js';
 import { canonicalBackends, isPrime } from './validate.js';
 
 export const DEFAULT_MAGLEV_TABLE_SIZE = 65537;
+/** The largest table accepted: 2^24 slots is 64 MiB of table and seconds of build; more is a mistake. */
+export const MAX_MAGLEV_TABLE_SIZE = 2 ** 24;
 
 /** Seeds of the two name hashes that give each backend its permutation (paper: h1 and h2). */
 const OFFSET_SEED = 0x4d41474c; // "MAGL"
@@ -88,6 +90,9 @@ export function permutationOf(name: string, tableSize: number, weight = 1): Perm
 }
 
 export function checkTableSize(tableSize: number): void {
+  if (Number.isInteger(tableSize) && tableSize > MAX_MAGLEV_TABLE_SIZE) {
+    throw new LbError('LB_ERR_TABLE_SIZE', `table size must be at most ${MAX_MAGLEV_TABLE_SIZE}, got ${tableSize}`);
+  }
   if (!Number.isInteger(tableSize) || !isPrime(tableSize)) {
     throw new LbError('LB_ERR_TABLE_SIZE', `table size must be a prime number, got ${tableSize}`);
   }

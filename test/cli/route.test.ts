@@ -51,6 +51,7 @@ describe('l4lb route', () => {
     [['-b', 'a', '-b', 'a', 'k'], /--backend: duplicate backend name "a"/],
     [['k'], /--backend: give at least one backend/],
     [['-b', 'a', '-m', '65536', 'k'], /--table-size: table size must be a prime number, got 65536/],
+    [['-b', 'a', '-m', '2147483647', 'k'], /--table-size: table size must be at most 16777216, got 2147483647/],
     [['-b', 'a', '-m', 'many', 'k'], /--table-size: table size must be a prime number, got NaN/],
     [['-a', 'ring', '-b', 'a', '-m', '7', 'k'], /--table-size applies to maglev only/],
     [['-b', 'a', '--frobnicate', 'k'], /unknown option '--frobnicate'/],
