@@ -5,7 +5,7 @@
  * unreachable API is one line and exit 1; the token comes from --token or the file.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -104,21 +104,21 @@ describe('drain via the CLI', () => {
     const back = await connectClient(listenPort, '127.5.0.1');
     expect(await readLine(back)).toBe(drained); // its own clients return
     back.destroy();
-  });
+  }, 30_000);
 });
 
 describe('errors', () => {
   it('unknown service or backend: exit 2 with the valid names', async () => {
     expect(await cli('drain', 'db', 'middle', '-c', file)).toEqual({ code: 2, stdout: '', stderr: 'l4lb: service "db" has no backend "middle" (backends: left, right)\n' });
     expect(await cli('drain', 'cache', 'left', '-c', file)).toEqual({ code: 2, stdout: '', stderr: 'l4lb: no service "cache" (services: db)\n' });
-  });
+  }, 30_000);
 
   it('no or wrong token: exit 1 saying so', async () => {
     const none = await cli('status', '--admin', adminUrl);
     expect(none.code).toBe(1);
     expect(none.stderr).toBe(`l4lb: the admin API at ${adminUrl} refused the request: this admin API needs "Authorization: Bearer <token>" (see --token)\n`);
     expect((await cli('status', '--admin', adminUrl, '--token', 'nope-nope-nope-nope')).stderr).toContain('refused the request: wrong token');
-  });
+  }, 30_000);
 
   it('unreachable admin API: one line, exit 1; a bad URL: exit 2', async () => {
     const port = await freePort();
@@ -131,7 +131,7 @@ describe('errors', () => {
     const missing = await cli('drain', 'db');
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("missing required argument 'backend'");
-  });
+  }, 30_000);
 });
 
 describe('formatStatus', () => {
@@ -157,5 +157,17 @@ describe('formatStatus', () => {
       '  r3 (backup)  10.0.0.3:6379  up                   maintenance  0    0      0       0 B  0 B   -',
       '',
     ]);
-  });
+  }, 30_000);
+});
+
+describe('reload', () => {
+  it('SIGHUP with a new admin.token: the old token is refused, the new one works', async () => {
+    const config = JSON.parse(readFileSync(file, 'utf8')) as { admin: { token: string } };
+    config.admin.token = 'rotated-token-9876543210';
+    writeFileSync(file, JSON.stringify(config));
+    (run as CliChild).child.kill('SIGHUP');
+    await (run as CliChild).waitForRecord('reloaded');
+    expect((await cli('status', '--admin', adminUrl, '--token', TOKEN)).stderr).toContain('refused the request: wrong token');
+    expect((await cli('status', '-c', file)).code).toBe(0);
+  }, 30_000);
 });
