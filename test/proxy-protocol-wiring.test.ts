@@ -140,12 +140,12 @@ describe('proxyProtocol.accept from a trusted peer', () => {
     ['v1 without CRLF in 107 bytes', Buffer.from(`PROXY TCP4 ${'1'.repeat(120)}`), 'proxy-header-invalid', /107/],
     ['v2 length field too large', Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0xff, 0xff]), 'proxy-header-invalid', /length/],
     ['truncated, then FIN', 'fin', 'proxy-header-invalid', /truncated: the peer closed after 9 bytes/],
-    ['nothing at all', 'nothing', 'proxy-header-timeout', /no complete PROXY header within 200 ms \(0 bytes/],
+    ['nothing at all', 'nothing', 'proxy-header-timeout', /no complete PROXY header within 1000 ms \(0 bytes/],
   ];
 
   it.each(faults)('%s: closed, logged with its reason, counted, and no backend contacted', async (_name, input, end, error) => {
     const be = await recorder();
-    const service = accepting([backend('b1', be.port)], { timeouts: { connect: 3000, idle: 60_000, queue: 5000, drain: 1000, proxyHeader: 200 } });
+    const service = accepting([backend('b1', be.port)], { timeouts: { connect: 3000, idle: 60_000, queue: 5000, drain: 1000, proxyHeader: 1000 } });
     const { balancer, log, port } = await balancerFor(service);
     const socket = await client(port, '127.0.0.1');
     const closed = peerClosed(socket);
