@@ -68,7 +68,7 @@ export const REFUSAL_LOG_INTERVAL_MS = 1000;
  * the interval are counted and logged as one summary line when it ends. At most one line per
  * interval during a flood, plus the first.
  */
-class RefusalLog {
+export class RefusalLog {
   private readonly pending = new Map<SourceRefusal, number>();
   private timer: NodeJS.Timeout | undefined;
 
