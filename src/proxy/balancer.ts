@@ -15,7 +15,8 @@ import { LbError } from '../errors.js';
 import { performance } from 'node:perf_hooks';
 import { formatAddress } from './access-log.js';
 import type { BackendCounters } from './limits.js';
-import { gatePlan, ServiceHealth, slowStartFraction, type ServiceHealthEvents } from './health.js';
+import { gatePlan } from './gate.js';
+import { ServiceHealth, slowStartFraction, type ServiceHealthEvents } from './health.js';
 import { buildPlan, systemLookup, type Lookup, type ServicePlan } from './plan.js';
 import { ProxyService, type BackendStats, type ServiceStats } from './service.js';
 

@@ -1,7 +1,9 @@
 /**
  * One client connection's life: accepted (paused) → maybe queued → connecting to a backend, with
- * a connect timeout and retries on the strategy's next distinct candidate (HAProxy's `retries`
- * with redispatch: `pick(key, attempt + 1)`, Katran/HAProxy's "avoid the server that failed") →
+ * a connect timeout and retries on the first candidate, in the key's own order, that this
+ * connection has not tried yet (HAProxy's `retries` with redispatch, `chash_get_server_hash(…,
+ * avoid)`) — by name, not by position, because the failure itself may mark the backend down and
+ * so shorten the health gate's walk under the retry →
  * spliced → ended, logged once. Backends at their maxConnections are skipped without counting as a
  * retry. The service decides admission; this file only walks candidates and connects.
  */
@@ -28,18 +30,21 @@ export interface ConnectionHost {
 }
 
 /** `undefined`: every remaining candidate is at its maxConnections; `null`: no candidate at all. */
-export type Candidate = { readonly backend: ResolvedBackend; readonly attempt: number } | undefined | null;
+export type Candidate = ResolvedBackend | undefined | null;
 
 /**
- * The first candidate at or after `from` that has room. Cost: up to n picks (n backends).
+ * The first candidate in the chooser's current order that has room and whose name is not in
+ * `avoid` (the backends this connection already tried). Pre: `avoid` is undefined on a first pick.
+ * Cost: up to n picks (n backends), times |avoid| name compares; no allocation.
  */
-export function nextCandidate(plan: ServicePlan, flow: Flow, from: number): Candidate {
+export function nextCandidate(plan: ServicePlan, flow: Flow, avoid?: readonly string[]): Candidate {
   let sawAny = false;
-  for (let attempt = from; attempt < plan.backends.length; attempt++) {
+  for (let attempt = 0; attempt < plan.backends.length; attempt++) {
     const backend = plan.chooser.pick(flow, attempt);
     if (backend === undefined) break;
+    if (avoid !== undefined && avoid.includes(backend.name)) continue;
     sawAny = true;
-    if (backend.counters.current < backend.maxConnections) return { backend, attempt };
+    if (backend.counters.current < backend.maxConnections) return backend;
   }
   return sawAny ? undefined : null;
 }
@@ -65,7 +70,8 @@ export class ClientConnection implements Waiter, Flow {
   private plan: ServicePlan | undefined;
   private backend: ResolvedBackend | undefined;
   private pending: Socket | undefined;
-  private attempt = 0;
+  /** Names of the backends whose connect failed, in order; allocated on the first failure only. */
+  private failed: string[] | undefined;
   private retries = 0;
   private connectStartedAt = 0;
   private connectMs = -1;
@@ -127,17 +133,16 @@ export class ClientConnection implements Waiter, Flow {
    * Pre: state accepted or queued; `candidate.backend` has room. Post: connecting to it, the
    * backend's counters incremented; `plan` is kept for the retries.
    */
-  start(plan: ServicePlan, candidate: { backend: ResolvedBackend; attempt: number }): void {
+  start(plan: ServicePlan, backend: ResolvedBackend): void {
     this.plan = plan;
-    this.connectTo(candidate.backend, candidate.attempt);
+    this.connectTo(backend);
   }
 
-  private connectTo(backend: ResolvedBackend, attempt: number): void {
+  private connectTo(backend: ResolvedBackend): void {
     const plan = this.plan as ServicePlan;
     this.state = 'connecting';
     this.backend = backend;
     this.tried = backend;
-    this.attempt = attempt;
     backend.counters.current++;
     backend.counters.total++;
     this.connectStartedAt = performance.now();
@@ -180,19 +185,23 @@ export class ClientConnection implements Waiter, Flow {
     this.connectFailed('connect-timeout', undefined);
   };
 
-  /** A try failed: give its slot back, then retry on the next candidate with room, or give up. */
+  /**
+   * A try failed: give its slot back, report it (which may mark the backend down at once), then
+   * retry on the first untried candidate with room in the gate's order as it is now, or give up.
+   */
   private connectFailed(failure: 'connect-timeout' | 'connect-failed', code: string | undefined): void {
     discard(this.detachPending());
     const backend = this.backend as ResolvedBackend;
     backend.counters.current--;
     backend.counters.failures++;
     this.backend = undefined;
+    (this.failed ??= []).push(backend.name);
     this.plan?.observe?.(backend.name, false);
     const plan = this.plan as ServicePlan;
-    const next = this.retries < plan.config.retries ? nextCandidate(plan, this, this.attempt + 1) : null;
+    const next = this.retries < plan.config.retries ? nextCandidate(plan, this, this.failed) : null;
     if (next) {
       this.retries++;
-      this.connectTo(next.backend, next.attempt);
+      this.connectTo(next);
     } else {
       this.finish(failure, code);
     }

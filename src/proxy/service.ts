@@ -154,7 +154,7 @@ export class ProxyService implements ConnectionHost {
   /** Starts `connection` if the service and one of its candidates have room; false to keep waiting. */
   private tryStart(connection: ClientConnection): boolean {
     if (this.active >= this.plan.config.maxConnections) return false;
-    const candidate = nextCandidate(this.plan, connection, 0);
+    const candidate = nextCandidate(this.plan, connection);
     if (candidate === undefined) return false;
     if (candidate === null) {
       connection.finish('no-backend');
@@ -169,7 +169,7 @@ export class ProxyService implements ConnectionHost {
   private pump(): void {
     for (let head = this.queue.peek(); head !== undefined; head = this.queue.peek()) {
       if (this.active >= this.plan.config.maxConnections) return;
-      if (nextCandidate(this.plan, head, 0) === undefined) return;
+      if (nextCandidate(this.plan, head) === undefined) return;
       this.queue.shift();
       head.dequeued(performance.now());
       this.tryStart(head);
