@@ -103,6 +103,8 @@ class RunningBalancer implements Balancer {
   private drainMs = 0;
   private closing = false;
   private reloading: Promise<void> = Promise.resolve();
+  /** The apply in progress (settled when none): close() waits for it, so none outlives close. */
+  private applying: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly logger: Logger,
@@ -169,9 +171,25 @@ class RunningBalancer implements Balancer {
     return prepared;
   }
 
-  async apply(config: Config): Promise<void> {
-    if (this.closing) throw new LbError('LB_ERR_INVALID_ARGUMENT', 'the balancer is closing');
+  /** Throws LB_ERR_CLOSED once close() has begun: an apply must not start anything after that. */
+  private assertOpen(): void {
+    if (this.closing) throw new LbError('LB_ERR_CLOSED', 'the balancer is closing: configuration not applied');
+  }
+
+  /**
+   * Applies `config`; one at a time (reload chains them). Rejects with LB_ERR_CLOSED, having
+   * closed whatever it opened, if close() began meanwhile (checked after every await).
+   */
+  apply(config: Config): Promise<void> {
+    const run = this.applyNow(config);
+    this.applying = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyNow(config: Config): Promise<void> {
+    this.assertOpen();
     const prepared = await this.prepare(config);
+    this.assertOpen();
     const next = new Map<string, ProxyService>();
     const opened: ProxyService[] = [];
     try {
@@ -187,6 +205,7 @@ class RunningBalancer implements Balancer {
         await fresh.listen(where);
         opened.push(fresh);
         next.set(key, fresh);
+        this.assertOpen();
       }
     } catch (error) {
       await Promise.all(opened.map((service) => service.close(0)));
@@ -229,6 +248,9 @@ class RunningBalancer implements Balancer {
     this.closing = true;
     // Listeners close first (synchronously, inside service.close), then checks stop alongside the drain.
     const closing = [...[...this.services.values()].map((service) => service.close(drainMs)), ...this.retiring];
+    // An apply in flight sees `closing` after its next await, closes what it opened and rejects;
+    // only then is the set of health checks final.
+    await this.applying;
     await Promise.all([...closing, ...[...this.healths.values()].map((health) => health.stop())]);
     this.services.clear();
   }
