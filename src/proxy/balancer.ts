@@ -14,7 +14,7 @@ import type { AdminState, HealthCheckConfig } from '../config/health.js';
 import { LbError } from '../errors.js';
 import { performance } from 'node:perf_hooks';
 import { formatAddress } from './access-log.js';
-import type { BackendCounters } from './limits.js';
+import { ServiceCounters, type BackendCounters } from './limits.js';
 import { gatePlan } from './gate.js';
 import { ServiceHealth, slowStartFraction, type ServiceHealthEvents } from './health.js';
 import { buildPlan, systemLookup, type Lookup, type ServicePlan } from './plan.js';
@@ -95,6 +95,8 @@ class RunningBalancer implements Balancer {
   private services = new Map<string, ProxyService>();
   /** Backend counters by service name, then backend name: they outlive plans. */
   private readonly counters = new Map<string, Map<string, BackendCounters>>();
+  /** Service counters by service name: they outlive the ProxyService a moved listener replaces. */
+  private readonly serviceCounters = new Map<string, ServiceCounters>();
   private readonly loggers = new Map<string, Logger>();
   /** Health and admin state by service name: they outlive plans. */
   private readonly healths = new Map<string, ServiceHealth>();
@@ -143,6 +145,15 @@ class RunningBalancer implements Balancer {
   private serviceNamed(name: string): ProxyService | undefined {
     for (const service of this.services.values()) if (service.name === name) return service;
     return undefined;
+  }
+
+  private serviceCountersFor(name: string): ServiceCounters {
+    let counters = this.serviceCounters.get(name);
+    if (counters === undefined) {
+      counters = new ServiceCounters();
+      this.serviceCounters.set(name, counters);
+    }
+    return counters;
   }
 
   private countersFor(name: string): Map<string, BackendCounters> {
@@ -201,7 +212,7 @@ class RunningBalancer implements Balancer {
           next.set(key, kept);
           continue;
         }
-        const fresh = new ProxyService(plan, this.loggerFor(service.name));
+        const fresh = new ProxyService(plan, this.loggerFor(service.name), this.serviceCountersFor(service.name));
         await fresh.listen(where);
         opened.push(fresh);
         next.set(key, fresh);
@@ -221,7 +232,7 @@ class RunningBalancer implements Balancer {
     }
     for (const { config: service, plan } of prepared) {
       const running = next.get(listenerKey(service)) as ProxyService;
-      if (!opened.includes(running)) running.update(plan, this.loggerFor(service.name));
+      if (!opened.includes(running)) running.update(plan, this.loggerFor(service.name), this.serviceCountersFor(service.name));
     }
     for (const [key, service] of this.services) {
       if (next.get(key) === service) continue;

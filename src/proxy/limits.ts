@@ -111,3 +111,18 @@ export class BackendCounters {
   bytesUp = 0;
   bytesDown = 0;
 }
+
+/**
+ * One service's cumulative counts, kept across reloads by service name: a reload that moves the
+ * service's listener makes a new ProxyService, and counters that restarted at 0 would freeze the
+ * Prometheus counters fed from them (a feed only adds what a value gained).
+ */
+export class ServiceCounters {
+  /** Connections accepted. */
+  total = 0;
+  /** Refused for want of a slot (queue full or queue timeout). */
+  refused = 0;
+  /** Bytes of connections that have ended, client → backend and back. */
+  closedBytesUp = 0;
+  closedBytesDown = 0;
+}

@@ -12,7 +12,7 @@ import { LbError } from '../errors.js';
 import { flowKey } from '../hashing/keys.js';
 import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
 import { ClientConnection, nextCandidate, type ConnectionHost } from './connection.js';
-import { WaitQueue } from './limits.js';
+import { ServiceCounters, WaitQueue } from './limits.js';
 import type { ServicePlan } from './plan.js';
 import { SourceGate, type Rejection } from './source-rules.js';
 
@@ -63,10 +63,6 @@ export class ProxyService implements ConnectionHost {
   private readonly open = new Set<ClientConnection>();
   private readonly queue: WaitQueue<ClientConnection>;
   private active = 0;
-  private total = 0;
-  private refused = 0;
-  private closedBytesUp = 0;
-  private closedBytesDown = 0;
   private accepting = true;
   private bound: Endpoint | undefined;
   private idleWaiters: (() => void)[] = [];
@@ -75,6 +71,8 @@ export class ProxyService implements ConnectionHost {
   constructor(
     private plan: ServicePlan,
     private logger: Logger,
+    /** The balancer's counters for this service's name: they outlive this instance. */
+    private counters: ServiceCounters,
   ) {
     const { maxConnections, timeouts } = plan.config;
     this.queue = new WaitQueue(maxConnections, timeouts.queue, this.onQueueExpired);
@@ -113,9 +111,10 @@ export class ProxyService implements ConnectionHost {
   }
 
   /** New connections use `plan` from now on; open and connecting ones keep theirs. */
-  update(plan: ServicePlan, logger: Logger): void {
+  update(plan: ServicePlan, logger: Logger, counters: ServiceCounters): void {
     this.plan = plan;
     this.logger = logger;
+    this.counters = counters;
     this.queue.setLimits(plan.config.maxConnections, plan.config.timeouts.queue);
     this.gate.update(plan.config, logger);
     this.pump();
@@ -126,7 +125,7 @@ export class ProxyService implements ConnectionHost {
       socket.destroy();
       return;
     }
-    this.total++;
+    this.counters.total++;
     const connection = new ClientConnection(this, socket);
     this.open.add(connection);
     this.gate.receive(connection, this.place);
@@ -146,7 +145,7 @@ export class ProxyService implements ConnectionHost {
     if (this.queue.push(connection, performance.now())) {
       connection.state = 'queued';
     } else {
-      this.refused++;
+      this.counters.refused++;
       connection.finish('refused-queue-full');
     }
   };
@@ -177,7 +176,7 @@ export class ProxyService implements ConnectionHost {
   }
 
   private readonly onQueueExpired = (connection: ClientConnection): void => {
-    this.refused++;
+    this.counters.refused++;
     connection.dequeued(performance.now());
     connection.finish('refused-queue-timeout');
   };
@@ -186,8 +185,8 @@ export class ProxyService implements ConnectionHost {
     if (connection.queueTimer !== undefined && this.queue.remove(connection)) connection.dequeued(performance.now());
     this.open.delete(connection);
     if (connection.heldServiceSlot) this.active--;
-    this.closedBytesUp += record.bytesUp;
-    this.closedBytesDown += record.bytesDown;
+    this.counters.closedBytesUp += record.bytesUp;
+    this.counters.closedBytesDown += record.bytesDown;
     this.gate.ended(record.end);
     if (!connection.quiet) logAccess(this.logger, record);
     if (this.open.size === 0 && this.idleWaiters.length > 0) {
@@ -251,8 +250,8 @@ export class ProxyService implements ConnectionHost {
       }),
     );
     const byName = new Map(backends.map((row) => [row.name, row]));
-    let bytesUp = this.closedBytesUp;
-    let bytesDown = this.closedBytesDown;
+    let bytesUp = this.counters.closedBytesUp;
+    let bytesDown = this.counters.closedBytesDown;
     let buffered = 0;
     for (const connection of this.open) {
       const splice = connection.splice;
@@ -271,8 +270,8 @@ export class ProxyService implements ConnectionHost {
       listen: this.bound ?? this.plan.config.listen,
       current: this.active,
       queued: this.queue.length,
-      total: this.total,
-      refused: this.refused,
+      total: this.counters.total,
+      refused: this.counters.refused,
       bytesUp,
       bytesDown,
       buffered,
