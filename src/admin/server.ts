@@ -125,6 +125,27 @@ function allow(method: string | undefined, allowed: string): void {
   }
 }
 
+/**
+ * The listener's 'error' handler once it is bound: an accept error (EMFILE, ENFILE) must not
+ * crash the balancer. Logs each kind (error code) the 1st, 10th, 100th… time it occurs, with the
+ * count, so an error repeated on every accept cannot flood the log. O(1) per error.
+ */
+export function listenerError(logger: Logger | undefined): (error: NodeJS.ErrnoException) => void {
+  const seen = new Map<string, { count: number; nextLogged: number }>();
+  return (error) => {
+    const kind = error.code ?? error.message;
+    let entry = seen.get(kind);
+    if (entry === undefined) {
+      entry = { count: 0, nextLogged: 1 };
+      seen.set(kind, entry);
+    }
+    entry.count++;
+    if (entry.count !== entry.nextLogged) return;
+    entry.nextLogged *= 10;
+    logger?.error({ error: kind, count: entry.count }, 'admin API listener error');
+  };
+}
+
 /** Starts the admin API; rejects with LbError (LB_ERR_LISTEN) if the address cannot be bound. */
 export async function startAdmin(balancer: Balancer, options: AdminOptions): Promise<AdminServer> {
   let expected = options.token === undefined ? undefined : digest(options.token);
@@ -196,6 +217,7 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
     server.once('error', onError);
     server.listen({ host: options.listen.host, port: options.listen.port }, () => {
       server.removeListener('error', onError);
+      server.on('error', listenerError(options.logger));
       resolve();
     });
   });
