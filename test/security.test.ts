@@ -341,19 +341,26 @@ describe('floods and source rules', () => {
     }, { source: '127.0.0.77' });
   }, LONG);
 
-  it('a connect-and-close flood of 600 from one source with perSourceRate 50/m: 50 admitted', async () => {
+  it('a connect-and-close flood of 600 from one source with perSourceRate 50/m: 50 admitted, plus one a refill while it lasts', async () => {
     const count = 600;
     await measured('connect/close flood (perSourceRate: 50/m)', 'rated', async () => {
       const before = rejectedOf('rated');
+      const started = performance.now();
       await inBatches(count, 100, async () => {
         const socket = await open(ports.rated, '127.0.0.68');
         const closed = closedByPeer(socket);
         socket.end();
         await closed;
       });
+      const elapsed = performance.now() - started;
       const counts = delta(before, rejectedOf('rated'));
-      expect(counts).toEqual({ 'refused-over-rate': count - 50 });
-      return { tried: count, outcome: `admitted 50, ${describeDelta(counts)}` };
+      // 50/m refills one token every 1.2 s: on a slow machine the flood outlasts a refill or two,
+      // and each refill may admit one more. Nothing but the rate limit may refuse.
+      const admitted = count - (counts['refused-over-rate'] ?? 0);
+      expect(Object.keys(counts)).toEqual(['refused-over-rate']);
+      expect(admitted).toBeGreaterThanOrEqual(50);
+      expect(admitted).toBeLessThanOrEqual(50 + Math.ceil(elapsed / 1200));
+      return { tried: count, outcome: `admitted ${admitted} in ${(elapsed / 1000).toFixed(1)} s, ${describeDelta(counts)}` };
     }, { source: '127.0.0.78', max: 40 });
   }, LONG);
 
