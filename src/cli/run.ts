@@ -70,6 +70,10 @@ export async function run(file: string, logger: Logger = createLogger()): Promis
       config = next;
       logger.info({ file }, 'reloaded');
     } catch (error) {
+      if (stopping) {
+        logger.info({ file }, 'reload abandoned: stopping');
+        return;
+      }
       logger.warn({ file, problems: reasons(error) }, 'reload refused: still running the previous configuration');
     }
   };
@@ -83,9 +87,12 @@ export async function run(file: string, logger: Logger = createLogger()): Promis
     }
     stopping = true;
     const drainMs = largestDrain(config);
+    // balancer.close() closes every listener before its first await (a reload in flight then
+    // rejects with LB_ERR_CLOSED), so the line below is true when written: new connects are refused.
+    const closed = Promise.all([balancer.close(drainMs), admin?.close()]);
     logger.info({ signal, drainMs }, 'stopping: no new connections, draining open ones');
-    void reloading
-      .then(() => Promise.all([balancer.close(drainMs), admin?.close()]))
+    void closed
+      .then(() => reloading)
       .then(() => logger.info('stopped'))
       .then(() => flushLogger(logger))
       .then(() => process.exit(0));
