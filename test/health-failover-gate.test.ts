@@ -1,5 +1,5 @@
 /**
- * The health gate in front of the chooser (src/proxy/health.ts), driven through a real balancer:
+ * The health gate in front of the chooser (src/proxy/gate.ts), driven through a real balancer:
  * admin states, Maglev affinity (a drained backend's clients go to the picker's next candidate —
  * checked against the hashing core as an oracle — and nobody else moves), backups only when no
  * primary is usable, slow start holding back a backend that just came back, onDown close vs keep,
