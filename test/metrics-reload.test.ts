@@ -57,3 +57,27 @@ it('a reload that moves the listener keeps l4lb_connections_total and l4lb_bytes
   expect(await read()).toEqual({ total: 5, up: 15 + 4, down: 3 * 10 + 2 * 7 });
   expect(balancer.stats()[0]).toMatchObject({ total: 5, refused: 0, bytesUp: 19, bytesDown: 44 });
 });
+
+it('l4lb_connections_rejected_total counts refusals per reason, and keeps counting after the listener moves', async () => {
+  const server = await startNamedServer('echo');
+  const first = proxyService([backend('echo', server.port)], { name: 'svc', deny: ['127.0.0.9/32'] });
+  const balancer = await startBalancer(configOf(first), { logger: captureLog().logger });
+  const metrics = createMetrics(balancer);
+  cleanups.push(() => server.close(), () => balancer.close(0), () => metrics.close());
+  const denied = async (times: number) => {
+    for (let i = 0; i < times; i++) {
+      const { host, port } = balancer.address('svc');
+      const socket = await connectClient(port, '127.0.0.9', host);
+      expect((await readAll(socket)).length).toBe(0); // closed before any backend byte
+    }
+  };
+  const read = async (reason: string) => value(parsePrometheusTextFormat(await metrics.render()), 'l4lb_connections_rejected_total', { service: 'svc', reason });
+
+  await denied(3);
+  expect(await read('refused-denied')).toBe(3);
+  expect(await read('proxy-header-invalid')).toBe(0);
+  await balancer.reload(configOf({ ...first, listen: { host: '127.0.0.2', port: 0 } }));
+  await denied(2);
+  expect(await read('refused-denied')).toBe(5);
+  expect(balancer.stats()[0].rejected['refused-denied']).toBe(5);
+});

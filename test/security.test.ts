@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProxyServiceConfig } from '../src/config/index.js';
 import { startBalancer, type Balancer, type ServiceStats } from '../src/proxy/balancer.js';
 import { encodeForConnection, encodeV2, type ConnectionEndpoints } from '../src/proxy-protocol/index.js';
-import type { Rejection } from '../src/proxy/source-rules.js';
+import type { Rejection } from '../src/proxy/rejections.js';
 import { backend, proxyService } from './helpers/config.js';
 import { captureLog } from './helpers/log.js';
 import { startEchoServer, waitUntil, type TestServer } from './helpers/net.js';

@@ -56,6 +56,7 @@ export function createMetrics(balancer: Balancer): Metrics {
   const connectionsCurrent = new Gauge({ name: 'l4lb_connections_current', help: 'Connections connecting or spliced, per service', labelNames: serviceLabels, registers });
   const connectionsTotal = new Counter({ name: 'l4lb_connections_total', help: 'Connections accepted, per service', labelNames: serviceLabels, registers });
   const refusedTotal = new Counter({ name: 'l4lb_connections_refused_total', help: 'Connections refused for want of a slot (queue full or queue timeout), per service', labelNames: serviceLabels, registers });
+  const rejectedTotal = new Counter({ name: 'l4lb_connections_rejected_total', help: 'Connections ended by source rules, per-source limits or PROXY header checks before any backend, per service and reason', labelNames: ['service', 'reason'] as const, registers });
   const bytesTotal = new Counter({ name: 'l4lb_bytes_total', help: 'Bytes relayed, per service and direction (up: client to backend)', labelNames: ['service', 'direction'] as const, registers });
   const backendCurrent = new Gauge({ name: 'l4lb_backend_connections_current', help: 'Connections to a backend, connecting or spliced', labelNames: backendLabels, registers });
   const backendTotal = new Counter({ name: 'l4lb_backend_connections_total', help: 'Connection attempts to a backend', labelNames: backendLabels, registers });
@@ -75,6 +76,7 @@ export function createMetrics(balancer: Balancer): Metrics {
   const feeds = {
     connections: new MonotonicFeed(connectionsTotal),
     refused: new MonotonicFeed(refusedTotal),
+    rejected: new MonotonicFeed(rejectedTotal),
     bytes: new MonotonicFeed(bytesTotal),
     backendTotal: new MonotonicFeed(backendTotal),
     backendErrors: new MonotonicFeed(backendErrors),
@@ -114,6 +116,7 @@ export function createMetrics(balancer: Balancer): Metrics {
       connectionsCurrent.set({ service: name }, service.current);
       feeds.connections.set({ service: name }, service.total);
       feeds.refused.set({ service: name }, service.refused);
+      for (const [reason, count] of Object.entries(service.rejected)) feeds.rejected.set({ service: name, reason }, count);
       feeds.bytes.set({ service: name, direction: 'up' }, service.bytesUp);
       feeds.bytes.set({ service: name, direction: 'down' }, service.bytesDown);
       for (const backend of service.backends) {

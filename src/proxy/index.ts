@@ -19,4 +19,4 @@ export { createLogger, END_REASON_TEXT, ACCESS_MESSAGE, type AccessRecord, type 
 export { ListenError, type ListenFailure } from './service.js';
 export { systemLookup, type Lookup } from './plan.js';
 export type { SpliceEnd } from './splice.js';
-export { REJECTIONS, type Rejection } from './source-rules.js';
+export { REJECTIONS, type Rejection } from './rejections.js';

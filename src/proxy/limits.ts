@@ -6,6 +6,7 @@
  * then is refused. The queue is bounded in time (timeouts.queue) and in length (`capacity`, here
  * the service's maxConnections), so an overload never grows memory without limit.
  */
+import { REJECTIONS, type Rejection } from './rejections.js';
 
 /** Something that waits for a slot. */
 export interface Waiter {
@@ -122,6 +123,8 @@ export class ServiceCounters {
   total = 0;
   /** Refused for want of a slot (queue full or queue timeout). */
   refused = 0;
+  /** Ended by the source rules, limits and PROXY header checks, per reason (every reason present). */
+  readonly rejected = new Map<Rejection, number>(REJECTIONS.map((reason) => [reason, 0]));
   /** Bytes of connections that have ended, client → backend and back. */
   closedBytesUp = 0;
   closedBytesDown = 0;

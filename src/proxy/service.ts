@@ -14,7 +14,8 @@ import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
 import { ClientConnection, nextCandidate, type ConnectionHost } from './connection.js';
 import { ServiceCounters, WaitQueue } from './limits.js';
 import type { ServicePlan } from './plan.js';
-import { SourceGate, type Rejection } from './source-rules.js';
+import { isRejection, type Rejection } from './rejections.js';
+import { SourceGate } from './source-rules.js';
 
 export interface BackendStats {
   name: string;
@@ -187,7 +188,7 @@ export class ProxyService implements ConnectionHost {
     if (connection.heldServiceSlot) this.active--;
     this.counters.closedBytesUp += record.bytesUp;
     this.counters.closedBytesDown += record.bytesDown;
-    this.gate.ended(record.end);
+    if (isRejection(record.end)) this.counters.rejected.set(record.end, (this.counters.rejected.get(record.end) ?? 0) + 1);
     if (!connection.quiet) logAccess(this.logger, record);
     if (this.open.size === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
@@ -276,7 +277,7 @@ export class ProxyService implements ConnectionHost {
       bytesDown,
       buffered,
       backends,
-      rejected: this.gate.rejected(),
+      rejected: Object.fromEntries(this.counters.rejected) as Record<Rejection, number>,
     };
   }
 }

@@ -11,30 +11,9 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ProxyServiceConfig } from '../config/index.js';
 import { AccessPolicy, CidrSet, SourceLimiter, type AccessVerdict, type LimitRefusal } from '../rules/index.js';
-import type { EndReason, SourceRefusal } from './access-log.js';
+import type { SourceRefusal } from './access-log.js';
 import type { ClientConnection } from './connection.js';
 import { headerScreen, readProxyHeader } from './proxy-header.js';
-
-/** Every way issue 5's checks end a connection: the service's `rejected` counters. */
-export type Rejection = SourceRefusal | 'proxy-header-invalid' | 'proxy-header-timeout' | 'proxy-header-not-allowed';
-
-export const REJECTIONS: readonly Rejection[] = [
-  'refused-denied',
-  'refused-not-allowed',
-  'refused-bad-address',
-  'refused-over-connections',
-  'refused-over-rate',
-  'refused-table-full',
-  'proxy-header-invalid',
-  'proxy-header-timeout',
-  'proxy-header-not-allowed',
-];
-
-const REJECTION_SET: ReadonlySet<string> = new Set(REJECTIONS);
-
-export function isRejection(reason: EndReason): reason is Rejection {
-  return REJECTION_SET.has(reason);
-}
 
 function accessRefusal(verdict: Exclude<AccessVerdict, 'allowed'>): SourceRefusal {
   switch (verdict) {
@@ -107,7 +86,6 @@ export class RefusalLog {
 }
 
 export class SourceGate {
-  private readonly counts = new Map<Rejection, number>(REJECTIONS.map((reason) => [reason, 0]));
   private readonly log: RefusalLog;
   private acceptFrom: CidrSet | undefined;
   private headerTimeoutMs = 0;
@@ -198,16 +176,6 @@ export class SourceGate {
     connection.quiet = true;
     this.log.note(reason, connection.clientAddress);
     connection.finish(reason);
-  }
-
-  /** Counts a connection's end if it is one of issue 5's rejections. */
-  ended(reason: EndReason): void {
-    if (isRejection(reason)) this.counts.set(reason, (this.counts.get(reason) ?? 0) + 1);
-  }
-
-  /** Rejections since the service started, every reason present (0 when none). */
-  rejected(): Record<Rejection, number> {
-    return Object.fromEntries(this.counts) as Record<Rejection, number>;
   }
 
   /** Sources the limiter tracks (for the admin API); undefined without limits. */
