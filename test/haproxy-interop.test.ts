@@ -12,7 +12,6 @@
  * "Loading success." line, not a sleep; it is stopped by PID in afterAll. Runs when haproxy is
  * installed; with CI=true a missing haproxy fails.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -25,20 +24,18 @@ import { startBalancer, type Balancer } from '../src/proxy/balancer.js';
 import { slotHashOf } from '../src/proxy/plan.js';
 import { backend, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
+import { haproxyInstalled, startHaproxy, type Haproxy } from './helpers/haproxy.js';
 import { connectClient, freePort, readLine, startNamedServer, type TestServer } from './helpers/net.js';
 
-const haproxyInstalled = spawnSync('haproxy', ['-v']).status === 0;
 const mustRun = process.env.CI === 'true';
 
 describe.skipIf(!haproxyInstalled && !mustRun)('interop with a real HAProxy over loopback TCP', () => {
   let dir = '';
-  let haproxy: ChildProcess | undefined;
+  let haproxy: Haproxy | undefined;
   let balancer: Balancer | undefined;
   const servers: TestServer[] = [];
   const sockets: Socket[] = [];
   const log: CapturedLog = captureLog();
-  const haproxyLines: string[] = [];
-  const lineWaiters: { match: string; resolve: (line: string) => void }[] = [];
   /** HAProxy frontends: v1 and v2 in front of l4lb. */
   const front = { v1: 0, v2: 0 };
   /** HAProxy accept-proxy listeners behind l4lb. */
@@ -94,51 +91,20 @@ backend named
     server hb 127.0.0.1:${servers[3].port}
 `;
     writeFileSync(join(dir, 'haproxy.cfg'), config);
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn('haproxy', ['-W', '-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
-      haproxy = child;
-      let stderr = '';
-      child.stderr?.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-        if (stderr.includes('Loading success.')) resolve();
-      });
-      child.once('error', reject);
-      child.once('exit', (code) => reject(new Error(`haproxy exited (${code}) before it was ready: ${stderr}`)));
-      let pending = '';
-      child.stdout?.on('data', (chunk: Buffer) => {
-        pending += chunk.toString();
-        const lines = pending.split('\n');
-        pending = lines.pop() ?? '';
-        for (const line of lines) {
-          haproxyLines.push(line);
-          for (const waiter of [...lineWaiters]) {
-            if (line.includes(waiter.match)) {
-              lineWaiters.splice(lineWaiters.indexOf(waiter), 1);
-              waiter.resolve(line);
-            }
-          }
-        }
-      });
-    });
+    haproxy = await startHaproxy(join(dir, 'haproxy.cfg'));
   });
 
   afterAll(async () => {
     for (const socket of sockets) socket.destroy();
-    const child = haproxy;
-    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      process.kill(child.pid, 'SIGTERM');
-      await exited;
-    }
+    await haproxy?.stop();
     await balancer?.close(0);
     for (const server of servers) await server.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   function haproxyLine(match: string): Promise<string> {
-    const seen = haproxyLines.find((line) => line.includes(match));
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve) => lineWaiters.push({ match, resolve }));
+    if (haproxy === undefined) throw new Error('haproxy did not start');
+    return haproxy.line(match);
   }
 
   async function client(port: number, source: string): Promise<Socket> {

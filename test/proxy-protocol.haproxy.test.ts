@@ -7,12 +7,12 @@
  * HAProxy's log line shows what it understood from our header; our server shows that we understand
  * what HAProxy sends. Runs when `haproxy` is installed; with CI=true a missing HAProxy fails.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { haproxyInstalled, startHaproxy, type Haproxy } from './helpers/haproxy.js';
 import {
   ProxyHeaderParser,
   encodeForConnection,
@@ -23,7 +23,6 @@ import {
   type ProxyHeader,
 } from '../src/proxy-protocol/index.js';
 
-const haproxyInstalled = spawnSync('haproxy', ['-v']).status === 0;
 const mustRun = process.env.CI === 'true';
 
 interface Received {
@@ -33,10 +32,8 @@ interface Received {
 
 describe.skipIf(!haproxyInstalled && !mustRun)('interop with a real HAProxy (UNIX sockets)', () => {
   let dir = '';
-  let haproxy: ChildProcess | undefined;
+  let haproxy: Haproxy | undefined;
   let server: Server | undefined;
-  const logLines: string[] = [];
-  const logWaiters: { match: string; resolve: (line: string) => void }[] = [];
   const received = new Map<number, Received>();
   const receivedWaiters = new Map<number, (r: Received) => void>();
   const serverErrors: string[] = [];
@@ -100,50 +97,19 @@ backend be_v1
     writeFileSync(join(dir, 'haproxy.cfg'), config);
     // Master-worker mode: the master prints "Loading success." once the worker runs with its
     // listeners up, which is the event to wait for (the socket files exist before listen()).
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn('haproxy', ['-W', '-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
-      haproxy = child;
-      let stderr = '';
-      child.stderr?.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-        if (stderr.includes('Loading success.')) resolve();
-      });
-      child.once('error', reject);
-      child.once('exit', (code) => reject(new Error(`haproxy exited (${code}) before it was ready: ${stderr}`)));
-      let pending = '';
-      child.stdout?.on('data', (chunk: Buffer) => {
-        pending += chunk.toString();
-        const lines = pending.split('\n');
-        pending = lines.pop() ?? '';
-        for (const line of lines) {
-          logLines.push(line);
-          for (const waiter of [...logWaiters]) {
-            if (line.includes(waiter.match)) {
-              logWaiters.splice(logWaiters.indexOf(waiter), 1);
-              waiter.resolve(line);
-            }
-          }
-        }
-      });
-    });
+    haproxy = await startHaproxy(join(dir, 'haproxy.cfg'));
   });
 
   afterAll(async () => {
-    const child = haproxy;
-    if (child && child.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await haproxy?.stop();
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   function logLineFor(port: number): Promise<string> {
     const match = `|${port}|`;
-    const seen = logLines.find((line) => line.includes(match));
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve) => logWaiters.push({ match, resolve }));
+    if (haproxy === undefined) throw new Error('haproxy did not start');
+    return haproxy.line(match);
   }
 
   function receivedFor(port: number): Promise<Received> {
@@ -209,7 +175,7 @@ backend be_v1
     await send('fe-v2.sock', encodeForConnection('v2', { source: { address: '192.0.2.97', port: 41021 }, destination: { address: '192.0.2.1', port: 1 } }));
     await logLineFor(41021);
     await receivedFor(41021);
-    expect(logLines.some((line) => line.includes('|41020|'))).toBe(false);
+    expect(haproxy!.lines.some((line) => line.includes('|41020|'))).toBe(false);
     expect(received.has(41020)).toBe(false);
   });
 });
