@@ -4,7 +4,8 @@
  * problem per line as `FILE: path: message`, what was expected and what was found, never a stack.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseConfig } from '../src/config/index.js';
+import { ConfigError, loadConfig } from '../src/config/index.js';
+import { problemsOf } from './helpers/config-problems.js';
 
 /** A valid proxy service as a flow mapping, with `extra` keys spliced in (or replacing). */
 const proxy = (extra = '', backends = '[{ name: pg1, address: 127.0.0.1:5432 }]'): string =>
@@ -12,19 +13,6 @@ const proxy = (extra = '', backends = '[{ name: pg1, address: 127.0.0.1:5432 }]'
 const dsr = (extra = '', backends = '[{ name: be1, address: 198.51.100.1 }]'): string =>
   `services:\n  - { name: web, mode: dsr, vip: 192.0.2.10:80, ${extra}${extra === '' ? '' : ', '}backends: ${backends} }\n`;
 
-function problemsOf(text: string, file = 'c.yaml'): string[] {
-  try {
-    parseConfig(text, file);
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      expect(error.code).toBe('LB_ERR_CONFIG');
-      expect(error.message).toBe(error.lines().join('\n'));
-      return error.lines();
-    }
-    throw error;
-  }
-  throw new Error('expected a ConfigError, but the file was accepted');
-}
 
 const CASES: [string, string, string[]][] = [
   // --- the file as a whole

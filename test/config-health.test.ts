@@ -4,20 +4,12 @@
  * with every line `l4lb check` prints for it.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig, type ProxyServiceConfig } from '../src/config/index.js';
+import { parseConfig, type ProxyServiceConfig } from '../src/config/index.js';
+import { problemsOf } from './helpers/config-problems.js';
 
 const proxy = (extra = '', backends = '[{ name: pg1, address: 127.0.0.1:5432 }, { name: pg2, address: 127.0.0.1:5433 }]'): string =>
   `services:\n  - { name: pg, listen: 127.0.0.1:6432, ${extra}${extra === '' ? '' : ', '}backends: ${backends} }\n`;
 
-function problemsOf(text: string): string[] {
-  try {
-    parseConfig(text, 'c.yaml');
-  } catch (error) {
-    if (error instanceof ConfigError) return error.lines();
-    throw error;
-  }
-  throw new Error('expected a ConfigError, but the file was accepted');
-}
 
 const serviceOf = (text: string): ProxyServiceConfig => parseConfig(text, 'c.yaml').services[0] as ProxyServiceConfig;
 

@@ -3,26 +3,20 @@
  * them by service name): the new listener is a new ProxyService, and /metrics must keep counting
  * from where it was — l4lb_connections_total and l4lb_bytes_total rise by exactly the new traffic.
  */
-import parsePrometheusTextFormat, { type PrometheusFamily } from 'parse-prometheus-text-format';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterEach, expect, it } from 'vitest';
 import { createMetrics } from '../src/observability/metrics.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog } from './helpers/log.js';
 import { connectClient, readAll, startNamedServer } from './helpers/net.js';
+import { metricValue } from './helpers/metrics.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function value(families: PrometheusFamily[], name: string, labels: Record<string, string>): number {
-  const family = families.find((candidate) => candidate.name === name);
-  if (family === undefined) throw new Error(`no metric ${name}`);
-  const sample = family.metrics.find((metric) => Object.entries(labels).every(([key, wanted]) => metric.labels?.[key] === wanted));
-  if (sample === undefined) throw new Error(`no ${name} with ${JSON.stringify(labels)}`);
-  return Number(sample.value);
-}
 
 /** `count` connections, each sending `payload` and reading the echo (name line + payload) to the end. */
 async function traffic(balancer: Balancer, count: number, payload: string): Promise<void> {
@@ -42,9 +36,9 @@ it('a reload that moves the listener keeps l4lb_connections_total and l4lb_bytes
   const read = async () => {
     const families = parsePrometheusTextFormat(await metrics.render());
     return {
-      total: value(families, 'l4lb_connections_total', { service: 'svc' }),
-      up: value(families, 'l4lb_bytes_total', { service: 'svc', direction: 'up' }),
-      down: value(families, 'l4lb_bytes_total', { service: 'svc', direction: 'down' }),
+      total: metricValue(families, 'l4lb_connections_total', { service: 'svc' }),
+      up: metricValue(families, 'l4lb_bytes_total', { service: 'svc', direction: 'up' }),
+      down: metricValue(families, 'l4lb_bytes_total', { service: 'svc', direction: 'down' }),
     };
   };
 
@@ -71,7 +65,7 @@ it('l4lb_connections_rejected_total counts refusals per reason, and keeps counti
       expect((await readAll(socket)).length).toBe(0); // closed before any backend byte
     }
   };
-  const read = async (reason: string) => value(parsePrometheusTextFormat(await metrics.render()), 'l4lb_connections_rejected_total', { service: 'svc', reason });
+  const read = async (reason: string) => metricValue(parsePrometheusTextFormat(await metrics.render()), 'l4lb_connections_rejected_total', { service: 'svc', reason });
 
   await denied(3);
   expect(await read('refused-denied')).toBe(3);

@@ -10,6 +10,7 @@ import { startBalancer, type Balancer, type CheckEvent } from '../src/proxy/inde
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
 import { connectClient, freePort, readAll, startNamedServer, type TestServer } from './helpers/net.js';
+import { metricValue } from './helpers/metrics.js';
 
 let servers: TestServer[] = [];
 let balancer: Balancer;
@@ -51,13 +52,6 @@ async function scrape(): Promise<PrometheusFamily[]> {
   return parsePrometheusTextFormat(await response.text());
 }
 
-function value(families: PrometheusFamily[], name: string, labels: Record<string, string>): number {
-  const family = families.find((candidate) => candidate.name === name);
-  if (family === undefined) throw new Error(`no metric ${name}`);
-  const sample = family.metrics.find((metric) => Object.entries(labels).every(([key, wanted]) => metric.labels?.[key] === wanted));
-  if (sample === undefined) throw new Error(`no ${name} with ${JSON.stringify(labels)}`);
-  return Number(sample.value);
-}
 
 /** One connection through `service`: sends `payload`, reads the backend's name line plus the echo. */
 async function exchange(service: string, payload: string): Promise<string> {
@@ -78,25 +72,25 @@ describe('GET /metrics', () => {
     expect(perBackend('alpha')).toHaveLength(3); // roundrobin over two backends
 
     const families = await scrape();
-    expect(value(families, 'l4lb_connections_total', { service: 'web' })).toBe(6);
-    expect(value(families, 'l4lb_connections_current', { service: 'web' })).toBe(0);
-    expect(value(families, 'l4lb_bytes_total', { service: 'web', direction: 'up' })).toBe(up);
-    expect(value(families, 'l4lb_bytes_total', { service: 'web', direction: 'down' })).toBe(down);
+    expect(metricValue(families, 'l4lb_connections_total', { service: 'web' })).toBe(6);
+    expect(metricValue(families, 'l4lb_connections_current', { service: 'web' })).toBe(0);
+    expect(metricValue(families, 'l4lb_bytes_total', { service: 'web', direction: 'up' })).toBe(up);
+    expect(metricValue(families, 'l4lb_bytes_total', { service: 'web', direction: 'down' })).toBe(down);
     for (const name of ['alpha', 'beta']) {
       const sent = replies.map((reply, i) => [reply, payloads[i]] as const).filter(([reply]) => reply.startsWith(`${name}\n`));
-      expect(value(families, 'l4lb_backend_connections_total', { service: 'web', backend: name })).toBe(3);
-      expect(value(families, 'l4lb_backend_bytes_total', { service: 'web', backend: name, direction: 'up' })).toBe(sent.reduce((sum, [, payload]) => sum + payload.length, 0));
-      expect(value(families, 'l4lb_backend_bytes_total', { service: 'web', backend: name, direction: 'down' })).toBe(sent.reduce((sum, [reply]) => sum + reply.length, 0));
-      expect(value(families, 'l4lb_backend_connect_errors_total', { service: 'web', backend: name })).toBe(0);
-      expect(value(families, 'l4lb_backend_up', { service: 'web', backend: name })).toBe(1);
-      expect(value(families, 'l4lb_backend_admin_state', { service: 'web', backend: name, state: 'active' })).toBe(1);
+      expect(metricValue(families, 'l4lb_backend_connections_total', { service: 'web', backend: name })).toBe(3);
+      expect(metricValue(families, 'l4lb_backend_bytes_total', { service: 'web', backend: name, direction: 'up' })).toBe(sent.reduce((sum, [, payload]) => sum + payload.length, 0));
+      expect(metricValue(families, 'l4lb_backend_bytes_total', { service: 'web', backend: name, direction: 'down' })).toBe(sent.reduce((sum, [reply]) => sum + reply.length, 0));
+      expect(metricValue(families, 'l4lb_backend_connect_errors_total', { service: 'web', backend: name })).toBe(0);
+      expect(metricValue(families, 'l4lb_backend_up', { service: 'web', backend: name })).toBe(1);
+      expect(metricValue(families, 'l4lb_backend_admin_state', { service: 'web', backend: name, state: 'active' })).toBe(1);
     }
     expect(families.find((family) => family.name === 'l4lb_connections_total')?.type).toBe('COUNTER');
 
     // A second scrape after more traffic: counters grow by exactly that traffic.
     await exchange('web', 'xyz');
     await log.waitForAccess(payloads.length + 1);
-    expect(value(await scrape(), 'l4lb_connections_total', { service: 'web' })).toBe(7);
+    expect(metricValue(await scrape(), 'l4lb_connections_total', { service: 'web' })).toBe(7);
   });
 
   it('counts connect errors, health-check results (active and passive) and durations', async () => {
@@ -112,11 +106,11 @@ describe('GET /metrics', () => {
     const families = await scrape();
     const after = checks.length;
     const db = balancer.stats().find((service) => service.name === 'db');
-    expect(value(families, 'l4lb_backend_connect_errors_total', { service: 'db', backend: 'gone' })).toBe(db?.backends[0].failures);
-    expect(value(families, 'l4lb_backend_connect_errors_total', { service: 'db', backend: 'gone' })).toBeGreaterThanOrEqual(1);
-    const passes = value(families, 'l4lb_health_checks_total', { service: 'db', backend: 'alpha', source: 'active', result: 'pass' });
-    const refusals = value(families, 'l4lb_health_checks_total', { service: 'db', backend: 'gone', source: 'active', result: 'connect' });
-    const passive = value(families, 'l4lb_health_checks_total', { service: 'db', backend: 'gone', source: 'passive', result: 'connect' });
+    expect(metricValue(families, 'l4lb_backend_connect_errors_total', { service: 'db', backend: 'gone' })).toBe(db?.backends[0].failures);
+    expect(metricValue(families, 'l4lb_backend_connect_errors_total', { service: 'db', backend: 'gone' })).toBeGreaterThanOrEqual(1);
+    const passes = metricValue(families, 'l4lb_health_checks_total', { service: 'db', backend: 'alpha', source: 'active', result: 'pass' });
+    const refusals = metricValue(families, 'l4lb_health_checks_total', { service: 'db', backend: 'gone', source: 'active', result: 'connect' });
+    const passive = metricValue(families, 'l4lb_health_checks_total', { service: 'db', backend: 'gone', source: 'passive', result: 'connect' });
     const count = (backendName: string, source: string, ok: boolean, events: CheckEvent[]) =>
       events.filter((c) => c.service === 'db' && c.backend === backendName && c.source === source && c.result.ok === ok).length;
     expect(passes).toBeGreaterThanOrEqual(count('alpha', 'active', true, checks.slice(0, before)));
@@ -128,6 +122,6 @@ describe('GET /metrics', () => {
     expect(histogram?.type).toBe('HISTOGRAM');
     // (the parser keeps a histogram's buckets but not its labels)
     expect(Number(histogram?.metrics[0].buckets?.['+Inf'])).toBeGreaterThanOrEqual(1);
-    expect(value(families, 'l4lb_backend_up', { service: 'db', backend: 'alpha' })).toBe(1);
+    expect(metricValue(families, 'l4lb_backend_up', { service: 'db', backend: 'alpha' })).toBe(1);
   });
 });

@@ -5,20 +5,12 @@
  * quoted in docs/security.md.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig, type ProxyServiceConfig } from '../src/config/index.js';
+import { parseConfig, type ProxyServiceConfig } from '../src/config/index.js';
+import { problemsOf } from './helpers/config-problems.js';
 
 const proxy = (extra: string): string =>
   `services:\n  - { name: pg, listen: 127.0.0.1:6432, ${extra}, backends: [{ name: pg1, address: 127.0.0.1:5432 }] }\n`;
 
-function problemsOf(text: string): string[] {
-  try {
-    parseConfig(text, 'c.yaml');
-  } catch (error) {
-    if (error instanceof ConfigError) return error.lines();
-    throw error;
-  }
-  throw new Error('expected a ConfigError, but the file was accepted');
-}
 
 export const SECURITY_CONFIG_CASES: [string, string, string[]][] = [
   // --- proxyProtocol
