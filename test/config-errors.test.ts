@@ -32,7 +32,7 @@ const CASES: [string, string, string[]][] = [
   ]],
   ['a __proto__ key is just an unknown key', '{ "__proto__": { "services": [] }, "services": [] }', [
     'c.json: services: expected at least 1 entry, got 0',
-    'c.json: unknown key "__proto__" (expected one of: admin, services)',
+    'c.json: unknown key "__proto__" (expected one of: admin, workers, services)',
   ]],
   ['JSON file, schema error', '{ "services": [{ "name": "a", "listen": 6432, "backends": [] }] }', [
     'c.json: services[0].listen: expected an address HOST:PORT, got the number 6432',
@@ -78,6 +78,16 @@ const CASES: [string, string, string[]][] = [
   ['retries too many', proxy('retries: 11'), ['c.yaml: services[0].retries: must be at most 10, got 11']],
   ['retries fractional', proxy('retries: 1.5'), ['c.yaml: services[0].retries: expected an integer 0–10, got the number 1.5']],
   ['timeouts not a mapping', proxy('timeouts: 3s'), ['c.yaml: services[0].timeouts: expected a mapping, got "3s"']],
+
+  // --- workers (issue 7)
+  ['workers 0', `workers: 0\n${proxy()}`, ['c.yaml: workers: must be at least 1, got 0']],
+  ['workers too many', `workers: 257\n${proxy()}`, ['c.yaml: workers: must be at most 256, got 257']],
+  ['workers fractional', `workers: 1.5\n${proxy()}`, ['c.yaml: workers: expected an integer 1–256 or "auto", got the number 1.5']],
+  ['workers quoted', `workers: "4"\n${proxy()}`, ['c.yaml: workers: expected an integer 1–256 or "auto", got "4" (write the number without quotes)']],
+  ['workers Auto', `workers: Auto\n${proxy()}`, ['c.yaml: workers: expected an integer 1–256 or "auto", got "Auto" (write auto in lower case, without spaces)']],
+  ['workers as a word', `workers: many\n${proxy()}`, ['c.yaml: workers: expected an integer 1–256 or "auto", got "many"']],
+  ['workers empty', `workers:\n${proxy()}`, ['c.yaml: workers: expected an integer 1–256 or "auto", got an empty value (null)']],
+  ['misspelt workers', `wokers: 2\n${proxy()}`, ['c.yaml: unknown key "wokers" (did you mean "workers"?)']],
 
   // --- durations
   ['duration without unit', proxy('timeouts: { connect: 3000 }'), [

@@ -17,6 +17,8 @@ export const DEFAULTS = {
   timeouts: { connect: 3_000, idle: 30 * 60_000, queue: 5_000, drain: 30_000 },
   /** timeouts.proxyHeader, filled in only for services with proxyProtocol.accept. */
   proxyHeaderTimeout: 3_000,
+  /** Top-level `workers`: one process, no cluster. */
+  workers: 1,
 } as const;
 
 export const LIMITS = {
@@ -26,5 +28,7 @@ export const LIMITS = {
   maxHashSeed: 2 ** 32 - 1,
   minDscp: 1,
   maxDscp: 63,
+  /** `workers`: processes sharing the listeners (node:cluster); far above any core count we target. */
+  maxWorkers: 256,
 } as const;
 

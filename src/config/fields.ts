@@ -8,7 +8,7 @@ import { LIMITS } from './defaults.js';
 import { parseDuration } from './durations.js';
 import { parseAddress, parseEndpoint, type EndpointRule } from './endpoints.js';
 import { describeValue } from './messages.js';
-import { HASH_KEY_KINDS, type Endpoint, type HashKeyKind } from './types.js';
+import { HASH_KEY_KINDS, type Endpoint, type HashKeyKind, type WorkersSetting } from './types.js';
 
 export const LISTEN_RULE: EndpointRule = { host: 'ip', minPort: 0 };
 export const PROXY_BACKEND_RULE: EndpointRule = { host: 'ip-or-hostname', minPort: 1 };
@@ -103,3 +103,19 @@ function nearestPrime(from: number, step: 1 | -1): number | undefined {
 export const weightField = z.number({ error: expecting('a number > 0') }).gt(0).max(LIMITS.maxWeight);
 export const hashKeyField = z.enum(HASH_KEY_KINDS as [HashKeyKind, ...HashKeyKind[]]);
 export const hashSeedField = integer(`an integer 0–${LIMITS.maxHashSeed}`).min(0).max(LIMITS.maxHashSeed);
+
+/** Top-level `workers`: an integer 1–LIMITS.maxWorkers, or "auto" (one per core the process may use). */
+export const workersField = z.unknown().transform((value, ctx): WorkersSetting => {
+  if (value === 'auto') return 'auto';
+  const expected = `expected an integer 1–${LIMITS.maxWorkers} or "auto"`;
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    const hint = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? ' (write the number without quotes)' : typeof value === 'string' && value.trim().toLowerCase() === 'auto' ? ' (write auto in lower case, without spaces)' : '';
+    ctx.addIssue({ code: 'custom', message: `${expected}, got ${describeValue(value)}${hint}` });
+    return z.NEVER;
+  }
+  if (value < 1 || value > LIMITS.maxWorkers) {
+    ctx.addIssue({ code: 'custom', message: value < 1 ? `must be at least 1, got ${value}` : `must be at most ${LIMITS.maxWorkers}, got ${value}` });
+    return z.NEVER;
+  }
+  return value;
+});

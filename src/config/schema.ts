@@ -29,6 +29,7 @@ import {
   positiveInteger,
   tableSizeField,
   weightField,
+  workersField,
 } from './fields.js';
 import { describeObject } from './messages.js';
 import { checkDsrService, checkProxyService, checkServices } from './rules.js';
@@ -191,9 +192,14 @@ const adminObject = z.strictObject({ listen: endpointField(LISTEN_RULE), token: 
 export const configSchema = describeObject(
   z.strictObject({
     admin: adminObject.optional(),
+    workers: workersField.optional(),
     services: z.array(serviceSchema, { error: expecting('a list of services') }).min(1),
   }),
   { label: 'the top level' },
-).transform((value): Config => (value.admin === undefined ? { services: value.services } : { admin: value.admin, services: value.services }))
+).transform((value): Config => ({
+  ...(value.admin === undefined ? {} : { admin: value.admin }),
+  ...(value.workers === undefined ? {} : { workers: value.workers }),
+  services: value.services,
+}))
   .superRefine(checkServices);
 

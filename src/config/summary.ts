@@ -22,5 +22,6 @@ function describeService(service: ServiceConfig): string {
 /** E.g. `2 services (postgres: maglev over 3 backends on 127.0.0.1:6432; ...), admin on 127.0.0.1:9900`. */
 export function summarizeConfig(config: Config): string {
   const services = `${count(config.services.length, 'service')} (${config.services.map(describeService).join('; ')})`;
-  return config.admin === undefined ? services : `${services}, admin on ${formatEndpoint(config.admin.listen)}`;
+  const workers = config.workers === undefined ? '' : `, workers: ${config.workers}`;
+  return config.admin === undefined ? `${services}${workers}` : `${services}, admin on ${formatEndpoint(config.admin.listen)}${workers}`;
 }

@@ -114,8 +114,13 @@ export interface AdminConfig {
   token?: string;
 }
 
+/** Issue 7: processes that share the listeners (src/cluster); `auto` is os.availableParallelism(). */
+export type WorkersSetting = number | 'auto';
+
 export interface Config {
   admin?: AdminConfig;
+  /** Absent when not given (then 1: one process, no cluster); see `workerCount`. */
+  workers?: WorkersSetting;
   services: ServiceConfig[];
 }
 
