@@ -19,8 +19,13 @@ import type { Logger } from 'pino';
 import { ADMIN_STATES, type AdminState } from '../config/health.js';
 import type { Endpoint } from '../config/index.js';
 import { isLbError, LbError } from '../errors.js';
-import { createMetrics, type Metrics } from '../observability/metrics.js';
+import { createMetrics, type Metrics, type StatsSource } from '../observability/metrics.js';
 import type { Balancer } from '../proxy/index.js';
+
+/** What the admin API drives: a balancer, or a cluster primary (issue 7) with the same three members. */
+export interface AdminTarget extends StatsSource {
+  setState: Balancer['setState'];
+}
 
 export const MAX_BODY_BYTES = 4096;
 
@@ -147,7 +152,7 @@ export function listenerError(logger: Logger | undefined): (error: NodeJS.ErrnoE
 }
 
 /** Starts the admin API; rejects with LbError (LB_ERR_LISTEN) if the address cannot be bound. */
-export async function startAdmin(balancer: Balancer, options: AdminOptions): Promise<AdminServer> {
+export async function startAdmin(balancer: AdminTarget, options: AdminOptions): Promise<AdminServer> {
   let expected = options.token === undefined ? undefined : digest(options.token);
   const metrics: Metrics = createMetrics(balancer);
 
@@ -159,7 +164,7 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
     const path = new URL(request.url ?? '/', 'http://admin').pathname;
     if (path === '/stats') {
       allow(request.method, 'GET');
-      send(response, 200, { services: balancer.stats() });
+      send(response, 200, { services: await balancer.stats() });
       return;
     }
     if (path === '/metrics') {
@@ -179,7 +184,7 @@ export async function startAdmin(balancer: Balancer, options: AdminOptions): Pro
         send(response, 200, balancer.setState(service, backend, state));
       } catch (error) {
         if (isLbError(error) && (error.code === 'LB_ERR_UNKNOWN_SERVICE' || error.code === 'LB_ERR_UNKNOWN_BACKEND')) {
-          const stats = balancer.stats();
+          const stats = await balancer.stats();
           const valid =
             error.code === 'LB_ERR_UNKNOWN_SERVICE' ? stats.map((row) => row.name) : (stats.find((row) => row.name === service)?.backends.map((row) => row.name) ?? []);
           throw new HttpError(404, 'not-found', error.message, valid);

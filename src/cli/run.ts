@@ -7,7 +7,12 @@
  * if not, it keeps running on the old configuration and logs every problem.
  * Start-up failures (missing or invalid file, port taken, backend name that resolves nowhere) are
  * one line per problem on stderr and exit 1, never a stack trace.
+ *
+ * `workers: N > 1` (issue 7): this process becomes a node:cluster primary (src/cluster/primary.ts)
+ * with the same signals; the workers it forks run this same command and take the
+ * `cluster.isWorker` branch (src/cluster/worker.ts). `workers: 1`, the default, is the path below.
  */
+import cluster from 'node:cluster';
 import { Command } from 'commander';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig, type Config } from '../config/index.js';
@@ -15,6 +20,8 @@ import { isLbError } from '../errors.js';
 import { createLogger, formatAddress } from '../proxy/access-log.js';
 import { startBalancer, type Balancer } from '../proxy/balancer.js';
 import { startAdmin, type AdminServer } from '../admin/server.js';
+import { runPrimary, workerCount } from '../cluster/primary.js';
+import { clusterLogger, runWorker } from '../cluster/worker.js';
 import { EXIT_FAILURE, fail } from './common.js';
 
 interface RunOptions {
@@ -39,11 +46,25 @@ function reasons(error: unknown): string[] {
   return [`internal error: ${error instanceof Error ? error.message : String(error)}`];
 }
 
-export async function run(file: string, logger: Logger = createLogger()): Promise<void> {
+export async function run(file: string, given?: Logger): Promise<void> {
+  if (cluster.isWorker) {
+    runWorker();
+    return;
+  }
   let config: Config;
-  let balancer: Balancer;
   try {
     config = await loadConfig(file);
+  } catch (error) {
+    fail(error, EXIT_FAILURE);
+  }
+  const workers = workerCount(config.workers);
+  if (workers > 1) {
+    await runPrimary(file, config, workers, given ?? clusterLogger(), (error) => fail(error, EXIT_FAILURE));
+    return;
+  }
+  const logger = given ?? createLogger();
+  let balancer: Balancer;
+  try {
     balancer = await startBalancer(config, { logger });
   } catch (error) {
     fail(error, EXIT_FAILURE);
@@ -66,6 +87,9 @@ export async function run(file: string, logger: Logger = createLogger()): Promis
       admin?.setToken(next.admin?.token);
       if (JSON.stringify(next.admin?.listen) !== JSON.stringify(config.admin?.listen)) {
         logger.warn({ file }, 'admin.listen changed: the admin API keeps its address until l4lb restarts');
+      }
+      if (workerCount(next.workers) !== 1) {
+        logger.warn({ file, workers: 1, configured: workerCount(next.workers) }, 'workers changed: the number of workers changes when l4lb restarts');
       }
       config = next;
       logger.info({ file }, 'reloaded');

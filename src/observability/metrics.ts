@@ -12,6 +12,15 @@ import { Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-clie
 import { ADMIN_STATES } from '../config/health.js';
 import type { Balancer, CheckEvent, ServiceStatusStats } from '../proxy/index.js';
 
+/**
+ * What metrics read: a balancer, or a cluster primary (issue 7) whose stats are the workers'
+ * counters summed, gathered over IPC (hence possibly a promise).
+ */
+export interface StatsSource {
+  stats(): ServiceStatusStats[] | Promise<ServiceStatusStats[]>;
+  readonly events: Balancer['events'];
+}
+
 type ServiceLabels = 'service';
 type BackendLabels = 'service' | 'backend';
 
@@ -47,7 +56,7 @@ export interface Metrics {
 }
 
 /** Registers l4lb's metrics for `balancer` in a registry of their own. */
-export function createMetrics(balancer: Balancer): Metrics {
+export function createMetrics(balancer: StatsSource): Metrics {
   const registry = new Registry();
   const registers = [registry];
   const serviceLabels: ServiceLabels[] = ['service'];
@@ -136,7 +145,7 @@ export function createMetrics(balancer: Balancer): Metrics {
     registry,
     contentType: registry.contentType,
     render: async () => {
-      refresh(balancer.stats());
+      refresh(await balancer.stats());
       return registry.metrics();
     },
     close: () => {

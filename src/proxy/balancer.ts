@@ -16,11 +16,11 @@ import { performance } from 'node:perf_hooks';
 import { formatAddress } from './access-log.js';
 import { ServiceCounters, type BackendCounters } from './limits.js';
 import { gatePlan } from './gate.js';
-import { ServiceHealth, slowStartFraction, type ServiceHealthEvents } from './health.js';
+import { ServiceHealth, slowStartFraction, type BackendStatus, type HealthLink, type ServiceHealthEvents } from './health.js';
 import { buildPlan, systemLookup, type Lookup, type ServicePlan } from './plan.js';
 import { ProxyService, type BackendStats, type ServiceStats } from './service.js';
 
-export type { HealthChange, CheckEvent, StateChange } from './health.js';
+export type { HealthChange, CheckEvent, StateChange, HealthLink, SharedStatus } from './health.js';
 export type { ServiceStats, BackendStats } from './service.js';
 
 /** A backend's counters with its health and admin state (issue 4): what /stats and /metrics show. */
@@ -54,6 +54,12 @@ export interface BalancerOptions {
   readonly logger: Logger;
   /** Resolver for backend host names (default: the system's, once per start or reload). */
   readonly lookup?: Lookup;
+  /**
+   * Issue 7, a cluster worker: health and admin state are decided by another process (the
+   * primary), which runs the checks; this balancer runs none, forwards its passive observations
+   * and applies the verdicts it is sent. Absent (one process): everything is decided here.
+   */
+  readonly link?: HealthLink;
 }
 
 export interface Balancer {
@@ -73,6 +79,19 @@ export interface Balancer {
   setState(service: string, backend: string, state: AdminState): StateResult;
   /** Health changes, check results and state changes of every service. */
   readonly events: EventEmitter<ServiceHealthEvents>;
+}
+
+/** The health and state columns of a backend's /stats row (`status` undefined: not known, shown up and active). */
+export function statusFields(status: BackendStatus | undefined, now: number): Omit<BackendStatusStats, keyof BackendStats> {
+  return {
+    health: status?.health ?? 'up',
+    state: status?.admin ?? 'active',
+    backup: status?.backup ?? false,
+    slowStart: status === undefined ? 1 : Math.round(slowStartFraction(status, now) * 1000) / 1000,
+    reason: status?.reason ?? 'not checked',
+    since: status?.since ?? '',
+    lastCheck: status?.lastCheck ?? null,
+  };
 }
 
 /**
@@ -108,10 +127,18 @@ class RunningBalancer implements Balancer {
   /** The apply in progress (settled when none): close() waits for it, so none outlives close. */
   private applying: Promise<void> = Promise.resolve();
 
+  private readonly unsubscribe: () => void;
+
   constructor(
     private readonly logger: Logger,
     private readonly lookup: Lookup,
-  ) {}
+    private readonly link?: HealthLink,
+  ) {
+    this.unsubscribe =
+      link?.subscribe((statuses) => {
+        for (const status of statuses) this.healths.get(status.service)?.applyShared(status);
+      }) ?? (() => undefined);
+  }
 
   private loggerFor(name: string): Logger {
     let child = this.loggers.get(name);
@@ -125,7 +152,7 @@ class RunningBalancer implements Balancer {
   private healthFor(name: string): ServiceHealth {
     let health = this.healths.get(name);
     if (health === undefined) {
-      health = new ServiceHealth(name, (backend) => this.serviceNamed(name)?.closeBackend(backend));
+      health = new ServiceHealth(name, (backend) => this.serviceNamed(name)?.closeBackend(backend), this.link);
       health.on('health', (change) => {
         this.loggerFor(name).warn({ backend: change.backend, health: change.health, previous: change.previous, reason: change.reason }, 'backend health changed');
         this.serviceNamed(name)?.healthChanged();
@@ -257,6 +284,7 @@ class RunningBalancer implements Balancer {
 
   async close(drainMs = this.drainMs): Promise<void> {
     this.closing = true;
+    this.unsubscribe();
     // Listeners close first (synchronously, inside service.close), then checks stop alongside the drain.
     const closing = [...[...this.services.values()].map((service) => service.close(drainMs)), ...this.retiring];
     // An apply in flight sees `closing` after its next await, closes what it opened and rejects;
@@ -274,19 +302,7 @@ class RunningBalancer implements Balancer {
       return {
         ...stats,
         healthCheck: health?.healthCheck ?? null,
-        backends: stats.backends.map((backend): BackendStatusStats => {
-          const status = health?.statuses.get(backend.name);
-          return {
-            ...backend,
-            health: status?.health ?? 'up',
-            state: status?.admin ?? 'active',
-            backup: status?.backup ?? false,
-            slowStart: status === undefined ? 1 : Math.round(slowStartFraction(status, now) * 1000) / 1000,
-            reason: status?.reason ?? 'not checked',
-            since: status?.since ?? '',
-            lastCheck: status?.lastCheck ?? null,
-          };
-        }),
+        backends: stats.backends.map((backend): BackendStatusStats => ({ ...backend, ...statusFields(health?.statuses.get(backend.name), now) })),
       };
     });
   }
@@ -313,7 +329,7 @@ class RunningBalancer implements Balancer {
  * that cannot be bound — after closing whatever it had opened.
  */
 export async function startBalancer(config: Config, options: BalancerOptions): Promise<Balancer> {
-  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup);
+  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.link);
   await balancer.apply(config);
   return balancer;
 }

@@ -68,6 +68,35 @@ export interface StateChange {
   readonly previous: AdminState;
 }
 
+/**
+ * One backend's verdicts as another process decided them (the cluster primary, src/cluster), for a
+ * process that applies them instead of checking itself. Plain data: it crosses IPC.
+ */
+export interface SharedStatus {
+  readonly service: string;
+  readonly backend: string;
+  readonly health: Health;
+  readonly admin: AdminState;
+  readonly reason: string;
+  readonly since: string;
+  /** ms since the backend last became usable again (slow start ramps from there), or null if it never did. */
+  readonly usableForMs: number | null;
+}
+
+/**
+ * Where verdicts come from when another process decides them (the seam issue 7 needs): with a
+ * link, a ServiceHealth runs no checks and no reducer; it forwards passive observations and
+ * applies the link's statuses. Without one (a single process) nothing changes.
+ */
+export interface HealthLink {
+  /** A passive observation (connect failed / succeeded / reset), for the deciding process's reducer. */
+  observe(service: string, backend: string, passed: boolean): void;
+  /** The latest verdict known for a backend, if any. */
+  current(service: string, backend: string): SharedStatus | undefined;
+  /** Calls `listener` with every batch of new verdicts; returns the unsubscribe function. */
+  subscribe(listener: (statuses: readonly SharedStatus[]) => void): () => void;
+}
+
 export interface ServiceHealthEvents {
   health: [HealthChange];
   check: [CheckEvent];
@@ -110,6 +139,8 @@ export class ServiceHealth extends EventEmitter<ServiceHealthEvents> {
   constructor(
     readonly service: string,
     private readonly closeBackend: (backend: string) => void,
+    /** Set in a cluster worker: verdicts come from the primary (see HealthLink). */
+    private readonly link?: HealthLink,
   ) {
     super();
   }
@@ -141,6 +172,7 @@ export class ServiceHealth extends EventEmitter<ServiceHealthEvents> {
       const wanted = config.backends[index].state ?? 'active';
       const existing = this.statuses.get(backend.name);
       if (existing === undefined) {
+        // With a link, a new backend starts as configured and takes the primary's verdict below.
         this.statuses.set(backend.name, {
           name: backend.name,
           health: initialHealth,
@@ -158,15 +190,56 @@ export class ServiceHealth extends EventEmitter<ServiceHealthEvents> {
         existing.slowStartMs = config.backends[index].slowStart ?? 0;
         if (wanted !== existing.configuredState) {
           existing.configuredState = wanted;
-          this.setState(backend.name, wanted);
+          // With a link the primary applies the configured state and says so (applyShared below).
+          if (this.link === undefined) this.setState(backend.name, wanted);
         }
       }
     }
     this.syncScheduler(config.healthCheck, backends);
+    if (this.link !== undefined) {
+      for (const name of this.statuses.keys()) {
+        const shared = this.link.current(this.service, name);
+        if (shared !== undefined) this.applyShared(shared);
+      }
+    }
     this.version++;
   }
 
+  /**
+   * Applies a verdict decided elsewhere (HealthLink): admin state, health (with the events and
+   * onDown handling a local verdict has) and the slow-start clock. Ignored for an unknown backend.
+   */
+  applyShared(shared: SharedStatus): void {
+    const status = this.statuses.get(shared.backend);
+    if (status === undefined) return;
+    this.setState(shared.backend, shared.admin);
+    this.applyHealth(status, shared.health, shared.reason);
+    status.reason = shared.reason;
+    status.since = shared.since;
+    const rampStart = shared.usableForMs === null ? -Infinity : performance.now() - shared.usableForMs;
+    if (rampStart !== status.rampStart && status.slowStartMs > 0) this.version++;
+    status.rampStart = rampStart;
+  }
+
+  /** Every backend's verdicts, for processes that apply them (src/cluster). O(backends). */
+  shared(): SharedStatus[] {
+    const now = performance.now();
+    return [...this.statuses.values()].map((status) => ({
+      service: this.service,
+      backend: status.name,
+      health: status.health,
+      admin: status.admin,
+      reason: status.reason,
+      since: status.since,
+      usableForMs: status.rampStart === -Infinity ? null : now - status.rampStart,
+    }));
+  }
+
   private syncScheduler(check: HealthCheckConfig | undefined, backends: readonly ResolvedBackend[]): void {
+    if (this.link !== undefined) {
+      this.checkConfig = check; // shown in /stats; the checks themselves run where verdicts are decided
+      return;
+    }
     const key = check === undefined ? '' : JSON.stringify(check);
     if (key !== this.checkKey) {
       void this.scheduler?.stop();
@@ -228,7 +301,8 @@ export class ServiceHealth extends EventEmitter<ServiceHealthEvents> {
 
   /** A connect to `backend` succeeded (true) or failed / was reset (false). O(1). */
   observe(backend: string, passed: boolean): void {
-    this.scheduler?.observe(backend, passed);
+    if (this.link !== undefined) this.link.observe(this.service, backend, passed);
+    else this.scheduler?.observe(backend, passed);
   }
 
   /** Sets the admin state; false if `backend` is unknown. */

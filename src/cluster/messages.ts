@@ -1,0 +1,55 @@
+/**
+ * The IPC protocol between the cluster primary and its workers (issue 7), over node:cluster's
+ * channel (structured clone: `serialization: 'advanced'`). Closed unions, one `type` each.
+ *
+ * Health and admin state are decided once, in the primary, and pushed (`start`, `health`); the
+ * workers push back what only they see (passive observations) and answer requests by `id`.
+ */
+import type { Config, Endpoint } from '../config/index.js';
+import type { ServiceStatusStats, SharedStatus } from '../proxy/balancer.js';
+
+/** Primary → worker. */
+export type PrimaryMessage =
+  /** Answer to `hello`: the configuration to run and the verdicts to start from. */
+  | { readonly type: 'start'; readonly config: Config; readonly statuses: readonly SharedStatus[] }
+  /** Every backend's verdicts, after any change (full snapshot: idempotent, order-proof). */
+  | { readonly type: 'health'; readonly statuses: readonly SharedStatus[] }
+  /** A configuration the primary has validated and applied; answered by `reloaded`. */
+  | { readonly type: 'reload'; readonly id: number; readonly config: Config }
+  /** Answered by `stats`. */
+  | { readonly type: 'stats'; readonly id: number }
+  /** Close the listeners, drain up to `drainMs`, exit 0. A second one with 0 ends connections now. */
+  | { readonly type: 'stop'; readonly drainMs: number };
+
+/** Worker → primary. */
+export type WorkerMessage =
+  /** The worker's message handler is installed: send `start`. */
+  | { readonly type: 'hello' }
+  | { readonly type: 'started'; readonly listening: readonly { readonly service: string; readonly listen: Endpoint }[] }
+  /** Could not start: one line per problem; the worker exits 1 after sending it. */
+  | { readonly type: 'failed'; readonly problems: readonly string[] }
+  /** A passive observation, sent at once (failures) or after a failure (the pass that resets it). */
+  | { readonly type: 'observe'; readonly service: string; readonly backend: string; readonly passed: boolean }
+  /** `problems` null: applied; else why not (the worker keeps its previous configuration). */
+  | { readonly type: 'reloaded'; readonly id: number; readonly problems: readonly string[] | null }
+  | { readonly type: 'stats'; readonly id: number; readonly services: readonly ServiceStatusStats[] }
+  /** After `stop`: this worker's listeners are closed. */
+  | { readonly type: 'draining' };
+
+const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['start', 'health', 'reload', 'stats', 'stop']);
+const WORKER_TYPES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['hello', 'started', 'failed', 'observe', 'reloaded', 'stats', 'draining']);
+
+function typeOf(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const type = (value as { type?: unknown }).type;
+  return typeof type === 'string' ? type : undefined;
+}
+
+/** Whether `value` is one of ours (the channel may carry other messages); the sender is trusted for the rest. */
+export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
+  return PRIMARY_TYPES.has(typeOf(value) ?? '');
+}
+
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  return WORKER_TYPES.has(typeOf(value) ?? '');
+}

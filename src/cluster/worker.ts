@@ -1,0 +1,127 @@
+/**
+ * A cluster worker (issue 7): runs the balancer on the configuration the primary sends, on the
+ * listeners node:cluster shares (SCHED_NONE: the kernel hands each connection to one worker's
+ * accept), with health and admin state applied from the primary (WorkerHealthLink). Its log lines,
+ * access log included, carry `worker: <slot>`.
+ *
+ * Signals: the primary drives stopping (`stop`); SIGINT (a terminal's Ctrl-C reaches the whole
+ * process group) is left to the primary; SIGTERM sent to this worker alone drains it like `stop`.
+ * When the IPC channel closes (the primary died) node:cluster ends the worker at once.
+ */
+import cluster from 'node:cluster';
+import pino, { type Logger } from 'pino';
+import { isLbError } from '../errors.js';
+import { ConfigError, type Config } from '../config/index.js';
+import { createLogger } from '../proxy/access-log.js';
+import { startBalancer, type Balancer } from '../proxy/balancer.js';
+import { WorkerHealthLink } from './link.js';
+import { isPrimaryMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
+
+/** The worker's slot (1..N) the primary set in its environment; a restarted worker keeps its slot. */
+export const WORKER_SLOT_ENV = 'L4LB_WORKER';
+
+/** The largest `timeouts.drain` of the proxy services: how long a stop lets connections finish. */
+export function largestDrain(config: Config): number {
+  let drain = 0;
+  for (const service of config.services) if (service.mode === 'proxy') drain = Math.max(drain, service.timeouts.drain);
+  return drain;
+}
+
+function problemsOf(error: unknown): string[] {
+  if (error instanceof ConfigError) return error.lines();
+  if (isLbError(error)) return [error.message];
+  return [`internal error: ${error instanceof Error ? error.message : String(error)}`];
+}
+
+/**
+ * Writes each log line with one write(2) of its own: lines under PIPE_BUF (4 KiB) from several
+ * processes sharing stdout cannot interleave, which batched asynchronous writes could.
+ */
+export function clusterLogger(fields: Record<string, number> = {}): Logger {
+  const logger = createLogger(pino.destination({ dest: 1, sync: true }));
+  return Object.keys(fields).length === 0 ? logger : logger.child(fields);
+}
+
+export function runWorker(): void {
+  const slot = Number(process.env[WORKER_SLOT_ENV] ?? cluster.worker?.id ?? 0);
+  const logger = clusterLogger({ worker: slot });
+  const send = (message: WorkerMessage, then?: () => void): void => {
+    if (process.connected) process.send?.(message, undefined, {}, then);
+    else then?.();
+  };
+  const link = new WorkerHealthLink(send);
+  let balancer: Balancer | undefined;
+  let config: Config | undefined;
+  let stopping = false;
+  let reloading: Promise<void> = Promise.resolve();
+
+  const stop = (drainMs: number): void => {
+    if (balancer === undefined) process.exit(0);
+    if (stopping) {
+      void balancer.close(0);
+      return;
+    }
+    stopping = true;
+    const closed = balancer.close(drainMs); // closes every listener before its first await
+    send({ type: 'draining' });
+    void closed
+      .then(() => reloading)
+      .then(() => logger.flush())
+      .then(() => process.exit(0));
+  };
+
+  const handle = async (message: PrimaryMessage): Promise<void> => {
+    switch (message.type) {
+      case 'start': {
+        link.apply(message.statuses);
+        try {
+          balancer = await startBalancer(message.config, { logger, link });
+        } catch (error) {
+          send({ type: 'failed', problems: problemsOf(error) }, () => process.exit(1));
+          return;
+        }
+        config = message.config;
+        send({ type: 'started', listening: balancer.stats().map((row) => ({ service: row.name, listen: row.listen })) });
+        return;
+      }
+      case 'health':
+        link.apply(message.statuses);
+        return;
+      case 'reload': {
+        const running = balancer;
+        if (running === undefined || stopping) {
+          send({ type: 'reloaded', id: message.id, problems: ['the worker is stopping'] });
+          return;
+        }
+        reloading = reloading.then(async () => {
+          try {
+            await running.reload(message.config);
+            config = message.config;
+            send({ type: 'reloaded', id: message.id, problems: null });
+          } catch (error) {
+            send({ type: 'reloaded', id: message.id, problems: problemsOf(error) });
+          }
+        });
+        return;
+      }
+      case 'stats':
+        send({ type: 'stats', id: message.id, services: balancer?.stats() ?? [] });
+        return;
+      case 'stop':
+        stop(message.drainMs);
+        return;
+      default: {
+        const never: never = message;
+        logger.warn({ message: String(never) }, 'unknown message from the primary');
+      }
+    }
+  };
+
+  process.on('message', (message: unknown) => {
+    if (!isPrimaryMessage(message)) return;
+    handle(message).catch((error: unknown) => logger.error({ error: problemsOf(error) }, 'worker: internal error'));
+  });
+  process.on('SIGINT', () => undefined);
+  process.on('SIGTERM', () => stop(config === undefined ? 0 : largestDrain(config)));
+  send({ type: 'hello' });
+}
