@@ -1,0 +1,172 @@
+/**
+ * The pure parts of `workers: N` (issue 7): the worker count, the stats sum over workers, the
+ * worker's HealthLink (what it sends, what it keeps), and the seam in the balancer: with a link,
+ * a balancer runs no health checks, sends its passive observations away and applies the verdicts
+ * it is given — the same backend for the same client as the process that decided them.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { workerCount } from '../src/cluster/primary.js';
+import { WorkerHealthLink } from '../src/cluster/link.js';
+import { mergeStats, noRejections, retire } from '../src/cluster/stats.js';
+import type { WorkerMessage } from '../src/cluster/messages.js';
+import { startBalancer, type Balancer, type ServiceStatusStats, type SharedStatus } from '../src/proxy/balancer.js';
+import { backend, configOf, proxyService } from './helpers/config.js';
+import { captureLog } from './helpers/log.js';
+import { connectClient, freePort, peerClosed, readLine, startNamedServer, type TestServer } from './helpers/net.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+describe('workerCount', () => {
+  it('absent is 1, a number is itself, auto is the cores (at least 1)', () => {
+    expect(workerCount(undefined, 8)).toBe(1);
+    expect(workerCount(3, 8)).toBe(3);
+    expect(workerCount('auto', 8)).toBe(8);
+    expect(workerCount('auto', 0)).toBe(1);
+  });
+});
+
+function row(name: string, counts: Partial<ServiceStatusStats>, backends: [string, number, number][]): ServiceStatusStats {
+  return {
+    name,
+    listen: { host: '127.0.0.1', port: 0 },
+    current: 0,
+    queued: 0,
+    total: 0,
+    refused: 0,
+    bytesUp: 0,
+    bytesDown: 0,
+    buffered: 0,
+    rejected: noRejections(),
+    healthCheck: null,
+    ...counts,
+    backends: backends.map(([backendName, current, total]) => ({
+      name: backendName,
+      address: `127.0.0.1:${backendName.length}`,
+      current,
+      total,
+      failures: 0,
+      bytesUp: total * 10,
+      bytesDown: total * 20,
+      health: 'up',
+      state: 'active',
+      backup: false,
+      slowStart: 1,
+      reason: 'worker view',
+      since: '',
+      lastCheck: null,
+    })),
+  };
+}
+
+describe('mergeStats', () => {
+  it('sums every counter by service and backend name, keeps the skeleton health, takes a reported listen port', () => {
+    const skeleton = [row('svc', {}, [['b1', 0, 0], ['b2', 0, 0]])];
+    skeleton[0].backends[1].health = 'down';
+    skeleton[0].backends[1].reason = 'primary verdict';
+    const w1 = [{ ...row('svc', { current: 1, total: 5, bytesUp: 50, bytesDown: 100, listen: { host: '127.0.0.1', port: 4242 } }, [['b1', 1, 5], ['gone', 3, 3]]) }];
+    w1[0].rejected['refused-denied'] = 2;
+    const w2 = [row('svc', { current: 2, total: 7, refused: 1, queued: 1 }, [['b1', 0, 4], ['b2', 2, 3]]), row('other', { total: 99 }, [])];
+    const [merged] = mergeStats(skeleton, [w1, w2]);
+    expect(merged).toMatchObject({ name: 'svc', current: 3, total: 12, refused: 1, queued: 1, bytesUp: 50, bytesDown: 100, listen: { port: 4242 } });
+    expect(merged.rejected['refused-denied']).toBe(2);
+    expect(merged.backends.map((b) => [b.name, b.current, b.total, b.bytesUp, b.health, b.reason])).toEqual([
+      ['b1', 1, 9, 90, 'up', 'worker view'],
+      ['b2', 2, 3, 30, 'down', 'primary verdict'],
+    ]);
+    expect(skeleton[0].total).toBe(0); // the skeleton is not modified
+  });
+
+  it('a retired report keeps its totals and drops its gauges, so a restarted worker does not lower the sums', () => {
+    const skeleton = [row('svc', {}, [['b1', 0, 0]])];
+    const dead = retire([row('svc', { current: 4, total: 10, buffered: 100 }, [['b1', 4, 10]])]);
+    const fresh = [row('svc', { current: 1, total: 1 }, [['b1', 1, 1]])];
+    const [merged] = mergeStats(skeleton, [dead, fresh]);
+    expect(merged).toMatchObject({ current: 1, total: 11, buffered: 0 });
+    expect(merged.backends[0]).toMatchObject({ current: 1, total: 11 });
+  });
+});
+
+describe('WorkerHealthLink', () => {
+  it('sends every failure at once, a success only after a failure, and nothing on the healthy path', () => {
+    const sent: WorkerMessage[] = [];
+    const link = new WorkerHealthLink((message) => sent.push(message));
+    link.observe('svc', 'b1', true);
+    link.observe('svc', 'b1', true);
+    expect(sent).toEqual([]);
+    link.observe('svc', 'b1', false);
+    link.observe('svc', 'b1', false);
+    link.observe('svc', 'b2', true);
+    link.observe('svc', 'b1', true);
+    link.observe('svc', 'b1', true);
+    expect(sent).toEqual([
+      { type: 'observe', service: 'svc', backend: 'b1', passed: false },
+      { type: 'observe', service: 'svc', backend: 'b1', passed: false },
+      { type: 'observe', service: 'svc', backend: 'b1', passed: true },
+    ]);
+  });
+
+  it('keeps the latest full snapshot and tells subscribers until they unsubscribe', () => {
+    const link = new WorkerHealthLink(() => undefined);
+    const seen: number[] = [];
+    const off = link.subscribe((statuses) => seen.push(statuses.length));
+    const status: SharedStatus = { service: 'svc', backend: 'b1', health: 'down', admin: 'active', reason: 'r', since: 's', usableForMs: null };
+    link.apply([status]);
+    expect(link.current('svc', 'b1')).toEqual(status);
+    link.apply([]);
+    expect(link.current('svc', 'b1')).toBeUndefined();
+    off();
+    link.apply([status]);
+    expect(seen).toEqual([1, 0]);
+  });
+});
+
+describe('a balancer with a HealthLink', () => {
+  async function named(name: string): Promise<TestServer> {
+    const server = await startNamedServer(name);
+    cleanups.push(() => server.close());
+    return server;
+  }
+
+  it('runs no checks, forwards observations, and routes by the verdicts it is sent', async () => {
+    const b1 = await named('b1');
+    const dead = await freePort();
+    const sent: WorkerMessage[] = [];
+    const link = new WorkerHealthLink((message) => sent.push(message));
+    const down = (backendName: string): SharedStatus => ({ service: 'svc', backend: backendName, health: 'down', admin: 'active', reason: 'primary says so', since: 'then', usableForMs: null });
+    link.apply([down('b2')]); // known before start: b2 starts down
+    const log = captureLog();
+    // A health check every 50 ms against a dead port: with a link it must never run.
+    const service = proxyService([backend('b1', b1.port), backend('b2', dead)], {
+      balance: 'roundrobin',
+      hashKey: 'source-ip',
+      healthCheck: { type: 'tcp', interval: 50, timeout: 50, rise: 1, fall: 1, initial: 'up' },
+    });
+    const balancer: Balancer = await startBalancer(configOf(service), { logger: log.logger, link });
+    cleanups.push(() => balancer.close(0));
+    const port = balancer.address('svc').port;
+    for (let i = 0; i < 4; i++) {
+      const socket = await connectClient(port);
+      expect(await readLine(socket)).toBe('b1');
+      socket.destroy();
+    }
+    expect(balancer.stats()[0].backends[1]).toMatchObject({ health: 'down', reason: 'primary says so', since: 'then' });
+
+    // The primary says b2 is up and b1 in maintenance: every new client goes to b2, whose connect fails.
+    const changed = log.waitFor((record) => record.msg === 'backend state changed' && record.backend === 'b1');
+    link.apply([{ ...down('b1'), health: 'up', admin: 'maintenance' }, { ...down('b2'), health: 'up' }]);
+    await changed;
+    const socket = await connectClient(port);
+    await peerClosed(socket);
+    socket.destroy();
+    const failed = await log.waitFor((record) => record.msg === 'connection' && record.end === 'connect-failed');
+    expect(failed).toMatchObject({ backend: 'b2' });
+    await log.waitForAccess(5);
+    expect(log.access().filter((record) => record.backend === 'b1')).toHaveLength(4);
+    expect(sent.filter((message) => message.type === 'observe')).toContainEqual({ type: 'observe', service: 'svc', backend: 'b2', passed: false });
+    expect(log.records.filter((record) => record.msg === 'backend health changed' && record.reason !== 'primary says so')).toEqual([]);
+    expect(balancer.stats()[0].backends.map((b) => b.lastCheck)).toEqual([null, null]);
+  });
+});
