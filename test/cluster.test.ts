@@ -261,6 +261,32 @@ describe('workers: 2', () => {
     }
   }, TIMEOUT);
 
+  it("one worker's failed connect reaches the primary's reducer, and every worker stops using that backend", async () => {
+    const b1 = await backendProcess('b1');
+    const b2 = await backendProcess('b2');
+    const b3 = await backendProcess('b3');
+    const port = await freePort();
+    // Active checks 500 h apart: only a passive observation can mark b2 down within this test.
+    const cluster = await startCluster({
+      services: [service('svc', port, [b1, b2, b3], { retries: 2, healthCheck: { type: 'tcp', interval: '500h', rise: 1, fall: 1 } })],
+    });
+    const walk = candidates((await loadConfig(cluster.file)).services[0] as ProxyServiceConfig);
+    const [source] = SOURCES.filter((each) => walk(flowKey(each))[0] === 'b2');
+    const next = walk(flowKey(source))[1];
+    await b2.kill();
+    await onlyWorker(cluster, 1, async () => expect((await greeting(port, source)).name).toBe(next));
+    const down = await cluster.run.waitForRecord('backend health changed', (record) => record.worker === undefined && record.backend === 'b2');
+    expect(down).toMatchObject({ health: 'down', reason: expect.stringContaining('passive') });
+    await cluster.run.waitForRecord('backend health changed', (record) => record.worker === 2 && record.backend === 'b2' && record.health === 'down');
+    await onlyWorker(cluster, 2, async () => expect((await greeting(port, source)).name).toBe(next));
+    await cluster.run.waitForLine(() => records(cluster.run, 'connection').length >= 2);
+    const lines = records(cluster.run, 'connection').map((record) => [record.worker, record.backend, record.retries]);
+    expect(lines.sort((a, b) => (a[0] as number) - (b[0] as number))).toEqual([
+      [1, next, 1],
+      [2, next, 0],
+    ]);
+  }, TIMEOUT);
+
   it('maintenance through the admin API reaches every worker; /stats and /metrics sum the workers', async () => {
     const servers = [await named('b1'), await named('b2'), await named('b3')];
     const port = await freePort();

@@ -120,9 +120,11 @@ export class ClusterPrimary {
     const worker = slot.worker;
     if (worker === undefined || !worker.isConnected()) return;
     try {
-      worker.send(message);
+      // With a callback a failed send is reported to it instead of as an 'error' event (which,
+      // unheard, would throw in the primary); the worker's 'exit' handles what follows.
+      worker.send(message, undefined, {}, () => undefined);
     } catch {
-      // The channel closed under us: the worker's 'exit' handles what follows.
+      // The channel closed under us: as above.
     }
   }
 
@@ -136,6 +138,7 @@ export class ClusterPrimary {
       if (isWorkerMessage(message)) this.onMessage(slot, worker, message);
     });
     worker.on('exit', (code, signal) => this.onExit(slot, worker, code, signal));
+    worker.on('error', (error: Error) => this.logger.warn({ worker: slot.id, error: error.message }, 'worker channel error'));
   }
 
   private onMessage(slot: Slot, worker: Worker, message: WorkerMessage): void {

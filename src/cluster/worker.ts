@@ -46,7 +46,8 @@ export function runWorker(): void {
   const slot = Number(process.env[WORKER_SLOT_ENV] ?? cluster.worker?.id ?? 0);
   const logger = clusterLogger({ worker: slot });
   const send = (message: WorkerMessage, then?: () => void): void => {
-    if (process.connected) process.send?.(message, undefined, {}, then);
+    // With a callback a failed send (the primary gone) is not an 'error' event; the worker exits on 'disconnect'.
+    if (process.connected) process.send?.(message, undefined, {}, () => then?.());
     else then?.();
   };
   const link = new WorkerHealthLink(send);
