@@ -5,7 +5,7 @@
  * it is given — the same backend for the same client as the process that decided them.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { workerCount } from '../src/cluster/primary.js';
+import { workerCount } from '../src/cluster/main.js';
 import { WorkerHealthLink } from '../src/cluster/link.js';
 import { mergeStats, noRejections, retire } from '../src/cluster/stats.js';
 import type { WorkerMessage } from '../src/cluster/messages.js';

@@ -20,7 +20,7 @@ import { isLbError } from '../errors.js';
 import { createLogger, formatAddress } from '../proxy/access-log.js';
 import { startBalancer, type Balancer } from '../proxy/balancer.js';
 import { startAdmin, type AdminServer } from '../admin/server.js';
-import { runPrimary, workerCount } from '../cluster/primary.js';
+import { runPrimary, workerCount } from '../cluster/main.js';
 import { clusterLogger, runWorker } from '../cluster/worker.js';
 import { EXIT_FAILURE, fail } from './common.js';
 

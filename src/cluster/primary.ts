@@ -1,50 +1,29 @@
 /**
- * `l4lb run` with `workers: N > 1` (issue 7): the primary process of a node:cluster, after
- * HAProxy's master-worker mode. The primary holds no proxy listener of its own; it
- *
- * - forks N workers sharing every service's listener, with `SCHED_NONE` so each worker accepts
- *   from the shared socket in the kernel (round-robin would accept every connection here and pass
- *   it over IPC); Node 20's `net` has no SO_REUSEPORT, so there is one socket, not one per worker;
- * - decides health and admin state once (HealthAuthority) and pushes every change to all workers;
- * - serves the admin API: /stats and /metrics summed over workers, state changes applied here;
- * - SIGHUP: loads and validates the file once, then has every worker reload it; a bad file is
- *   refused here, logged once, and no worker hears of it;
- * - SIGTERM/SIGINT: every worker stops accepting and drains (largest `timeouts.drain`), then the
- *   primary exits 0 after the last one; a second signal ends open connections at once;
- * - restarts a worker that dies unexpectedly (with a growing delay if it dies right after starting).
- * Workers exit when the IPC channel closes, so the primary's death takes them with it.
+ * The cluster primary's side of issue 7 (`workers: N > 1`), after HAProxy's master-worker mode:
+ * forks the workers and keeps one per slot, sharing every service's listener with `SCHED_NONE`
+ * (each worker accepts from the shared socket in the kernel; round-robin would accept every
+ * connection here and pass it over IPC; Node 20's `net` has no SO_REUSEPORT, so there is one
+ * socket, not one per worker); pushes the HealthAuthority's verdicts to every worker on each
+ * change; gathers and sums their counters for /stats; has every worker reload or stop; restarts
+ * a worker that dies unexpectedly (with a growing delay if it dies right after starting).
+ * The process around it (signals, admin API, reload from the file) is src/cluster/main.ts.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { startAdmin, type AdminServer } from '../admin/server.js';
-import { ConfigError, DEFAULTS, loadConfig, type Config, type WorkersSetting } from '../config/index.js';
-import { isLbError, LbError } from '../errors.js';
-import { formatAddress } from '../proxy/access-log.js';
+import type { Config } from '../config/index.js';
+import { LbError } from '../errors.js';
 import type { ServiceStatusStats } from '../proxy/balancer.js';
-import { HealthAuthority } from './authority.js';
+import type { HealthAuthority } from './authority.js';
 import { isWorkerMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 import { mergeStats, retire } from './stats.js';
-import { largestDrain, WORKER_SLOT_ENV } from './worker.js';
+import { WORKER_SLOT_ENV } from './worker.js';
 
 /** How long /stats waits for a worker's counters before using its last report. */
 export const STATS_TIMEOUT_MS = 1000;
 /** A worker that dies within this long of starting is restarted after a delay doubling each time (up to 10 s). */
 const QUICK_DEATH_MS = 5000;
 const MAX_RESTART_DELAY_MS = 10_000;
-
-/** Processes to run for a `workers` setting: absent → 1, `auto` → the cores this process may use. */
-export function workerCount(setting: WorkersSetting | undefined, cores: number = availableParallelism()): number {
-  if (setting === undefined) return DEFAULTS.workers;
-  return setting === 'auto' ? Math.max(1, cores) : setting;
-}
-
-function reasons(error: unknown): string[] {
-  if (error instanceof ConfigError) return error.lines();
-  if (isLbError(error)) return [error.message];
-  return [`internal error: ${error instanceof Error ? error.message : String(error)}`];
-}
 
 interface Slot {
   readonly id: number;
@@ -307,94 +286,4 @@ export class ClusterPrimary {
       this.exits = resolve;
     });
   }
-}
-
-/**
- * Runs the primary until stopped; start-up failures are one line per problem on stderr and exit 1,
- * as for a single process. Pre: `count` > 1, `config` loaded from `file`.
- */
-export async function runPrimary(file: string, initial: Config, count: number, logger: Logger, fail: (error: unknown) => never): Promise<void> {
-  let config = initial;
-  const authority = new HealthAuthority(logger);
-  try {
-    await authority.apply(config);
-  } catch (error) {
-    await authority.stop();
-    fail(error);
-  }
-  const primary = new ClusterPrimary(config, count, authority, logger);
-  let admin: AdminServer | undefined;
-  if (config.admin !== undefined) {
-    try {
-      admin = await startAdmin({ stats: () => primary.stats(), setState: (service, backend, state) => authority.setState(service, backend, state), events: authority.events }, { listen: config.admin.listen, token: config.admin.token, logger });
-    } catch (error) {
-      await authority.stop();
-      fail(error);
-    }
-  }
-  let started: Extract<WorkerMessage, { type: 'started' }>;
-  try {
-    started = await primary.start();
-  } catch (error) {
-    await Promise.all([authority.stop(), admin?.close()]);
-    fail(error);
-  }
-
-  let stopping = false;
-  let reloading: Promise<void> = Promise.resolve();
-  const reload = async (): Promise<void> => {
-    let next: Config;
-    try {
-      next = await loadConfig(file);
-      if (stopping) return;
-      const refused = await primary.reload(next);
-      for (const { worker, problems } of refused) logger.error({ worker, problems }, 'worker refused the reload: it still runs the previous configuration');
-      admin?.setToken(next.admin?.token);
-      if (refused.length > 0) {
-        config = next;
-        return;
-      }
-    } catch (error) {
-      logger.warn({ file, problems: reasons(error) }, 'reload refused: still running the previous configuration');
-      return;
-    }
-    if (JSON.stringify(next.admin?.listen) !== JSON.stringify(config.admin?.listen)) {
-      logger.warn({ file }, 'admin.listen changed: the admin API keeps its address until l4lb restarts');
-    }
-    if (workerCount(next.workers) !== primary.workers) {
-      logger.warn({ file, workers: primary.workers, configured: workerCount(next.workers) }, 'workers changed: the number of workers changes when l4lb restarts');
-    }
-    config = next;
-    logger.info({ file, workers: primary.workers }, 'reloaded');
-  };
-
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      logger.warn({ signal }, 'second stop signal: closing open connections now');
-      void primary.stop(0);
-      return;
-    }
-    stopping = true;
-    const drainMs = largestDrain(config);
-    void Promise.all([primary.stop(drainMs), admin?.close()])
-      .then(() => logger.info({ signal, drainMs, workers: primary.workers }, 'stopping: no new connections, draining open ones'))
-      .then(() => primary.exited())
-      .then(() => reloading)
-      .then(() => authority.stop())
-      .then(() => logger.info('stopped'))
-      .then(() => process.exit(0));
-  };
-
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  process.on('SIGHUP', () => {
-    if (stopping) return;
-    logger.info({ file }, 'SIGHUP: re-reading the configuration');
-    reloading = reloading.then(reload);
-  });
-  for (const { service, listen } of started.listening) {
-    const backends = config.services.find((each) => each.name === service)?.backends.length ?? 0;
-    logger.info({ service, listen: formatAddress(listen.host, listen.port), backends, workers: primary.workers }, 'listening');
-  }
-  if (admin !== undefined) logger.info({ admin: formatAddress(admin.address().host, admin.address().port) }, 'admin API listening');
 }
