@@ -331,7 +331,7 @@ describe('workers: 2', () => {
     expect(metrics).toContain(`l4lb_backend_connections_total{service="svc",backend="b1"} ${2 * onB1.length}`);
   }, TIMEOUT);
 
-  it('SIGHUP: a bad file is refused once by the primary and every worker keeps serving; a good one reloads every worker', async () => {
+  it('SIGHUP: a bad file is refused once by the primary, one no worker can bind is refused as a whole, every worker keeps serving; a good one reloads every worker', async () => {
     const b1 = await named('b1');
     const b2 = await named('b2');
     const port = await freePort();
@@ -343,6 +343,15 @@ describe('workers: 2', () => {
     expect((refused.problems as string[]).some((line) => line.includes('tiemouts'))).toBe(true);
     for (const id of WORKERS) await onlyWorker(cluster, id, async () => expect((await greeting(port)).name).toBe('b1'));
 
+    // Valid, but no worker can bind it: refused as a whole, as a single process refuses it.
+    const taken = await startServer();
+    cleanups.push(() => taken.close());
+    writeConfig({ workers: 2, services: [service('svc', taken.port, [{ name: 'b2', port: b2.port }])] }, cluster.file);
+    cluster.run.child.kill('SIGHUP');
+    const unbound = await cluster.run.waitForRecord('reload refused: still running the previous configuration', (record) => String(record.problems).includes('cannot listen'));
+    expect(unbound.problems).toEqual([`services[0] (svc): cannot listen on 127.0.0.1:${taken.port}: address already in use`]);
+    for (const id of WORKERS) await onlyWorker(cluster, id, async () => expect((await greeting(port)).name).toBe('b1'));
+
     writeConfig({ workers: 2, services: [service('svc', port, [{ name: 'b2', port: b2.port }])] }, cluster.file);
     cluster.run.child.kill('SIGHUP');
     // Connections made while every worker reloads are all served, by one configuration or the other.
@@ -351,8 +360,8 @@ describe('workers: 2', () => {
     for (const name of await during) expect(['b1', 'b2']).toContain(name);
     for (const id of WORKERS) await onlyWorker(cluster, id, async () => expect((await greeting(port)).name).toBe('b2'));
     const refusals = records(cluster.run, 'reload refused: still running the previous configuration');
-    expect(refusals).toHaveLength(1);
-    expect(refusals[0].worker).toBeUndefined();
+    expect(refusals).toHaveLength(2);
+    expect(refusals.map((record) => record.worker)).toEqual([undefined, undefined]);
     expect(records(cluster.run, 'worker refused the reload: it still runs the previous configuration')).toEqual([]);
   }, TIMEOUT);
 

@@ -18,7 +18,7 @@ import { isLbError } from '../errors.js';
 import { formatAddress } from '../proxy/access-log.js';
 import { HealthAuthority } from './authority.js';
 import type { WorkerMessage } from './messages.js';
-import { ClusterPrimary } from './primary.js';
+import { ClusterPrimary, ReloadRefused } from './primary.js';
 import { largestDrain } from './worker.js';
 
 /** Processes to run for a `workers` setting: absent → 1, `auto` → the cores this process may use. */
@@ -29,6 +29,7 @@ export function workerCount(setting: WorkersSetting | undefined, cores: number =
 
 function reasons(error: unknown): string[] {
   if (error instanceof ConfigError) return error.lines();
+  if (error instanceof ReloadRefused) return [...error.problems];
   if (isLbError(error)) return [error.message];
   return [`internal error: ${error instanceof Error ? error.message : String(error)}`];
 }
@@ -71,7 +72,7 @@ export async function runPrimary(file: string, initial: Config, count: number, l
     try {
       next = await loadConfig(file);
       if (stopping) return;
-      const refused = await primary.reload(next);
+      const refused = await primary.reload(next, config);
       for (const { worker, problems } of refused) logger.error({ worker, problems }, 'worker refused the reload: it still runs the previous configuration');
       admin?.setToken(next.admin?.token);
       if (refused.length > 0) {

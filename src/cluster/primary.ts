@@ -25,6 +25,14 @@ export const STATS_TIMEOUT_MS = 1000;
 const QUICK_DEATH_MS = 5000;
 const MAX_RESTART_DELAY_MS = 10_000;
 
+/** Every worker refused a reload: what the first one said, one line per problem. */
+export class ReloadRefused extends LbError {
+  constructor(readonly problems: readonly string[]) {
+    super('LB_ERR_CONFIG', problems.join('\n'));
+    this.name = 'ReloadRefused';
+  }
+}
+
 interface Slot {
   readonly id: number;
   worker: Worker | undefined;
@@ -241,9 +249,11 @@ export class ClusterPrimary {
   /**
    * Applies a configuration the primary has loaded and validated: health first (names resolved
    * here; LbError and nothing changed if one resolves nowhere), then every worker reloads it.
-   * Resolves with the workers that refused it, and why.
+   * If every worker that answered refused it (a port that cannot be bound, say), the primary goes
+   * back to `previous` too and this rejects with the first refusal, so the reload is refused as a
+   * whole as in a single process. Otherwise resolves with the workers that refused, and why.
    */
-  async reload(next: Config): Promise<{ worker: number; problems: readonly string[] }[]> {
+  async reload(next: Config, previous: Config): Promise<{ worker: number; problems: readonly string[] }[]> {
     await this.authority.apply(next);
     this.config = next;
     this.broadcast();
@@ -251,8 +261,17 @@ export class ClusterPrimary {
       this.slots.map(async (slot) => ({ slot, reply: slot.started ? await this.request(slot, { type: 'reload', id: this.nextId++, config: next }) : undefined })),
     );
     const refused: { worker: number; problems: readonly string[] }[] = [];
+    let answered = 0;
     for (const { slot, reply } of replies) {
-      if (reply?.type === 'reloaded' && reply.problems !== null) refused.push({ worker: slot.id, problems: reply.problems });
+      if (reply?.type !== 'reloaded') continue;
+      answered++;
+      if (reply.problems !== null) refused.push({ worker: slot.id, problems: reply.problems });
+    }
+    if (answered > 0 && refused.length === answered) {
+      this.config = previous;
+      await this.authority.apply(previous).catch(() => undefined); // resolved a moment ago; a failure leaves `next`'s checks
+      this.broadcast();
+      throw new ReloadRefused(refused[0].problems);
     }
     return refused;
   }
