@@ -239,6 +239,15 @@ describe('good files', () => {
     expect(parseConfig(text, 'c.yaml').services.map((service) => service.name)).toEqual(['a', 'b']);
   });
 
+  it('workers: an integer or auto is kept as written (absent stays absent: one process) and summarized', () => {
+    const base = 'services: [{ name: a, listen: 127.0.0.1:1, backends: [{ name: b, address: h:2 }] }]\n';
+    expect('workers' in parseConfig(base, 'c.yaml')).toBe(false);
+    expect(parseConfig(`workers: 4\n${base}`, 'c.yaml').workers).toBe(4);
+    const auto = parseConfig(`workers: auto\n${base}`, 'c.yaml');
+    expect(auto.workers).toBe('auto');
+    expect(summarizeConfig(auto)).toBe('1 service (a: maglev over 1 backend on 127.0.0.1:1), workers: auto');
+  });
+
   it('summarizes in one line', async () => {
     expect(summarizeConfig(await loadConfig(fixture('full.yaml')))).toBe(
       '3 services (postgres: maglev over 3 backends on 127.0.0.1:6432; redis: leastconn over 1 backend on [::1]:7000; ' +

@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { Config } from '../config/index.js';
+import type { Config, ProxyServiceConfig } from '../config/index.js';
 import type { AdminState } from '../config/health.js';
 import { LbError } from '../errors.js';
 import { statusFields, type ServiceStatusStats, type SharedStatus, type StateResult } from '../proxy/balancer.js';
@@ -58,7 +58,7 @@ export class HealthAuthority {
    * balancer does on reload, starting checks for new backends and forgetting removed services.
    */
   async apply(config: Config): Promise<void> {
-    const prepared: { name: string; service: Extract<Config['services'][number], { mode: 'proxy' }>; backends: readonly ResolvedBackend[] }[] = [];
+    const prepared: { name: string; service: ProxyServiceConfig; backends: readonly ResolvedBackend[] }[] = [];
     for (const [index, service] of config.services.entries()) {
       if (service.mode !== 'proxy') continue;
       const plan = await buildPlan(service, `services[${index}] (${service.name})`, new Map(), this.lookup);
