@@ -385,6 +385,23 @@ describe('workers: 2', () => {
     expect(cluster.run.stderr()).toBe('');
   }, TIMEOUT);
 
+  it("Ctrl-C: SIGINT to the whole group is the primary's to act on; workers keep serving until told to drain", async () => {
+    const b1 = await named('b1');
+    const port = await freePort();
+    const cluster = await startCluster({ services: [service('svc', port, [{ name: 'b1', port: b1.port }])] });
+    for (const pid of cluster.pids.values()) process.kill(pid, 'SIGINT');
+    for (const id of WORKERS) await onlyWorker(cluster, id, async () => expect((await greeting(port)).name).toBe('b1'));
+    const open = await connectClient(port);
+    expect(await readLine(open)).toBe('b1');
+    cluster.run.child.kill('SIGINT');
+    await cluster.run.waitForRecord('stopping: no new connections, draining open ones', (record) => record.signal === 'SIGINT');
+    open.write('still served\n');
+    expect(await readLine(open)).toBe('still served');
+    open.end();
+    expect(await cluster.run.exited).toBe(0);
+    expect(records(cluster.run, 'worker exited unexpectedly: restarting it')).toEqual([]);
+  }, TIMEOUT);
+
   it('a killed worker is logged and restarted, and the new one serves', async () => {
     const b1 = await named('b1');
     const port = await freePort();

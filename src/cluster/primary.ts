@@ -45,6 +45,8 @@ interface Slot {
   ready: { resolve: (listening: Extract<WorkerMessage, { type: 'started' }>) => void; reject: (error: LbError) => void } | undefined;
   /** Set when told to stop: resolved by `draining` or by its exit. */
   drained: (() => void) | undefined;
+  /** The configuration this worker was last given (to start on, or to reload: it may have refused). */
+  running: Config | undefined;
 }
 
 type Reply = Extract<WorkerMessage, { type: 'reloaded' | 'stats' }>;
@@ -57,6 +59,7 @@ export class ClusterPrimary {
   private retired: ServiceStatusStats[] = [];
   private stopping = false;
   private broadcastQueued = false;
+  private reloading = false;
   private exits: (() => void) | undefined;
 
   constructor(
@@ -75,6 +78,7 @@ export class ClusterPrimary {
       restart: undefined,
       ready: undefined,
       drained: undefined,
+      running: undefined,
     }));
     const changed = (): void => this.queueBroadcast();
     authority.events.on('health', changed);
@@ -132,6 +136,7 @@ export class ClusterPrimary {
     if (slot.worker !== worker) return;
     switch (message.type) {
       case 'hello':
+        slot.running = this.config;
         this.send(slot, { type: 'start', config: this.config, statuses: this.authority.shared() });
         return;
       case 'started':
@@ -139,6 +144,7 @@ export class ClusterPrimary {
         this.logger.info({ worker: slot.id, pid: worker.process.pid }, 'worker started');
         slot.ready?.resolve(message);
         slot.ready = undefined;
+        if (!this.reloading) this.realign();
         return;
       case 'failed':
         if (slot.ready !== undefined) slot.ready.reject(new LbError('LB_ERR_LISTEN', message.problems.join('\n')));
@@ -254,6 +260,15 @@ export class ClusterPrimary {
    * whole as in a single process. Otherwise resolves with the workers that refused, and why.
    */
   async reload(next: Config, previous: Config): Promise<{ worker: number; problems: readonly string[] }[]> {
+    this.reloading = true;
+    try {
+      return await this.reloadNow(next, previous);
+    } finally {
+      this.reloading = false;
+    }
+  }
+
+  private async reloadNow(next: Config, previous: Config): Promise<{ worker: number; problems: readonly string[] }[]> {
     await this.authority.apply(next);
     this.config = next;
     this.broadcast();
@@ -265,15 +280,36 @@ export class ClusterPrimary {
     for (const { slot, reply } of replies) {
       if (reply?.type !== 'reloaded') continue;
       answered++;
+      slot.running = next;
       if (reply.problems !== null) refused.push({ worker: slot.id, problems: reply.problems });
     }
     if (answered > 0 && refused.length === answered) {
+      for (const { slot, reply } of replies) if (reply?.type === 'reloaded') slot.running = previous; // they kept it
       this.config = previous;
       await this.authority.apply(previous).catch(() => undefined); // resolved a moment ago; a failure leaves `next`'s checks
       this.broadcast();
+      this.realign();
       throw new ReloadRefused(refused[0].problems);
     }
+    this.realign();
     return refused;
+  }
+
+  /**
+   * A worker (re)started while a reload was in flight may run another configuration than the
+   * primary's: have it reload the primary's (best effort; a refusal is logged).
+   */
+  private realign(): void {
+    for (const slot of this.slots) {
+      if (!slot.started || slot.running === this.config) continue;
+      const config = this.config;
+      slot.running = config;
+      void this.request(slot, { type: 'reload', id: this.nextId++, config }).then((reply) => {
+        if (reply?.type === 'reloaded' && reply.problems !== null) {
+          this.logger.error({ worker: slot.id, problems: reply.problems }, 'worker refused the reload: it still runs the previous configuration');
+        }
+      });
+    }
   }
 
   /** Tells every worker to stop accepting and drain; resolves once each has closed its listeners. */
