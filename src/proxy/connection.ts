@@ -7,7 +7,7 @@
  * spliced → ended, logged once. Backends at their maxConnections are skipped without counting as a
  * retry. The service decides admission; this file only walks candidates and connects.
  */
-import { connect, type Socket } from 'node:net';
+import { connect, type Socket, type TcpNetConnectOpts } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { HashKey } from '../hashing/index.js';
 import type { ConnectionEndpoints } from '../proxy-protocol/index.js';
@@ -16,7 +16,8 @@ import { formatAddress, roundMs, type AccessRecord, type EndReason } from './acc
 import type { Waiter } from './limits.js';
 import type { ResolvedBackend, ServicePlan } from './plan.js';
 import { writeProxyHeader } from './proxy-header.js';
-import { Splice, type ClientScreen } from './splice.js';
+import { nextReadBuffer } from './read-buffers.js';
+import { Splice, spliceRead, type ClientScreen } from './splice.js';
 import type { Flow } from './strategy.js';
 
 export type ConnectionState = 'accepted' | 'queued' | 'connecting' | 'spliced' | 'ended';
@@ -50,6 +51,16 @@ export function nextCandidate(plan: ServicePlan, flow: Flow, avoid?: readonly st
 }
 
 const EMPTY_KEY: HashKey = new Uint8Array(0);
+
+/**
+ * Node passes a Duplex's own options through `connect()` (@types/node 20 does not list them):
+ * a writable high-water mark of 1 makes 'drain' fire whenever the write queue empties, which is
+ * the splice's backpressure rule.
+ */
+type BackendConnectOptions = TcpNetConnectOpts & { writableHighWaterMark: number };
+
+/** Backend sockets read into the splicer's buffers from the start (src/proxy/read-buffers.ts). */
+const BACKEND_READS = { buffer: nextReadBuffer, callback: spliceRead };
 
 function ignoreError(): void {}
 
@@ -146,7 +157,15 @@ export class ClientConnection implements Waiter, Flow {
     backend.counters.current++;
     backend.counters.total++;
     this.connectStartedAt = performance.now();
-    const socket = connect({ host: backend.address.host, port: backend.address.port, allowHalfOpen: true, noDelay: true });
+    const options: BackendConnectOptions = {
+      host: backend.address.host,
+      port: backend.address.port,
+      allowHalfOpen: true,
+      noDelay: true,
+      writableHighWaterMark: 1,
+      onread: BACKEND_READS,
+    };
+    const socket = connect(options);
     socket.setTimeout(plan.config.timeouts.connect);
     socket.on('connect', this.onConnect);
     socket.on('error', this.onConnectError);

@@ -78,7 +78,8 @@ export class ProxyService implements ConnectionHost {
     const { maxConnections, timeouts } = plan.config;
     this.queue = new WaitQueue(maxConnections, timeouts.queue, this.onQueueExpired);
     this.gate = new SourceGate(plan.config, logger);
-    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, this.onConnection);
+    // highWaterMark 1: the splice's backpressure rule ('drain' whenever the write queue empties).
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, highWaterMark: 1 }, this.onConnection);
   }
 
   get name(): string {

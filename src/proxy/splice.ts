@@ -8,19 +8,26 @@
  *   splice ends when both have closed.
  * - Resets: an error on one side (ECONNRESET, EPIPE, …) resets the other (`resetAndDestroy`, i.e.
  *   SO_LINGER 0 then close → RST), discarding what was still queued for it, as the peer did.
- * - Backpressure: when the writer refuses more (`write()` returns false) the reader is paused until
- *   the writer's 'drain'. A paused socket stops reading from the kernel once its readable buffer
- *   reaches its high-water mark, so what the splice holds in user space per direction is bounded
- *   by one read chunk plus the two high-water marks, whatever the peers do (`buffered()` reports it).
+ * - Backpressure: a direction holds at most one chunk. When a write cannot go out at once (the
+ *   writer's queue is not empty after it), the reader stops reading from the kernel until the
+ *   writer's queue is empty again ('drain', which fires whenever it empties: the sockets' writable
+ *   high-water mark is 1 byte). So what the splice holds in user space per direction is one read
+ *   (at most READ_BUFFER_BYTES), whatever the peers do (`buffered()` reports it).
+ * - Reads (issue 7, src/proxy/read-buffers.ts): each socket reads into buffers l4lb reuses; a small
+ *   chunk is copied out of the shared landing buffer, a large one is written from the direction's
+ *   private buffer, which is not read into again until that write has completed. Where this Node
+ *   cannot adopt an accepted socket, that side reads with 'data' events under the same rule.
  * - Idle timeout: one Node socket timer on the client socket, refreshed by Node itself on every
  *   read and write. Every byte moved in either direction is a read or a write on the client
  *   socket, so it sees all the connection's activity: no timer per chunk, no second timer.
  *
- * The per-chunk path is `forward()` and nothing else: no logging, no allocation beyond the chunk
- * Node hands over. Reusing read buffers (issue 7, `onread`) replaces that one function and the
- * 'data' subscription; a reused buffer must then stay untouched until its write completes.
+ * The per-chunk path is `Splice.received()` / `forward()` and nothing else: no logging, no
+ * allocation but a small copy or a view of the chunk. Every listener is a module function shared
+ * by all connections (`this` is the socket, which points at its splice), so a connection costs
+ * two sockets and this object, and no closures.
  */
 import type { Socket } from 'node:net';
+import { adoptUserBuffer, chooseNextBuffer, COPY_LIMIT, giveBack, readsWith, takeBuffer, type ReadCallback } from './read-buffers.js';
 
 /** How a spliced connection ended (the splice's part of the access log's `end`). */
 export type SpliceEnd =
@@ -53,12 +60,60 @@ export interface SpliceOptions {
   readonly screen?: ClientScreen;
 }
 
+const SPLICE = Symbol('l4lb.splice');
+
+type SplicedSocket = Socket & { [SPLICE]?: Splice };
+
+function spliceOf(socket: Socket): Splice {
+  return (socket as SplicedSocket)[SPLICE] as Splice;
+}
+
 /**
- * Pre: the reader may be paused; `to` is writable. Post: the chunk is queued on `to`; if `to` is
- * over its high-water mark, `from` is paused (resumed by `to`'s 'drain').
+ * The read callback of every spliced socket (`onread.callback`, or adopted): `this` is the socket.
+ * A backend socket made with it before its splice exists reads nothing until then: Node starts
+ * reading only after the 'connect' listeners, one of which makes the splice.
  */
-function forward(from: Socket, to: Socket, chunk: Buffer): void {
-  if (!to.write(chunk)) from.pause();
+export const spliceRead: ReadCallback = function (this: Socket, nread: number, buffer: Buffer): boolean {
+  const splice = (this as SplicedSocket)[SPLICE];
+  if (splice === undefined) {
+    this.destroy(new Error('bytes read before the connection was spliced'));
+    return false;
+  }
+  return splice.received(this, nread, buffer);
+};
+
+function onSocketData(this: Socket, chunk: Buffer): void {
+  spliceOf(this).receivedOwned(this, chunk);
+}
+
+function onSocketDrain(this: Socket): void {
+  spliceOf(this).drained(this);
+}
+
+function onSocketEnd(this: Socket): void {
+  spliceOf(this).ended(this);
+}
+
+function onSocketError(this: Socket, error: NodeJS.ErrnoException): void {
+  spliceOf(this).failed(this, error);
+}
+
+function onSocketClose(this: Socket): void {
+  spliceOf(this).socketClosed();
+}
+
+function onClientTimeout(this: Socket): void {
+  spliceOf(this).destroy('idle-timeout');
+}
+
+/**
+ * Sends a FIN to `to` once what is queued for it is written. Pre: its peer sent its own FIN.
+ * When `to` has already read its peer's FIN and has nothing queued, closing it sends the same FIN
+ * (nothing is unread, so no RST) and saves the shutdown() that end() would make before the close.
+ */
+function forwardFin(to: Socket): void {
+  if (to.readableEnded && to.writableLength === 0 && !to.writableEnded) to.destroy();
+  else to.end();
 }
 
 export class Splice {
@@ -73,33 +128,54 @@ export class Splice {
   private closed = 0;
   private endReason: SpliceEnd | undefined;
   private screen: ClientScreen | undefined;
+  /** The private read buffer of each direction while it moves large chunks (read-buffers.ts). */
+  private upBuffer: Buffer | undefined;
+  private downBuffer: Buffer | undefined;
+  /** The direction's last chunk is still queued on its writer: its reader is stopped until 'drain'. */
+  private upHeld = false;
+  private downHeld = false;
 
   /**
-   * Pre: both sockets connected, created with `allowHalfOpen: true`, with no 'data' listener; the
-   * client may be paused (it is resumed here). Post: bytes flow both ways until both close.
+   * Pre: both sockets connected, created with `allowHalfOpen: true` and a writable high-water mark
+   * of 1, with no 'data' listener; the client may be paused (it is resumed here) and may hold
+   * bytes in its readable buffer (a PROXY header reader put them back): they go first.
+   * Post: bytes flow both ways until both close.
    */
   constructor(
     readonly client: Socket,
     readonly backend: Socket,
     private readonly options: SpliceOptions,
   ) {
+    if (client.writableHighWaterMark !== 1 || backend.writableHighWaterMark !== 1) {
+      throw new Error('Splice: both sockets need a writable high-water mark of 1 (see the backpressure rule)');
+    }
     this.screen = options.screen;
-    client.on('data', this.onClientData);
-    backend.on('data', this.onBackendData);
-    client.on('end', this.onClientEnd);
-    backend.on('end', this.onBackendEnd);
-    client.on('drain', this.onClientDrain);
-    backend.on('drain', this.onBackendDrain);
-    client.on('error', this.onClientError);
-    backend.on('error', this.onBackendError);
-    client.on('close', this.onSocketClose);
-    backend.on('close', this.onSocketClose);
+    (client as SplicedSocket)[SPLICE] = this;
+    (backend as SplicedSocket)[SPLICE] = this;
+    client.on('end', onSocketEnd);
+    backend.on('end', onSocketEnd);
+    client.on('drain', onSocketDrain);
+    backend.on('drain', onSocketDrain);
+    client.on('error', onSocketError);
+    backend.on('error', onSocketError);
+    client.on('close', onSocketClose);
+    backend.on('close', onSocketClose);
     if (options.idleTimeoutMs > 0) {
       client.setTimeout(options.idleTimeoutMs);
-      client.on('timeout', this.onIdle);
+      client.on('timeout', onClientTimeout);
     }
-    client.resume();
-    backend.resume();
+    this.startReading(client);
+    this.startReading(backend);
+  }
+
+  private startReading(socket: Socket): void {
+    if (!readsWith(socket, spliceRead) && !adoptUserBuffer(socket, spliceRead)) {
+      socket.on('data', onSocketData);
+      socket.resume();
+      return;
+    }
+    for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) this.receivedOwned(socket, chunk);
+    if (!(socket === this.client ? this.upHeld : this.downHeld)) socket.resume();
   }
 
   /** Undefined while the connection is open. */
@@ -120,15 +196,63 @@ export class Splice {
     this.backend.destroy();
   }
 
-  private readonly onClientData = (chunk: Buffer): void => {
-    if (this.screen !== undefined) {
-      const passed = this.screened(chunk);
-      if (passed === undefined) return;
-      chunk = passed;
+  /**
+   * `nread` bytes were read from `from` into `buffer` (ours: the landing buffer or the direction's
+   * private one). Post: they are queued on the other socket; the buffer for the next read is
+   * chosen; false (stop reading) if the write is still pending. Cost: one write, plus a copy of at
+   * most COPY_LIMIT bytes when `buffer` is the landing one.
+   */
+  received(from: Socket, nread: number, buffer: Buffer): boolean {
+    const up = from === this.client;
+    let own = up ? this.upBuffer : this.downBuffer;
+    let chunk: Buffer;
+    if (buffer === own && this.screen === undefined) {
+      chunk = nread === buffer.length ? buffer : buffer.subarray(0, nread);
+    } else {
+      chunk = Buffer.allocUnsafe(nread);
+      buffer.copy(chunk, 0, 0, nread);
     }
-    this.bytesUp += chunk.length;
-    forward(this.client, this.backend, chunk);
-  };
+    const held = this.forward(up, chunk);
+    if (nread > COPY_LIMIT) {
+      own ??= takeBuffer();
+      chooseNextBuffer(own);
+    } else if (own !== undefined) {
+      if (held && buffer === own) {
+        chooseNextBuffer(own); // still queued on the writer: keep it, read into it after 'drain'
+      } else {
+        giveBack(own); // nothing queued refers to it: a small chunk goes back to the landing buffer
+        own = undefined;
+      }
+    }
+    if (up) this.upBuffer = own;
+    else this.downBuffer = own;
+    return !held;
+  }
+
+  /** A chunk Node allocated ('data' events, or bytes a PROXY header reader put back): no buffer to manage. */
+  receivedOwned(from: Socket, chunk: Buffer): void {
+    if (this.forward(from === this.client, chunk)) from.pause();
+  }
+
+  /**
+   * Screens and counts `chunk`, then writes it to the other socket. Returns whether it is still
+   * queued there (the direction is then held until that socket's 'drain').
+   */
+  private forward(up: boolean, chunk: Buffer): boolean {
+    if (up) {
+      if (this.screen !== undefined) {
+        const passed = this.screened(chunk);
+        if (passed === undefined) return false;
+        chunk = passed;
+      }
+      this.bytesUp += chunk.length;
+      this.backend.write(chunk);
+      return (this.upHeld = this.backend.writableLength !== 0);
+    }
+    this.bytesDown += chunk.length;
+    this.client.write(chunk);
+    return (this.downHeld = this.client.writableLength !== 0);
+  }
 
   /** The bytes to forward once the screen let them pass; undefined while it holds or after it refused. */
   private screened(chunk: Buffer): Buffer | undefined {
@@ -140,59 +264,55 @@ export class Splice {
     return undefined;
   }
 
-  private readonly onBackendData = (chunk: Buffer): void => {
-    this.bytesDown += chunk.length;
-    forward(this.backend, this.client, chunk);
-  };
-
-  private readonly onClientDrain = (): void => {
-    this.backend.resume();
-  };
-
-  private readonly onBackendDrain = (): void => {
-    this.client.resume();
-  };
-
-  private readonly onClientEnd = (): void => {
-    const held = this.screen?.flush();
-    this.screen = undefined;
-    if (held !== undefined) {
-      this.bytesUp += held.length;
-      this.backend.write(held);
+  /** `to` wrote everything queued: the direction that feeds it may read again. */
+  drained(to: Socket): void {
+    if (to === this.backend) {
+      if (!this.upHeld) return;
+      this.upHeld = false;
+      this.client.resume();
+    } else {
+      if (!this.downHeld) return;
+      this.downHeld = false;
+      this.backend.resume();
     }
-    this.firstFin ??= 'client';
-    this.backend.end();
-  };
+  }
 
-  private readonly onBackendEnd = (): void => {
-    this.firstFin ??= 'backend';
-    this.client.end();
-  };
+  /** `from` sent its FIN: forward it once what is queued is written; the other direction goes on. */
+  ended(from: Socket): void {
+    if (from === this.client) {
+      const held = this.screen?.flush();
+      this.screen = undefined;
+      if (held !== undefined) {
+        this.bytesUp += held.length;
+        this.backend.write(held);
+      }
+      this.firstFin ??= 'client';
+      forwardFin(this.backend);
+    } else {
+      this.firstFin ??= 'backend';
+      forwardFin(this.client);
+    }
+  }
 
-  private readonly onClientError = (error: NodeJS.ErrnoException): void => {
-    this.fail('client-reset', error, this.backend);
-  };
-
-  private readonly onBackendError = (error: NodeJS.ErrnoException): void => {
-    this.fail('backend-reset', error, this.client);
-  };
-
-  private readonly onIdle = (): void => {
-    this.destroy('idle-timeout');
-  };
-
-  private fail(reason: SpliceEnd, error: NodeJS.ErrnoException, peer: Socket): void {
+  /** A socket failed: the other is reset, as the peer did. */
+  failed(socket: Socket, error: NodeJS.ErrnoException): void {
+    const clientFailed = socket === this.client;
     if (this.abortReason === undefined) {
-      this.abortReason = reason;
+      this.abortReason = clientFailed ? 'client-reset' : 'backend-reset';
       this.errorCode = error.code ?? error.message;
     }
+    const peer = clientFailed ? this.backend : this.client;
     if (!peer.destroyed) peer.resetAndDestroy();
   }
 
-  private readonly onSocketClose = (): void => {
+  /** Both closed: no write refers to the private buffers any more; they go back to the pool. */
+  socketClosed(): void {
     if (++this.closed < 2) return;
     this.client.setTimeout(0);
+    if (this.upBuffer !== undefined) giveBack(this.upBuffer);
+    if (this.downBuffer !== undefined) giveBack(this.downBuffer);
+    this.upBuffer = this.downBuffer = undefined;
     this.endReason = this.abortReason ?? (this.firstFin === 'backend' ? 'backend-close' : 'client-close');
     this.options.onEnd(this);
-  };
+  }
 }

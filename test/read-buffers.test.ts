@@ -1,0 +1,205 @@
+/**
+ * Reused read buffers (issue 7, src/proxy/read-buffers.ts): the accepted-socket adoption works on
+ * this Node (so the fast path cannot silently fall back), and — the property that matters — many
+ * connections sharing the landing buffer and the pool of private buffers, behind peers that stop
+ * and start reading at random, still deliver every byte in order both ways. Chunk sizes straddle
+ * COPY_LIMIT so directions keep moving between the landing buffer and private ones, and slow
+ * readers keep writes pending so a buffer held by a write would be overwritten if the splice read
+ * into it too early.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adoptUserBuffer, COPY_LIMIT, LANDING, nextReadBuffer, READ_BUFFER_BYTES, userBuffersSupported } from '../src/proxy/read-buffers.js';
+import { Splice, spliceRead } from '../src/proxy/splice.js';
+
+describe('adopting an accepted socket', () => {
+  it('is supported on this Node, and the socket then reads into the landing buffer with no data event', async () => {
+    expect(userBuffersSupported).toBe(true);
+    const reads: { nread: number; landing: boolean; text: string }[] = [];
+    let dataEvents = 0;
+    const accepted = new Promise<Socket>((resolve) => {
+      const server = createServer({ pauseOnConnect: true }, (socket) => {
+        server.close();
+        resolve(socket);
+      });
+      server.listen(0, '127.0.0.1', () => {
+        const address = server.address();
+        if (typeof address !== 'object' || address === null) throw new Error('no address');
+        const client = connect(address.port, '127.0.0.1', () => client.end('hello, buffers'));
+      });
+    });
+    const socket = await accepted;
+    socket.on('data', () => dataEvents++);
+    expect(
+      adoptUserBuffer(socket, function (nread, buffer) {
+        reads.push({ nread, landing: buffer === LANDING, text: buffer.toString('latin1', 0, nread) });
+        return true;
+      }),
+    ).toBe(true);
+    socket.resume();
+    await once(socket, 'end');
+    socket.destroy();
+    expect(reads).toEqual([{ nread: 14, landing: true, text: 'hello, buffers' }]);
+    expect(dataEvents).toBe(0);
+  });
+});
+
+/** A peer that reads in bursts (its socket must allow half-open: it may get the FIN before it finished writing) and stops for a few ms between them, driven by `pauses` (ms, cycled). */
+function stopAndGoReader(socket: Socket, pauses: readonly number[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let turn = 0;
+    socket.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      const pause = pauses[turn++ % pauses.length];
+      if (pause > 0) {
+        socket.pause();
+        setTimeout(() => socket.resume(), pause);
+      }
+    });
+    socket.on('end', () => resolve(Buffer.concat(chunks)));
+    socket.on('error', reject);
+  });
+}
+
+/**
+ * Writes `data` in pieces of `sizes` (cycled), honouring backpressure, waiting `pauses` ms (cycled)
+ * after each piece, then ends. A slow writer makes the splice read small chunks; a slow reader on
+ * the other side keeps its writes of them pending: the two together test the landing buffer.
+ */
+async function writePieces(socket: Socket, data: Buffer, sizes: readonly number[], pauses: readonly number[] = [0]): Promise<void> {
+  for (let offset = 0, turn = 0; offset < data.length; turn++) {
+    const size = sizes[turn % sizes.length];
+    if (!socket.write(data.subarray(offset, offset + size))) await once(socket, 'drain');
+    offset += size;
+    const pause = pauses[turn % pauses.length];
+    if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
+  }
+  socket.end();
+}
+
+function digest(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+interface Flow {
+  readonly up: Buffer;
+  readonly down: Buffer;
+  readonly upSizes: readonly number[];
+  readonly downSizes: readonly number[];
+  readonly clientPauses: readonly number[];
+  readonly backendPauses: readonly number[];
+  readonly clientWritePauses: readonly number[];
+  readonly backendWritePauses: readonly number[];
+  /** The backend starts reading only this long after the flow arrives (default: at once). */
+  readonly backendReadsAfterMs?: number;
+}
+
+/**
+ * Splices over UNIX stream sockets: their kernel buffers are small (about 200 KiB, no autotuning),
+ * so with megabytes in flight and peers that stop reading, writes stay pending often and the
+ * held-buffer rule is exercised on most chunks (loopback TCP buffers grow to megabytes and hide it).
+ */
+describe('many splices sharing the read buffers, behind stop-and-go peers', () => {
+  let dir: string;
+  let front: Server;
+  let back: Server;
+  let nextId = 1;
+  /** The spliced pair for each flow id, made when the front server accepts the flow's client. */
+  const flows = new Map<number, Flow>();
+  const backendGot = new Map<number, Promise<Buffer>>();
+  const ends: Promise<Splice>[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'l4lb-read-buffers-'));
+    back = createServer({ allowHalfOpen: true }, (socket) => {
+      const onReadable = (): void => {
+        const first = socket.read(4) as Buffer | null;
+        if (first === null) return; // fewer than 4 bytes so far: wait for more
+        socket.removeListener('readable', onReadable);
+        const id = first.readUInt32BE(0);
+        const flow = flows.get(id) as Flow;
+        const reading = new Promise<void>((resolve) => setTimeout(resolve, flow.backendReadsAfterMs ?? 0));
+        backendGot.set(id, reading.then(() => stopAndGoReader(socket, flow.backendPauses)));
+        void writePieces(socket, flow.down, flow.downSizes, flow.backendWritePauses);
+      };
+      socket.on('readable', onReadable);
+    });
+    back.listen(join(dir, 'back.sock'));
+    front = createServer({ allowHalfOpen: true, pauseOnConnect: true, highWaterMark: 1 }, (client) => {
+      const options = { path: join(dir, 'back.sock'), allowHalfOpen: true, writableHighWaterMark: 1, onread: { buffer: nextReadBuffer, callback: spliceRead } };
+      const backendSocket = connect(options);
+      backendSocket.once('connect', () => {
+        ends.push(new Promise((resolve) => new Splice(client, backendSocket, { idleTimeoutMs: 0, onEnd: resolve })));
+      });
+    });
+    front.listen(join(dir, 'front.sock'));
+    await Promise.all([once(back, 'listening'), once(front, 'listening')]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([new Promise((resolve) => front.close(resolve)), new Promise((resolve) => back.close(resolve))]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const size = fc.oneof(fc.integer({ min: 256, max: COPY_LIMIT }), fc.integer({ min: COPY_LIMIT + 1, max: 2 * READ_BUFFER_BYTES }));
+  const flowArbitrary = fc.record({
+    upBytes: fc.integer({ min: 0, max: 1_500_000 }),
+    downBytes: fc.integer({ min: 0, max: 1_500_000 }),
+    upSizes: fc.array(size, { minLength: 1, maxLength: 6 }),
+    downSizes: fc.array(size, { minLength: 1, maxLength: 6 }),
+    clientPauses: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 5 }),
+    backendPauses: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 5 }),
+    clientWritePauses: fc.array(fc.constantFrom(0, 0, 0, 1), { minLength: 1, maxLength: 5 }),
+    backendWritePauses: fc.array(fc.constantFrom(0, 0, 0, 1), { minLength: 1, maxLength: 5 }),
+  });
+
+  it('delivers every byte in order both ways (fast-check, 8 concurrent splices per run)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(flowArbitrary, { minLength: 8, maxLength: 8 }), async (specs) => {
+        const results = await Promise.all(specs.map((spec) => runFlow({ ...spec, up: randomBytes(spec.upBytes), down: randomBytes(spec.downBytes) })));
+        expect(results).toEqual(results.map(() => ({ up: true, down: true })));
+      }),
+      { seed: 42, numRuns: 10 },
+    );
+    const spliced = await Promise.all(ends);
+    expect(spliced.length).toBe(80);
+    expect(spliced.map((splice) => splice.reason).filter((reason) => reason !== 'client-close' && reason !== 'backend-close')).toEqual([]);
+  }, 180_000);
+
+  it('a small chunk whose write waits keeps its bytes while other connections read (landing buffer copy)', async () => {
+    const steady = { upSizes: [700], downSizes: [700], clientPauses: [0], backendPauses: [0], clientWritePauses: [1], backendWritePauses: [1] };
+    // One flow trickles 1,000-byte pieces at a backend that reads nothing for 1.5 s, so its
+    // writes stay pending once the socket buffers are full; six others keep small chunks moving
+    // through the landing buffer meanwhile.
+    const stalled: Flow = { ...steady, upSizes: [1000], up: randomBytes(700_000), down: Buffer.alloc(0), backendReadsAfterMs: 1500 };
+    const others = Array.from({ length: 6 }, (): Flow => ({ ...steady, up: randomBytes(500_000), down: randomBytes(500_000) }));
+    const results = await Promise.all([stalled, ...others].map(runFlow));
+    expect(results).toEqual(results.map(() => ({ up: true, down: true })));
+  }, 60_000);
+
+  /** Runs one flow through the front splice; whether each direction arrived intact. */
+  async function runFlow(flow: Flow): Promise<{ up: boolean; down: boolean }> {
+    const id = nextId++;
+    flows.set(id, flow);
+    const client = connect({ path: join(dir, 'front.sock'), allowHalfOpen: true });
+    await once(client, 'connect');
+    const clientGot = stopAndGoReader(client, flow.clientPauses);
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(id);
+    client.write(header);
+    await writePieces(client, flow.up, flow.upSizes, flow.clientWritePauses);
+    const down = await clientGot;
+    while (!backendGot.has(id)) await new Promise((resolve) => setImmediate(resolve));
+    const up = await (backendGot.get(id) as Promise<Buffer>);
+    flows.delete(id);
+    backendGot.delete(id);
+    return { up: up.length === flow.up.length && digest(up) === digest(flow.up), down: down.length === flow.down.length && digest(down) === digest(flow.down) };
+  }
+});
