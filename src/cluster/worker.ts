@@ -9,7 +9,7 @@
  * When the IPC channel closes (the primary died) node:cluster ends the worker at once.
  */
 import cluster from 'node:cluster';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { isLbError } from '../errors.js';
 import { ConfigError, type Config } from '../config/index.js';
 import { createLogger } from '../proxy/access-log.js';
@@ -34,11 +34,11 @@ function problemsOf(error: unknown): string[] {
 }
 
 /**
- * Writes each log line with one write(2) of its own: lines under PIPE_BUF (4 KiB) from several
- * processes sharing stdout cannot interleave, which batched asynchronous writes could.
+ * The process logger (batched writes of whole lines, at most PIPE_BUF bytes each, so lines from
+ * several processes sharing stdout cannot interleave), with the worker's fields bound.
  */
 export function clusterLogger(fields: Record<string, number> = {}): Logger {
-  const logger = createLogger(pino.destination({ dest: 1, sync: true }));
+  const logger = createLogger();
   return Object.keys(fields).length === 0 ? logger : logger.child(fields);
 }
 

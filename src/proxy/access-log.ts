@@ -93,21 +93,26 @@ export function roundMs(ms: number): number {
 /** The message of every access-log line, so readers can filter on it. */
 export const ACCESS_MESSAGE = 'connection';
 
-/** Access lines are written in batches of about this many bytes (about 15 lines)... */
-const ACCESS_BATCH_BYTES = 4096;
+/** Access lines are written once at least this many bytes wait (about 12 lines)... */
+const ACCESS_BATCH_BYTES = 3072;
+/**
+ * ...and each write(2) carries whole lines and at most PIPE_BUF (4 KiB) bytes, so the lines of
+ * several processes sharing stdout (workers: N) cannot interleave, on a pipe as in a file.
+ */
+const PIPE_BUF = 4096;
 /** ...or after this long, whichever comes first. */
 const ACCESS_FLUSH_MS = 1000;
 
 /**
  * The process logger: JSON lines to `destination`, or to stdout. On stdout, access lines are
- * batched (one write of ~4 KiB instead of one write, one thread-pool hop and one wake-up per
+ * batched (one write of 3–4 KiB instead of one write, one thread-pool hop and one wake-up per
  * connection: issue 7's profile), flushed at least every second and when the process exits (pino
  * flushes its destination on exit); every other line (listening, reloads, health changes) is
  * written at once, so whoever waits for it sees it without delay.
  */
 export function createLogger(destination?: DestinationStream): Logger {
   if (destination !== undefined) return pino({ base: null }, destination);
-  const stdout = pino.destination({ dest: 1, sync: false, minLength: ACCESS_BATCH_BYTES });
+  const stdout = pino.destination({ dest: 1, sync: false, minLength: ACCESS_BATCH_BYTES, maxWrite: PIPE_BUF });
   let open = true;
   stdout.once('close', () => {
     open = false;
