@@ -17,7 +17,7 @@ import type { Waiter } from './limits.js';
 import type { ResolvedBackend, ServicePlan } from './plan.js';
 import { writeProxyHeader } from './proxy-header.js';
 import { nextReadBuffer } from './read-buffers.js';
-import { Splice, spliceRead, type ClientScreen } from './splice.js';
+import { Splice, spliceRead, type ClientScreen, type SpliceOptions } from './splice.js';
 import type { Flow } from './strategy.js';
 
 export type ConnectionState = 'accepted' | 'queued' | 'connecting' | 'spliced' | 'ended';
@@ -64,13 +64,45 @@ const BACKEND_READS = { buffer: nextReadBuffer, callback: spliceRead };
 
 function ignoreError(): void {}
 
+/**
+ * Listeners are module functions shared by every connection (`this` is the socket, which points
+ * at its connection), so a connection allocates no closures: issue 7's per-connection cost.
+ */
+const CONNECTION = Symbol('l4lb.connection');
+
+type OwnedSocket = Socket & { [CONNECTION]?: ClientConnection };
+
+function connectionOf(socket: Socket): ClientConnection {
+  return (socket as OwnedSocket)[CONNECTION] as ClientConnection;
+}
+
+function onBackendConnect(this: Socket): void {
+  connectionOf(this).connected();
+}
+
+function onConnectError(this: Socket, error: NodeJS.ErrnoException): void {
+  connectionOf(this).connectFailed('connect-failed', error.code ?? error.message);
+}
+
+function onConnectTimeout(this: Socket): void {
+  connectionOf(this).connectFailed('connect-timeout', undefined);
+}
+
+function onEarlyClientError(this: Socket, error: NodeJS.ErrnoException): void {
+  connectionOf(this).finish('client-aborted', error.code ?? error.message);
+}
+
+function onEarlyClientClose(this: Socket): void {
+  connectionOf(this).finish('client-aborted');
+}
+
 /** Destroys a backend socket nobody listens to any more; a late error on it must not crash the process. */
 function discard(socket: Socket): void {
   socket.on('error', ignoreError);
   socket.destroy();
 }
 
-export class ClientConnection implements Waiter, Flow {
+export class ClientConnection implements Waiter, Flow, SpliceOptions {
   state: ConnectionState = 'accepted';
   key: HashKey = EMPTY_KEY;
   anchor = 0;
@@ -104,8 +136,9 @@ export class ClientConnection implements Waiter, Flow {
     private readonly host: ConnectionHost,
     readonly client: Socket,
   ) {
-    client.on('error', this.onEarlyClientError);
-    client.on('close', this.onEarlyClientClose);
+    (client as OwnedSocket)[CONNECTION] = this;
+    client.on('error', onEarlyClientError);
+    client.on('close', onEarlyClientClose);
   }
 
   /** The backend this connection holds a slot on (connecting or spliced), if any. */
@@ -167,48 +200,43 @@ export class ClientConnection implements Waiter, Flow {
     };
     const socket = connect(options);
     socket.setTimeout(plan.config.timeouts.connect);
-    socket.on('connect', this.onConnect);
-    socket.on('error', this.onConnectError);
-    socket.on('timeout', this.onConnectTimeout);
+    (socket as OwnedSocket)[CONNECTION] = this;
+    socket.on('connect', onBackendConnect);
+    socket.on('error', onConnectError);
+    socket.on('timeout', onConnectTimeout);
     this.pending = socket;
   }
 
   private detachPending(): Socket {
     const socket = this.pending as Socket;
-    socket.removeListener('connect', this.onConnect);
-    socket.removeListener('error', this.onConnectError);
-    socket.removeListener('timeout', this.onConnectTimeout);
+    socket.removeListener('connect', onBackendConnect);
+    socket.removeListener('error', onConnectError);
+    socket.removeListener('timeout', onConnectTimeout);
     socket.setTimeout(0);
     this.pending = undefined;
     return socket;
   }
 
-  private readonly onConnect = (): void => {
+  /** The backend accepted: splice. Pre: state connecting. */
+  connected(): void {
     const socket = this.detachPending();
     this.connectMs = performance.now() - this.connectStartedAt;
     this.plan?.observe?.((this.backend as ResolvedBackend).name, true);
-    this.client.removeListener('error', this.onEarlyClientError);
-    this.client.removeListener('close', this.onEarlyClientClose);
+    this.client.removeListener('error', onEarlyClientError);
+    this.client.removeListener('close', onEarlyClientClose);
     this.state = 'spliced';
     const plan = this.plan as ServicePlan;
     const send = plan.config.proxyProtocol?.send;
     if (send !== undefined) writeProxyHeader(socket, send, this.endpoints());
-    this.splice = new Splice(this.client, socket, { idleTimeoutMs: plan.config.timeouts.idle, onEnd: this.onSpliceEnd, screen: this.screen });
-  };
-
-  private readonly onConnectError = (error: NodeJS.ErrnoException): void => {
-    this.connectFailed('connect-failed', error.code ?? error.message);
-  };
-
-  private readonly onConnectTimeout = (): void => {
-    this.connectFailed('connect-timeout', undefined);
-  };
+    this.key = EMPTY_KEY; // only the picker's walks needed it; the spliced connection keeps no copy
+    this.splice = new Splice(this.client, socket, this);
+  }
 
   /**
    * A try failed: give its slot back, report it (which may mark the backend down at once), then
    * retry on the first untried candidate with room in the gate's order as it is now, or give up.
    */
-  private connectFailed(failure: 'connect-timeout' | 'connect-failed', code: string | undefined): void {
+  connectFailed(failure: 'connect-timeout' | 'connect-failed', code: string | undefined): void {
     discard(this.detachPending());
     const backend = this.backend as ResolvedBackend;
     backend.counters.current--;
@@ -227,18 +255,16 @@ export class ClientConnection implements Waiter, Flow {
     this.host.backendReleased();
   }
 
-  private readonly onSpliceEnd = (splice: Splice): void => {
+  /** SpliceOptions: the service's idle timeout, read once by the splice. */
+  get idleTimeoutMs(): number {
+    return (this.plan as ServicePlan).config.timeouts.idle;
+  }
+
+  /** SpliceOptions: both sockets closed. */
+  onEnd(splice: Splice): void {
     if (splice.reason === 'backend-reset' && this.backend !== undefined) this.plan?.observe?.(this.backend.name, false);
     this.finish(splice.reason ?? 'shutdown', splice.errorCode);
-  };
-
-  private readonly onEarlyClientError = (error: NodeJS.ErrnoException): void => {
-    this.finish('client-aborted', error.code ?? error.message);
-  };
-
-  private readonly onEarlyClientClose = (): void => {
-    this.finish('client-aborted');
-  };
+  }
 
   /** Ends the connection now whatever its state (balancer shutdown). */
   abort(reason: 'shutdown' | 'backend-down' = 'shutdown'): void {

@@ -54,8 +54,8 @@ export interface ClientScreen {
 export interface SpliceOptions {
   /** Inactivity (no byte moved either way) after which both sockets are destroyed; 0 = never. */
   readonly idleTimeoutMs: number;
-  /** Called once, after both sockets have closed. */
-  readonly onEnd: (splice: Splice) => void;
+  /** Called once, after both sockets have closed (as a method of the options object). */
+  onEnd(splice: Splice): void;
   /** Checks the first client bytes (absent: every byte is forwarded as it comes). */
   readonly screen?: ClientScreen;
 }
