@@ -102,13 +102,13 @@ function progress(line: string): void {
 }
 
 async function measureMemory(group: ProcessGroup, path: RunningPath, idle: number, samples: PathSamples): Promise<void> {
-  const pid = path.measuredPid;
-  if (pid === undefined) return;
+  const pids = path.measuredPids;
+  if (pids.length === 0) return;
   const warm = await holdIdle(group, benchDir, path.listen.idle, Math.min(64, idle));
   await warm.close();
-  const before = await settledRssKib(pid);
+  const before = await settledRssKib(pids);
   const held = await holdIdle(group, benchDir, path.listen.idle, idle);
-  const after = await settledRssKib(pid);
+  const after = await settledRssKib(pids);
   await held.close();
   const perConnection = (after - before) / idle;
   samples.rssPerConnKib.push(perConnection);
@@ -116,16 +116,17 @@ async function measureMemory(group: ProcessGroup, path: RunningPath, idle: numbe
 }
 
 async function measureOnce(group: ProcessGroup, path: RunningPath, name: Exclude<CaseName, 'memory'>, options: Options, samples: PathSamples): Promise<void> {
-  const pid = path.measuredPid;
-  const ticksBefore = pid === undefined ? 0 : cpuTicks(pid);
-  const ticksSince = (): number => (pid === undefined ? 0 : cpuTicks(pid) - ticksBefore);
+  const pids = path.measuredPids;
+  const measured = pids.length > 0;
+  const ticksBefore = cpuTicks(pids);
+  const ticksSince = (): number => cpuTicks(pids) - ticksBefore;
   switch (name) {
     case 'bulk1':
     case 'bulk4': {
       const result = await runBulk(group, path.listen.bulk, options.seconds, name === 'bulk1' ? 1 : 4);
       const gbps = result.bitsPerSecond / 1e9;
       (name === 'bulk1' ? samples.bulk1Gbps : samples.bulk4Gbps).push(gbps);
-      if (pid !== undefined) {
+      if (measured) {
         samples.bulkCpuTicks += ticksSince();
         samples.bulkBytes += result.bytes;
       }
@@ -138,7 +139,7 @@ async function measureOnce(group: ProcessGroup, path: RunningPath, name: Exclude
       samples.errors += result.errors;
       if (name === 'conn') {
         samples.connPerSecond.push(result.requestsPerSecond);
-        if (pid !== undefined) {
+        if (measured) {
           samples.connCpuTicks += ticksSince();
           samples.connCount += result.requests;
         }
@@ -201,7 +202,7 @@ async function main(): Promise<number> {
     for (const name of paths) {
       running.push(await startPath(name, group, taken, backends, { l4lbArgs: options.l4lbArgs, maxConnections: Math.min(options.idle, fits) + 100, distDir }));
     }
-    progress(`backends: iperf3 :${backends.bulk}, nginx http :${backends.http}, idle :${backends.idle}; paths: ${running.map((p) => `${p.name} :${p.listen.http} (pid ${p.measuredPid ?? '-'})`).join(', ')}`);
+    progress(`backends: iperf3 :${backends.bulk}, nginx http :${backends.http}, idle :${backends.idle}; paths: ${running.map((p) => `${p.name} :${p.listen.http} (pid ${p.measuredPids.join('+') || '-'})`).join(', ')}`);
 
     if (options.cases.includes('memory')) {
       progress('memory (fresh processes):');

@@ -10,12 +10,18 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { parseCpuTicks, parseIperf3Json, parseRssKib, parseWrkOutput, type BulkResult, type RequestResult } from './parse.js';
 import { BenchError, runToEnd, type ProcessGroup, type Started } from './procs.js';
 
-export function cpuTicks(pid: number): number {
-  return parseCpuTicks(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+/** CPU ticks (user + system) of `pids`, summed. */
+export function cpuTicks(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) ticks += parseCpuTicks(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  return ticks;
 }
 
-export function rssKib(pid: number): number {
-  return parseRssKib(readFileSync(`/proc/${pid}/status`, 'utf8'));
+/** Resident memory of `pids`, summed. */
+export function rssKib(pids: readonly number[]): number {
+  let kib = 0;
+  for (const pid of pids) kib += parseRssKib(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return kib;
 }
 
 /** One iperf3 client run of `seconds` with `streams` parallel streams to 127.0.0.1:port. */
@@ -114,12 +120,12 @@ function lineReader(started: Started): { next(): Promise<string | null> } {
  * Resident memory once it has settled: samples every 250 ms until two successive readings differ
  * by under 0.5 % (or `maxMs` has passed), and returns the last.
  */
-export async function settledRssKib(pid: number, maxMs = 4000): Promise<number> {
-  let previous = rssKib(pid);
+export async function settledRssKib(pids: readonly number[], maxMs = 4000): Promise<number> {
+  let previous = rssKib(pids);
   const deadline = Date.now() + maxMs;
   while (Date.now() < deadline) {
     await delay(250);
-    const current = rssKib(pid);
+    const current = rssKib(pids);
     if (Math.abs(current - previous) <= previous * 0.005) return current;
     previous = current;
   }

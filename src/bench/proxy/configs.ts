@@ -26,11 +26,13 @@ const HOST = '127.0.0.1';
 export interface L4lbConfigOptions {
   readonly balance: 'maglev' | 'ring' | 'rendezvous' | 'roundrobin' | 'leastconn';
   readonly maxConnections: number;
+  /** `workers: N` (absent: the default, one process). */
+  readonly workers?: number;
 }
 
 /** An l4lb config in the issue-3 YAML schema; timeouts long enough never to fire during a run. */
 export function l4lbConfig(listen: ListenPorts, backends: BackendPorts, options: L4lbConfigOptions): string {
-  const lines = ['services:'];
+  const lines = options.workers === undefined ? ['services:'] : [`workers: ${options.workers}`, 'services:'];
   for (const kind of BACKEND_KINDS) {
     lines.push(
       `  - name: bench-${kind}`,

@@ -102,6 +102,7 @@ What it measures, on loopback, with the client, the proxy and the backend all on
 - **RSS/idle conn**: a separate client process holds 10,000 connections through the proxy, each greeted
   by the backend (so it is spliced end to end); the proxy's VmRSS growth divided by the count.
 - Paths: direct (no proxy: the limit), l4lb (\`node dist/cli.js run -c FILE\` as its own process),
+  l4lb with \`workers: 2\` (its CPU time and RSS summed over the primary and both workers),
   HAProxy \`mode tcp\` with \`nbthread 1\`, nginx \`stream\` with one worker (its worker process is the
   one sampled). Configs are generated into a temp dir; all paths front the same backends in one run.
 - l4lb writes its access log (one JSON line per connection, to a file) as it would in production;

@@ -5,12 +5,13 @@
  * hand-written text around it survives a re-run.
  */
 
-export type PathName = 'direct' | 'l4lb' | 'haproxy' | 'nginx';
-export const PATH_NAMES: readonly PathName[] = ['direct', 'l4lb', 'haproxy', 'nginx'];
+export type PathName = 'direct' | 'l4lb' | 'l4lb2' | 'haproxy' | 'nginx';
+export const PATH_NAMES: readonly PathName[] = ['direct', 'l4lb', 'l4lb2', 'haproxy', 'nginx'];
 
 export const PATH_LABELS: Record<PathName, string> = {
   direct: 'direct, no proxy',
   l4lb: 'l4lb, 1 worker',
+  l4lb2: 'l4lb, 2 workers (`workers: 2`)',
   haproxy: 'HAProxy `mode tcp`, 1 thread',
   nginx: 'nginx `stream`, 1 worker',
 };

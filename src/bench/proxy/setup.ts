@@ -19,7 +19,8 @@ export interface RunningPath {
   readonly name: PathName;
   readonly listen: ListenPorts;
   /** The process that moves the bytes (nginx: its worker); undefined for direct. */
-  readonly measuredPid?: number;
+  /** The processes whose CPU time and RSS are the path's (summed): none for direct. */
+  readonly measuredPids: readonly number[];
   readonly processes: readonly Started[];
 }
 
@@ -89,15 +90,17 @@ export interface PathOptions {
 export async function startPath(
   name: PathName, group: ProcessGroup, taken: Set<number>, backends: BackendPorts, options: PathOptions,
 ): Promise<RunningPath> {
-  if (name === 'direct') return { name, listen: backends, processes: [] };
+  if (name === 'direct') return { name, listen: backends, measuredPids: [], processes: [] };
   const listen = await portsFor(taken);
   const dir = join(group.dir, `${name}-${listen.http}`);
   mkdirSync(dir);
   let started: Started;
   switch (name) {
-    case 'l4lb': {
+    case 'l4lb':
+    case 'l4lb2': {
       const file = join(dir, 'l4lb.yaml');
-      writeFileSync(file, l4lbConfig(listen, backends, { balance: 'maglev', maxConnections: options.maxConnections }));
+      const workers = name === 'l4lb2' ? 2 : undefined;
+      writeFileSync(file, l4lbConfig(listen, backends, { balance: 'maglev', maxConnections: options.maxConnections, workers }));
       started = group.start('l4lb', process.execPath, [join(options.distDir, 'cli.js'), 'run', '-c', file, ...options.l4lbArgs]);
       break;
     }
@@ -117,13 +120,18 @@ export async function startPath(
   for (const kind of BACKEND_KINDS) {
     if (kind !== 'bulk') await waitForPort(group, started, listen[kind]);
   }
-  let measuredPid = started.pid;
+  let measuredPids = [started.pid];
   if (name === 'nginx') {
     const workers = adoptChildren(group, started.pid);
     if (workers.length !== 1) throw new BenchError(`nginx stream: expected 1 worker process, found ${workers.length}`);
-    measuredPid = workers[0];
+    measuredPids = workers;
+  } else if (name === 'l4lb2') {
+    // The primary (health checks, no listeners of its own) and its two workers: all of l4lb's cost.
+    const workers = adoptChildren(group, started.pid);
+    if (workers.length !== 2) throw new BenchError(`l4lb workers: 2: expected 2 worker processes, found ${workers.length}`);
+    measuredPids = [started.pid, ...workers];
   }
-  return { name, listen, measuredPid, processes: [started] };
+  return { name, listen, measuredPids, processes: [started] };
 }
 
 export async function stopPath(group: ProcessGroup, path: RunningPath): Promise<void> {
@@ -136,6 +144,7 @@ export function missingFor(name: PathName, haveCommand: (command: string) => boo
     case 'direct':
       return undefined;
     case 'l4lb':
+    case 'l4lb2':
       return existsSync(join(distDir, 'cli.js')) ? undefined : `${join(distDir, 'cli.js')} not built`;
     case 'haproxy':
       return haveCommand('haproxy') ? undefined : 'haproxy not installed';
