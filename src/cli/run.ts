@@ -15,13 +15,12 @@
 import cluster from 'node:cluster';
 import { Command } from 'commander';
 import type { Logger } from 'pino';
-import { ConfigError, loadConfig, type Config } from '../config/index.js';
-import { isLbError } from '../errors.js';
+import { loadConfig, type Config } from '../config/index.js';
 import { createLogger, formatAddress } from '../proxy/access-log.js';
 import { startBalancer, type Balancer } from '../proxy/balancer.js';
 import { startAdmin, type AdminServer } from '../admin/server.js';
 import { runPrimary, workerCount } from '../cluster/main.js';
-import { clusterLogger, runWorker } from '../cluster/worker.js';
+import { clusterLogger, largestDrain, problemsOf, runWorker } from '../cluster/worker.js';
 import { EXIT_FAILURE, fail } from './common.js';
 
 interface RunOptions {
@@ -33,18 +32,6 @@ export function flushLogger(logger: Logger): Promise<void> {
   return new Promise((resolve) => logger.flush(() => resolve()));
 }
 
-function largestDrain(config: Config): number {
-  let drain = 0;
-  for (const service of config.services) if (service.mode === 'proxy') drain = Math.max(drain, service.timeouts.drain);
-  return drain;
-}
-
-/** Why a reload was refused, as a list of lines (every problem of the file). */
-function reasons(error: unknown): string[] {
-  if (error instanceof ConfigError) return error.lines();
-  if (isLbError(error)) return [error.message];
-  return [`internal error: ${error instanceof Error ? error.message : String(error)}`];
-}
 
 export async function run(file: string, given?: Logger): Promise<void> {
   if (cluster.isWorker) {
@@ -98,7 +85,7 @@ export async function run(file: string, given?: Logger): Promise<void> {
         logger.info({ file }, 'reload abandoned: stopping');
         return;
       }
-      logger.warn({ file, problems: reasons(error) }, 'reload refused: still running the previous configuration');
+      logger.warn({ file, problems: problemsOf(error) }, 'reload refused: still running the previous configuration');
     }
   };
 

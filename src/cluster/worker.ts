@@ -27,7 +27,8 @@ export function largestDrain(config: Config): number {
   return drain;
 }
 
-function problemsOf(error: unknown): string[] {
+/** Why a configuration was refused, as a list of lines (every problem of the file). */
+export function problemsOf(error: unknown): string[] {
   if (error instanceof ConfigError) return error.lines();
   if (isLbError(error)) return [error.message];
   return [`internal error: ${error instanceof Error ? error.message : String(error)}`];
