@@ -73,7 +73,7 @@ function stopAndGoReader(socket: Socket, pauses: readonly number[]): Promise<Buf
  * after each piece, then ends. A slow writer makes the splice read small chunks; a slow reader on
  * the other side keeps its writes of them pending: the two together test the landing buffer.
  */
-async function writePieces(socket: Socket, data: Buffer, sizes: readonly number[], pauses: readonly number[] = [0]): Promise<void> {
+async function writePieces(socket: Socket, data: Buffer, sizes: readonly number[], pauses: readonly number[] = [0], end = true): Promise<void> {
   for (let offset = 0, turn = 0; offset < data.length; turn++) {
     const size = sizes[turn % sizes.length];
     if (!socket.write(data.subarray(offset, offset + size))) await once(socket, 'drain');
@@ -81,7 +81,7 @@ async function writePieces(socket: Socket, data: Buffer, sizes: readonly number[
     const pause = pauses[turn % pauses.length];
     if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
   }
-  socket.end();
+  if (end) socket.end();
 }
 
 function digest(bytes: Buffer): string {
@@ -97,6 +97,8 @@ interface Flow {
   readonly backendPauses: readonly number[];
   readonly clientWritePauses: readonly number[];
   readonly backendWritePauses: readonly number[];
+  /** The backend keeps its side open after sending (default: it ends). */
+  readonly keepOpen?: boolean;
   /** The backend starts reading only this long after the flow arrives (default: at once). */
   readonly backendReadsAfterMs?: number;
 }
@@ -115,6 +117,9 @@ describe('many splices sharing the read buffers, behind stop-and-go peers', () =
   const flows = new Map<number, Flow>();
   const backendGot = new Map<number, Promise<Buffer>>();
   const ends: Promise<Splice>[] = [];
+  const live: Splice[] = [];
+  /** The backend's socket of each flow, for the flows that keep it open. */
+  const backSockets = new Map<number, Socket>();
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'l4lb-read-buffers-'));
@@ -125,9 +130,10 @@ describe('many splices sharing the read buffers, behind stop-and-go peers', () =
         socket.removeListener('readable', onReadable);
         const id = first.readUInt32BE(0);
         const flow = flows.get(id) as Flow;
+        if (flow.keepOpen === true) backSockets.set(id, socket);
         const reading = new Promise<void>((resolve) => setTimeout(resolve, flow.backendReadsAfterMs ?? 0));
         backendGot.set(id, reading.then(() => stopAndGoReader(socket, flow.backendPauses)));
-        void writePieces(socket, flow.down, flow.downSizes, flow.backendWritePauses);
+        void writePieces(socket, flow.down, flow.downSizes, flow.backendWritePauses, flow.keepOpen !== true);
       };
       socket.on('readable', onReadable);
     });
@@ -136,7 +142,7 @@ describe('many splices sharing the read buffers, behind stop-and-go peers', () =
       const options = { path: join(dir, 'back.sock'), allowHalfOpen: true, writableHighWaterMark: 1, onread: { buffer: nextReadBuffer, callback: spliceRead } };
       const backendSocket = connect(options);
       backendSocket.once('connect', () => {
-        ends.push(new Promise((resolve) => new Splice(client, backendSocket, { idleTimeoutMs: 0, onEnd: resolve })));
+        ends.push(new Promise((resolve) => live.push(new Splice(client, backendSocket, { idleTimeoutMs: 0, onEnd: resolve }))));
       });
     });
     front.listen(join(dir, 'front.sock'));
@@ -183,6 +189,30 @@ describe('many splices sharing the read buffers, behind stop-and-go peers', () =
     const results = await Promise.all([stalled, ...others].map(runFlow));
     expect(results).toEqual(results.map(() => ({ up: true, down: true })));
   }, 60_000);
+
+  it('a connection that goes quiet after a bulk transfer gives its private read buffers back', async () => {
+    const before = live.length;
+    const client = connect({ path: join(dir, 'front.sock'), allowHalfOpen: true });
+    await once(client, 'connect');
+    const id = nextId++;
+    const down = randomBytes(300_000);
+    flows.set(id, { up: Buffer.alloc(0), down, upSizes: [1], downSizes: [65_536], clientPauses: [0], backendPauses: [0], clientWritePauses: [0], backendWritePauses: [0], keepOpen: true });
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(id);
+    client.write(header);
+    client.write(randomBytes(200_000)); // bulk upward too: both directions lend a private buffer
+    let received = 0;
+    client.on('data', (chunk: Buffer) => (received += chunk.length));
+    while (received < down.length || live.length === before) await new Promise((resolve) => setTimeout(resolve, 5));
+    const splice = live[before];
+    while (splice.bytesUp < 200_004) await new Promise((resolve) => setTimeout(resolve, 5));
+    // Both directions are quiet now, the connection still open: no 64 KiB buffer stays with it.
+    expect(splice.readBuffersHeld).toBe(0);
+    client.destroy();
+    backSockets.get(id)?.destroy();
+    backSockets.delete(id);
+    flows.delete(id);
+  });
 
   /** Runs one flow through the front splice; whether each direction arrived intact. */
   async function runFlow(flow: Flow): Promise<{ up: boolean; down: boolean }> {

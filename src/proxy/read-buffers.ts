@@ -14,9 +14,13 @@
  * - the landing buffer, one per process, shared by every socket not moving bulk data. What lands
  *   there is copied out (a small copy from Node's buffer pool) before the callback returns, so it
  *   is free again for the next read of any socket;
- * - private buffers, from a pool, lent to a direction while it moves chunks larger than
- *   `COPY_LIMIT`. A chunk read into one is written out as it is, without a copy; the direction stops
- *   reading while that write is pending, so the buffer is never overwritten while a write holds it.
+ * - private buffers, from a pool, lent to a direction after a read larger than `COPY_LIMIT`, and
+ *   kept while its reads fill it (more is waiting) or its last write is pending; a short read whose
+ *   write is done gives it back, so a connection that goes quiet after a bulk transfer holds none
+ *   (unless its last read happened to fill the buffer exactly: then the next read, or the close,
+ *   gives it back).
+ *   A chunk read into one is written out as it is, without a copy; the direction stops reading
+ *   while that write is pending, so the buffer is never overwritten while a write holds it.
  */
 import { Socket } from 'node:net';
 

@@ -175,12 +175,20 @@ export class Splice {
       return;
     }
     for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) this.receivedOwned(socket, chunk);
-    if (!(socket === this.client ? this.upHeld : this.downHeld)) socket.resume();
+    // read() restarts the handle's reading once the readable buffer is empty, even after a pause
+    // by receivedOwned(): settle it here, held or not.
+    if (socket === this.client ? this.upHeld : this.downHeld) socket.pause();
+    else socket.resume();
   }
 
   /** Undefined while the connection is open. */
   get reason(): SpliceEnd | undefined {
     return this.endReason;
+  }
+
+  /** Private read buffers (64 KiB each) this connection holds now: 0 while no bulk transfer is under way. */
+  get readBuffersHeld(): number {
+    return (this.upBuffer === undefined ? 0 : 1) + (this.downBuffer === undefined ? 0 : 1);
   }
 
   /** Bytes held in this process for the connection: both sockets' read and write buffers. */
@@ -213,16 +221,17 @@ export class Splice {
       buffer.copy(chunk, 0, 0, nread);
     }
     const held = this.forward(up, chunk);
-    if (nread > COPY_LIMIT) {
-      own ??= takeBuffer();
-      chooseNextBuffer(own);
-    } else if (own !== undefined) {
-      if (held && buffer === own) {
-        chooseNextBuffer(own); // still queued on the writer: keep it, read into it after 'drain'
+    const full = nread === buffer.length;
+    if (buffer === own) {
+      if (held || full) {
+        chooseNextBuffer(own); // still queued on the writer (read into it after 'drain'), or more is waiting
       } else {
-        giveBack(own); // nothing queued refers to it: a small chunk goes back to the landing buffer
+        giveBack(own); // a short read whose write is done: the flow caught up, an idle connection keeps no buffer
         own = undefined;
       }
+    } else if (full || nread > COPY_LIMIT) {
+      own = takeBuffer(); // a large read into the landing buffer: bulk is flowing, the next read goes into our own
+      chooseNextBuffer(own);
     }
     if (up) this.upBuffer = own;
     else this.downBuffer = own;
