@@ -131,8 +131,11 @@ describe('many splices sharing the read buffers, behind stop-and-go peers', () =
         const id = first.readUInt32BE(0);
         const flow = flows.get(id) as Flow;
         if (flow.keepOpen === true) backSockets.set(id, socket);
-        const reading = new Promise<void>((resolve) => setTimeout(resolve, flow.backendReadsAfterMs ?? 0));
-        backendGot.set(id, reading.then(() => stopAndGoReader(socket, flow.backendPauses)));
+        const delay = flow.backendReadsAfterMs;
+        // Without a delay the reader attaches now: with nothing after the header, 'end' may follow at once.
+        // With one, 'end' cannot come before the bytes it waits behind are read, so attaching later is safe.
+        if (delay === undefined) backendGot.set(id, stopAndGoReader(socket, flow.backendPauses));
+        else backendGot.set(id, new Promise<void>((resolve) => setTimeout(resolve, delay)).then(() => stopAndGoReader(socket, flow.backendPauses)));
         void writePieces(socket, flow.down, flow.downSizes, flow.backendWritePauses, flow.keepOpen !== true);
       };
       socket.on('readable', onReadable);

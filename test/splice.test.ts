@@ -222,6 +222,37 @@ describe('idle timeout', () => {
       expect(clientRest.length + backendRest.length).toBe(0);
       const [record] = await idleLog.waitForAccess(1);
       expect(record).toMatchObject({ end: 'idle-timeout', bytesUp: 23 });
+      expect(record.durationMs as number).toBeGreaterThanOrEqual(500); // never before the timeout
+    } finally {
+      await idle.close(0);
+      await idleServer.close();
+    }
+  });
+
+  it('keeps a connection open while bytes move more often than the timeout, either way, then closes it once they stop', async () => {
+    const idleServer = await startServer();
+    const idleLog = captureLog();
+    const idle = await startBalancer(
+      configOf(proxyService([backend('b1', idleServer.port)], { timeouts: { connect: 3000, idle: 500, queue: 1000, drain: 1000 } })),
+      { logger: idleLog.logger },
+    );
+    try {
+      const client = await connectClient(idle.address('svc').port);
+      const clientGot = readAll(client);
+      client.write('u');
+      const backendSide = await idleServer.nextConnection();
+      const backendGot = readAll(backendSide);
+      // Twelve beats 150 ms apart (1.8 s, over three timeouts), alternating direction.
+      for (let beat = 0; beat < 12; beat++) {
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        if (beat % 2 === 0) backendSide.write('d');
+        else client.write('u');
+      }
+      expect(idleLog.access()).toHaveLength(0); // still open
+      const [record] = await idleLog.waitForAccess(1);
+      expect(record).toMatchObject({ end: 'idle-timeout', bytesUp: 7, bytesDown: 6 });
+      expect((await clientGot).toString()).toBe('dddddd');
+      expect((await backendGot).toString()).toBe('uuuuuuu');
     } finally {
       await idle.close(0);
       await idleServer.close();

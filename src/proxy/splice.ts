@@ -17,9 +17,9 @@
  *   chunk is copied out of the shared landing buffer, a large one is written from the direction's
  *   private buffer, which is not read into again until that write has completed. Where this Node
  *   cannot adopt an accepted socket, that side reads with 'data' events under the same rule.
- * - Idle timeout: one Node socket timer on the client socket, refreshed by Node itself on every
- *   read and write. Every byte moved in either direction is a read or a write on the client
- *   socket, so it sees all the connection's activity: no timer per chunk, no second timer.
+ * - Idle timeout: every byte moved is first read by the splice, which stamps `lastActive`; one
+ *   process-wide sweeper (src/proxy/idle-sweeper.ts) ends connections quiet for their timeout.
+ *   No timer per connection, none per chunk.
  *
  * The per-chunk path is `Splice.received()` / `forward()` and nothing else: no logging, no
  * allocation but a small copy or a view of the chunk. Every listener is a module function shared
@@ -27,6 +27,8 @@
  * two sockets and this object, and no closures.
  */
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { idleSweeper, type IdleWatched } from './idle-sweeper.js';
 import { adoptUserBuffer, chooseNextBuffer, COPY_LIMIT, giveBack, readsWith, takeBuffer, type ReadCallback } from './read-buffers.js';
 
 /** How a spliced connection ended (the splice's part of the access log's `end`). */
@@ -102,10 +104,6 @@ function onSocketClose(this: Socket): void {
   spliceOf(this).socketClosed();
 }
 
-function onClientTimeout(this: Socket): void {
-  spliceOf(this).destroy('idle-timeout');
-}
-
 /**
  * Sends a FIN to `to` once what is queued for it is written. Pre: its peer sent its own FIN.
  * When `to` has already read its peer's FIN and has nothing queued, closing it sends the same FIN
@@ -116,7 +114,7 @@ function forwardFin(to: Socket): void {
   else to.end();
 }
 
-export class Splice {
+export class Splice implements IdleWatched {
   /** Bytes read from the client (and queued to the backend). */
   bytesUp = 0;
   /** Bytes read from the backend (and queued to the client). */
@@ -134,6 +132,9 @@ export class Splice {
   /** The direction's last chunk is still queued on its writer: its reader is stopped until 'drain'. */
   private upHeld = false;
   private downHeld = false;
+  /** performance.now() of the last read either way (IdleWatched). */
+  lastActive = performance.now();
+  readonly idleTimeoutMs: number;
 
   /**
    * Pre: both sockets connected, created with `allowHalfOpen: true` and a writable high-water mark
@@ -160,10 +161,8 @@ export class Splice {
     backend.on('error', onSocketError);
     client.on('close', onSocketClose);
     backend.on('close', onSocketClose);
-    if (options.idleTimeoutMs > 0) {
-      client.setTimeout(options.idleTimeoutMs);
-      client.on('timeout', onClientTimeout);
-    }
+    this.idleTimeoutMs = options.idleTimeoutMs;
+    if (this.idleTimeoutMs > 0) idleSweeper.watch(this);
     this.startReading(client);
     this.startReading(backend);
   }
@@ -211,6 +210,7 @@ export class Splice {
    * most COPY_LIMIT bytes when `buffer` is the landing one.
    */
   received(from: Socket, nread: number, buffer: Buffer): boolean {
+    this.lastActive = performance.now();
     const up = from === this.client;
     let own = up ? this.upBuffer : this.downBuffer;
     let chunk: Buffer;
@@ -240,6 +240,7 @@ export class Splice {
 
   /** A chunk Node allocated ('data' events, or bytes a PROXY header reader put back): no buffer to manage. */
   receivedOwned(from: Socket, chunk: Buffer): void {
+    this.lastActive = performance.now();
     if (this.forward(from === this.client, chunk)) from.pause();
   }
 
@@ -273,8 +274,14 @@ export class Splice {
     return undefined;
   }
 
+  /** IdleWatched: quiet for the idle timeout. */
+  idleExpired(): void {
+    this.destroy('idle-timeout');
+  }
+
   /** `to` wrote everything queued: the direction that feeds it may read again. */
   drained(to: Socket): void {
+    this.lastActive = performance.now(); // a pending write finished: bytes moved
     if (to === this.backend) {
       if (!this.upHeld) return;
       this.upHeld = false;
@@ -317,7 +324,7 @@ export class Splice {
   /** Both closed: no write refers to the private buffers any more; they go back to the pool. */
   socketClosed(): void {
     if (++this.closed < 2) return;
-    this.client.setTimeout(0);
+    idleSweeper.unwatch(this);
     if (this.upBuffer !== undefined) giveBack(this.upBuffer);
     if (this.downBuffer !== undefined) giveBack(this.downBuffer);
     this.upBuffer = this.downBuffer = undefined;
