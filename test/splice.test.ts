@@ -206,13 +206,19 @@ describe('backpressure', () => {
 });
 
 describe('idle timeout', () => {
-  it('closes a connection on which no byte moves, and logs it', async () => {
+  /** A balancer with a 500 ms idle timeout in front of a fresh backend, and its log. */
+  async function idleSetup(): Promise<{ idleServer: TestServer; idleLog: CapturedLog; idle: Balancer }> {
     const idleServer = await startServer();
     const idleLog = captureLog();
     const idle = await startBalancer(
       configOf(proxyService([backend('b1', idleServer.port)], { timeouts: { connect: 3000, idle: 500, queue: 1000, drain: 1000 } })),
       { logger: idleLog.logger },
     );
+    return { idleServer, idleLog, idle };
+  }
+
+  it('closes a connection on which no byte moves, and logs it', async () => {
+    const { idleServer, idleLog, idle } = await idleSetup();
     try {
       const client = await connectClient(idle.address('svc').port);
       client.write('one chunk, then silence');
@@ -230,12 +236,7 @@ describe('idle timeout', () => {
   });
 
   it('keeps a connection open while bytes move more often than the timeout, either way, then closes it once they stop', async () => {
-    const idleServer = await startServer();
-    const idleLog = captureLog();
-    const idle = await startBalancer(
-      configOf(proxyService([backend('b1', idleServer.port)], { timeouts: { connect: 3000, idle: 500, queue: 1000, drain: 1000 } })),
-      { logger: idleLog.logger },
-    );
+    const { idleServer, idleLog, idle } = await idleSetup();
     try {
       const client = await connectClient(idle.address('svc').port);
       const clientGot = readAll(client);
