@@ -385,11 +385,12 @@ describe('workers: 2', () => {
     expect(cluster.run.stderr()).toBe('');
   }, TIMEOUT);
 
-  it("Ctrl-C: SIGINT to the whole group is the primary's to act on; workers keep serving until told to drain", async () => {
+  it("Ctrl-C or hang-up: SIGINT and SIGHUP to the whole group are the primary's to act on; workers keep serving until told to drain", async () => {
     const b1 = await named('b1');
     const port = await freePort();
     const cluster = await startCluster({ services: [service('svc', port, [{ name: 'b1', port: b1.port }])] });
     for (const pid of cluster.pids.values()) process.kill(pid, 'SIGINT');
+    for (const pid of cluster.pids.values()) process.kill(pid, 'SIGHUP');
     for (const id of WORKERS) await onlyWorker(cluster, id, async () => expect((await greeting(port)).name).toBe('b1'));
     const open = await connectClient(port);
     expect(await readLine(open)).toBe('b1');

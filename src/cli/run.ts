@@ -20,7 +20,7 @@ import { createLogger, formatAddress } from '../proxy/access-log.js';
 import { startBalancer, type Balancer } from '../proxy/balancer.js';
 import { startAdmin, type AdminServer } from '../admin/server.js';
 import { runPrimary, workerCount } from '../cluster/main.js';
-import { clusterLogger, largestDrain, problemsOf, runWorker } from '../cluster/worker.js';
+import { clusterLogger, largestDrain, problemsOf, runWorker, WORKER_SLOT_ENV } from '../cluster/worker.js';
 import { EXIT_FAILURE, fail } from './common.js';
 
 interface RunOptions {
@@ -34,7 +34,9 @@ export function flushLogger(logger: Logger): Promise<void> {
 
 
 export async function run(file: string, given?: Logger): Promise<void> {
-  if (cluster.isWorker) {
+  // A worker forked by an l4lb primary (which sets WORKER_SLOT_ENV); under someone else's cluster
+  // (pm2's cluster mode, say) l4lb runs as a single process, as before.
+  if (cluster.isWorker && process.env[WORKER_SLOT_ENV] !== undefined) {
     runWorker();
     return;
   }

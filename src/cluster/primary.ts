@@ -136,10 +136,16 @@ export class ClusterPrimary {
     if (slot.worker !== worker) return;
     switch (message.type) {
       case 'hello':
+        if (this.stopping) {
+          // Forked (a restart) before a stop whose message it could not hear yet: it must not start serving.
+          this.send(slot, { type: 'stop', drainMs: 0 });
+          return;
+        }
         slot.running = this.config;
         this.send(slot, { type: 'start', config: this.config, statuses: this.authority.shared() });
         return;
       case 'started':
+        if (this.stopping) this.send(slot, { type: 'stop', drainMs: 0 }); // started as the stop went out
         slot.started = true;
         this.logger.info({ worker: slot.id, pid: worker.process.pid }, 'worker started');
         slot.ready?.resolve(message);
@@ -327,7 +333,9 @@ export class ClusterPrimary {
             resolve();
             return;
           }
-          slot.drained = resolve;
+          // A second stop waits with the first: both resolve when the worker reports it has drained.
+          const earlier = slot.drained;
+          slot.drained = earlier === undefined ? resolve : () => (earlier(), resolve());
           this.send(slot, { type: 'stop', drainMs: again ? 0 : drainMs });
         }),
     );

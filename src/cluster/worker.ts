@@ -123,7 +123,10 @@ export function runWorker(): void {
     if (!isPrimaryMessage(message)) return;
     handle(message).catch((error: unknown) => logger.error({ error: problemsOf(error) }, 'worker: internal error'));
   });
+  // Signals sent to the whole process group (a terminal's Ctrl-C or hang-up, a supervisor) are the
+  // primary's to act on: it drains or reloads every worker itself.
   process.on('SIGINT', () => undefined);
+  process.on('SIGHUP', () => undefined);
   process.on('SIGTERM', () => stop(config === undefined ? 0 : largestDrain(config)));
   send({ type: 'hello' });
 }
