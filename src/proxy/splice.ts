@@ -206,8 +206,9 @@ export class Splice implements IdleWatched {
   /**
    * `nread` bytes were read from `from` into `buffer` (ours: the landing buffer or the direction's
    * private one). Post: they are queued on the other socket; the buffer for the next read is
-   * chosen; false (stop reading) if the write is still pending. Cost: one write, plus a copy of at
-   * most COPY_LIMIT bytes when `buffer` is the landing one.
+   * chosen; false (stop reading) if the write is still pending. Cost: one write, plus a copy when
+   * `buffer` is the landing one: small chunks, and the one large read that starts a bulk flow
+   * (after it the direction reads into its own buffer).
    */
   received(from: Socket, nread: number, buffer: Buffer): boolean {
     this.lastActive = performance.now();
@@ -221,15 +222,14 @@ export class Splice implements IdleWatched {
       buffer.copy(chunk, 0, 0, nread);
     }
     const held = this.forward(up, chunk);
-    const full = nread === buffer.length;
     if (buffer === own) {
-      if (held || full) {
+      if (held || nread === buffer.length) {
         chooseNextBuffer(own); // still queued on the writer (read into it after 'drain'), or more is waiting
       } else {
         giveBack(own); // a short read whose write is done: the flow caught up, an idle connection keeps no buffer
         own = undefined;
       }
-    } else if (full || nread > COPY_LIMIT) {
+    } else if (nread > COPY_LIMIT) {
       own = takeBuffer(); // a large read into the landing buffer: bulk is flowing, the next read goes into our own
       chooseNextBuffer(own);
     }
