@@ -7,7 +7,7 @@ import { afterEach, expect, it } from 'vitest';
 import { connect } from 'node:net';
 import { isLbError } from '../src/errors.js';
 import { startBalancer } from '../src/proxy/index.js';
-import type { Lookup } from '../src/proxy/plan.js';
+import type { Lookup } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog } from './helpers/log.js';
 import { startNamedServer, type TestServer } from './helpers/net.js';

@@ -1,15 +1,16 @@
 /**
- * The pure parts of `workers: N` (issue 7): the worker count, the stats sum over workers, the
- * worker's HealthLink (what it sends, what it keeps), and the seam in the balancer: with a link,
- * a balancer runs no health checks, sends its passive observations away and applies the verdicts
+ * The pure parts of `workers: N`: the worker count, the stats sum over workers, the worker's
+ * PrimaryVerdicts (what it sends, what it keeps), and the seam in the balancer: following the
+ * primary, a balancer runs no health checks, sends its passive observations away and applies the verdicts
  * it is given — the same backend for the same client as the process that decided them.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { workerCount } from '../src/cluster/main.js';
-import { WorkerHealthLink } from '../src/cluster/link.js';
+import { workerCount } from '../src/runtime/settings.js';
+import { PrimaryVerdicts } from '../src/cluster/link.js';
 import { mergeStats, noRejections, retire } from '../src/cluster/stats.js';
 import type { WorkerMessage } from '../src/cluster/messages.js';
-import { startBalancer, type Balancer, type ServiceStatusStats, type SharedStatus } from '../src/proxy/balancer.js';
+import { startBalancer, type Balancer, type ServiceStatusStats } from '../src/proxy/index.js';
+import { ServiceState, type SharedStatus } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog } from './helpers/log.js';
 import { connectClient, freePort, peerClosed, readLine, startNamedServer, type TestServer } from './helpers/net.js';
@@ -89,10 +90,10 @@ describe('mergeStats', () => {
   });
 });
 
-describe('WorkerHealthLink', () => {
+describe('PrimaryVerdicts', () => {
   it('sends every failure at once, a success only after a failure, and nothing on the healthy path', () => {
     const sent: WorkerMessage[] = [];
-    const link = new WorkerHealthLink((message) => sent.push(message));
+    const link = new PrimaryVerdicts((message) => sent.push(message));
     link.observe('svc', 'b1', true);
     link.observe('svc', 'b1', true);
     expect(sent).toEqual([]);
@@ -108,22 +109,29 @@ describe('WorkerHealthLink', () => {
     ]);
   });
 
-  it('keeps the latest full snapshot and tells subscribers until they unsubscribe', () => {
-    const link = new WorkerHealthLink(() => undefined);
-    const seen: number[] = [];
-    const off = link.subscribe((statuses) => seen.push(statuses.length));
-    const status: SharedStatus = { service: 'svc', backend: 'b1', health: 'down', admin: 'active', reason: 'r', since: 's', usableForMs: null };
-    link.apply([status]);
+  it('keeps the latest full snapshot and applies it to the service states that follow it, until they stop', async () => {
+    const link = new PrimaryVerdicts(() => undefined);
+    const config = proxyService([backend('b1', 1)]);
+    const addresses = config.backends.map(({ name, address }) => ({ name, address }));
+    const state = new ServiceState('svc', { verdicts: link.sources });
+    state.update(config, addresses);
+    const status: SharedStatus = { service: 'svc', backend: 'b1', health: 'down', admin: 'draining', reason: 'r', since: 's', usableForMs: null };
+    link.apply([status, { ...status, service: 'other', admin: 'maintenance' }]);
     expect(link.current('svc', 'b1')).toEqual(status);
+    expect(state.statuses.get('b1')).toMatchObject({ health: 'down', admin: 'draining', reason: 'r' });
     link.apply([]);
     expect(link.current('svc', 'b1')).toBeUndefined();
-    off();
-    link.apply([status]);
-    expect(seen).toEqual([1, 0]);
+    await state.stop();
+    link.apply([{ ...status, health: 'up', admin: 'active' }]);
+    expect(state.statuses.get('b1')).toMatchObject({ health: 'down', admin: 'draining' });
+    // A new state for the service starts from the snapshot the link holds.
+    const fresh = new ServiceState('svc', { verdicts: link.sources });
+    fresh.update(config, addresses);
+    expect(fresh.statuses.get('b1')).toMatchObject({ health: 'up', admin: 'active' });
   });
 });
 
-describe('a balancer with a HealthLink', () => {
+describe('a balancer that follows the primary', () => {
   async function named(name: string): Promise<TestServer> {
     const server = await startNamedServer(name);
     cleanups.push(() => server.close());
@@ -134,17 +142,17 @@ describe('a balancer with a HealthLink', () => {
     const b1 = await named('b1');
     const dead = await freePort();
     const sent: WorkerMessage[] = [];
-    const link = new WorkerHealthLink((message) => sent.push(message));
+    const link = new PrimaryVerdicts((message) => sent.push(message));
     const down = (backendName: string): SharedStatus => ({ service: 'svc', backend: backendName, health: 'down', admin: 'active', reason: 'primary says so', since: 'then', usableForMs: null });
     link.apply([down('b2')]); // known before start: b2 starts down
     const log = captureLog();
-    // A health check every 50 ms against a dead port: with a link it must never run.
+    // A health check every 50 ms against a dead port: following the primary it must never run.
     const service = proxyService([backend('b1', b1.port), backend('b2', dead)], {
       balance: 'roundrobin',
       hashKey: 'source-ip',
       healthCheck: { type: 'tcp', interval: 50, timeout: 50, rise: 1, fall: 1, initial: 'up' },
     });
-    const balancer: Balancer = await startBalancer(configOf(service), { logger: log.logger, link });
+    const balancer: Balancer = await startBalancer(configOf(service), { logger: log.logger, verdicts: link.sources });
     cleanups.push(() => balancer.close(0));
     const port = balancer.address('svc').port;
     for (let i = 0; i < 4; i++) {

@@ -13,7 +13,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { loadConfig, type ProxyServiceConfig } from '../src/config/index.js';
 import { createPicker, type Algorithm } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
-import { slotHashOf } from '../src/proxy/plan.js';
+import { slotHashOf } from '../src/services/index.js';
 import { startBackendProcess, type BackendProcess } from './helpers/backend-process.js';
 import { startCli, type CliChild } from './helpers/child.js';
 import { connectClient, freePort, readAll, readLine, startEchoServer, startNamedServer, startServer, waitUntil, type TestServer } from './helpers/net.js';

@@ -1,5 +1,5 @@
 /**
- * The health gate in front of the chooser (src/proxy/gate.ts), driven through a real balancer:
+ * The health gate in front of the chooser (src/services/gate.ts), driven through a real balancer:
  * admin states, Maglev affinity (a drained backend's clients go to the picker's next candidate —
  * checked against the hashing core as an oracle — and nobody else moves), backups only when no
  * primary is usable, slow start holding back a backend that just came back, onDown close vs keep,
@@ -7,11 +7,12 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { admissionDraw, slowStartFraction } from '../src/proxy/health.js';
+import { admissionDraw, slowStartFraction } from '../src/services/index.js';
 import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
-import { slotHashOf } from '../src/proxy/plan.js';
-import { startBalancer, type Balancer, type HealthChange } from '../src/proxy/index.js';
+import { slotHashOf } from '../src/services/index.js';
+import { startBalancer, type Balancer } from '../src/proxy/index.js';
+import type { HealthChange } from '../src/services/index.js';
 import type { BackendConfig, ProxyServiceConfig } from '../src/config/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog } from './helpers/log.js';

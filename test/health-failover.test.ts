@@ -12,7 +12,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CheckEvent, HealthChange } from '../src/proxy/index.js';
+import type { CheckEvent, HealthChange } from '../src/services/index.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
 import { startBackendProcess, type BackendProcess } from './helpers/backend-process.js';
 import { backend, configOf, proxyService } from './helpers/config.js';

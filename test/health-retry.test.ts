@@ -1,5 +1,5 @@
 /**
- * Retries through the health gate (src/proxy/gate.ts, src/proxy/connection.ts): the connect
+ * Retries through the health gate (src/services/gate.ts, src/proxy/connection.ts): the connect
  * failure that marks a backend down must not make the same connection lose its retry or skip a
  * candidate. A retry asks for the first usable candidate in the key's own order that this
  * connection has not tried (HAProxy's `chash_get_server_hash(…, avoid)`), whatever the failure
@@ -8,7 +8,7 @@
 import { afterEach, expect, it } from 'vitest';
 import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
-import { slotHashOf } from '../src/proxy/plan.js';
+import { slotHashOf } from '../src/services/index.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
 import type { HealthCheckConfig } from '../src/config/health.js';
 import type { ProxyServiceConfig } from '../src/config/index.js';

@@ -21,7 +21,7 @@ import { loadConfig, type DsrServiceConfig, type ProxyServiceConfig } from '../s
 import { planDirector } from '../src/dsr/index.js';
 import { nftJhashSlot } from '../src/hashing/jhash.js';
 import { flowKey } from '../src/hashing/keys.js';
-import { buildPlan } from '../src/proxy/plan.js';
+import { buildPlan, resolveBackends, ServiceLoads } from '../src/services/index.js';
 
 const REPO = new URL('..', import.meta.url).pathname;
 const LAB = `${REPO}lab/`;
@@ -183,7 +183,7 @@ describe.skipIf(missing !== undefined && !mustRun)(`DSR lab${missing ? ` (skippe
           timeouts: { connect: 1000, idle: 1000, queue: 1000, drain: 1000 },
           backends: service.backends,
         };
-        const proxy = await buildPlan(proxyConfig, 'web-proxy', new Map());
+        const proxy = buildPlan(proxyConfig, await resolveBackends(proxyConfig, 'web-proxy'), new ServiceLoads());
         const firstPort = 26000;
         const probe = run('ip', ['netns', 'exec', env.CLIENT_NS, 'node', `${LAB}client.mjs`, 'probe', env.VIP, env.PORT, String(firstPort), String(AGREEMENT_FLOWS), '16']);
         expect(probe.status, probe.stderr).toBe(0);

@@ -6,7 +6,8 @@
 import parsePrometheusTextFormat, { type PrometheusFamily } from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAdmin, type AdminServer } from '../src/admin/server.js';
-import { startBalancer, type Balancer, type CheckEvent } from '../src/proxy/index.js';
+import { startBalancer, type Balancer } from '../src/proxy/index.js';
+import type { CheckEvent } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
 import { connectClient, freePort, readAll, startNamedServer, type TestServer } from './helpers/net.js';

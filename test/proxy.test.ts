@@ -8,8 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { BackendConfig, DsrServiceConfig, ProxyServiceConfig } from '../src/config/index.js';
 import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
-import { startBalancer, type Balancer } from '../src/proxy/balancer.js';
-import { slotHashOf } from '../src/proxy/plan.js';
+import { startBalancer, type Balancer } from '../src/proxy/index.js';
+import { slotHashOf } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
 import { connectClient, peerClosed, freePort, readAll, readLine, startBlackhole, startNamedServer, startServer, waitUntil, type TestServer } from './helpers/net.js';
@@ -254,7 +254,7 @@ describe('start-up and shutdown', () => {
     cleanups.push(() => balancer.close(0));
     expect(balancer.stats().map((service) => service.name)).toEqual(['svc']);
     expect(await log.waitFor((record) => record.service === 'web')).toMatchObject({ msg: 'dsr service: rendered by `l4lb dsr`, not proxied by `l4lb run`' });
-    expect(() => balancer.address('web')).toThrow(/no proxy service named "web"/);
+    expect(() => balancer.address('web')).toThrow(/no service "web"/);
   });
 
   it('close(drain) stops accepting, lets open connections finish, then ends the rest', async () => {

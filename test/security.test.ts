@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProxyServiceConfig } from '../src/config/index.js';
-import { startBalancer, type Balancer, type ServiceStats } from '../src/proxy/balancer.js';
+import { startBalancer, type Balancer, type ServiceStats } from '../src/proxy/index.js';
 import { encodeForConnection, encodeV2, type ConnectionEndpoints } from '../src/proxy-protocol/index.js';
 import type { Rejection } from '../src/proxy/rejections.js';
 import { backend, proxyService } from './helpers/config.js';

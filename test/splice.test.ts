@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBalancer, type Balancer } from '../src/proxy/balancer.js';
+import { startBalancer, type Balancer } from '../src/proxy/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
 import { closed, connectClient, readAll, readBytes, startServer, waitUntil, writeChunked, type TestServer } from './helpers/net.js';

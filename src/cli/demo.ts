@@ -14,10 +14,10 @@ import { createPicker } from '../hashing/index.js';
 import { flowKey } from '../hashing/keys.js';
 import { createLogger } from '../proxy/access-log.js';
 import { startBalancer, type Balancer } from '../proxy/balancer.js';
-import { slotHashOf } from '../proxy/plan.js';
+import { slotHashOf } from '../services/index.js';
 import { ListenError } from '../proxy/service.js';
 import { EXIT_FAILURE, fail, invalid } from './common.js';
-import { flushLogger } from './run.js';
+import { flushLogger } from '../runtime/lifecycle.js';
 
 export const DEMO_BACKENDS = ['alpha', 'bravo', 'charlie'] as const;
 const TABLE_SIZE = 65537;

@@ -12,7 +12,8 @@ import { loadConfig } from '../config/index.js';
 import { formatEndpoint } from '../config/index.js';
 import { LbError } from '../errors.js';
 import type { AdminState } from '../config/health.js';
-import type { BackendStatusStats, ServiceStatusStats, StateResult } from '../proxy/index.js';
+import type { BackendStatusStats, ServiceStatusStats } from '../proxy/index.js';
+import type { StateResult } from '../services/index.js';
 import { EXIT_FAILURE, EXIT_USAGE, fail } from './common.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9900';

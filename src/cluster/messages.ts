@@ -6,7 +6,8 @@
  * workers push back what only they see (passive observations) and answer requests by `id`.
  */
 import type { Config, Endpoint } from '../config/index.js';
-import type { ServiceStatusStats, SharedStatus } from '../proxy/balancer.js';
+import type { ServiceStatusStats } from '../proxy/index.js';
+import type { SharedStatus } from '../services/index.js';
 
 /** Primary → worker. */
 export type PrimaryMessage =

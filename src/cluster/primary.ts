@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { LbError } from '../errors.js';
-import type { ServiceStatusStats } from '../proxy/balancer.js';
+import type { ServiceStatusStats } from '../proxy/index.js';
 import type { HealthAuthority } from './authority.js';
 import { isWorkerMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 import { mergeStats, retire } from './stats.js';
@@ -30,6 +30,10 @@ export class ReloadRefused extends LbError {
   constructor(readonly problems: readonly string[]) {
     super('LB_ERR_CONFIG', problems.join('\n'));
     this.name = 'ReloadRefused';
+  }
+
+  override lines(): string[] {
+    return [...this.problems];
   }
 }
 

@@ -6,8 +6,7 @@
  * 0) and added to every later sum, so the totals /metrics turns into Prometheus counters do not
  * fall back when a worker is restarted (they miss only what it counted after its last report).
  */
-import type { BackendStatusStats, ServiceStatusStats } from '../proxy/balancer.js';
-import { REJECTIONS, type Rejection } from '../proxy/index.js';
+import { REJECTIONS, type BackendStatusStats, type Rejection, type ServiceStatusStats } from '../proxy/index.js';
 
 type Counted = Pick<ServiceStatusStats, 'current' | 'queued' | 'total' | 'refused' | 'bytesUp' | 'bytesDown' | 'buffered'>;
 type BackendCounted = Pick<BackendStatusStats, 'current' | 'total' | 'failures' | 'bytesUp' | 'bytesDown'>;

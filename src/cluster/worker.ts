@@ -1,7 +1,7 @@
 /**
- * A cluster worker (issue 7): runs the balancer on the configuration the primary sends, on the
+ * A cluster worker: runs the balancer on the configuration the primary sends, on the
  * listeners node:cluster shares (SCHED_NONE: the kernel hands each connection to one worker's
- * accept), with health and admin state applied from the primary (WorkerHealthLink). Its log lines,
+ * accept), with health and admin state applied from the primary (PrimaryVerdicts). Its log lines,
  * access log included, carry `worker: <slot>`.
  *
  * Signals: the primary drives stopping (`stop`); SIGINT (a terminal's Ctrl-C reaches the whole
@@ -10,48 +10,33 @@
  */
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
-import { isLbError } from '../errors.js';
-import { ConfigError, type Config } from '../config/index.js';
-import { createLogger } from '../proxy/access-log.js';
-import { startBalancer, type Balancer } from '../proxy/balancer.js';
-import { WorkerHealthLink } from './link.js';
+import type { Config } from '../config/index.js';
+import { problemsOf } from '../errors.js';
+import { createLogger, startBalancer, type Balancer } from '../proxy/index.js';
+import { largestDrain } from '../runtime/settings.js';
+import { PrimaryVerdicts } from './link.js';
 import { isPrimaryMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 
 /** The worker's slot (1..N) the primary set in its environment; a restarted worker keeps its slot. */
 export const WORKER_SLOT_ENV = 'L4LB_WORKER';
 
-/** The largest `timeouts.drain` of the proxy services: how long a stop lets connections finish. */
-export function largestDrain(config: Config): number {
-  let drain = 0;
-  for (const service of config.services) if (service.mode === 'proxy') drain = Math.max(drain, service.timeouts.drain);
-  return drain;
-}
-
-/** Why a configuration was refused, as a list of lines (every problem of the file). */
-export function problemsOf(error: unknown): string[] {
-  if (error instanceof ConfigError) return error.lines();
-  if (isLbError(error)) return [error.message];
-  return [`internal error: ${error instanceof Error ? error.message : String(error)}`];
-}
-
 /**
  * The process logger (batched writes of whole lines, at most PIPE_BUF bytes each, so lines from
- * several processes sharing stdout cannot interleave), with the worker's fields bound.
+ * several processes sharing stdout cannot interleave), with the worker's slot bound.
  */
-export function clusterLogger(fields: Record<string, number> = {}): Logger {
-  const logger = createLogger();
-  return Object.keys(fields).length === 0 ? logger : logger.child(fields);
+function workerLogger(slot: number): Logger {
+  return createLogger().child({ worker: slot });
 }
 
 export function runWorker(): void {
   const slot = Number(process.env[WORKER_SLOT_ENV] ?? cluster.worker?.id ?? 0);
-  const logger = clusterLogger({ worker: slot });
+  const logger = workerLogger(slot);
   const send = (message: WorkerMessage, then?: () => void): void => {
     // With a callback a failed send (the primary gone) is not an 'error' event; the worker exits on 'disconnect'.
     if (process.connected) process.send?.(message, undefined, {}, () => then?.());
     else then?.();
   };
-  const link = new WorkerHealthLink(send);
+  const verdicts = new PrimaryVerdicts(send);
   let balancer: Balancer | undefined;
   let config: Config | undefined;
   let stopping = false;
@@ -75,9 +60,9 @@ export function runWorker(): void {
   const handle = async (message: PrimaryMessage): Promise<void> => {
     switch (message.type) {
       case 'start': {
-        link.apply(message.statuses);
+        verdicts.apply(message.statuses);
         try {
-          balancer = await startBalancer(message.config, { logger, link });
+          balancer = await startBalancer(message.config, { logger, verdicts: verdicts.sources });
         } catch (error) {
           send({ type: 'failed', problems: problemsOf(error) }, () => process.exit(1));
           return;
@@ -87,7 +72,7 @@ export function runWorker(): void {
         return;
       }
       case 'health':
-        link.apply(message.statuses);
+        verdicts.apply(message.statuses);
         return;
       case 'reload': {
         const running = balancer;

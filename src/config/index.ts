@@ -9,3 +9,4 @@ export { configSchema } from './schema.js';
 export { DEFAULTS, LIMITS } from './defaults.js';
 export { parseDuration, formatDuration, MAX_DURATION_MS } from './durations.js';
 export { parseEndpoint, parseAddress, formatEndpoint, endpointsOverlap, isHostname, type EndpointRule, type HostRule } from './endpoints.js';
+export { ADMIN_STATES, checkSpecOfConfig, type AdminState, type HealthCheckConfig, type OnDown } from './health.js';

@@ -155,7 +155,7 @@ export class ConfigError extends LbError {
   }
 
   /** The formatted lines, one per problem. */
-  lines(): string[] {
+  override lines(): string[] {
     return this.problems.map((problem) => formatProblem(this.file, problem));
   }
 }

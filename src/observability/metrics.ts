@@ -10,7 +10,8 @@
  */
 import { Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client';
 import { ADMIN_STATES } from '../config/health.js';
-import type { Balancer, CheckEvent, ServiceStatusStats } from '../proxy/index.js';
+import type { Balancer, ServiceStatusStats } from '../proxy/index.js';
+import type { CheckEvent } from '../services/index.js';
 
 /**
  * What metrics read: a balancer, or a cluster primary (issue 7) whose stats are the workers'

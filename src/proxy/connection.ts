@@ -14,11 +14,10 @@ import type { ConnectionEndpoints } from '../proxy-protocol/index.js';
 import type { SourceLease } from '../rules/index.js';
 import { formatAddress, roundMs, type AccessRecord, type EndReason } from './access-log.js';
 import type { Waiter } from './limits.js';
-import type { ResolvedBackend, ServicePlan } from './plan.js';
+import type { Flow, ResolvedBackend, ServicePlan } from '../services/index.js';
 import { writeProxyHeader } from './proxy-header.js';
 import { nextReadBuffer } from './read-buffers.js';
 import { Splice, spliceRead, type ClientScreen, type SpliceOptions } from './splice.js';
-import type { Flow } from './strategy.js';
 
 export type ConnectionState = 'accepted' | 'queued' | 'connecting' | 'spliced' | 'ended';
 

@@ -1,6 +1,6 @@
 /**
- * The proxy's front door (issue 3): `startBalancer` and what its callers read — the admin API,
- * metrics, the benchmark and the CLI. Everything else in src/proxy is internal.
+ * The proxy's front door: `startBalancer` and what its callers read — the runtimes, the admin API,
+ * metrics, the benchmark and the CLI. Everything else in src/proxy is the data path's own.
  */
 export {
   startBalancer,
@@ -10,13 +10,8 @@ export {
   type ServiceStats,
   type BackendStatusStats,
   type ServiceStatusStats,
-  type StateResult,
-  type HealthChange,
-  type CheckEvent,
-  type StateChange,
 } from './balancer.js';
-export { createLogger, END_REASON_TEXT, ACCESS_MESSAGE, type AccessRecord, type EndReason } from './access-log.js';
+export { createLogger, formatAddress, END_REASON_TEXT, ACCESS_MESSAGE, type AccessRecord, type EndReason } from './access-log.js';
 export { ListenError, type ListenFailure } from './service.js';
-export { systemLookup, type Lookup } from './plan.js';
 export type { SpliceEnd } from './splice.js';
 export { REJECTIONS, type Rejection } from './rejections.js';

@@ -104,15 +104,6 @@ export class WaitQueue<W extends Waiter> {
   };
 }
 
-/** Live counts of one backend, kept across reloads by name (its open connections outlive a reload). */
-export class BackendCounters {
-  current = 0;
-  total = 0;
-  failures = 0;
-  bytesUp = 0;
-  bytesDown = 0;
-}
-
 /**
  * One service's cumulative counts, kept across reloads by service name: a reload that moves the
  * service's listener makes a new ProxyService, and counters that restarted at 0 would freeze the

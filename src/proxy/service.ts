@@ -13,7 +13,7 @@ import { flowKey } from '../hashing/keys.js';
 import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
 import { ClientConnection, nextCandidate, type ConnectionHost } from './connection.js';
 import { ServiceCounters, WaitQueue } from './limits.js';
-import type { ServicePlan } from './plan.js';
+import type { ServicePlan } from '../services/index.js';
 import { isRejection, type Rejection } from './rejections.js';
 import { SourceGate } from './source-rules.js';
 

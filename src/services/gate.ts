@@ -1,15 +1,15 @@
 /**
- * The health gate (issue 4): the chooser new connections use, the plan's strategy restricted to
- * usable backends (src/proxy/health.ts keeps their state), as gobetween's `balance/middleware/`
+ * The health gate: the chooser new connections use, the plan's strategy restricted to
+ * usable backends (src/services/state.ts keeps their state), as gobetween's `balance/middleware/`
  * filters wrap its balancers. Consistent hashing keeps affinity: the gate walks the picker's own
  * candidate order (`pick(key, attempt)`, HAProxy's `chash_get_server_hash(…, avoid)`) and skips
  * unusable backends; backups only when no primary is usable; slow start by admission (see
- * health.ts). A retry avoids the backends its connection tried by name (src/proxy/connection.ts),
+ * state.ts). A retry avoids the backends its connection tried by name (src/proxy/connection.ts),
  * so a walk rebuilt after a health change cannot send it back to them or past its next candidate.
  */
 import { performance } from 'node:perf_hooks';
 import type { LoadView } from '../hashing/index.js';
-import { admissionDraw, isUsable, slowStartFraction, type ServiceHealth } from './health.js';
+import { admissionDraw, isUsable, slowStartFraction, type ServiceState } from './state.js';
 import type { ResolvedBackend, ServicePlan } from './plan.js';
 import { createChooser, type Chooser, type Flow } from './strategy.js';
 
@@ -46,7 +46,7 @@ export class HealthGate implements Chooser<ResolvedBackend> {
 
   constructor(
     private readonly plan: ServicePlan,
-    private readonly health: ServiceHealth,
+    private readonly health: ServiceState,
     private readonly loads: LoadView,
     private readonly random: () => number = Math.random,
   ) {
@@ -122,6 +122,6 @@ export class HealthGate implements Chooser<ResolvedBackend> {
 }
 
 /** The plan new connections use: `plan` with its chooser gated by `health`, and passive observations wired. */
-export function gatePlan(plan: ServicePlan, health: ServiceHealth, loads: LoadView): ServicePlan {
+export function gatePlan(plan: ServicePlan, health: ServiceState, loads: LoadView): ServicePlan {
   return { ...plan, chooser: new HealthGate(plan, health, loads), observe: (backend, passed) => health.observe(backend, passed) };
 }

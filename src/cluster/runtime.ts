@@ -1,0 +1,88 @@
+/**
+ * The runtime of `workers: N > 1`: this process is a node:cluster primary that holds no proxy
+ * listener of its own. It decides health and admin state once (HealthAuthority) for every worker
+ * (ClusterPrimary), serves the admin API from them (/stats and /metrics summed over workers, state
+ * changes applied here and pushed), and has every worker reload or drain. Workers exit when the
+ * IPC channel closes, so the primary's death takes them with it.
+ */
+import type { Logger } from 'pino';
+import type { AdminTarget } from '../admin/server.js';
+import type { Config } from '../config/index.js';
+import type { Listening, ReloadOutcome, Runtime } from '../runtime/runtime.js';
+import { HealthAuthority } from './authority.js';
+import type { WorkerMessage } from './messages.js';
+import { ClusterPrimary } from './primary.js';
+
+class ClusterRuntime implements Runtime {
+  readonly logFields: Readonly<Record<string, number>>;
+  readonly admin: AdminTarget;
+  private config: Config;
+
+  constructor(
+    config: Config,
+    private readonly authority: HealthAuthority,
+    private readonly primary: ClusterPrimary,
+    private readonly started: Extract<WorkerMessage, { type: 'started' }>,
+    private readonly logger: Logger,
+  ) {
+    this.config = config;
+    this.logFields = { workers: primary.workers };
+    this.admin = {
+      stats: () => primary.stats(),
+      setState: (service, backend, state) => authority.setState(service, backend, state),
+      events: authority.events,
+    };
+  }
+
+  get workers(): number {
+    return this.primary.workers;
+  }
+
+  listening(): Listening[] {
+    return this.started.listening.map(({ service, listen }) => ({
+      service,
+      listen,
+      backends: this.config.services.find((each) => each.name === service)?.backends.length ?? 0,
+    }));
+  }
+
+  async reload(next: Config, previous: Config): Promise<ReloadOutcome> {
+    const refused = await this.primary.reload(next, previous);
+    for (const { worker, problems } of refused) this.logger.error({ worker, problems }, 'worker refused the reload: it still runs the previous configuration');
+    this.config = next;
+    return refused.length > 0 ? 'partial' : 'applied';
+  }
+
+  /** Resolves once every worker has closed its listeners (a second call: with drain 0). */
+  stop(drainMs: number): Promise<void> {
+    return this.primary.stop(drainMs);
+  }
+
+  async stopped(): Promise<void> {
+    await this.primary.exited();
+    await this.authority.stop();
+  }
+}
+
+/**
+ * Resolves every service's backends and starts the checks here, then forks `count` workers and
+ * resolves once all listen. Rejects with the first failure, having stopped whatever started.
+ */
+export async function startCluster(config: Config, count: number, logger: Logger): Promise<Runtime> {
+  const authority = new HealthAuthority(logger);
+  try {
+    await authority.apply(config);
+  } catch (error) {
+    await authority.stop();
+    throw error;
+  }
+  const primary = new ClusterPrimary(config, count, authority, logger);
+  let started: Extract<WorkerMessage, { type: 'started' }>;
+  try {
+    started = await primary.start();
+  } catch (error) {
+    await authority.stop();
+    throw error;
+  }
+  return new ClusterRuntime(config, authority, primary, started, logger);
+}

@@ -1,0 +1,44 @@
+/**
+ * The runtime of one process (`workers: 1`, the default): one balancer that listens, checks and
+ * decides everything itself.
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../config/index.js';
+import { startBalancer, type Balancer } from '../proxy/index.js';
+import type { Listening, ReloadOutcome, Runtime } from './runtime.js';
+
+class SingleProcess implements Runtime {
+  readonly workers = 1;
+  readonly logFields = {};
+  private closed: Promise<void> | undefined;
+
+  constructor(private readonly balancer: Balancer) {}
+
+  get admin(): Balancer {
+    return this.balancer;
+  }
+
+  listening(): Listening[] {
+    return this.balancer.stats().map((stats) => ({ service: stats.name, listen: stats.listen, backends: stats.backends.length }));
+  }
+
+  async reload(next: Config): Promise<ReloadOutcome> {
+    await this.balancer.reload(next);
+    return 'applied';
+  }
+
+  /** balancer.close() closes every listener before its first await; a reload in flight then rejects with ClosedError. */
+  async stop(drainMs: number): Promise<void> {
+    if (this.closed === undefined) this.closed = this.balancer.close(drainMs);
+    else void this.balancer.close(0);
+  }
+
+  stopped(): Promise<void> {
+    return this.closed ?? Promise.resolve();
+  }
+}
+
+/** Starts every proxy service of `config` in this process. Rejects as startBalancer does. */
+export async function startSingleProcess(config: Config, logger: Logger): Promise<Runtime> {
+  return new SingleProcess(await startBalancer(config, { logger }));
+}
