@@ -30,6 +30,13 @@ export interface LifecycleOptions {
   readonly exit: (code: number) => void;
   /** Start-up failure after the runtime started (the admin port taken): the runtime is stopped first. */
   readonly fail: (error: unknown) => never;
+  /** Where SIGTERM, SIGINT and SIGHUP come from: the process, or what a test emits. */
+  readonly signals?: SignalSource;
+}
+
+/** The part of `process` the lifecycle listens on. */
+export interface SignalSource {
+  on(signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP', listener: (signal: NodeJS.Signals) => void): unknown;
 }
 
 /** Resolves once everything the logger buffered is written. */
@@ -126,9 +133,10 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
       .then(() => options.exit(0));
   };
 
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  process.on('SIGHUP', () => {
+  const signals = options.signals ?? process;
+  signals.on('SIGTERM', stop);
+  signals.on('SIGINT', stop);
+  signals.on('SIGHUP', () => {
     if (!stopping) reload();
   });
   for (const { service, listen, backends } of runtime.listening()) {

@@ -1,0 +1,183 @@
+/**
+ * The lifecycle driver (src/runtime/lifecycle.ts) over a runtime whose reloads and drains the test
+ * settles by hand, with signals emitted by the test: reload coalescing, refused files, the stop
+ * sequence and its log lines, a second stop signal. No process signal and no timer is involved.
+ */
+import { EventEmitter, once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig, type Config } from '../src/config/index.js';
+import { LbError, UnknownServiceError } from '../src/errors.js';
+import type { ServiceStatusStats } from '../src/proxy/index.js';
+import { runLifecycle } from '../src/runtime/lifecycle.js';
+import type { Listening, ReloadOutcome, Runtime } from '../src/runtime/runtime.js';
+import type { ServiceStateEvents } from '../src/services/index.js';
+import { captureLog, type CapturedLog } from './helpers/log.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function configText(port: number, drain = '2s'): string {
+  return ['services:', '  - name: svc', `    listen: 127.0.0.1:${port}`, `    timeouts: { drain: ${drain} }`, '    backends:', '      - { name: b1, address: 127.0.0.1:1 }', ''].join('\n');
+}
+
+/** A promise with its settle functions, for steps the test releases. */
+function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void; reject: (error: unknown) => void } {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** A runtime whose every reload and stop waits for the test to settle it; emits 'reload' when asked for one. */
+class ManualRuntime extends EventEmitter implements Runtime {
+  readonly workers = 1;
+  readonly logFields = {};
+  readonly reloads: { next: Config; done: ReturnType<typeof deferred<ReloadOutcome>> }[] = [];
+  readonly stops: number[] = [];
+  readonly drained = deferred<void>();
+  readonly admin = {
+    stats: (): ServiceStatusStats[] => [],
+    setState: (service: string): never => {
+      throw new UnknownServiceError(service, []);
+    },
+    events: new EventEmitter<ServiceStateEvents>(),
+  };
+
+  listening(): Listening[] {
+    return [{ service: 'svc', listen: { host: '127.0.0.1', port: 1 }, backends: 1 }];
+  }
+
+  reload(next: Config): Promise<ReloadOutcome> {
+    const done = deferred<ReloadOutcome>();
+    this.reloads.push({ next, done });
+    this.emit('reload');
+    return done.promise;
+  }
+
+  async stop(drainMs: number): Promise<void> {
+    this.stops.push(drainMs);
+  }
+
+  stopped(): Promise<void> {
+    return this.drained.promise;
+  }
+}
+
+async function start(): Promise<{ runtime: ManualRuntime; signals: EventEmitter; log: CapturedLog; file: string; exited: Promise<number> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'l4lb-lifecycle-'));
+  dirs.push(dir);
+  const file = join(dir, 'l4lb.yaml');
+  writeFileSync(file, configText(7001));
+  const runtime = new ManualRuntime();
+  const signals = new EventEmitter();
+  const log = captureLog();
+  const exit = deferred<number>();
+  await runLifecycle({
+    file,
+    config: await loadConfig(file),
+    runtime,
+    logger: log.logger,
+    signals,
+    exit: (code) => exit.resolve(code),
+    fail: (error) => {
+      throw error;
+    },
+  });
+  return { runtime, signals, log, file, exited: exit.promise };
+}
+
+/** Waits until `runtime` has been asked for `count` reloads (each one reads the file first). */
+async function reloadsAsked(runtime: ManualRuntime, count: number): Promise<void> {
+  while (runtime.reloads.length < count) await once(runtime, 'reload');
+}
+
+describe('the lifecycle driver', () => {
+  it('says what listens once the signals are handled', async () => {
+    const { log } = await start();
+    expect(log.records.find((record) => record.msg === 'listening')).toMatchObject({ service: 'svc', listen: '127.0.0.1:1', backends: 1 });
+  });
+
+  it('coalesces SIGHUPs that arrive during a reload into one more reload, of the file as it is then', async () => {
+    const { runtime, signals, log, file } = await start();
+    writeFileSync(file, configText(7002));
+    signals.emit('SIGHUP', 'SIGHUP');
+    await reloadsAsked(runtime, 1);
+    writeFileSync(file, configText(7003));
+    signals.emit('SIGHUP', 'SIGHUP');
+    writeFileSync(file, configText(7004));
+    signals.emit('SIGHUP', 'SIGHUP');
+    expect(log.records.filter((record) => record.msg === 'SIGHUP: a reload is in progress; the file is read again when it ends')).toHaveLength(2);
+    runtime.reloads[0].done.resolve('applied');
+    await log.waitFor((record) => record.msg === 'reloaded');
+    await reloadsAsked(runtime, 2);
+    runtime.reloads[1].done.resolve('applied');
+    await log.waitFor((record) => record.msg === 'reloaded' && log.records.filter((each) => each.msg === 'reloaded').length === 2);
+    expect(runtime.reloads.map(({ next }) => next.services.map((service) => (service.mode === 'proxy' ? service.listen.port : 0)))).toEqual([[7002], [7004]]);
+  });
+
+  it('refuses a bad file without asking the runtime, and a runtime refusal keeps the previous configuration', async () => {
+    const { runtime, signals, log, file } = await start();
+    writeFileSync(file, 'services: [ { name: svc } ]\n');
+    signals.emit('SIGHUP', 'SIGHUP');
+    const refused = await log.waitFor((record) => record.msg === 'reload refused: still running the previous configuration');
+    expect((refused.problems as string[]).length).toBeGreaterThan(0);
+    expect(runtime.reloads).toHaveLength(0);
+
+    writeFileSync(file, configText(7005));
+    signals.emit('SIGHUP', 'SIGHUP');
+    await reloadsAsked(runtime, 1);
+    runtime.reloads[0].done.reject(new LbError('LB_ERR_LISTEN', 'cannot listen on 127.0.0.1:7005: address already in use'));
+    const second = await log.waitFor((record) => record.msg === 'reload refused: still running the previous configuration' && record !== refused);
+    expect(second.problems).toEqual(['cannot listen on 127.0.0.1:7005: address already in use']);
+    expect(log.records.some((record) => record.msg === 'reloaded')).toBe(false);
+  });
+
+  it('writes no "reloaded" line when some workers refused the file', async () => {
+    const { runtime, signals, log, file } = await start();
+    writeFileSync(file, configText(7006));
+    signals.emit('SIGHUP', 'SIGHUP');
+    await reloadsAsked(runtime, 1);
+    runtime.reloads[0].done.resolve('partial');
+    // The next reload compares against the file the workers that accepted it run.
+    signals.emit('SIGHUP', 'SIGHUP');
+    await reloadsAsked(runtime, 2);
+    runtime.reloads[1].done.resolve('applied');
+    await log.waitFor((record) => record.msg === 'reloaded');
+    expect(log.records.filter((record) => record.msg === 'reloaded')).toHaveLength(1);
+  });
+
+  it('stops: drains for the largest drain timeout, logs stopping then stopped, exits 0; a second signal ends connections now', async () => {
+    const { runtime, signals, log, exited } = await start();
+    signals.emit('SIGTERM', 'SIGTERM');
+    const stopping = await log.waitFor((record) => record.msg === 'stopping: no new connections, draining open ones');
+    expect(stopping).toMatchObject({ signal: 'SIGTERM', drainMs: 2000 });
+    expect(runtime.stops).toEqual([2000]);
+    signals.emit('SIGHUP', 'SIGHUP');
+    signals.emit('SIGINT', 'SIGINT');
+    await log.waitFor((record) => record.msg === 'second stop signal: closing open connections now');
+    expect(runtime.stops).toEqual([2000, 0]);
+    expect(log.records.some((record) => record.msg === 'stopped')).toBe(false);
+    runtime.drained.resolve();
+    expect(await exited).toBe(0);
+    expect(log.records.filter((record) => record.msg === 'stopped')).toHaveLength(1);
+    expect(runtime.reloads).toHaveLength(0);
+  });
+
+  it('abandons a reload that is still reading when a stop begins', async () => {
+    const { runtime, signals, log, exited } = await start();
+    signals.emit('SIGHUP', 'SIGHUP');
+    signals.emit('SIGTERM', 'SIGTERM');
+    await log.waitFor((record) => record.msg === 'reload abandoned: stopping');
+    runtime.drained.resolve();
+    expect(await exited).toBe(0);
+    expect(runtime.reloads).toHaveLength(0);
+  });
+});
