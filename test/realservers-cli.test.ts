@@ -1,7 +1,7 @@
 /**
- * Real services through the `l4lb run -c FILE` process (issue 3, "`l4lb run`" and "Tests"): Redis and
- * PostgreSQL clients talk through the CLI as an operator would run it, across a SIGHUP reload and a
- * SIGTERM drain, and the access log on stdout accounts for every connection.
+ * Real services through the `l4lb run -c FILE` process: Redis and PostgreSQL clients talk through
+ * the CLI as an operator would run it, across a SIGHUP reload and a SIGTERM drain, and the access
+ * log on stdout accounts for every connection.
  *
  * Needs dist/ built (`npm test` builds it first) and the servers of L4LB_TEST_REDIS / L4LB_TEST_PG,
  * as test/realservers.test.ts: outside CI an unset variable skips, named with the reason; with

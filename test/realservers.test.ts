@@ -1,7 +1,7 @@
 /**
- * Real services through the balancer (issue 3, "Tests"): PostgreSQL with the `pg` client and Redis
- * with `ioredis`, each behind `startBalancer` listening on 127.0.0.1:0, so every byte these clients
- * exchange crosses l4lb's splice (nothing else listens on the balancer's port).
+ * Real services through the balancer: PostgreSQL with the `pg` client and Redis with `ioredis`,
+ * each behind `startBalancer` listening on 127.0.0.1:0, so every byte these clients exchange
+ * crosses l4lb's splice (nothing else listens on the balancer's port).
  *
  * Servers come from the environment: L4LB_TEST_PG (postgres://user:password@host:port/db) and
  * L4LB_TEST_REDIS (redis://host:port), both set by .ci/run. Outside CI a missing variable skips its
