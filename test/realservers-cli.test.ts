@@ -23,7 +23,7 @@ const CLI = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', 'dist', 
 
 /** Skips a block outside CI when `variable` is unset; with CI=true it runs and serverUrl fails. */
 function needsServer(title: string, variable: string) {
-  return requirement(title, process.env[variable] ? undefined : `${variable} is unset (set it, or run .ci/run which starts the server)`);
+  return requirement(title, process.env[variable] ? undefined : `${variable} is not set; .ci/run sets it`);
 }
 
 function serverUrl(variable: string): URL {

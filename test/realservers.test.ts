@@ -22,7 +22,7 @@ function server(title: string, variable: string): Requirement & { url?: URL } {
   const text = process.env[variable];
   if (text) return { ...requirement(title, undefined), url: new URL(text) };
   // With CI=true the block runs and its beforeAll fails, naming the variable.
-  return requirement(title, `${variable} is unset (set it, or run .ci/run which starts the server)`);
+  return requirement(title, `${variable} is not set; .ci/run sets it`);
 }
 
 function serverEndpoint(url: URL, defaultPort: number): Endpoint {
