@@ -1,6 +1,7 @@
 /**
- * The admin HTTP API (issue 4) against a real balancer: bearer token (401 without or with a wrong
- * one), /stats, state changes, and every error as JSON with its status and the valid names.
+ * The admin HTTP API (docs/operations.md) against a real balancer: bearer token (401 without or
+ * with a wrong one), /stats, state changes, and every error as JSON with its status and the valid
+ * names.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authorized, startAdmin, type AdminServer } from '../src/admin/server.js';

@@ -1,8 +1,8 @@
 /**
- * `l4lb status` and `l4lb drain|enable|maintenance` (issue 4) against a real `l4lb run -c FILE`
- * process with an admin API: a drained backend's open connection continues and completes while new
- * clients go elsewhere; the status table; unknown names exit 2 listing the valid ones; an
- * unreachable API is one line and exit 1; the token comes from --token or the file.
+ * `l4lb status` and `l4lb drain|enable|maintenance` against a real `l4lb run -c FILE` process with
+ * an admin API: a drained backend's open connection continues and completes while new clients go
+ * elsewhere; the status table; unknown names exit 2 listing the valid ones; an unreachable API is
+ * one line and exit 1; the token comes from --token or the file.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -97,18 +97,18 @@ describe('l4lb dsr', () => {
     expect(result.stdout).toContain('ip daddr 203.0.113.12 ip dscp 10 tcp dport 80 notrack');
   });
 
-  it.each([
-    ['no dsr service', ['render', '-c', 'PROXY_ONLY'], 1, /^l4lb: the config has no service with mode: dsr$/],
-    ['an unknown service', ['render', '-c', 'FULL', '--service', 'nope'], 1, /^l4lb: no dsr service named "nope" \(dsr services: web\)$/],
-    ['an unknown backend', ['render-backend', '-c', 'FULL', '--backend', 'be9'], 1, /^l4lb: no dsr service has a backend named "be9"/],
-    ['a table too large for nft', ['render', '-c', 'HUGE'], 1, /^l4lb: .*huge\.yaml: service "web": tableSize 1048573 is too large for the nft director/],
-    ['a missing file', ['render', '-c', '/nonexistent/l4lb.yaml'], 1, /^l4lb: \/nonexistent\/l4lb\.yaml: /],
-    ['a diff with one config', ['diff', '-c', 'FULL'], 2, /^l4lb: diff needs -c OLD -c NEW \(got 1 -c\)$/],
-    ['a diff that changes the table size', ['diff', '-c', 'FULL', '-c', 'RESIZED'], 1, /tableSize changed from 251 to 257; a diff only moves slots/],
-    ['an unknown method', ['render', '-c', 'FULL', '--method', 'l4'], 2, /^l4lb: --method "l4": expected one of l3, l2$/],
-    ['no config', ['render'], 2, /^l4lb: give exactly one -c FILE \(got 0\)$/],
-    ['render-backend without --backend', ['render-backend', '-c', 'FULL'], 2, /required option/],
-  ])('%s: one line, exit %d', (_, args, status, message) => {
+  it.each<[string, number, string[], RegExp]>([
+    ['no dsr service', 1, ['render', '-c', 'PROXY_ONLY'], /^l4lb: the config has no service with mode: dsr$/],
+    ['an unknown service', 1, ['render', '-c', 'FULL', '--service', 'nope'], /^l4lb: no dsr service named "nope" \(dsr services: web\)$/],
+    ['an unknown backend', 1, ['render-backend', '-c', 'FULL', '--backend', 'be9'], /^l4lb: no dsr service has a backend named "be9"/],
+    ['a table too large for nft', 1, ['render', '-c', 'HUGE'], /^l4lb: .*huge\.yaml: service "web": tableSize 1048573 is too large for the nft director/],
+    ['a missing file', 1, ['render', '-c', '/nonexistent/l4lb.yaml'], /^l4lb: \/nonexistent\/l4lb\.yaml: /],
+    ['a diff with one config', 2, ['diff', '-c', 'FULL'], /^l4lb: diff needs -c OLD -c NEW \(got 1 -c\)$/],
+    ['a diff that changes the table size', 1, ['diff', '-c', 'FULL', '-c', 'RESIZED'], /tableSize changed from 251 to 257; a diff only moves slots/],
+    ['an unknown method', 2, ['render', '-c', 'FULL', '--method', 'l4'], /^l4lb: --method "l4": expected one of l3, l2$/],
+    ['no config', 2, ['render'], /^l4lb: give exactly one -c FILE \(got 0\)$/],
+    ['render-backend without --backend', 2, ['render-backend', '-c', 'FULL'], /required option/],
+  ])('%s: exit %d, one line', (_, status, args, message) => {
     const files: Record<string, string> = {
       FULL: full,
       PROXY_ONLY: file('proxy.yaml', `services:\n${proxyService(['a', 'b'])}`),

@@ -26,10 +26,11 @@ import { backend, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
 import { haproxyInstalled, startHaproxy, type Haproxy } from './helpers/haproxy.js';
 import { connectClient, freePort, readLine, startNamedServer, type TestServer } from './helpers/net.js';
+import { requirement } from './helpers/skip.js';
 
-const mustRun = process.env.CI === 'true';
+const withHaproxy = requirement('interop with a real HAProxy over loopback TCP', haproxyInstalled ? undefined : 'haproxy is not installed');
 
-describe.skipIf(!haproxyInstalled && !mustRun)('interop with a real HAProxy over loopback TCP', () => {
+describe.skipIf(withHaproxy.skip)(withHaproxy.title, () => {
   let dir = '';
   let haproxy: Haproxy | undefined;
   let balancer: Balancer | undefined;

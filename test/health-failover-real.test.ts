@@ -1,10 +1,10 @@
 /**
- * Protocol health checks against real servers, through the balancer's own `healthCheck` config
- * (issue 4): Redis (`redis`, PING → +PONG) and PostgreSQL (`pgsql`, StartupMessage → an
- * authentication request). A real server is up; a stopped one (nothing on its port) and a plain
- * TCP server that answers garbage are down — and clients through the balancer reach only the real
- * one. Servers: L4LB_TEST_REDIS and L4LB_TEST_PG (.ci/run starts both); with CI=true a missing one
- * FAILS, elsewhere it is skipped with the reason printed.
+ * Protocol health checks against real servers, through the balancer's own `healthCheck` config:
+ * Redis (`redis`, PING → +PONG) and PostgreSQL (`pgsql`, StartupMessage → an authentication
+ * request). A real server is up; a stopped one (nothing on its port) and a plain TCP server that
+ * answers garbage are down — and clients through the balancer reach only the real one. Servers:
+ * L4LB_TEST_REDIS and L4LB_TEST_PG (.ci/run starts both); with CI=true a missing one FAILS,
+ * elsewhere its block is skipped, the reason in its title (test/helpers/skip.ts).
  */
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -15,22 +15,18 @@ import type { HealthChange } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog } from './helpers/log.js';
 import { freePort, startServer, type TestServer } from './helpers/net.js';
+import { requirement } from './helpers/skip.js';
 
-const IN_CI = process.env.CI === 'true';
-const SERVERS = [
-  ['redis', 'L4LB_TEST_REDIS'],
-  ['pgsql', 'L4LB_TEST_PG'],
-] as const;
+/** Skips a block outside CI when `variable` is unset. */
+const needsServer = (title: string, variable: string) =>
+  requirement(title, process.env[variable] ? undefined : `${variable} is not set; .ci/run sets it`);
 
-for (const [, variable] of SERVERS) {
-  if (!IN_CI && !process.env[variable]) process.stderr.write(`[health-failover-real] skipping: ${variable} is not set (CI sets it; see .ci/run)\n`);
+/** The URL in `variable`; throws naming it when it is unset (with CI=true the tests run regardless). */
+function serverUrl(variable: string): URL {
+  const text = process.env[variable];
+  if (!text) throw new Error(`CI=true but ${variable} is not set: .ci/run must start the server and export it`);
+  return new URL(text);
 }
-
-describe.runIf(IN_CI)('servers CI must provide', () => {
-  it.each(SERVERS.map(([, variable]) => variable))('%s is set', (variable) => {
-    expect(process.env[variable], `CI=true but ${variable} is not set: .ci/run must start the server and export it`).toBeTruthy();
-  });
-});
 
 const cleanups: (() => Promise<void>)[] = [];
 afterAll(async () => {
@@ -70,9 +66,10 @@ async function balancerFor(url: URL, check: HealthCheckConfig): Promise<{ balanc
 
 const CHECK = { interval: 100, timeout: 1000, rise: 1, fall: 1, initial: 'up' } as const;
 
-describe.skipIf(!process.env.L4LB_TEST_REDIS)('redis health check through the balancer', () => {
+const redis = needsServer('redis health check through the balancer', 'L4LB_TEST_REDIS');
+describe.skipIf(redis.skip)(redis.title, () => {
   it('real Redis up; garbage and stopped down; clients reach only Redis', async () => {
-    const url = new URL(process.env.L4LB_TEST_REDIS as string);
+    const url = serverUrl('L4LB_TEST_REDIS');
     const { balancer, events } = await balancerFor(url, { type: 'redis', ...CHECK });
     const [real, garbage, stopped] = balancer.stats()[0].backends;
     expect(real).toMatchObject({ health: 'up', lastCheck: { ok: true, detail: expect.stringContaining('PONG') } });
@@ -89,9 +86,10 @@ describe.skipIf(!process.env.L4LB_TEST_REDIS)('redis health check through the ba
   });
 });
 
-describe.skipIf(!process.env.L4LB_TEST_PG)('pgsql health check through the balancer', () => {
+const postgres = needsServer('pgsql health check through the balancer', 'L4LB_TEST_PG');
+describe.skipIf(postgres.skip)(postgres.title, () => {
   it('real PostgreSQL up; garbage and stopped down; clients reach only PostgreSQL', async () => {
-    const url = new URL(process.env.L4LB_TEST_PG as string);
+    const url = serverUrl('L4LB_TEST_PG');
     const { balancer } = await balancerFor(url, { type: 'pgsql', ...CHECK });
     const [real, garbage, stopped] = balancer.stats()[0].backends;
     expect(real).toMatchObject({ health: 'up', lastCheck: { ok: true, detail: expect.stringMatching(/authentication|ok/i) } });

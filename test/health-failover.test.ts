@@ -1,6 +1,6 @@
 /**
- * Real failures (issue 4): backends are child processes killed by PID while clients connect
- * continuously from 48 loopback sources through a Maglev service with tcp health checks.
+ * Real failures: backends are child processes killed by PID while clients connect continuously from
+ * 48 loopback sources through a Maglev service with tcp health checks.
  *
  * Asserted in check results and events, not elapsed time (a loaded CI machine runs late timers):
  * no client connection started after the kill fails (connect failures retry on the next

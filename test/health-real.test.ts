@@ -1,31 +1,27 @@
 /**
  * The protocol checkers against real servers: Redis (a child redis-server on a free loopback
  * port, stopped by its PID) and PostgreSQL (the server CI provides in L4LB_TEST_PG, see .ci/run).
- * With CI=true a missing server fails the test; elsewhere it is skipped with the reason printed.
+ * With CI=true a missing server fails the test; elsewhere its block is skipped, the reason in its
+ * title (test/helpers/skip.ts).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createChecker, type CheckResult } from '../src/health/index.js';
+import { requirement } from './helpers/skip.js';
 
-const IN_CI = process.env.CI === 'true';
 const TIMEOUT_MS = 3000;
 
 const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
-const pgUrl = process.env.L4LB_TEST_PG;
-const missing = [
-  ...(hasRedis ? [] : ['redis-server is not installed']),
-  ...(pgUrl ? [] : ['L4LB_TEST_PG is not set (CI sets it; see .ci/run)']),
-];
-if (!IN_CI) for (const what of missing) process.stderr.write(`[health-real] skipping: ${what}\n`);
+const unset = (variable: string): string | undefined => (process.env[variable] ? undefined : `${variable} is not set; .ci/run sets it`);
 
-// Outside CI a missing server skips its tests; with CI=true it is a failure of its own.
-describe.runIf(IN_CI && missing.length > 0)('servers CI must provide', () => {
-  it.each(missing)('%s', (what) => {
-    expect.fail(`CI=true but ${what}`);
-  });
-});
+/** The URL in `variable`; throws naming it when it is unset (with CI=true the tests run regardless). */
+function serverUrl(variable: string): URL {
+  const text = process.env[variable];
+  if (!text) throw new Error(`CI=true but ${variable} is not set: .ci/run must start the server and export it`);
+  return new URL(text);
+}
 
 async function freePort(): Promise<number> {
   const server = net.createServer();
@@ -45,6 +41,7 @@ const children: RedisChild[] = [];
 
 /** Starts redis-server on a free loopback port and resolves once it accepts connections. */
 async function startRedis(extra: string[] = []): Promise<RedisChild> {
+  if (!hasRedis) throw new Error('CI=true but redis-server is not installed: .ci/run installs it');
   const port = await freePort();
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -78,7 +75,8 @@ function detail(result: CheckResult): string {
   return result.ok ? `ok: ${result.detail}` : `${result.kind}: ${result.reason}`;
 }
 
-describe.runIf(hasRedis)('redis checker against redis-server', () => {
+const redisServer = requirement('redis checker against redis-server', hasRedis ? undefined : 'redis-server is not installed');
+describe.skipIf(redisServer.skip)(redisServer.title, () => {
   it('passes while Redis is up, fails with connect once it is stopped', async () => {
     const redis = await startRedis();
     const checker = createChecker({ type: 'redis' });
@@ -106,20 +104,25 @@ describe.runIf(hasRedis)('redis checker against redis-server', () => {
     expect(httpResult.ok).toBe(false);
   });
 
-  it.skipIf(!process.env.L4LB_TEST_REDIS)('passes against the Redis of L4LB_TEST_REDIS', async () => {
-    const url = new URL(process.env.L4LB_TEST_REDIS ?? '');
+  const ciRedis = requirement('passes against the Redis of L4LB_TEST_REDIS', unset('L4LB_TEST_REDIS'));
+  it.skipIf(ciRedis.skip)(ciRedis.title, async () => {
+    const url = serverUrl('L4LB_TEST_REDIS');
     const result = await createChecker({ type: 'redis' }).check({ host: url.hostname, port: Number(url.port || 6379) }, TIMEOUT_MS);
     expect(detail(result)).toBe('ok: PONG');
   });
 });
 
-describe.runIf(pgUrl !== undefined && pgUrl !== '')('pgsql checker against PostgreSQL', () => {
-  const url = new URL(pgUrl ?? 'postgres://invalid');
-  const target = { host: url.hostname, port: Number(url.port || 5432) };
+const postgres = requirement('pgsql checker against PostgreSQL', unset('L4LB_TEST_PG'));
+describe.skipIf(postgres.skip)(postgres.title, () => {
+  const server = (): { url: URL; target: { host: string; port: number } } => {
+    const url = serverUrl('L4LB_TEST_PG');
+    return { url, target: { host: url.hostname, port: Number(url.port || 5432) } };
+  };
 
   it('sees the server a real client can log into as healthy', async () => {
+    const { url, target } = server();
     // The premise: the server is really up and serving.
-    const client = new pg.Client({ connectionString: pgUrl });
+    const client = new pg.Client({ connectionString: url.href });
     await client.connect();
     try {
       expect((await client.query('SELECT 1 AS one')).rows[0].one).toBe(1);
@@ -131,6 +134,7 @@ describe.runIf(pgUrl !== undefined && pgUrl !== '')('pgsql checker against Postg
   });
 
   it('passes with the default user and with a role that does not exist (no login is attempted)', async () => {
+    const { target } = server();
     const byDefault = await createChecker({ type: 'pgsql' }).check(target, TIMEOUT_MS);
     expect(detail(byDefault)).toMatch(/^ok: authentication request: /);
     const unknownRole = await createChecker({ type: 'pgsql', user: 'l4lb_no_such_role' }).check(target, TIMEOUT_MS);
@@ -138,6 +142,7 @@ describe.runIf(pgUrl !== undefined && pgUrl !== '')('pgsql checker against Postg
   });
 
   it('fails the redis checker against PostgreSQL (wrong protocol)', async () => {
+    const { target } = server();
     const result = await createChecker({ type: 'redis' }).check(target, 1000);
     expect(result.ok).toBe(false);
   });

@@ -6,13 +6,14 @@
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { requirement } from './helpers/skip.js';
 
 const REPO = new URL('..', import.meta.url).pathname;
 const VAGRANTFILE = `${REPO}Vagrantfile`;
 const hasRuby = spawnSync('ruby', ['--version']).status === 0;
-const mustRun = process.env.CI === 'true';
+const vagrantfile = requirement('Vagrantfile', hasRuby ? undefined : 'no ruby');
 
-describe.skipIf(!hasRuby && !mustRun)(`Vagrantfile${hasRuby ? '' : ' (skipped: no ruby)'}`, () => {
+describe.skipIf(vagrantfile.skip)(vagrantfile.title, () => {
   const text = readFileSync(VAGRANTFILE, 'utf8');
 
   it('is valid Ruby (ruby -c)', () => {

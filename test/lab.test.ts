@@ -22,6 +22,7 @@ import { planDirector } from '../src/dsr/index.js';
 import { nftJhashSlot } from '../src/hashing/jhash.js';
 import { flowKey } from '../src/hashing/keys.js';
 import { buildPlan, resolveBackends, ServiceLoads } from '../src/services/index.js';
+import { requirement } from './helpers/skip.js';
 
 const REPO = new URL('..', import.meta.url).pathname;
 const LAB = `${REPO}lab/`;
@@ -108,9 +109,9 @@ function distIsStale(dir = `${REPO}src`): boolean {
 }
 
 const missing = missingCapability();
-const mustRun = process.env.CI === 'true';
+const lab = requirement('DSR lab', missing && `${missing}; runs as root`);
 
-describe.skipIf(missing !== undefined && !mustRun)(`DSR lab${missing ? ` (skipped: ${missing}; runs as root)` : ''}`, () => {
+describe.skipIf(lab.skip)(lab.title, () => {
   let lock: LockHolder | undefined;
 
   beforeAll(async () => {

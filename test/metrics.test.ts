@@ -1,5 +1,5 @@
 /**
- * /metrics (issue 4): the admin API's Prometheus text, read with a Prometheus text-format parser
+ * /metrics: the admin API's Prometheus text, read with a Prometheus text-format parser
  * (parse-prometheus-text-format, not a regex), and its counters against the traffic this test sent:
  * connections per service and backend, bytes each way, connect errors, health checks, backend up.
  */

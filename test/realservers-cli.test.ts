@@ -1,7 +1,7 @@
 /**
- * Real services through the `l4lb run -c FILE` process (issue 3, "`l4lb run`" and "Tests"): Redis and
- * PostgreSQL clients talk through the CLI as an operator would run it, across a SIGHUP reload and a
- * SIGTERM drain, and the access log on stdout accounts for every connection.
+ * Real services through the `l4lb run -c FILE` process: Redis and PostgreSQL clients talk through
+ * the CLI as an operator would run it, across a SIGHUP reload and a SIGTERM drain, and the access
+ * log on stdout accounts for every connection.
  *
  * Needs dist/ built (`npm test` builds it first) and the servers of L4LB_TEST_REDIS / L4LB_TEST_PG,
  * as test/realservers.test.ts: outside CI an unset variable skips, named with the reason; with
@@ -17,13 +17,13 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
+import { requirement } from './helpers/skip.js';
 
-const IN_CI = process.env.CI === 'true';
 const CLI = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', 'dist', 'cli.js');
 
-function skipReason(variable: string): string | undefined {
-  if (process.env[variable] || IN_CI) return undefined;
-  return `${variable} is unset (set it, or run .ci/run which starts the server)`;
+/** Skips a block outside CI when `variable` is unset; with CI=true it runs and serverUrl fails. */
+function needsServer(title: string, variable: string) {
+  return requirement(title, process.env[variable] ? undefined : `${variable} is not set; .ci/run sets it`);
 }
 
 function serverUrl(variable: string): URL {
@@ -144,8 +144,8 @@ async function refusedAfterStop(port: number): Promise<string> {
   return result;
 }
 
-const redisSkip = skipReason('L4LB_TEST_REDIS');
-describe.skipIf(redisSkip !== undefined)(redisSkip ? `Redis through \`l4lb run\` — skipped: ${redisSkip}` : 'Redis through `l4lb run`', () => {
+const redis = needsServer('Redis through `l4lb run`', 'L4LB_TEST_REDIS');
+describe.skipIf(redis.skip)(redis.title, () => {
   it('serves across a SIGHUP reload, drains on SIGTERM, exits 0 once the last client leaves, and logs every connection', async () => {
     const url = serverUrl('L4LB_TEST_REDIS');
     const { cli, port, file } = await startCli('redis', url, 6379);
@@ -191,8 +191,8 @@ describe.skipIf(redisSkip !== undefined)(redisSkip ? `Redis through \`l4lb run\`
   }, 60000);
 });
 
-const pgSkip = skipReason('L4LB_TEST_PG');
-describe.skipIf(pgSkip !== undefined)(pgSkip ? `PostgreSQL through \`l4lb run\` — skipped: ${pgSkip}` : 'PostgreSQL through `l4lb run`', () => {
+const postgres = needsServer('PostgreSQL through `l4lb run`', 'L4LB_TEST_PG');
+describe.skipIf(postgres.skip)(postgres.title, () => {
   it('keeps a session with an open transaction working through the SIGTERM drain', async () => {
     const url = serverUrl('L4LB_TEST_PG');
     const { cli, port } = await startCli('pg', url, 5432);

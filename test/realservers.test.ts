@@ -1,7 +1,7 @@
 /**
- * Real services through the balancer (issue 3, "Tests"): PostgreSQL with the `pg` client and Redis
- * with `ioredis`, each behind `startBalancer` listening on 127.0.0.1:0, so every byte these clients
- * exchange crosses l4lb's splice (nothing else listens on the balancer's port).
+ * Real services through the balancer: PostgreSQL with the `pg` client and Redis with `ioredis`,
+ * each behind `startBalancer` listening on 127.0.0.1:0, so every byte these clients exchange
+ * crosses l4lb's splice (nothing else listens on the balancer's port).
  *
  * Servers come from the environment: L4LB_TEST_PG (postgres://user:password@host:port/db) and
  * L4LB_TEST_REDIS (redis://host:port), both set by .ci/run. Outside CI a missing variable skips its
@@ -15,20 +15,14 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config, Endpoint } from '../src/config/index.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
+import { requirement, type Requirement } from './helpers/skip.js';
 
-const IN_CI = process.env.CI === 'true';
-
-interface Requirement {
-  url?: URL;
-  /** Why the block is skipped (outside CI only). */
-  skip?: string;
-}
-
-function requirement(variable: string): Requirement {
+/** A server from the environment: its URL, or the block skipped (outside CI) saying why. */
+function server(title: string, variable: string): Requirement & { url?: URL } {
   const text = process.env[variable];
-  if (text) return { url: new URL(text) };
-  if (IN_CI) return {}; // the block runs and beforeAll fails, naming the variable
-  return { skip: `${variable} is unset (set it, or run .ci/run which starts the server)` };
+  if (text) return { ...requirement(title, undefined), url: new URL(text) };
+  // With CI=true the block runs and its beforeAll fails, naming the variable.
+  return requirement(title, `${variable} is not set; .ci/run sets it`);
 }
 
 function serverEndpoint(url: URL, defaultPort: number): Endpoint {
@@ -91,9 +85,9 @@ function configFor(name: string, backend: Endpoint): Config {
 const md5 = (data: string | Buffer): string => createHash('md5').update(data).digest('hex');
 const unique = `l4lb_rs_${process.pid}_${Date.now()}`;
 
-const postgres = requirement('L4LB_TEST_PG');
-describe.skipIf(postgres.skip !== undefined)(
-  postgres.skip ? `PostgreSQL through l4lb — skipped: ${postgres.skip}` : 'PostgreSQL through l4lb',
+const postgres = server('PostgreSQL through l4lb', 'L4LB_TEST_PG');
+describe.skipIf(postgres.skip)(
+  postgres.title,
   () => {
     let balancer: Balancer;
     let access: AccessLog;
@@ -195,8 +189,8 @@ describe.skipIf(postgres.skip !== undefined)(
   },
 );
 
-const redis = requirement('L4LB_TEST_REDIS');
-describe.skipIf(redis.skip !== undefined)(redis.skip ? `Redis through l4lb — skipped: ${redis.skip}` : 'Redis through l4lb', () => {
+const redis = server('Redis through l4lb', 'L4LB_TEST_REDIS');
+describe.skipIf(redis.skip)(redis.title, () => {
   let balancer: Balancer;
   const clients: Redis[] = [];
   let connect: () => Promise<Redis>;

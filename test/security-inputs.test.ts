@@ -1,5 +1,5 @@
 /**
- * Bad input, measured (issue 5), the part that is not bytes on a socket:
+ * Bad input, measured (docs/security.md), the part that is not bytes on a socket:
  *
  * - configuration files with every field wrong in turn (each field of a full proxy service, each
  *   replaced by each of a dozen wrong values): parsed in process — a ConfigError naming that field

@@ -1,9 +1,9 @@
 /**
- * Bad input, measured (issue 5): each kind of attack runs against a live balancer on loopback
- * while a well-behaved client loops through the same service, and the suite asserts what l4lb did
- * with every bad input AND that the well-behaved client saw zero failures meanwhile. Loops are
- * bounded; generated inputs use fast-check with a fixed seed. The figures table printed at the end
- * is the one quoted in docs/security.md. Config files and CLI arguments are in
+ * Bad input, measured (docs/security.md): each kind of attack runs against a live balancer on
+ * loopback while a well-behaved client loops through the same service, and the suite asserts what
+ * l4lb did with every bad input AND that the well-behaved client saw zero failures meanwhile. Loops
+ * are bounded; generated inputs use fast-check with a fixed seed. The figures table printed at the
+ * end is the one quoted in docs/security.md. Config files and CLI arguments are in
  * test/security-inputs.test.ts.
  */
 import { connect, type Socket } from 'node:net';

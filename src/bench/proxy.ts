@@ -1,7 +1,8 @@
 /**
  * `npm run bench:proxy`: l4lb's data path against a direct connection (the limit), HAProxy `mode tcp`
- * at one thread and nginx `stream` at one worker, on the same loopback backends in the same run
- * (issue 3 "Benchmark", issue 7 targets). A program that prints a table, never a test.
+ * at one thread and nginx `stream` at one worker, on the same loopback backends in the same run,
+ * with l4lb's data-path targets (ratios to HAProxy, src/bench/proxy/report.ts) checked. A program
+ * that prints a table, never a test.
  *
  * Cases: bulk throughput with iperf3 (1 and 4 streams) and the proxy's CPU seconds per GB; new
  * connections per second with wrk and `Connection: close` against an nginx backend; keep-alive request

@@ -8,13 +8,24 @@
  * weights that is ceil(c · average). The key's candidates are walked in the inner picker's own
  * deterministic order, so a key moves off its primary only while that primary is over its bound.
  * Some backend always qualifies: Σ load_i = L < c(L+1) = Σ bound_i.
+ *
+ * L is given, not computed: a caller that keeps it as a running count (HAProxy's per-proxy
+ * `served`, which chash_server_is_eligible reads) makes a pick cost O(1) for it, instead of one
+ * loadOf per backend. Without that count the picker sums the loads itself, O(n) per pick.
  */
 import { LbError } from '../errors.js';
 import type { Backend, HashKey, Picker } from './types.js';
 
 /** Current loads, read at pick time (the proxy's live connection counts). */
 export interface LoadView {
+  /** Connections `name` holds now. */
   loadOf(name: string): number;
+  /**
+   * Σ loadOf(backend.name) over the backends of the picker this view is given to, kept by the
+   * caller as a running count and returned in O(1). Must equal that sum whenever pick runs, or the
+   * bounds move. Absent: the picker sums loadOf over its backends on every pick, O(n).
+   */
+  total?(): number;
 }
 
 class BoundedLoadPicker<B extends Backend> implements Picker<B> {
@@ -37,10 +48,21 @@ class BoundedLoadPicker<B extends Backend> implements Picker<B> {
     return Math.ceil((this.factor * (totalLoad + 1) * backend.weight) / this.totalWeight);
   }
 
-  /** Attempt n is the n-th candidate of the inner order that is under its bound. */
-  pick(key: HashKey, attempt = 0): B | undefined {
+  /** L: the caller's running count when it keeps one, else the sum over this picker's backends. */
+  private totalLoad(): number {
+    if (this.loads.total !== undefined) return this.loads.total();
     let total = 0;
     for (const backend of this.backends) total += this.loads.loadOf(backend.name);
+    return total;
+  }
+
+  /**
+   * Attempt n is the n-th candidate of the inner order that is under its bound.
+   * Cost: O(1) for L with a running total (O(n) without), plus one inner pick and one loadOf per
+   * candidate walked: a single one while the key's primary is under its bound.
+   */
+  pick(key: HashKey, attempt = 0): B | undefined {
+    const total = this.totalLoad();
     let eligible = 0;
     for (let candidate = 0; candidate < this.backends.length; candidate++) {
       const backend = this.inner.pick(key, candidate);

@@ -198,8 +198,3 @@ export function createMaglevPicker<B extends Backend>(backends: readonly B[], op
   const table = buildMaglevTable(backends, options.tableSize ?? DEFAULT_MAGLEV_TABLE_SIZE);
   return new MaglevPicker(table, options.slotHash ?? defaultSlotHash);
 }
-
-/** A picker over an already built table (what a reload swaps in after `diffMaglevTables`). */
-export function maglevPickerFromTable<B extends Backend>(table: MaglevTable<B>, slotHash: SlotHash = defaultSlotHash): Picker<B> {
-  return new MaglevPicker(table, slotHash);
-}

@@ -1,7 +1,8 @@
 /**
- * Prometheus metrics of a running balancer (issue 4), through prom-client, in the Prometheus text
- * exposition format (prometheus.io/docs/instrumenting/exposition_formats). Names follow the
- * Prometheus naming guide: `l4lb_` prefix, base units (bytes, seconds), `_total` on counters.
+ * Prometheus metrics of a running balancer, served at the admin API's /metrics, through
+ * prom-client, in the Prometheus text exposition format
+ * (prometheus.io/docs/instrumenting/exposition_formats). Names follow the Prometheus naming guide:
+ * `l4lb_` prefix, base units (bytes, seconds), `_total` on counters.
  *
  * Nothing here touches the data path: connection and byte counts are read from the balancer's own
  * counters (`stats()`) once per scrape and turned into counter increments; health-check results
@@ -14,8 +15,8 @@ import type { Balancer, ServiceStatusStats } from '../proxy/index.js';
 import type { CheckEvent } from '../services/index.js';
 
 /**
- * What metrics read: a balancer, or a cluster primary (issue 7) whose stats are the workers'
- * counters summed, gathered over IPC (hence possibly a promise).
+ * What metrics read: a balancer, or a cluster primary (`workers: N`, src/cluster) whose stats are
+ * the workers' counters summed, gathered over IPC (hence possibly a promise).
  */
 export interface StatsSource {
   stats(): ServiceStatusStats[] | Promise<ServiceStatusStats[]>;

@@ -146,6 +146,60 @@ describe('bounded loads (Mirrokni, Thorup, Zadimoghaddam)', () => {
     );
   });
 
+  it('picks the same with a running total as by summing the loads, for every attempt', () => {
+    fc.assert(
+      fc.property(
+        backendLists,
+        fc.constantFrom(1.05, 1.25, 1.5, 2),
+        fc.constantFrom('ring', 'maglev', 'rendezvous' as const),
+        fc.array(fc.tuple(fc.boolean(), fc.nat(), fc.nat()), { minLength: 50, maxLength: 400 }),
+        (list, factor, algorithm, steps) => {
+          const loads = new Map<string, number>();
+          const loadOf = (name: string) => loads.get(name) ?? 0;
+          let running = 0;
+          const inner = createPicker(algorithm, list, { tableSize: 1009 });
+          const summing = withBoundedLoads(inner, factor, { loadOf });
+          const counted = withBoundedLoads(inner, factor, { loadOf, total: () => running });
+          const open: string[] = [];
+          for (const [close, keySeed, which] of steps) {
+            if (close && open.length > 0) {
+              const name = open.splice(which % open.length, 1)[0];
+              loads.set(name, loadOf(name) - 1);
+              running--;
+              continue;
+            }
+            const key = `client-${keySeed % 5000}`;
+            for (let attempt = 0; attempt <= list.length; attempt++) {
+              expect(counted.pick(key, attempt)?.name).toBe(summing.pick(key, attempt)?.name);
+            }
+            const chosen = counted.pick(key)!;
+            loads.set(chosen.name, loadOf(chosen.name) + 1);
+            running++;
+            open.push(chosen.name);
+          }
+        },
+      ),
+      FC_PARAMS,
+    );
+  });
+
+  it('with a running total, reads one load per pick while the primary is under its bound', () => {
+    const backends = Array.from({ length: 100 }, (_, i) => ({ name: `be-${i}`, weight: 1 }));
+    const inner = createPicker('maglev', backends, { tableSize: 1009 });
+    let reads = 0;
+    const view = {
+      loadOf: () => {
+        reads++;
+        return 0;
+      },
+    };
+    withBoundedLoads(inner, 1.25, view).pick('client-1');
+    expect(reads).toBe(101); // the sum over 100 backends, then the primary's own load
+    reads = 0;
+    withBoundedLoads(inner, 1.25, { ...view, total: () => 0 }).pick('client-1');
+    expect(reads).toBe(1);
+  });
+
   it('rejects a factor ≤ 1', () => {
     const inner = createPicker('maglev', [{ name: 'a', weight: 1 }], { tableSize: 7 });
     expect(() => withBoundedLoads(inner, 1, { loadOf: () => 0 })).toThrow(/factor/);

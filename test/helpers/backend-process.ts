@@ -1,8 +1,8 @@
 /**
- * A backend as a real child process (issue 4's failure tests): a Node TCP server on a chosen
- * loopback port that answers each connection with `NAME\n` and closes. It is killed by its PID
- * (SIGKILL: the kernel refuses new connects and resets open ones, as when a server dies) and can
- * be started again on the same port.
+ * A backend as a real child process, for the failover tests: a Node TCP server on a chosen loopback
+ * port that answers each connection with `NAME\n` and closes. It is killed by its PID (SIGKILL: the
+ * kernel refuses new connects and resets open ones, as when a server dies) and can be started again
+ * on the same port.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 

@@ -18,6 +18,7 @@ export interface Haproxy {
 }
 
 export function startHaproxy(configFile: string): Promise<Haproxy> {
+  if (!haproxyInstalled) return Promise.reject(new Error('haproxy is not installed (CI=true: .ci/run installs it)'));
   const lines: string[] = [];
   const waiters: { match: string; resolve: (line: string) => void }[] = [];
   const child: ChildProcess = spawn('haproxy', ['-W', '-db', '-f', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,6 +1,6 @@
 /**
  * Configuration files for the programs the proxy benchmark starts, generated as text (pure functions,
- * no I/O): the l4lb config (the YAML schema of issue 3), HAProxy `mode tcp` at one thread, nginx
+ * no I/O): the l4lb config (the YAML of `l4lb run -c`), HAProxy `mode tcp` at one thread, nginx
  * `stream` at one worker, and the nginx HTTP backend that answers wrk. Every path being measured
  * gets one listener per kind of backend, so the same proxy process serves every case.
  */
@@ -30,7 +30,7 @@ export interface L4lbConfigOptions {
   readonly workers?: number;
 }
 
-/** An l4lb config in the issue-3 YAML schema; timeouts long enough never to fire during a run. */
+/** An l4lb configuration file (docs/configuration.md); timeouts long enough never to fire during a run. */
 export function l4lbConfig(listen: ListenPorts, backends: BackendPorts, options: L4lbConfigOptions): string {
   const lines = options.workers === undefined ? ['services:'] : [`workers: ${options.workers}`, 'services:'];
   for (const kind of BACKEND_KINDS) {

@@ -1,7 +1,7 @@
 /**
  * Turns the samples of a proxy benchmark run into tables (pure): medians per path, ratios to the
- * direct path and to HAProxy, and the l4lb targets of issue 7 (data-path performance) checked against
- * HAProxy at one thread. The Markdown goes into docs/benchmarks.md between two marker comments so the
+ * direct path and to HAProxy, and l4lb's data-path targets (no bottleneck next to HAProxy `mode
+ * tcp`: TARGETS) checked against HAProxy at one thread. The Markdown goes into docs/benchmarks.md between two marker comments so the
  * hand-written text around it survives a re-run.
  */
 
@@ -181,7 +181,7 @@ function perRunRatioText(mine: PathSamples | undefined, theirs: PathSamples | un
 }
 
 /**
- * The issue-7 targets: l4lb / HAProxy for each (ratio of the medians, which decides the verdict),
+ * The data-path targets: l4lb / HAProxy for each (ratio of the medians, which decides the verdict),
  * the per-run ratios beside it, and whether the bound is met.
  */
 export function markdownTargets(summary: Summary, samples?: ReadonlyMap<PathName, PathSamples>): string | undefined {
@@ -204,7 +204,7 @@ export function markdownTargets(summary: Summary, samples?: ReadonlyMap<PathName
     return `| ${target.text} | ${format(mine, digits)} | ${format(theirs, digits)} | ${ratio(mine, theirs)} | ${perRun} | ${verdict} |`;
   });
   return [
-    '| target (issue 7) | l4lb | HAProxy | l4lb / HAProxy | same ratio within each run: median (min–max) | |',
+    '| target | l4lb | HAProxy | l4lb / HAProxy | same ratio within each run: median (min–max) | |',
     '|---|---:|---:|---:|---:|---|',
     ...rows,
   ].join('\n');

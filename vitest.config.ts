@@ -1,0 +1,8 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    // The default reporter counts skipped tests; skip-reasons lists them with their reasons.
+    reporters: ['default', './test/reporters/skip-reasons.ts'],
+  },
+});
