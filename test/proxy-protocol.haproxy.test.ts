@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { haproxyInstalled, startHaproxy, type Haproxy } from './helpers/haproxy.js';
+import { requirement } from './helpers/skip.js';
 import {
   ProxyHeaderParser,
   encodeForConnection,
@@ -23,14 +24,14 @@ import {
   type ProxyHeader,
 } from '../src/proxy-protocol/index.js';
 
-const mustRun = process.env.CI === 'true';
+const withHaproxy = requirement('interop with a real HAProxy (UNIX sockets)', haproxyInstalled ? undefined : 'haproxy is not installed');
 
 interface Received {
   header: ProxyHeader;
   payload: string;
 }
 
-describe.skipIf(!haproxyInstalled && !mustRun)('interop with a real HAProxy (UNIX sockets)', () => {
+describe.skipIf(withHaproxy.skip)(withHaproxy.title, () => {
   let dir = '';
   let haproxy: Haproxy | undefined;
   let server: Server | undefined;
