@@ -16,10 +16,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { ADMIN_STATES, type AdminState } from '../config/health.js';
+import { ADMIN_STATES, type AdminState } from '../config/index.js';
 import type { Endpoint } from '../config/index.js';
 import { isLbError, LbError } from '../errors.js';
-import { createMetrics, type Metrics, type StatsSource } from '../observability/metrics.js';
+import { createMetrics, type Metrics, type StatsSource } from '../observability/index.js';
 import type { Balancer } from '../proxy/index.js';
 
 /** What the admin API drives: a balancer, or a cluster primary (issue 7) with the same three members. */

@@ -84,7 +84,7 @@ function measure(contender: Contender, n: number): Row {
   // Warm up, then time passes over all keys and keep the fastest: on a shared machine the slower
   // passes measure the neighbours. The last pass also gives the shares.
   for (let i = 0; i < Math.min(20_000, keys.length); i++) lookup(keys[i]);
-  const owner: (string | undefined)[] = new Array(keys.length);
+  const owner = new Array<string | undefined>(keys.length);
   let seconds = Infinity;
   for (let pass = 0; pass < PASSES; pass++) {
     const start = performance.now();

@@ -10,17 +10,13 @@ import { once } from 'node:events';
 import type { Logger } from 'pino';
 import type { Config, Endpoint, ProxyServiceConfig } from '../config/index.js';
 import { LbError } from '../errors.js';
-import { createPicker } from '../hashing/index.js';
-import { flowKey } from '../hashing/keys.js';
-import { createLogger } from '../proxy/access-log.js';
-import { startBalancer, type Balancer } from '../proxy/balancer.js';
+import { createPicker, DEFAULT_MAGLEV_TABLE_SIZE, flowKey } from '../hashing/index.js';
+import { createLogger, ListenError, startBalancer, type Balancer } from '../proxy/index.js';
+import { flushLogger } from '../runtime/index.js';
 import { slotHashOf } from '../services/index.js';
-import { ListenError } from '../proxy/service.js';
 import { EXIT_FAILURE, fail, invalid } from './common.js';
-import { flushLogger } from '../runtime/lifecycle.js';
 
 export const DEMO_BACKENDS = ['alpha', 'bravo', 'charlie'] as const;
-const TABLE_SIZE = 65537;
 
 /** A backend that greets each connection with `NAME\n`, then echoes; keeps half-close. */
 export async function startDemoBackend(name: string): Promise<{ server: Server; address: Endpoint }> {
@@ -47,7 +43,7 @@ export function demoConfig(port: number, backends: readonly { name: string; addr
         hashKey: 'source-ip',
         flowHash: 'murmur3',
         hashSeed: 0,
-        tableSize: TABLE_SIZE,
+        tableSize: DEFAULT_MAGLEV_TABLE_SIZE,
         maxConnections: 1000,
         retries: 2,
         timeouts: { connect: 3000, idle: 30 * 60 * 1000, queue: 5000, drain: 2000 },

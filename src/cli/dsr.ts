@@ -10,11 +10,9 @@
  */
 import { Command, Option } from 'commander';
 import { createInterface } from 'node:readline';
-import { loadConfig } from '../config/index.js';
-import type { DsrServiceConfig } from '../config/types.js';
+import { loadConfig, type DsrServiceConfig } from '../config/index.js';
 import { LbError } from '../errors.js';
-import { nftJhashSlot } from '../hashing/jhash.js';
-import { flowKey } from '../hashing/keys.js';
+import { flowKey, nftJhashSlot } from '../hashing/index.js';
 import {
   DSR_METHODS,
   isDsrMethod,
@@ -62,7 +60,7 @@ async function plan(file: string, service: string | undefined): Promise<Director
 }
 
 /** Runs a subcommand's work; any error becomes one `l4lb: …` line and exit 1. */
-async function run(work: () => Promise<string>): Promise<void> {
+async function run(work: () => string | Promise<string>): Promise<void> {
   let text: string;
   try {
     text = await work();
@@ -163,7 +161,7 @@ export function dsrCommand(): Command {
         if (flows.length > 0) return;
         for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
           if (line.trim() === '') continue;
-          await run(async () => lookupLine(services, line));
+          await run(() => lookupLine(services, line));
         }
       }),
   );

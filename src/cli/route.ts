@@ -6,8 +6,7 @@ import { Command, Option } from 'commander';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { LbError } from '../errors.js';
-import { ALGORITHMS, createPicker, isAlgorithm, type Algorithm, type Backend, type Picker } from '../hashing/index.js';
-import { DEFAULT_MAGLEV_TABLE_SIZE } from '../hashing/maglev.js';
+import { ALGORITHMS, createPicker, DEFAULT_MAGLEV_TABLE_SIZE, isAlgorithm, type Algorithm, type Backend, type Picker } from '../hashing/index.js';
 import { collect, EXIT_USAGE, fail } from './common.js';
 
 /** Parses `NAME` or `NAME=WEIGHT`. */

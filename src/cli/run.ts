@@ -12,13 +12,9 @@ import cluster from 'node:cluster';
 import { Command } from 'commander';
 import type { Logger } from 'pino';
 import { loadConfig, type Config } from '../config/index.js';
-import { startCluster } from '../cluster/runtime.js';
-import { runWorker, WORKER_SLOT_ENV } from '../cluster/worker.js';
+import { runWorker, startCluster, WORKER_SLOT_ENV } from '../cluster/index.js';
 import { createLogger } from '../proxy/index.js';
-import { runLifecycle } from '../runtime/lifecycle.js';
-import type { Runtime } from '../runtime/runtime.js';
-import { workerCount } from '../runtime/settings.js';
-import { startSingleProcess } from '../runtime/single.js';
+import { runLifecycle, startSingleProcess, workerCount, type Runtime } from '../runtime/index.js';
 import { EXIT_FAILURE, fail } from './common.js';
 
 interface RunOptions {

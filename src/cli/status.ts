@@ -11,7 +11,7 @@ import { Command } from 'commander';
 import { loadConfig } from '../config/index.js';
 import { formatEndpoint } from '../config/index.js';
 import { LbError } from '../errors.js';
-import type { AdminState } from '../config/health.js';
+import type { AdminState } from '../config/index.js';
 import type { BackendStatusStats, ServiceStatusStats } from '../proxy/index.js';
 import type { StateResult } from '../services/index.js';
 import { EXIT_FAILURE, EXIT_USAGE, fail } from './common.js';
@@ -78,10 +78,10 @@ async function request<T>(target: Target, path: string, init: RequestInit = {}):
   const message = (body as ApiError).error?.message ?? `HTTP ${response.status}`;
   switch (response.status) {
     case 401:
-      fail(new LbError('LB_ERR_ADMIN', `the admin API at ${target.base.origin} refused the request: ${message} (see --token)`), EXIT_FAILURE);
+      return fail(new LbError('LB_ERR_ADMIN', `the admin API at ${target.base.origin} refused the request: ${message} (see --token)`), EXIT_FAILURE);
     case 400:
     case 404:
-      fail(new LbError('LB_ERR_INVALID_ARGUMENT', message), EXIT_USAGE);
+      return fail(new LbError('LB_ERR_INVALID_ARGUMENT', message), EXIT_USAGE);
     default:
       fail(new LbError('LB_ERR_ADMIN', `the admin API answered HTTP ${response.status}: ${message}`), EXIT_FAILURE);
   }

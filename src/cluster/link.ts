@@ -34,8 +34,9 @@ export class PrimaryVerdicts {
         }
       },
       observe: (backend, passed) => this.observe(sink.service, backend, passed),
-      stop: async () => {
+      stop: () => {
         if (this.followers.get(sink.service) === sink) this.followers.delete(sink.service);
+        return Promise.resolve();
       },
     };
   }

@@ -6,9 +6,9 @@
  * IPC channel closes, so the primary's death takes them with it.
  */
 import type { Logger } from 'pino';
-import type { AdminTarget } from '../admin/server.js';
+import type { AdminTarget } from '../admin/index.js';
 import type { Config } from '../config/index.js';
-import type { Listening, ReloadOutcome, Runtime } from '../runtime/runtime.js';
+import type { Listening, ReloadOutcome, Runtime } from '../runtime/index.js';
 import { HealthAuthority } from './authority.js';
 import type { WorkerMessage } from './messages.js';
 import { ClusterPrimary } from './primary.js';

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { problemsOf } from '../errors.js';
 import { createLogger, startBalancer, type Balancer } from '../proxy/index.js';
-import { largestDrain } from '../runtime/settings.js';
+import { largestDrain } from '../runtime/index.js';
 import { PrimaryVerdicts } from './link.js';
 import { isPrimaryMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 

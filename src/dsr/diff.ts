@@ -7,7 +7,7 @@
  * DSCP, hash key, seed or table size — is refused with the reason: render and load the whole ruleset.
  */
 import { LbError } from '../errors.js';
-import { diffMaglevTables, type SlotChange } from '../hashing/maglev.js';
+import { diffMaglevTables, type SlotChange } from '../hashing/index.js';
 import { elementLines, slotValue } from './director.js';
 import { DIRECTOR_TABLE, type DirectorService, type DsrMethod } from './plan.js';
 

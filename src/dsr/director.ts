@@ -50,7 +50,7 @@ export function elementLines(elements: readonly string[], indent: string, perLin
 
 function slotElements(service: DirectorService, method: DsrMethod): string[] {
   const { backends, slots } = service.table;
-  const elements: string[] = new Array(slots.length);
+  const elements = new Array<string>(slots.length);
   for (let slot = 0; slot < slots.length; slot++) elements[slot] = `${slot} : ${slotValue(backends[slots[slot]], method)}`;
   return elements;
 }

@@ -8,10 +8,9 @@
  * `jhash KEY mod M seed S` (net/netfilter/nft_hash.c), the same slot `jhashSlotHash` computes.
  */
 import { isIPv4 } from 'node:net';
-import type { DsrServiceConfig, HashKeyKind } from '../config/types.js';
+import type { DsrServiceConfig, HashKeyKind } from '../config/index.js';
 import { LbError } from '../errors.js';
-import { buildMaglevTable, type MaglevTable } from '../hashing/maglev.js';
-import type { Backend } from '../hashing/types.js';
+import { buildMaglevTable, type Backend, type MaglevTable } from '../hashing/index.js';
 
 /** How the director hands a packet to its backend: rewrite the destination (l3) or the MAC (l2). */
 export type DsrMethod = 'l3' | 'l2';

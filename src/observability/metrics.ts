@@ -10,7 +10,7 @@
  * backend and label set) are created once and kept, never per connection or per scrape.
  */
 import { Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client';
-import { ADMIN_STATES } from '../config/health.js';
+import { ADMIN_STATES } from '../config/index.js';
 import type { Balancer, ServiceStatusStats } from '../proxy/index.js';
 import type { CheckEvent } from '../services/index.js';
 

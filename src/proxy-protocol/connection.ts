@@ -4,7 +4,7 @@
  * (`proxyProtocol.accept`). Spec §2.1 (UNKNOWN), §2.2 (LOCAL, UNSPEC): in those cases, and for
  * families other than TCP, the receiver uses the real connection's endpoints.
  */
-import { formatIPv4, formatIPv6, isMappedIPv4, parseIPv4Into, parseIPv6Into } from '../rules/address.js';
+import { formatIPv4, formatIPv6, isMappedIPv4, parseIPv4Into, parseIPv6Into } from '../rules/index.js';
 import { encodeV1, encodeV2 } from './encode.js';
 import type { ProxyEndpoint, ProxyHeader, ProxyHeaderV1, ProxyHeaderV2Input, ProxyTlv } from './types.js';
 

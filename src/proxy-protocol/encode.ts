@@ -5,7 +5,7 @@
  * when the addresses were sent in canonical form (the parser canonicalises IPv6 text).
  */
 import { LbError } from '../errors.js';
-import { formatIPv4, formatIPv6, parseIPv4Into, parseIPv6Into } from '../rules/address.js';
+import { formatIPv4, formatIPv6, parseIPv4Into, parseIPv6Into } from '../rules/index.js';
 import { crc32c } from './crc32c.js';
 import {
   PP2_TYPE_CRC32C,

@@ -5,7 +5,7 @@
  * Exactly one space between fields; IPv4 as four decimals without leading zeroes; IPv6 in RFC 4291
  * text; ports 0–65535 in decimal without leading zeroes; address family as the protocol says.
  */
-import { formatIPv4, formatIPv6, parseIPv4Into, parseIPv6Into } from '../rules/address.js';
+import { formatIPv4, formatIPv6, parseIPv4Into, parseIPv6Into } from '../rules/index.js';
 import { ProxyProtocolError } from './errors.js';
 import type { ProxyEndpoint, ProxyHeaderV1 } from './types.js';
 

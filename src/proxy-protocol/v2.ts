@@ -5,7 +5,7 @@
  * at a time by the incremental parser as they arrive (so garbage is refused early); this module
  * checks and decodes everything else once the whole header is in.
  */
-import { formatIPv4, formatIPv6 } from '../rules/address.js';
+import { formatIPv4, formatIPv6 } from '../rules/index.js';
 import { ProxyProtocolError } from './errors.js';
 import { decodeTlvs } from './tlv.js';
 import {

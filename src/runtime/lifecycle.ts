@@ -12,7 +12,7 @@
  *   signal at once.
  */
 import type { Logger } from 'pino';
-import { startAdmin, type AdminServer } from '../admin/server.js';
+import { startAdmin, type AdminServer } from '../admin/index.js';
 import { loadConfig, type Config } from '../config/index.js';
 import { problemsOf } from '../errors.js';
 import { formatAddress } from '../proxy/index.js';

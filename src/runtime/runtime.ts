@@ -4,7 +4,7 @@
  * and a cluster primary with its workers (src/cluster/runtime.ts) implement it; signals, reload
  * coalescing, the admin API and the log lines are written once, in the driver.
  */
-import type { AdminTarget } from '../admin/server.js';
+import type { AdminTarget } from '../admin/index.js';
 import type { Config, Endpoint } from '../config/index.js';
 
 /** One service's listener, for the 'listening' line. */

@@ -28,9 +28,10 @@ class SingleProcess implements Runtime {
   }
 
   /** balancer.close() closes every listener before its first await; a reload in flight then rejects with ClosedError. */
-  async stop(drainMs: number): Promise<void> {
+  stop(drainMs: number): Promise<void> {
     if (this.closed === undefined) this.closed = this.balancer.close(drainMs);
     else void this.balancer.close(0);
+    return Promise.resolve();
   }
 
   stopped(): Promise<void> {

@@ -6,8 +6,7 @@
  */
 import { formatEndpoint, type Endpoint, type ProxyServiceConfig } from '../config/index.js';
 import { LbError } from '../errors.js';
-import { hashKey, type SlotHash } from '../hashing/index.js';
-import { jhashSlotHash } from '../hashing/jhash.js';
+import { hashKey, jhashSlotHash, type SlotHash } from '../hashing/index.js';
 import type { BackendCounters, ServiceLoads } from './counters.js';
 import type { ResolvedAddress } from './resolve.js';
 import { createChooser, type Chooser } from './strategy.js';

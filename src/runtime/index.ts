@@ -1,0 +1,9 @@
+/**
+ * The process lifecycle of `l4lb run`, written once (signals, reload, drain, stop), the Runtime
+ * interface it drives, and the runtime of one process. A cluster primary's runtime is in
+ * src/cluster.
+ */
+export { flushLogger, runLifecycle, type LifecycleOptions, type SignalSource } from './lifecycle.js';
+export type { Listening, ReloadOutcome, Runtime } from './runtime.js';
+export { largestDrain, workerCount } from './settings.js';
+export { startSingleProcess } from './single.js';
