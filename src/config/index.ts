@@ -3,6 +3,7 @@
  * See docs/configuration.md for every key.
  */
 export * from './types.js';
+export { ConfigError, formatProblem, type ConfigProblem } from '../errors.js';
 export { parseConfig, loadConfig, detectFormat, type ConfigFormat } from './load.js';
 export { summarizeConfig } from './summary.js';
 export { configSchema } from './schema.js';

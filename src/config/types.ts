@@ -3,7 +3,6 @@
  * for `mode: dsr`). Values here are already validated and normalised: durations in milliseconds,
  * addresses parsed into host and port, every default filled in. Nothing downstream re-checks them.
  */
-import { LbError } from '../errors.js';
 import type { AdminState, HealthCheckConfig, OnDown } from './health.js';
 
 /** A parsed `host:port` or `[v6]:port`; `host` is kept without brackets. */
@@ -122,40 +121,4 @@ export interface Config {
   /** Absent when not given (then 1: one process, no cluster); see `workerCount`. */
   workers?: WorkersSetting;
   services: ServiceConfig[];
-}
-
-/**
- * One thing wrong with a file. `path` is where in the document, in the style a reader of the YAML
- * uses (`services[0].backends[1].address`), or '' for the file as a whole. `line`/`column` (1-based)
- * are set for syntax errors.
- */
-export interface ConfigProblem {
-  path: string;
-  message: string;
-  line?: number;
-  column?: number;
-}
-
-/** Formats a problem as the one line a user reads: `FILE: path: message` or `FILE:LINE:COL: message`. */
-export function formatProblem(file: string, problem: ConfigProblem): string {
-  const where = problem.line === undefined ? file : `${file}:${problem.line}:${problem.column ?? 1}`;
-  return problem.path === '' ? `${where}: ${problem.message}` : `${where}: ${problem.path}: ${problem.message}`;
-}
-
-/** Every problem found in one file; `message` is all of them, one formatted line each. */
-export class ConfigError extends LbError {
-  readonly problems: ConfigProblem[];
-  readonly file: string;
-
-  constructor(file: string, problems: ConfigProblem[]) {
-    super('LB_ERR_CONFIG', problems.map((problem) => formatProblem(file, problem)).join('\n'));
-    this.name = 'ConfigError';
-    this.file = file;
-    this.problems = problems;
-  }
-
-  /** The formatted lines, one per problem. */
-  lines(): string[] {
-    return this.problems.map((problem) => formatProblem(this.file, problem));
-  }
 }
