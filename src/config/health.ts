@@ -5,11 +5,13 @@
  * `init-state up`), the same the health module uses (src/health, docs/health.md).
  *
  * Checker options are validated by building the checker (createChecker), so the config layer and
- * the health module can never disagree on what a valid `path`, `expect` or `user` is.
+ * the health module can never disagree on what a valid `path`, `expect` or `user` is. A refused
+ * option arrives as a CheckOptionError whose `option` field names it; the config key is looked up
+ * from that field, and the message is the error's own `describe(key)`.
  */
 import { isIP } from 'node:net';
 import * as z from 'zod';
-import { isLbError } from '../errors.js';
+import { CheckOptionError, type CheckOption } from '../errors.js';
 import { createChecker, CHECK_TYPES, INITIAL_HEALTHS, type CheckSpec, type CheckType, type ExpectedStatus, type InitialHealth } from '../health/index.js';
 import { DEFAULT_FALL, DEFAULT_RISE } from '../health/reducer.js';
 import { DEFAULT_INTERVAL_MS } from '../health/scheduler.js';
@@ -82,6 +84,15 @@ const OPTIONS_OF: Record<CheckType, readonly (keyof HealthCheckInput)[]> = {
 };
 const TYPE_OPTIONS: readonly (keyof HealthCheckInput)[] = ['path', 'host', 'expect', 'user', 'database'];
 
+/** The `healthCheck` key of each checker option: the file says `expect` where the checker says `expectStatus`. */
+const CONFIG_KEY_OF: Readonly<Record<CheckOption, keyof HealthCheckInput>> = {
+  path: 'path',
+  host: 'host',
+  expectStatus: 'expect',
+  user: 'user',
+  database: 'database',
+};
+
 function checkSpecOf(input: Omit<HealthCheckInput, 'expect'> & { expect?: ExpectedStatus }): CheckSpec {
   const type = input.type ?? HEALTH_DEFAULTS.type;
   switch (type) {
@@ -116,9 +127,9 @@ export const healthCheckObject = describeObject(z.strictObject(HEALTH_CHECK_SHAP
     try {
       createChecker(checkSpecOf(input));
     } catch (error) {
-      if (!isLbError(error)) throw error;
-      const key = type === 'http' ? (/expectStatus/.test(error.message) ? 'expect' : /host/i.test(error.message) ? 'host' : 'path') : /database/.test(error.message) ? 'database' : 'user';
-      ctx.addIssue({ code: 'custom', path: [key], message: error.message.replace(/^(http|pgsql) health check /, '').replace('expectStatus', 'expect') });
+      if (!(error instanceof CheckOptionError)) throw error;
+      const key = CONFIG_KEY_OF[error.option];
+      ctx.addIssue({ code: 'custom', path: [key], message: error.describe(key) });
     }
   })
   .transform((input): HealthCheckConfig => {
