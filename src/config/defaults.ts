@@ -1,8 +1,9 @@
 /**
  * What an omitted key means, and the bounds of numeric keys: one place for docs/configuration.md
- * and the schema to agree on.
+ * and the schema to agree on. Values another module owns (the Maglev table size) are imported from
+ * it, never written twice; src/hashing imports nothing from config.
  */
-import { MAX_MAGLEV_TABLE_SIZE } from '../hashing/maglev.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE } from '../hashing/maglev.js';
 
 export const DEFAULTS = {
   mode: 'proxy',
@@ -10,7 +11,7 @@ export const DEFAULTS = {
   hashKey: 'source-ip',
   flowHash: 'murmur3',
   hashSeed: 0,
-  tableSize: 65537,
+  tableSize: DEFAULT_MAGLEV_TABLE_SIZE,
   maxConnections: 10_000,
   retries: 2,
   weight: 1,
