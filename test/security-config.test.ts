@@ -1,8 +1,8 @@
 /**
- * Issue 5's configuration keys on bad input: `proxyProtocol`, `timeouts.proxyHeader`, `allow`,
- * `deny`, `limits`. Each row is one file and every line `l4lb check` prints for it (the same
- * table style as test/config-errors.test.ts, which covers every other key). The number of rows is
- * quoted in docs/security.md.
+ * The configuration keys of what a proxy service lets in, on bad input: `proxyProtocol`,
+ * `timeouts.proxyHeader`, `allow`, `deny`, `limits`. Each row is one file and every line
+ * `l4lb check` prints for it (the same table style as test/config-errors.test.ts, which covers every
+ * other key). The number of rows is quoted in docs/security.md.
  */
 import { describe, expect, it } from 'vitest';
 import { parseConfig, type ProxyServiceConfig } from '../src/config/index.js';
@@ -99,7 +99,7 @@ export const SECURITY_CONFIG_CASES: [string, string, string[]][] = [
   ]],
 ];
 
-describe('issue 5 config keys: bad values', () => {
+describe('source-rule config keys: bad values', () => {
   it.each(SECURITY_CONFIG_CASES)('%s', (_name, text, expected) => {
     expect(problemsOf(text)).toEqual(expected);
   });
@@ -110,7 +110,7 @@ describe('issue 5 config keys: bad values', () => {
   });
 });
 
-describe('issue 5 config keys: good values', () => {
+describe('source-rule config keys: good values', () => {
   it('fills timeouts.proxyHeader (3s) only when accept is set, keeps lists as written', () => {
     const config = parseConfig(proxy('proxyProtocol: { send: v2, accept: ["::1", 127.0.0.0/8] }, allow: [127.0.0.0/8, "::1"], deny: [127.0.0.66], limits: { perSourceConnections: 4, perSourceRate: 20/s }'), 'c.yaml');
     const service = config.services[0] as ProxyServiceConfig;
