@@ -67,10 +67,6 @@ export const HASH_KEY_KINDS: readonly HashKeyKind[] = ['source-ip', 'source-ip-p
 export type FlowHash = 'murmur3' | 'jhash';
 export const FLOW_HASHES: readonly FlowHash[] = ['murmur3', 'jhash'];
 
-export type ServiceMode = 'proxy' | 'dsr';
-export const SERVICE_MODES: readonly ServiceMode[] = ['proxy', 'dsr'];
-
-
 /** Administrative state of a backend, kept apart from its health. */
 export type AdminState = 'active' | 'draining' | 'maintenance';
 export const ADMIN_STATES: readonly AdminState[] = ['active', 'draining', 'maintenance'];
@@ -142,6 +138,7 @@ export interface DsrServiceConfig {
 }
 
 export type ServiceConfig = ProxyServiceConfig | DsrServiceConfig;
+export type ServiceMode = ServiceConfig['mode'];
 
 export interface AdminConfig {
   listen: Endpoint;
