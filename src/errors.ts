@@ -1,24 +1,58 @@
 /**
- * Typed errors with stable codes (the undici habit): callers branch on `code`, never on the message.
- * The CLI turns any LbError into one line on stderr and an exit code; nothing else should print a stack.
+ * Typed errors with stable codes (the undici habit, lib/core/errors.js): callers branch on `code`
+ * and read the facts from fields (`service`, `backend`, `option`…), never from the message.
+ * The CLI turns any LbError into one line per problem on stderr and an exit code; nothing else
+ * should print a stack. docs/errors.md lists every code, who raises it and the fields it carries.
+ *
+ * An error crossing IPC (node:cluster with serialization 'advanced' is the structured-clone
+ * algorithm, which keeps only `message` of an Error, not its class or fields; JSON keeps less) is
+ * sent as `toWire()`, a plain object, and rebuilt with `fromWire()`: same class, code, message and
+ * fields. That is why every class with fields lives here, in the one module both sides load.
  */
 
-export type LbErrorCode =
-  | 'LB_ERR_INVALID_ARGUMENT'
-  | 'LB_ERR_NO_BACKENDS'
-  | 'LB_ERR_DUPLICATE_BACKEND'
-  | 'LB_ERR_BAD_WEIGHT'
-  | 'LB_ERR_TABLE_SIZE'
-  | 'LB_ERR_CONFIG'
-  | 'LB_ERR_LISTEN'
-  | 'LB_ERR_RESOLVE'
-  | 'LB_ERR_UNKNOWN_SERVICE'
-  | 'LB_ERR_UNKNOWN_BACKEND'
-  | 'LB_ERR_ADMIN'
-  | 'LB_ERR_CLOSED'
-  | 'LB_ERR_PROXY_MALFORMED'
-  | 'LB_ERR_PROXY_TOO_LONG'
-  | 'LB_ERR_PROXY_UNSUPPORTED';
+/** Every code, in the order docs/errors.md lists them. The `LbErrorCode` union is derived from it. */
+export const LB_ERROR_CODES = [
+  'LB_ERR_INVALID_ARGUMENT',
+  'LB_ERR_NO_BACKENDS',
+  'LB_ERR_DUPLICATE_BACKEND',
+  'LB_ERR_BAD_WEIGHT',
+  'LB_ERR_TABLE_SIZE',
+  'LB_ERR_CONFIG',
+  'LB_ERR_LISTEN',
+  'LB_ERR_RESOLVE',
+  'LB_ERR_UNKNOWN_SERVICE',
+  'LB_ERR_UNKNOWN_BACKEND',
+  'LB_ERR_ADMIN',
+  'LB_ERR_CLOSED',
+  'LB_ERR_PROXY_MALFORMED',
+  'LB_ERR_PROXY_TOO_LONG',
+  'LB_ERR_PROXY_UNSUPPORTED',
+  'LB_ERR_WORKER_EXITED',
+  'LB_ERR_INTERNAL',
+] as const;
+
+export type LbErrorCode = (typeof LB_ERROR_CODES)[number];
+
+function isLbErrorCode(value: unknown): value is LbErrorCode {
+  return typeof value === 'string' && (LB_ERROR_CODES as readonly string[]).includes(value);
+}
+
+/** What a field may hold: values that JSON and the structured-clone algorithm both carry unchanged. */
+export type WireValue = string | number | boolean | null | readonly WireValue[] | { readonly [key: string]: WireValue };
+
+export type WireFields = { readonly [key: string]: WireValue };
+
+/** An LbError as plain data, for IPC or a log line. */
+export interface LbErrorWire {
+  readonly code: LbErrorCode;
+  /** The class that sent it (`ResolveError`, `ConfigError`…); `fromWire` rebuilds that class. */
+  readonly name: string;
+  readonly message: string;
+  /** The class's facts, as its properties hold them; `{}` for a plain LbError. */
+  readonly fields: WireFields;
+  /** Why, one line per problem; present when the error lists several (RefusedError and its subclasses). */
+  readonly problems?: readonly string[];
+}
 
 export class LbError extends Error {
   readonly code: LbErrorCode;
@@ -29,66 +63,387 @@ export class LbError extends Error {
     this.code = code;
   }
 
-  /** Why something was refused, one line per problem (a ConfigError has one per problem of the file). */
+  /** Why, one line per problem, as a user reads it: the message, unless a subclass lists several. */
   lines(): string[] {
     return [this.message];
   }
-}
 
-/** Why a configuration or an action was refused, as lines: an LbError's own, else an internal error. */
-export function problemsOf(error: unknown): string[] {
-  if (isLbError(error)) return error.lines();
-  return [`internal error: ${error instanceof Error ? error.message : String(error)}`];
+  /** The facts a subclass carries beyond code and message (each subclass adds its own). */
+  protected wireFields(): WireFields {
+    return {};
+  }
+
+  /** Plain data that survives JSON and structured clone; `fromWire(error.toWire())` is an equal error. */
+  toWire(): LbErrorWire {
+    return { code: this.code, name: this.name, message: this.message, fields: this.wireFields() };
+  }
 }
 
 export function isLbError(value: unknown): value is LbError {
   return value instanceof LbError;
 }
 
-/** A backend host name that resolves nowhere (at start or reload). */
+/**
+ * Why something was refused, one line per problem: a RefusedError's (ConfigError's) lines, an
+ * LbError's message, otherwise `internal error: …` (anything else is a bug, and says so).
+ */
+export function problemsOf(error: unknown): string[] {
+  if (error instanceof LbError) return error.lines();
+  return [`internal error: ${error instanceof Error ? error.message : String(error)}`];
+}
+
+// -------------------------------------------------------------------------------------------------
+// Errors that list several problems
+
+/**
+ * A request refused for one or more reasons, each a line of its own (a file with three bad keys, a
+ * reload that two workers refused). `message` is the lines joined with "\n".
+ */
+export class RefusedError extends LbError {
+  readonly problems: readonly string[];
+
+  constructor(code: LbErrorCode, problems: readonly string[]) {
+    super(code, problems.join('\n'));
+    this.name = 'RefusedError';
+    this.problems = [...problems];
+  }
+
+  override lines(): string[] {
+    return [...this.problems];
+  }
+
+  override toWire(): LbErrorWire {
+    return { ...super.toWire(), problems: [...this.problems] };
+  }
+}
+
+/**
+ * One thing wrong with a configuration file. `path` is where in the document, in the style a reader
+ * of the YAML uses (`services[0].backends[1].address`), or '' for the file as a whole. `line`/`column`
+ * (1-based) are set for syntax errors.
+ */
+export interface ConfigProblem {
+  path: string;
+  message: string;
+  line?: number;
+  column?: number;
+}
+
+/** Formats a problem as the one line a user reads: `FILE: path: message` or `FILE:LINE:COL: message`. */
+export function formatProblem(file: string, problem: ConfigProblem): string {
+  const where = problem.line === undefined ? file : `${file}:${problem.line}:${problem.column ?? 1}`;
+  return problem.path === '' ? `${where}: ${problem.message}` : `${where}: ${problem.path}: ${problem.message}`;
+}
+
+/** Every problem found in one configuration file: `issues` as found, `problems`/`lines()` as printed. */
+export class ConfigError extends RefusedError {
+  readonly file: string;
+  readonly issues: readonly ConfigProblem[];
+
+  constructor(file: string, issues: readonly ConfigProblem[]) {
+    super('LB_ERR_CONFIG', issues.map((issue) => formatProblem(file, issue)));
+    this.name = 'ConfigError';
+    this.file = file;
+    this.issues = issues.map((issue) => ({ ...issue }));
+  }
+
+  protected override wireFields(): WireFields {
+    const issues = this.issues.map((issue): WireFields => {
+      const found: WireFields = { path: issue.path, message: issue.message };
+      return issue.line === undefined ? found : { ...found, line: issue.line, column: issue.column ?? 1 };
+    });
+    return { file: this.file, issues };
+  }
+}
+
+// -------------------------------------------------------------------------------------------------
+// Start-up and reload: names and sockets
+
+/** `where` names the config entry (`services[0] (web)`, `admin.listen`) the failure belongs to. */
+export interface ResolveFacts {
+  readonly where: string;
+  /** The host name as configured. */
+  readonly host: string;
+  /** The resolver's errno code (`ENOTFOUND`, `EAI_AGAIN`), or its message when it gave no code. */
+  readonly cause: string;
+}
+
+/** A backend's host name resolves to no address (at start or reload; never per connection). */
 export class ResolveError extends LbError {
-  /** The errno code of the failed lookup (ENOTFOUND, EAI_AGAIN, …), or its message when it has none. */
-  readonly reason: string;
+  readonly where: string;
+  readonly host: string;
+  override readonly cause: string;
 
-  constructor(
-    readonly where: string,
-    readonly host: string,
-    cause: unknown,
-  ) {
-    const reason = (cause as NodeJS.ErrnoException | undefined)?.code ?? (cause instanceof Error ? cause.message : String(cause));
-    super('LB_ERR_RESOLVE', `${where}: cannot resolve "${host}" (${reason})`);
+  constructor(facts: ResolveFacts) {
+    super('LB_ERR_RESOLVE', `${facts.where}: cannot resolve "${facts.host}" (${facts.cause})`);
     this.name = 'ResolveError';
-    this.reason = reason;
+    this.where = facts.where;
+    this.host = facts.host;
+    this.cause = facts.cause;
+  }
+
+  protected override wireFields(): WireFields {
+    return { where: this.where, host: this.host, cause: this.cause };
   }
 }
 
-/** A request named a service the running configuration does not have. */
+/** Why a listener could not bind, for callers that advise (the demo suggests another port). */
+export type ListenFailure = 'address-in-use' | 'permission-denied' | 'other';
+const LISTEN_FAILURES: readonly ListenFailure[] = ['address-in-use', 'permission-denied', 'other'];
+
+/** The failure an errno code of listen(2) means. */
+export function listenFailureOf(errno: string | undefined): ListenFailure {
+  switch (errno) {
+    case 'EADDRINUSE':
+      return 'address-in-use';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission-denied';
+    default:
+      return 'other';
+  }
+}
+
+export interface ListenFacts {
+  /** The config entry that asked for the socket: `services[0] (web)`, `admin.listen`. */
+  readonly where: string;
+  /** The address as written: `127.0.0.1:80`, `[::1]:80`. */
+  readonly address: string;
+  readonly failure: ListenFailure;
+  /** The errno code (`EADDRINUSE`, `EADDRNOTAVAIL`), or the system's message when it gave no code. */
+  readonly cause: string;
+}
+
+/**
+ * A socket could not be bound. Message: `WHERE: cannot listen on ADDRESS: address already in use`
+ * (or `permission denied`, or the cause), the words src/proxy/service.ts has always printed.
+ */
+export class ListenError extends LbError {
+  readonly where: string;
+  readonly address: string;
+  readonly failure: ListenFailure;
+  override readonly cause: string;
+
+  constructor(facts: ListenFacts) {
+    super('LB_ERR_LISTEN', `${facts.where}: cannot listen on ${facts.address}: ${describeListenFailure(facts.failure, facts.cause)}`);
+    this.name = 'ListenError';
+    this.where = facts.where;
+    this.address = facts.address;
+    this.failure = facts.failure;
+    this.cause = facts.cause;
+  }
+
+  protected override wireFields(): WireFields {
+    return { where: this.where, address: this.address, failure: this.failure, cause: this.cause };
+  }
+}
+
+function describeListenFailure(failure: ListenFailure, cause: string): string {
+  switch (failure) {
+    case 'address-in-use':
+      return 'address already in use';
+    case 'permission-denied':
+      return 'permission denied';
+    case 'other':
+      return cause;
+    default: {
+      const never: never = failure;
+      return String(never);
+    }
+  }
+}
+
+// -------------------------------------------------------------------------------------------------
+// Admin requests: names that do not exist
+
+/** `service` names no running service; `known` are the ones that do (possibly none). */
 export class UnknownServiceError extends LbError {
-  constructor(
-    readonly service: string,
-    readonly known: readonly string[],
-  ) {
-    super('LB_ERR_UNKNOWN_SERVICE', `no service "${service}" (services: ${known.join(', ') || 'none'})`);
+  readonly service: string;
+  readonly known: readonly string[];
+
+  constructor(facts: { readonly service: string; readonly known: readonly string[] }) {
+    super('LB_ERR_UNKNOWN_SERVICE', `no service "${facts.service}" (services: ${facts.known.join(', ') || 'none'})`);
     this.name = 'UnknownServiceError';
+    this.service = facts.service;
+    this.known = [...facts.known];
+  }
+
+  protected override wireFields(): WireFields {
+    return { service: this.service, known: [...this.known] };
   }
 }
 
-/** A request named a backend its service does not have. */
+/** `service` exists but has no backend `backend`; `known` are its backends. */
 export class UnknownBackendError extends LbError {
-  constructor(
-    readonly service: string,
-    readonly backend: string,
-    readonly known: readonly string[],
-  ) {
-    super('LB_ERR_UNKNOWN_BACKEND', `service "${service}" has no backend "${backend}" (backends: ${known.join(', ')})`);
+  readonly service: string;
+  readonly backend: string;
+  readonly known: readonly string[];
+
+  constructor(facts: { readonly service: string; readonly backend: string; readonly known: readonly string[] }) {
+    super('LB_ERR_UNKNOWN_BACKEND', `service "${facts.service}" has no backend "${facts.backend}" (backends: ${facts.known.join(', ')})`);
     this.name = 'UnknownBackendError';
+    this.service = facts.service;
+    this.backend = facts.backend;
+    this.known = [...facts.known];
+  }
+
+  protected override wireFields(): WireFields {
+    return { service: this.service, backend: this.backend, known: [...this.known] };
   }
 }
 
-/** Work refused because its owner is stopping or stopped (a balancer closing, a scheduler stopped). */
+// -------------------------------------------------------------------------------------------------
+// Lifecycle
+
+/**
+ * `component` has begun closing or has stopped, so it refuses new work (a reload during a stop, a
+ * backend added to a stopped health scheduler). The message is the caller's sentence; `component`
+ * is the fact to branch on.
+ */
 export class ClosedError extends LbError {
-  constructor(message: string) {
+  readonly component: string;
+
+  constructor(facts: { readonly component: string }, message: string) {
     super('LB_ERR_CLOSED', message);
     this.name = 'ClosedError';
+    this.component = facts.component;
   }
+
+  protected override wireFields(): WireFields {
+    return { component: this.component };
+  }
+}
+
+// -------------------------------------------------------------------------------------------------
+// Health checker options
+
+/** A checker option that can be wrong, by the name the health module gives it (src/health). */
+export type CheckOption = 'path' | 'host' | 'expectStatus' | 'user' | 'database';
+const CHECK_OPTIONS: readonly CheckOption[] = ['path', 'host', 'expectStatus', 'user', 'database'];
+
+/** The check type each option belongs to. */
+const CHECK_OF_OPTION: Readonly<Record<CheckOption, 'http' | 'pgsql'>> = {
+  path: 'http',
+  host: 'http',
+  expectStatus: 'http',
+  user: 'pgsql',
+  database: 'pgsql',
+};
+
+/**
+ * A health checker refused one of its options (at configuration time, never per probe). `detail`
+ * says what is wrong without naming the check or the option, so the config layer can put its own
+ * key name in front: `describe('expect')`.
+ */
+export class CheckOptionError extends LbError {
+  readonly check: 'http' | 'pgsql';
+  readonly option: CheckOption;
+  readonly detail: string;
+
+  constructor(facts: { readonly option: CheckOption; readonly detail: string }) {
+    const check = CHECK_OF_OPTION[facts.option];
+    super('LB_ERR_INVALID_ARGUMENT', `${check} health check ${describeOption(facts.option, facts.option, facts.detail)}`);
+    this.name = 'CheckOptionError';
+    this.check = check;
+    this.option = facts.option;
+    this.detail = facts.detail;
+  }
+
+  /**
+   * The problem with the option called `name`: `path must start with '/'…`, or, for expectStatus
+   * (whose detail names the bad element of a list, not the option), `expect: "9xx" is not a status…`.
+   */
+  describe(name: string): string {
+    return describeOption(this.option, name, this.detail);
+  }
+
+  protected override wireFields(): WireFields {
+    return { option: this.option, detail: this.detail };
+  }
+}
+
+function describeOption(option: CheckOption, name: string, detail: string): string {
+  switch (option) {
+    case 'expectStatus':
+      return `${name}: ${detail}`;
+    case 'path':
+    case 'host':
+    case 'user':
+    case 'database':
+      return `${name} ${detail}`;
+    default: {
+      const never: never = option;
+      return String(never);
+    }
+  }
+}
+
+// -------------------------------------------------------------------------------------------------
+// From the wire
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isString = (value: unknown): value is string => typeof value === 'string';
+const isStringList = (value: unknown): value is string[] => Array.isArray(value) && value.every(isString);
+const isPositiveInteger = (value: unknown): value is number => Number.isInteger(value) && (value as number) >= 1;
+
+/** True when `value` has the shape `toWire()` produces (what arrives over IPC is not trusted to). */
+export function isLbErrorWire(value: unknown): value is LbErrorWire {
+  return (
+    isRecord(value) &&
+    isLbErrorCode(value.code) &&
+    isString(value.name) &&
+    isString(value.message) &&
+    isRecord(value.fields) &&
+    (value.problems === undefined || isStringList(value.problems))
+  );
+}
+
+function configProblemOf(value: unknown): ConfigProblem | undefined {
+  if (!isRecord(value) || !isString(value.path) || !isString(value.message)) return undefined;
+  if (value.line === undefined) return { path: value.path, message: value.message };
+  if (!isPositiveInteger(value.line) || !isPositiveInteger(value.column)) return undefined;
+  return { path: value.path, message: value.message, line: value.line, column: value.column };
+}
+
+/** Each class's rebuild from its fields; undefined when the fields do not fit (then a plain LbError). */
+const REBUILD: Readonly<Record<string, (wire: LbErrorWire) => LbError | undefined>> = {
+  LbError: (wire) => new LbError(wire.code, wire.message),
+  RefusedError: (wire) => (wire.problems === undefined ? undefined : new RefusedError(wire.code, wire.problems)),
+  ConfigError: ({ fields }) => {
+    if (!isString(fields.file) || !Array.isArray(fields.issues)) return undefined;
+    const issues = fields.issues.map(configProblemOf);
+    return issues.every((issue): issue is ConfigProblem => issue !== undefined) ? new ConfigError(fields.file, issues) : undefined;
+  },
+  ResolveError: ({ fields }) =>
+    isString(fields.where) && isString(fields.host) && isString(fields.cause) ? new ResolveError({ where: fields.where, host: fields.host, cause: fields.cause }) : undefined,
+  ListenError: ({ fields }) => {
+    const failure = LISTEN_FAILURES.find((known) => known === fields.failure);
+    if (!isString(fields.where) || !isString(fields.address) || failure === undefined || !isString(fields.cause)) return undefined;
+    return new ListenError({ where: fields.where, address: fields.address, failure, cause: fields.cause });
+  },
+  UnknownServiceError: ({ fields }) =>
+    isString(fields.service) && isStringList(fields.known) ? new UnknownServiceError({ service: fields.service, known: fields.known }) : undefined,
+  UnknownBackendError: ({ fields }) =>
+    isString(fields.service) && isString(fields.backend) && isStringList(fields.known)
+      ? new UnknownBackendError({ service: fields.service, backend: fields.backend, known: fields.known })
+      : undefined,
+  ClosedError: (wire) => (isString(wire.fields.component) ? new ClosedError({ component: wire.fields.component }, wire.message) : undefined),
+  CheckOptionError: ({ fields }) => {
+    const option = CHECK_OPTIONS.find((known) => known === fields.option);
+    return option === undefined || !isString(fields.detail) ? undefined : new CheckOptionError({ option, detail: fields.detail });
+  },
+};
+
+/**
+ * The error `wire` describes: the class named by `wire.name` with its fields, or, for a class this
+ * module does not know (a subclass defined elsewhere) or fields that do not fit it, a RefusedError
+ * when the wire lists problems and a plain LbError otherwise. Post: code, name, message and lines()
+ * are the sender's, whichever class is rebuilt.
+ */
+export function fromWire(wire: LbErrorWire): LbError {
+  const known = Object.hasOwn(REBUILD, wire.name) ? REBUILD[wire.name](wire) : undefined;
+  const rebuilt = known !== undefined && known.code === wire.code ? known : wire.problems === undefined ? new LbError(wire.code, wire.message) : new RefusedError(wire.code, wire.problems);
+  rebuilt.name = wire.name;
+  rebuilt.message = wire.message;
+  return rebuilt;
 }

@@ -341,6 +341,7 @@ describe('workers: 2', () => {
     cluster.run.child.kill('SIGHUP');
     const refused = await cluster.run.waitForRecord('reload refused: still running the previous configuration');
     expect((refused.problems as string[]).some((line) => line.includes('tiemouts'))).toBe(true);
+    expect(refused.code).toBe('LB_ERR_CONFIG');
     for (const id of WORKERS) await onlyWorker(cluster, id, async () => expect((await greeting(port)).name).toBe('b1'));
 
     // Valid, but no worker can bind it: refused as a whole, as a single process refuses it.
@@ -350,6 +351,8 @@ describe('workers: 2', () => {
     cluster.run.child.kill('SIGHUP');
     const unbound = await cluster.run.waitForRecord('reload refused: still running the previous configuration', (record) => String(record.problems).includes('cannot listen'));
     expect(unbound.problems).toEqual([`services[0] (svc): cannot listen on 127.0.0.1:${taken.port}: address already in use`]);
+    // The workers' error crosses IPC with its code: a bind failure, not a configuration problem.
+    expect(unbound.code).toBe('LB_ERR_LISTEN');
     for (const id of WORKERS) await onlyWorker(cluster, id, async () => expect((await greeting(port)).name).toBe('b1'));
 
     writeConfig({ workers: 2, services: [service('svc', port, [{ name: 'b2', port: b2.port }])] }, cluster.file);

@@ -1,6 +1,6 @@
 /**
- * The configuration layer on bad input (issue 3: "a table of bad files, each with the exact message
- * expected"). Each row is one file and every line `l4lb check` would print for it, in order: one
+ * The configuration layer on bad input, as a table of bad files, each with the exact message
+ * expected. Each row is one file and every line `l4lb check` would print for it, in order: one
  * problem per line as `FILE: path: message`, what was expected and what was found, never a stack.
  */
 import { describe, expect, it } from 'vitest';
@@ -79,7 +79,7 @@ const CASES: [string, string, string[]][] = [
   ['retries fractional', proxy('retries: 1.5'), ['c.yaml: services[0].retries: expected an integer 0–10, got the number 1.5']],
   ['timeouts not a mapping', proxy('timeouts: 3s'), ['c.yaml: services[0].timeouts: expected a mapping, got "3s"']],
 
-  // --- workers (issue 7)
+  // --- workers (processes sharing the listeners)
   ['workers 0', `workers: 0\n${proxy()}`, ['c.yaml: workers: must be at least 1, got 0']],
   ['workers too many', `workers: 257\n${proxy()}`, ['c.yaml: workers: must be at most 256, got 257']],
   ['workers fractional', `workers: 1.5\n${proxy()}`, ['c.yaml: workers: expected an integer 1–256 or "auto", got the number 1.5']],

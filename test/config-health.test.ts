@@ -1,7 +1,7 @@
 /**
- * Issue 4's configuration keys: `healthCheck` (HAProxy's defaults when omitted), `onDown`, backend
- * `backup`/`slowStart`/`state`, and `admin.token` (required beyond loopback). Each bad file is a row
- * with every line `l4lb check` prints for it.
+ * Health and runtime-state configuration keys: `healthCheck` (HAProxy's defaults when omitted),
+ * `onDown`, backend `backup`/`slowStart`/`state`, and `admin.token` (required beyond loopback). Each
+ * bad file is a row with every line `l4lb check` prints for it.
  */
 import { describe, expect, it } from 'vitest';
 import { parseConfig, type ProxyServiceConfig } from '../src/config/index.js';
@@ -59,6 +59,13 @@ const BAD: [string, string, string[]][] = [
   ['pgsql option on the default tcp check', proxy('healthCheck: { user: bob }'), ['c.yaml: services[0].healthCheck.user: applies only to type: pgsql; this check is type: tcp']],
   ['bad http path', proxy('healthCheck: { type: http, path: "health" }'), ["c.yaml: services[0].healthCheck.path: path must start with '/' and contain no spaces or control characters, got \"health\""]],
   ['bad expected status', proxy('healthCheck: { type: http, expect: "9xx" }'), ['c.yaml: services[0].healthCheck.expect: expect: "9xx" is not a status (100-599), "Nxx", or a range "A-B"']],
+  ['bad element of an expected status list', proxy('healthCheck: { type: http, expect: [200, "2xx-1xx"] }'), ['c.yaml: services[0].healthCheck.expect: expect: "2xx-1xx" is not a status (100-599), "Nxx", or a range "A-B"']],
+  ['bad Host header', proxy('healthCheck: { type: http, host: "a b" }'), ['c.yaml: services[0].healthCheck.host: host must be visible ASCII without spaces, got "a b"']],
+  // The key comes from the error's option field: a bad path that mentions a host is still the path.
+  ['absolute URL as a path', proxy('healthCheck: { type: http, path: "http://host/health" }'), ["c.yaml: services[0].healthCheck.path: path must start with '/' and contain no spaces or control characters, got \"http://host/health\""]],
+  ['empty pgsql user', proxy('healthCheck: { type: pgsql, user: "" }'), ['c.yaml: services[0].healthCheck.user: user must be 1..63 bytes without NUL, got ""']],
+  ['pgsql user that names a database', proxy(`healthCheck: { type: pgsql, user: "${'database'.repeat(8)}" }`), [`c.yaml: services[0].healthCheck.user: user must be 1..63 bytes without NUL, got "${'database'.repeat(7)}d..."`]],
+  ['pgsql database too long', proxy(`healthCheck: { type: pgsql, database: "${'d'.repeat(64)}" }`), [`c.yaml: services[0].healthCheck.database: database must be 1..63 bytes without NUL, got "${'d'.repeat(57)}..."`]],
   ['onDown without a healthCheck', proxy('onDown: close'), ['c.yaml: services[0].onDown: applies only with a healthCheck (without one no backend ever goes down)']],
   ['bad onDown', proxy('healthCheck: {}, onDown: kill'), ['c.yaml: services[0].onDown: expected one of keep, close, got "kill"']],
   ['every backend a backup', proxy('', '[{ name: a, address: 127.0.0.1:1, backup: true }]'), ['c.yaml: services[0].backends: every backend is a backup: at least one must be a primary (backups serve only when no primary can)']],

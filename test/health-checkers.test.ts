@@ -7,6 +7,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { CheckOptionError } from '../src/errors.js';
 import { createChecker, type CheckResult, type CheckSpec } from '../src/health/index.js';
 import { runProbe } from '../src/health/probe.js';
 
@@ -321,11 +322,32 @@ describe('checker edge cases', () => {
     expect(failed(await checker.check({ host: '127.0.0.1', port: 80 }, 100, controller.signal)).kind).toBe('aborted');
   });
 
-  it('rejects bad options at build time with a typed error', () => {
-    expect(() => createChecker({ type: 'http', path: 'no-slash' })).toThrow(expect.objectContaining({ code: 'LB_ERR_INVALID_ARGUMENT' }));
-    expect(() => createChecker({ type: 'http', expectStatus: '2xz' })).toThrow(expect.objectContaining({ code: 'LB_ERR_INVALID_ARGUMENT' }));
-    expect(() => createChecker({ type: 'pgsql', user: '' })).toThrow(expect.objectContaining({ code: 'LB_ERR_INVALID_ARGUMENT' }));
-    expect(() => createChecker({ type: 'nope' } as unknown as CheckSpec)).toThrow(expect.objectContaining({ code: 'LB_ERR_INVALID_ARGUMENT' }));
+  it('rejects bad options at build time with a typed error naming the option', () => {
+    const refused = (spec: CheckSpec): unknown => {
+      try {
+        createChecker(spec);
+      } catch (error) {
+        return error;
+      }
+      throw new Error(`${JSON.stringify(spec)} was accepted`);
+    };
+    const cases: [CheckSpec, Partial<CheckOptionError>][] = [
+      [{ type: 'http', path: 'no-slash' }, { check: 'http', option: 'path', detail: `must start with '/' and contain no spaces or control characters, got "no-slash"` }],
+      [{ type: 'http', host: 'a b' }, { check: 'http', option: 'host', detail: 'must be visible ASCII without spaces, got "a b"' }],
+      [{ type: 'http', expectStatus: '2xz' }, { check: 'http', option: 'expectStatus', detail: '"2xz" is not a status (100-599), "Nxx", or a range "A-B"' }],
+      [{ type: 'pgsql', user: '' }, { check: 'pgsql', option: 'user', detail: 'must be 1..63 bytes without NUL, got ""' }],
+      [{ type: 'pgsql', database: 'a\0b' }, { check: 'pgsql', option: 'database', detail: 'must be 1..63 bytes without NUL, got "a\\u0000b"' }],
+    ];
+    for (const [spec, facts] of cases) {
+      const error = refused(spec);
+      expect(error).toBeInstanceOf(CheckOptionError);
+      expect(error).toMatchObject({ code: 'LB_ERR_INVALID_ARGUMENT', ...facts });
+    }
+    // The message a direct caller reads is unchanged: check, option, then what is wrong.
+    expect((refused({ type: 'http', path: 'x' }) as Error).message).toBe(`http health check path must start with '/' and contain no spaces or control characters, got "x"`);
+    expect((refused({ type: 'http', expectStatus: 99 }) as Error).message).toBe('http health check expectStatus: 99 is not a status (100-599), "Nxx", or a range "A-B"');
+    expect((refused({ type: 'pgsql', user: '' }) as Error).message).toBe('pgsql health check user must be 1..63 bytes without NUL, got ""');
+    expect(refused({ type: 'nope' } as unknown as CheckSpec)).toMatchObject({ code: 'LB_ERR_INVALID_ARGUMENT' });
   });
 
   it('leaves no timer or socket behind after many probes of every outcome', async () => {

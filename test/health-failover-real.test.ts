@@ -9,7 +9,7 @@
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { HealthCheckConfig } from '../src/config/health.js';
+import type { HealthCheckConfig } from '../src/config/index.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
 import type { HealthChange } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';

@@ -10,7 +10,7 @@ import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
 import { slotHashOf } from '../src/services/index.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
-import type { HealthCheckConfig } from '../src/config/health.js';
+import type { HealthCheckConfig } from '../src/config/index.js';
 import type { ProxyServiceConfig } from '../src/config/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';

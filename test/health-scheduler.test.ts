@@ -245,7 +245,7 @@ describe('scheduler lifecycle', () => {
     expect(aborted.every(Boolean)).toBe(true);
     expect(results).toHaveLength(0); // aborted probes are not results
     expect(timers()).toBeLessThanOrEqual(before);
-    expect(() => scheduler.add({ id: 'late', target: target(3) })).toThrow(expect.objectContaining({ code: 'LB_ERR_INVALID_ARGUMENT' }));
+    expect(() => scheduler.add({ id: 'late', target: target(3) })).toThrow(expect.objectContaining({ code: 'LB_ERR_CLOSED', component: 'health-scheduler' }));
   });
 
   it('remove() stops one backend and ignores its in-flight result', async () => {

@@ -46,7 +46,7 @@ class ManualRuntime extends EventEmitter implements Runtime {
   readonly admin = {
     stats: (): ServiceStatusStats[] => [],
     setState: (service: string): never => {
-      throw new UnknownServiceError(service, []);
+      throw new UnknownServiceError({ service, known: [] });
     },
     events: new EventEmitter<ServiceStateEvents>(),
   };
@@ -136,7 +136,7 @@ describe('the lifecycle driver', () => {
     await reloadsAsked(runtime, 1);
     runtime.reloads[0].done.reject(new LbError('LB_ERR_LISTEN', 'cannot listen on 127.0.0.1:7005: address already in use'));
     const second = await log.waitFor((record) => record.msg === 'reload refused: still running the previous configuration' && record !== refused);
-    expect(second.problems).toEqual(['cannot listen on 127.0.0.1:7005: address already in use']);
+    expect(second).toMatchObject({ code: 'LB_ERR_LISTEN', problems: ['cannot listen on 127.0.0.1:7005: address already in use'] });
     expect(log.records.some((record) => record.msg === 'reloaded')).toBe(false);
   });
 

@@ -18,7 +18,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ADMIN_STATES, type AdminState } from '../config/index.js';
 import type { Endpoint } from '../config/index.js';
-import { isLbError, LbError } from '../errors.js';
+import { LbError, UnknownBackendError, UnknownServiceError } from '../errors.js';
 import { createMetrics, type Metrics, type StatsSource } from '../observability/index.js';
 import type { Balancer } from '../proxy/index.js';
 
@@ -183,12 +183,8 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
       try {
         send(response, 200, balancer.setState(service, backend, state));
       } catch (error) {
-        if (isLbError(error) && (error.code === 'LB_ERR_UNKNOWN_SERVICE' || error.code === 'LB_ERR_UNKNOWN_BACKEND')) {
-          const stats = await balancer.stats();
-          const valid =
-            error.code === 'LB_ERR_UNKNOWN_SERVICE' ? stats.map((row) => row.name) : (stats.find((row) => row.name === service)?.backends.map((row) => row.name) ?? []);
-          throw new HttpError(404, 'not-found', error.message, valid);
-        }
+        // The error names what exists: the running services, or that service's backends.
+        if (error instanceof UnknownServiceError || error instanceof UnknownBackendError) throw new HttpError(404, 'not-found', error.message, [...error.known]);
         throw error;
       }
       return;

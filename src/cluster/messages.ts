@@ -6,6 +6,7 @@
  * workers push back what only they see (passive observations) and answer requests by `id`.
  */
 import type { Config, Endpoint } from '../config/index.js';
+import { LbError, isLbError, type LbErrorWire } from '../errors.js';
 import type { ServiceStatusStats } from '../proxy/index.js';
 import type { SharedStatus } from '../services/index.js';
 
@@ -27,12 +28,12 @@ export type WorkerMessage =
   /** The worker's message handler is installed: send `start`. */
   | { readonly type: 'hello' }
   | { readonly type: 'started'; readonly listening: readonly { readonly service: string; readonly listen: Endpoint }[] }
-  /** Could not start: one line per problem; the worker exits 1 after sending it. */
-  | { readonly type: 'failed'; readonly problems: readonly string[] }
+  /** Could not start (the error with its code and fields); the worker exits 1 after sending it. */
+  | { readonly type: 'failed'; readonly error: LbErrorWire }
   /** A passive observation, sent at once (failures) or after a failure (the pass that resets it). */
   | { readonly type: 'observe'; readonly service: string; readonly backend: string; readonly passed: boolean }
-  /** `problems` null: applied; else why not (the worker keeps its previous configuration). */
-  | { readonly type: 'reloaded'; readonly id: number; readonly problems: readonly string[] | null }
+  /** `error` null: applied; else why not (the worker keeps its previous configuration). */
+  | { readonly type: 'reloaded'; readonly id: number; readonly error: LbErrorWire | null }
   | { readonly type: 'stats'; readonly id: number; readonly services: readonly ServiceStatusStats[] }
   /** After `stop`: this worker's listeners are closed. */
   | { readonly type: 'draining' };
@@ -53,4 +54,13 @@ export function isPrimaryMessage(value: unknown): value is PrimaryMessage {
 
 export function isWorkerMessage(value: unknown): value is WorkerMessage {
   return WORKER_TYPES.has(typeOf(value) ?? '');
+}
+
+/**
+ * An error as it crosses IPC: an LbError keeps its class, code and fields (fromWire rebuilds it in
+ * the primary); anything else is a bug, sent as what the CLI would print for it.
+ */
+export function errorToWire(error: unknown): LbErrorWire {
+  if (isLbError(error)) return error.toWire();
+  return new LbError('LB_ERR_INTERNAL', `internal error: ${error instanceof Error ? error.message : String(error)}`).toWire();
 }

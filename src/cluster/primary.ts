@@ -12,7 +12,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
-import { LbError } from '../errors.js';
+import { fromWire, LbError } from '../errors.js';
 import type { ServiceStatusStats } from '../proxy/index.js';
 import type { HealthAuthority } from './authority.js';
 import { isWorkerMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
@@ -25,16 +25,10 @@ export const STATS_TIMEOUT_MS = 1000;
 const QUICK_DEATH_MS = 5000;
 const MAX_RESTART_DELAY_MS = 10_000;
 
-/** Every worker refused a reload: what the first one said, one line per problem. */
-export class ReloadRefused extends LbError {
-  constructor(readonly problems: readonly string[]) {
-    super('LB_ERR_CONFIG', problems.join('\n'));
-    this.name = 'ReloadRefused';
-  }
-
-  override lines(): string[] {
-    return [...this.problems];
-  }
+/** A worker that refused a reload, and its error (code and fields as the worker raised it). */
+export interface Refusal {
+  readonly worker: number;
+  readonly error: LbError;
 }
 
 interface Slot {
@@ -157,8 +151,8 @@ export class ClusterPrimary {
         if (!this.reloading) this.realign();
         return;
       case 'failed':
-        if (slot.ready !== undefined) slot.ready.reject(new LbError('LB_ERR_LISTEN', message.problems.join('\n')));
-        else this.logger.error({ worker: slot.id, problems: message.problems }, 'worker failed to start');
+        if (slot.ready !== undefined) slot.ready.reject(fromWire(message.error));
+        else this.logger.error({ worker: slot.id, code: message.error.code, problems: fromWire(message.error).lines() }, 'worker failed to start');
         slot.ready = undefined;
         return;
       case 'observe':
@@ -195,7 +189,7 @@ export class ClusterPrimary {
     slot.lastStats = undefined;
     slot.drained?.();
     if (slot.ready !== undefined) {
-      slot.ready.reject(new LbError('LB_ERR_LISTEN', `worker ${slot.id} exited before listening (${signal ?? `exit code ${code}`})`));
+      slot.ready.reject(new LbError('LB_ERR_WORKER_EXITED', `worker ${slot.id} exited before listening (${signal ?? `exit code ${code}`})`));
       slot.ready = undefined;
       return;
     }
@@ -269,7 +263,7 @@ export class ClusterPrimary {
    * back to `previous` too and this rejects with the first refusal, so the reload is refused as a
    * whole as in a single process. Otherwise resolves with the workers that refused, and why.
    */
-  async reload(next: Config, previous: Config): Promise<{ worker: number; problems: readonly string[] }[]> {
+  async reload(next: Config, previous: Config): Promise<Refusal[]> {
     this.reloading = true;
     try {
       return await this.reloadNow(next, previous);
@@ -278,20 +272,20 @@ export class ClusterPrimary {
     }
   }
 
-  private async reloadNow(next: Config, previous: Config): Promise<{ worker: number; problems: readonly string[] }[]> {
+  private async reloadNow(next: Config, previous: Config): Promise<Refusal[]> {
     await this.authority.apply(next);
     this.config = next;
     this.broadcast();
     const replies = await Promise.all(
       this.slots.map(async (slot) => ({ slot, reply: slot.started ? await this.request(slot, { type: 'reload', id: this.nextId++, config: next }) : undefined })),
     );
-    const refused: { worker: number; problems: readonly string[] }[] = [];
+    const refused: Refusal[] = [];
     let answered = 0;
     for (const { slot, reply } of replies) {
       if (reply?.type !== 'reloaded') continue;
       answered++;
       slot.running = next;
-      if (reply.problems !== null) refused.push({ worker: slot.id, problems: reply.problems });
+      if (reply.error !== null) refused.push({ worker: slot.id, error: fromWire(reply.error) });
     }
     if (answered > 0 && refused.length === answered) {
       for (const { slot, reply } of replies) if (reply?.type === 'reloaded') slot.running = previous; // they kept it
@@ -299,7 +293,7 @@ export class ClusterPrimary {
       await this.authority.apply(previous).catch(() => undefined); // resolved a moment ago; a failure leaves `next`'s checks
       this.broadcast();
       this.realign();
-      throw new ReloadRefused(refused[0].problems);
+      throw refused[0].error;
     }
     this.realign();
     return refused;
@@ -315,8 +309,8 @@ export class ClusterPrimary {
       const config = this.config;
       slot.running = config;
       void this.request(slot, { type: 'reload', id: this.nextId++, config }).then((reply) => {
-        if (reply?.type === 'reloaded' && reply.problems !== null) {
-          this.logger.error({ worker: slot.id, problems: reply.problems }, 'worker refused the reload: it still runs the previous configuration');
+        if (reply?.type === 'reloaded' && reply.error !== null) {
+          this.logger.error({ worker: slot.id, code: reply.error.code, problems: fromWire(reply.error).lines() }, 'worker refused the reload: it still runs the previous configuration');
         }
       });
     }

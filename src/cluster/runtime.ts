@@ -48,7 +48,7 @@ class ClusterRuntime implements Runtime {
 
   async reload(next: Config, previous: Config): Promise<ReloadOutcome> {
     const refused = await this.primary.reload(next, previous);
-    for (const { worker, problems } of refused) this.logger.error({ worker, problems }, 'worker refused the reload: it still runs the previous configuration');
+    for (const { worker, error } of refused) this.logger.error({ worker, code: error.code, problems: error.lines() }, 'worker refused the reload: it still runs the previous configuration');
     this.config = next;
     return refused.length > 0 ? 'partial' : 'applied';
   }

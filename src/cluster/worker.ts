@@ -11,11 +11,11 @@
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
-import { problemsOf } from '../errors.js';
+import { ClosedError, problemsOf } from '../errors.js';
 import { createLogger, startBalancer, type Balancer } from '../proxy/index.js';
 import { largestDrain } from '../runtime/index.js';
 import { PrimaryVerdicts } from './link.js';
-import { isPrimaryMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
+import { errorToWire, isPrimaryMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 
 /** The worker's slot (1..N) the primary set in its environment; a restarted worker keeps its slot. */
 export const WORKER_SLOT_ENV = 'L4LB_WORKER';
@@ -64,7 +64,7 @@ export function runWorker(): void {
         try {
           balancer = await startBalancer(message.config, { logger, verdicts: verdicts.sources });
         } catch (error) {
-          send({ type: 'failed', problems: problemsOf(error) }, () => process.exit(1));
+          send({ type: 'failed', error: errorToWire(error) }, () => process.exit(1));
           return;
         }
         config = message.config;
@@ -77,16 +77,16 @@ export function runWorker(): void {
       case 'reload': {
         const running = balancer;
         if (running === undefined || stopping) {
-          send({ type: 'reloaded', id: message.id, problems: ['the worker is stopping'] });
+          send({ type: 'reloaded', id: message.id, error: new ClosedError({ component: 'worker' }, 'the worker is stopping').toWire() });
           return;
         }
         reloading = reloading.then(async () => {
           try {
             await running.reload(message.config);
             config = message.config;
-            send({ type: 'reloaded', id: message.id, problems: null });
+            send({ type: 'reloaded', id: message.id, error: null });
           } catch (error) {
-            send({ type: 'reloaded', id: message.id, problems: problemsOf(error) });
+            send({ type: 'reloaded', id: message.id, error: errorToWire(error) });
           }
         });
         return;

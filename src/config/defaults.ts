@@ -1,8 +1,11 @@
 /**
  * What an omitted key means, and the bounds of numeric keys: one place for docs/configuration.md
- * and the schema to agree on.
+ * and the schema to agree on. Values another module owns (the Maglev table size, the health
+ * module's HAProxy defaults) are imported from it, never written twice.
  */
-import { MAX_MAGLEV_TABLE_SIZE } from '../hashing/maglev.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE } from '../hashing/maglev.js';
+import { DEFAULT_FALL, DEFAULT_RISE } from '../health/reducer.js';
+import { DEFAULT_INTERVAL_MS } from '../health/scheduler.js';
 
 export const DEFAULTS = {
   mode: 'proxy',
@@ -10,7 +13,7 @@ export const DEFAULTS = {
   hashKey: 'source-ip',
   flowHash: 'murmur3',
   hashSeed: 0,
-  tableSize: 65537,
+  tableSize: DEFAULT_MAGLEV_TABLE_SIZE,
   maxConnections: 10_000,
   retries: 2,
   weight: 1,
@@ -32,3 +35,19 @@ export const LIMITS = {
   maxWorkers: 256,
 } as const;
 
+/**
+ * `healthCheck` keys left out, and a backend's `state` and a service's `onDown`: HAProxy's defaults
+ * (`inter 2s`, `rise 2`, `fall 3`, timeout = inter, `init-state up`), the ones src/health uses.
+ */
+export const HEALTH_DEFAULTS = {
+  type: 'tcp',
+  interval: DEFAULT_INTERVAL_MS,
+  rise: DEFAULT_RISE,
+  fall: DEFAULT_FALL,
+  initial: 'up',
+  onDown: 'keep',
+  state: 'active',
+} as const;
+
+/** `rise`/`fall` at most maxThreshold; `admin.token` at least minTokenLength characters. */
+export const HEALTH_LIMITS = { maxThreshold: 100, minTokenLength: 16 } as const;

@@ -1,12 +1,13 @@
 /**
  * The configuration layer: one schema for YAML or JSON, validated once, typed result, clear errors.
- * See docs/configuration.md for every key.
+ * See docs/configuration.md for every key. Code outside src/config imports from here only.
  */
 export * from './types.js';
+export { ConfigError, formatProblem, type ConfigProblem } from '../errors.js';
 export { parseConfig, loadConfig, detectFormat, type ConfigFormat } from './load.js';
 export { summarizeConfig } from './summary.js';
 export { configSchema } from './schema.js';
-export { DEFAULTS, LIMITS } from './defaults.js';
+export { checkSpecOfConfig } from './health-fields.js';
+export { DEFAULTS, HEALTH_DEFAULTS, LIMITS } from './defaults.js';
 export { parseDuration, formatDuration, MAX_DURATION_MS } from './durations.js';
 export { parseEndpoint, parseAddress, formatEndpoint, endpointsOverlap, isHostname, type EndpointRule, type HostRule } from './endpoints.js';
-export { ADMIN_STATES, checkSpecOfConfig, type AdminState, type HealthCheckConfig, type OnDown } from './health.js';

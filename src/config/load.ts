@@ -8,7 +8,8 @@ import { parseDocument } from 'yaml';
 import { crossServiceProblems, factsFromDocument } from './rules.js';
 import { configSchema } from './schema.js';
 import { errorMap, formatPath } from './messages.js';
-import { ConfigError, type Config, type ConfigProblem } from './types.js';
+import { ConfigError, type ConfigProblem } from '../errors.js';
+import type { Config } from './types.js';
 
 export type ConfigFormat = 'yaml' | 'json';
 

@@ -8,13 +8,38 @@ import type * as z from 'zod';
 import { DEFAULTS } from './defaults.js';
 import { endpointsOverlap, formatEndpoint, parseEndpoint, type EndpointRule } from './endpoints.js';
 import { DSR_RULE, LISTEN_RULE } from './fields.js';
-import type { DsrServiceInput, ProxyServiceInput } from './schema.js';
-import type { Balance, Config, Endpoint, ServiceConfig } from './types.js';
+import type { Balance, Config, Endpoint, FlowHash, HashKeyKind, HealthCheckConfig, OnDown, ServiceConfig } from './types.js';
 
 /** Balancers that hash a flow key; the others (roundrobin, leastconn) ignore hashKey and friends. */
 const HASHING_BALANCES: readonly Balance[] = ['maglev', 'ring', 'rendezvous'];
 
 type Issues = z.core.$RefinementCtx;
+
+/**
+ * What the proxy service rules read of a service as written: optional keys are still undefined
+ * when left out (schema.ts's proxy service object has this shape, and more).
+ */
+export interface ProxyServiceFields {
+  balance?: Balance;
+  tableSize?: number;
+  flowHash?: FlowHash;
+  hashSeed?: number;
+  hashKey?: HashKeyKind;
+  balanceFactor?: number;
+  healthCheck?: HealthCheckConfig;
+  onDown?: OnDown;
+  backends: readonly { name: string; backup?: boolean }[];
+}
+
+/** Keys a proxy service's balance may make meaningless. */
+type BalanceKey = 'tableSize' | 'flowHash' | 'hashSeed' | 'hashKey' | 'balanceFactor';
+
+/** What the DSR service rules read of a service as written (a backend's port may be left out). */
+export interface DsrServiceFields {
+  vip: Endpoint;
+  tableSize?: number;
+  backends: readonly { name: string; address: { port?: number } }[];
+}
 
 function checkUniqueBackendNames(backends: readonly { name: string }[], ctx: Issues): void {
   const first = new Map<string, number>();
@@ -31,9 +56,9 @@ function checkTableFits(tableSize: number, backendCount: number, ctx: Issues): v
   }
 }
 
-export function checkProxyService(service: ProxyServiceInput, ctx: Issues): void {
+export function checkProxyService(service: ProxyServiceFields, ctx: Issues): void {
   const balance = service.balance ?? DEFAULTS.balance;
-  const refuse = (key: keyof ProxyServiceInput, appliesTo: string): void => {
+  const refuse = (key: BalanceKey, appliesTo: string): void => {
     if (service[key] !== undefined) {
       ctx.addIssue({ code: 'custom', path: [key], message: `applies only to ${appliesTo}; this service uses balance: ${balance}` });
     }
@@ -57,7 +82,7 @@ export function checkProxyService(service: ProxyServiceInput, ctx: Issues): void
   checkUniqueBackendNames(service.backends, ctx);
 }
 
-export function checkDsrService(service: DsrServiceInput, ctx: Issues): void {
+export function checkDsrService(service: DsrServiceFields, ctx: Issues): void {
   checkTableFits(service.tableSize ?? DEFAULTS.tableSize, service.backends.length, ctx);
   checkUniqueBackendNames(service.backends, ctx);
   service.backends.forEach((backend, index) => {

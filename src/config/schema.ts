@@ -1,5 +1,5 @@
 /**
- * The one schema for l4lb's configuration file (issue 3 "Configuration"; issue 6 for `mode: dsr`),
+ * The one schema for l4lb's configuration file (docs/configuration.md; `mode: dsr` in docs/dsr.md),
  * in zod. Every object is strict, so a misspelt key is an error rather than a silent no-op.
  *
  * Shape of the pipeline: field schemas parse leaves (durations → ms, addresses → Endpoint) and leave
@@ -13,7 +13,7 @@
  */
 import * as z from 'zod';
 import { DEFAULTS, LIMITS } from './defaults.js';
-import { adminStateField, backupField, checkAdmin, healthCheckObject, onDownField, slowStartField, tokenField } from './health.js';
+import { adminStateField, backupField, checkAdmin, healthCheckObject, onDownField, slowStartField, tokenField } from './health-fields.js';
 import {
   DSR_RULE,
   LISTEN_RULE,
@@ -113,8 +113,8 @@ const dsrServiceObject = describeObject(z.strictObject(DSR_SERVICE_SHAPE), {
   elsewhere: [{ keys: Object.keys(PROXY_SERVICE_SHAPE), where: 'mode: proxy' }],
 });
 
-export type ProxyServiceInput = z.output<typeof proxyServiceObject>;
-export type DsrServiceInput = z.output<typeof dsrServiceObject>;
+type ProxyServiceInput = z.output<typeof proxyServiceObject>;
+type DsrServiceInput = z.output<typeof dsrServiceObject>;
 
 // ---------------------------------------------------------------------------------------------
 // Defaults

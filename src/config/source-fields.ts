@@ -1,5 +1,5 @@
 /**
- * Configuration of what a proxy service lets in (issue 5): the PROXY protocol (HAProxy
+ * Configuration of what a proxy service lets in: the PROXY protocol (HAProxy
  * doc/proxy-protocol.txt; `send` as HAProxy's `send-proxy`/`send-proxy-v2`, `accept` as its
  * `accept-proxy` limited to trusted peers), source `allow`/`deny` CIDR lists, and per-source
  * `limits`. Leaves parse with the rules layer's own parsers (parseCidr, parseRate), so the config
@@ -10,7 +10,6 @@ import * as z from 'zod';
 import { parseCidr, parseRate } from '../rules/index.js';
 import { expecting, integer, positiveInteger } from './fields.js';
 import { describeObject } from './messages.js';
-import type { ProxyServiceInput } from './schema.js';
 import { PROXY_VERSIONS, type ProxyVersion } from './types.js';
 
 /** Sources the limiter tracks at most (the SourceLimiter's own bound). */
@@ -66,8 +65,14 @@ export const limitsObject = describeObject(z.strictObject(LIMITS_SHAPE), { label
   }
 });
 
+/** What checkSourceRules reads of a proxy service as written (optional keys undefined when left out). */
+export interface SourceRuleFields {
+  timeouts?: { proxyHeader?: number };
+  proxyProtocol?: { accept?: readonly string[] };
+}
+
 /** Rules across a service's fields: keys that would do nothing are refused. */
-export function checkSourceRules(service: ProxyServiceInput, ctx: z.core.$RefinementCtx): void {
+export function checkSourceRules(service: SourceRuleFields, ctx: z.core.$RefinementCtx): void {
   if (service.timeouts?.proxyHeader !== undefined && service.proxyProtocol?.accept === undefined) {
     ctx.addIssue({ code: 'custom', path: ['timeouts', 'proxyHeader'], message: 'applies only with proxyProtocol.accept (no header is read otherwise)' });
   }

@@ -1,10 +1,12 @@
 /**
- * The typed configuration every other part of l4lb codes against (issue 3 "Configuration", issue 6
- * for `mode: dsr`). Values here are already validated and normalised: durations in milliseconds,
+ * The typed configuration every other part of l4lb codes against (docs/configuration.md; `mode: dsr`
+ * in docs/dsr.md). Values here are already validated and normalised: durations in milliseconds,
  * addresses parsed into host and port, every default filled in. Nothing downstream re-checks them.
+ *
+ * A leaf: this module imports nothing, so any module (the schema, the proxy, the cluster, the health
+ * module's callers) can use these types without an import cycle. Unions that mirror another module's
+ * (the health check types) are checked against it where both meet, in health-fields.ts.
  */
-import { LbError } from '../errors.js';
-import type { AdminState, HealthCheckConfig, OnDown } from './health.js';
 
 /** A parsed `host:port` or `[v6]:port`; `host` is kept without brackets. */
 export interface Endpoint {
@@ -17,11 +19,11 @@ export interface BackendConfig {
   address: Endpoint;
   weight: number;
   maxConnections?: number;
-  /** Issue 4: takes traffic only when no primary backend is usable. */
+  /** Takes traffic only when no primary backend is usable. */
   backup?: boolean;
-  /** Issue 4: ms over which a recovered backend's share ramps from 0 to full. */
+  /** ms over which a recovered backend's share ramps from 0 to full. */
   slowStart?: number;
-  /** Issue 4: the administrative state at start (absent: active). */
+  /** The administrative state at start (absent: active). */
   state?: AdminState;
 }
 
@@ -65,8 +67,37 @@ export const HASH_KEY_KINDS: readonly HashKeyKind[] = ['source-ip', 'source-ip-p
 export type FlowHash = 'murmur3' | 'jhash';
 export const FLOW_HASHES: readonly FlowHash[] = ['murmur3', 'jhash'];
 
-export type ServiceMode = 'proxy' | 'dsr';
-export const SERVICE_MODES: readonly ServiceMode[] = ['proxy', 'dsr'];
+/** Administrative state of a backend, kept apart from its health. */
+export type AdminState = 'active' | 'draining' | 'maintenance';
+export const ADMIN_STATES: readonly AdminState[] = ['active', 'draining', 'maintenance'];
+
+/** What happens to a backend's established connections when it goes down. */
+export type OnDown = 'keep' | 'close';
+export const ON_DOWN: readonly OnDown[] = ['keep', 'close'];
+
+/** The checker types (src/health CheckType). */
+export type HealthCheckType = 'tcp' | 'redis' | 'pgsql' | 'mysql' | 'http';
+/** How a backend starts before its first probe, HAProxy's `init-state` (src/health InitialHealth). */
+export type InitialHealthSetting = 'fully-up' | 'up' | 'down' | 'fully-down';
+/** Accepted HTTP statuses: 200, "2xx", "200-399", or a list of these (src/health ExpectedStatus). */
+export type ExpectedStatusSetting = number | string | readonly (number | string)[];
+
+/** A service's health check, defaults filled in; durations in ms. */
+export interface HealthCheckConfig {
+  type: HealthCheckType;
+  interval: number;
+  timeout: number;
+  rise: number;
+  fall: number;
+  initial: InitialHealthSetting;
+  /** http only */
+  path?: string;
+  host?: string;
+  expect?: ExpectedStatusSetting;
+  /** pgsql only */
+  user?: string;
+  database?: string;
+}
 
 export interface ProxyServiceConfig {
   mode: 'proxy';
@@ -78,15 +109,15 @@ export interface ProxyServiceConfig {
   hashSeed: number;
   tableSize: number;
   balanceFactor?: number;
-  /** Issue 4: absent when not configured (then every backend counts as up). */
+  /** Absent when not configured (then every backend counts as up). */
   healthCheck?: HealthCheckConfig;
-  /** Issue 4: absent means keep. */
+  /** Absent means keep. */
   onDown?: OnDown;
   maxConnections: number;
   retries: number;
   timeouts: Timeouts;
   backends: BackendConfig[];
-  /** Issue 5: absent when not configured. */
+  /** Absent when not configured. */
   proxyProtocol?: ProxyProtocolConfig;
   /** CIDR blocks matched on the effective client (after a PROXY header); deny wins. */
   allow?: string[];
@@ -107,14 +138,15 @@ export interface DsrServiceConfig {
 }
 
 export type ServiceConfig = ProxyServiceConfig | DsrServiceConfig;
+export type ServiceMode = ServiceConfig['mode'];
 
 export interface AdminConfig {
   listen: Endpoint;
-  /** Issue 4: every admin request must carry `Authorization: Bearer <token>`. */
+  /** Every admin request must carry `Authorization: Bearer <token>` (RFC 6750 §2.1). */
   token?: string;
 }
 
-/** Issue 7: processes that share the listeners (src/cluster); `auto` is os.availableParallelism(). */
+/** Processes that share the listeners (src/cluster); `auto` is os.availableParallelism(). */
 export type WorkersSetting = number | 'auto';
 
 export interface Config {
@@ -122,40 +154,4 @@ export interface Config {
   /** Absent when not given (then 1: one process, no cluster); see `workerCount`. */
   workers?: WorkersSetting;
   services: ServiceConfig[];
-}
-
-/**
- * One thing wrong with a file. `path` is where in the document, in the style a reader of the YAML
- * uses (`services[0].backends[1].address`), or '' for the file as a whole. `line`/`column` (1-based)
- * are set for syntax errors.
- */
-export interface ConfigProblem {
-  path: string;
-  message: string;
-  line?: number;
-  column?: number;
-}
-
-/** Formats a problem as the one line a user reads: `FILE: path: message` or `FILE:LINE:COL: message`. */
-export function formatProblem(file: string, problem: ConfigProblem): string {
-  const where = problem.line === undefined ? file : `${file}:${problem.line}:${problem.column ?? 1}`;
-  return problem.path === '' ? `${where}: ${problem.message}` : `${where}: ${problem.path}: ${problem.message}`;
-}
-
-/** Every problem found in one file; `message` is all of them, one formatted line each. */
-export class ConfigError extends LbError {
-  readonly problems: ConfigProblem[];
-  readonly file: string;
-
-  constructor(file: string, problems: ConfigProblem[]) {
-    super('LB_ERR_CONFIG', problems.map((problem) => formatProblem(file, problem)).join('\n'));
-    this.name = 'ConfigError';
-    this.file = file;
-    this.problems = problems;
-  }
-
-  /** The formatted lines, one per problem. */
-  override lines(): string[] {
-    return this.problems.map((problem) => formatProblem(this.file, problem));
-  }
 }

@@ -9,7 +9,7 @@
  * a health endpoint that redirects (to a login page, say) is rarely healthy. `expectStatus` takes
  * HAProxy-like ranges: 200, "2xx", "200-299", "2xx-3xx", or a list of these.
  */
-import { LbError } from '../errors.js';
+import { CheckOptionError } from '../errors.js';
 import { printable, runProbe, type ProbeProtocol, type Verdict } from './probe.js';
 import type { HealthChecker, HealthTarget } from './types.js';
 
@@ -35,7 +35,7 @@ export interface HttpCheckOptions {
 }
 
 function badStatus(spec: unknown): never {
-  throw new LbError('LB_ERR_INVALID_ARGUMENT', `http health check expectStatus: ${JSON.stringify(spec)} is not a status (100-599), "Nxx", or a range "A-B"`);
+  throw new CheckOptionError({ option: 'expectStatus', detail: `${JSON.stringify(spec)} is not a status (100-599), "Nxx", or a range "A-B"` });
 }
 
 function parseBound(text: string, spec: unknown, low: boolean): number {
@@ -46,7 +46,7 @@ function parseBound(text: string, spec: unknown, low: boolean): number {
   return badStatus(spec);
 }
 
-/** Parses `expectStatus` into ranges. Throws LbError naming the bad element. */
+/** Parses `expectStatus` into ranges. Throws CheckOptionError (option expectStatus) naming the bad element. */
 export function parseExpectedStatus(expected: ExpectedStatus = DEFAULT_EXPECTED_STATUS): StatusRanges {
   const list: readonly StatusSpec[] = Array.isArray(expected) ? expected : [expected as StatusSpec];
   if (list.length === 0) badStatus(expected);
@@ -71,14 +71,14 @@ export function describeStatusRanges(ranges: StatusRanges): string {
 
 function checkPath(path: string): string {
   if (!/^\/[\x21-\x7e]*$/.test(path)) {
-    throw new LbError('LB_ERR_INVALID_ARGUMENT', `http health check path must start with '/' and contain no spaces or control characters, got ${JSON.stringify(path)}`);
+    throw new CheckOptionError({ option: 'path', detail: `must start with '/' and contain no spaces or control characters, got ${JSON.stringify(path)}` });
   }
   return path;
 }
 
 function checkHostHeader(host: string): string {
   if (!/^[\x21-\x7e]+$/.test(host)) {
-    throw new LbError('LB_ERR_INVALID_ARGUMENT', `http health check host must be visible ASCII without spaces, got ${JSON.stringify(host)}`);
+    throw new CheckOptionError({ option: 'host', detail: `must be visible ASCII without spaces, got ${JSON.stringify(host)}` });
   }
   return host;
 }
@@ -144,7 +144,7 @@ export function decodeHttpStatus(reply: Uint8Array, ended: boolean, ranges: Stat
   }
 }
 
-/** Builds the checker; throws LbError on a bad path, host or expectStatus (configuration errors). */
+/** Builds the checker; throws CheckOptionError naming the bad path, host or expectStatus (configuration errors). */
 export function createHttpChecker(options: HttpCheckOptions = {}): HealthChecker {
   const path = checkPath(options.path ?? DEFAULT_HTTP_PATH);
   const fixedHost = options.host === undefined ? undefined : checkHostHeader(options.host);

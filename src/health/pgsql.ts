@@ -16,7 +16,7 @@
  * Wire format: PostgreSQL documentation, "Frontend/Backend Protocol", §55.2.1 (start-up) and
  * §55.7 (message formats): Byte1 type, Int32 length counting itself, then the body.
  */
-import { LbError } from '../errors.js';
+import { CheckOptionError } from '../errors.js';
 import { hexPreview, printable, runProbe, type ProbeProtocol, type Verdict } from './probe.js';
 import type { HealthChecker } from './types.js';
 
@@ -47,15 +47,15 @@ const AUTH_NAMES: ReadonlyMap<number, string> = new Map([
   [10, 'SASL'],
 ]);
 
-function checkName(what: string, value: string): Uint8Array {
+function checkName(option: 'user' | 'database', value: string): Uint8Array {
   const bytes = new TextEncoder().encode(value);
   if (bytes.length === 0 || bytes.length > MAX_NAME_BYTES || bytes.includes(0)) {
-    throw new LbError('LB_ERR_INVALID_ARGUMENT', `pgsql health check ${what} must be 1..${MAX_NAME_BYTES} bytes without NUL, got ${JSON.stringify(value)}`);
+    throw new CheckOptionError({ option, detail: `must be 1..${MAX_NAME_BYTES} bytes without NUL, got ${JSON.stringify(value)}` });
   }
   return bytes;
 }
 
-/** The StartupMessage bytes for `options`. Throws LbError on a bad user or database name. */
+/** The StartupMessage bytes for `options`. Throws CheckOptionError naming a bad user or database name. */
 export function pgsqlStartupMessage(options: PgsqlCheckOptions = {}): Uint8Array {
   const pairs: [string, Uint8Array][] = [['user', checkName('user', options.user ?? DEFAULT_PGSQL_USER)]];
   if (options.database !== undefined) pairs.push(['database', checkName('database', options.database)]);
@@ -140,7 +140,7 @@ export function decodePgsqlStartupReply(reply: Uint8Array, ended: boolean): Verd
   return { ok: false, kind: 'status', reason: `${severity}${sqlstate ? ` ${sqlstate}` : ''}: ${message}` };
 }
 
-/** Builds the checker; throws LbError on a bad user or database name (a configuration error). */
+/** Builds the checker; throws CheckOptionError naming a bad user or database name (a configuration error). */
 export function createPgsqlChecker(options: PgsqlCheckOptions = {}): HealthChecker {
   const protocol: ProbeProtocol = {
     request: pgsqlStartupMessage(options),

@@ -7,7 +7,7 @@
  * `on-error fail-check` does. Defaults are HAProxy's: inter 2s, rise 2, fall 3, timeout = inter.
  */
 import { EventEmitter } from 'node:events';
-import { LbError } from '../errors.js';
+import { ClosedError, LbError } from '../errors.js';
 import { DEFAULT_FALL, DEFAULT_RISE, initialState, next, validateThresholds, type Health, type HealthState, type InitialHealth } from './reducer.js';
 import type { CheckResult, HealthChecker, HealthTarget } from './types.js';
 
@@ -148,9 +148,9 @@ export class HealthScheduler extends EventEmitter<HealthSchedulerEvents> {
     for (const backend of backends) this.add(backend);
   }
 
-  /** Starts probing `backend` in the initial state. Throws LbError on a duplicate id or after stop(). */
+  /** Starts probing `backend` in the initial state. Throws LB_ERR_DUPLICATE_BACKEND on a duplicate id, ClosedError (LB_ERR_CLOSED) after stop(). */
   add(backend: ScheduledBackend): void {
-    if (this.stopped) throw new LbError('LB_ERR_INVALID_ARGUMENT', `health scheduler is stopped; cannot add "${backend.id}"`);
+    if (this.stopped) throw new ClosedError({ component: 'health-scheduler' }, `health scheduler is stopped; cannot add "${backend.id}"`);
     if (this.entries.has(backend.id)) throw new LbError('LB_ERR_DUPLICATE_BACKEND', `backend "${backend.id}" is already health-checked`);
     const entry: Entry = {
       backend,

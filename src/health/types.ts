@@ -27,8 +27,6 @@ export const CHECK_TYPES: readonly CheckType[] = ['tcp', 'redis', 'pgsql', 'mysq
  */
 export type FailureKind = 'connect' | 'timeout' | 'closed' | 'invalid' | 'status' | 'aborted';
 
-export const FAILURE_KINDS: readonly FailureKind[] = ['connect', 'timeout', 'closed', 'invalid', 'status', 'aborted'];
-
 /** One probe's outcome. `durationMs` runs from the start of the connect to the verdict. */
 export type CheckResult =
   | { readonly ok: true; readonly durationMs: number; readonly detail: string }

@@ -171,7 +171,7 @@ class RunningBalancer implements Balancer {
 
   /** Throws ClosedError once close() has begun: an apply must not start anything after that. */
   private assertOpen(): void {
-    if (this.closing) throw new ClosedError('the balancer is closing: configuration not applied');
+    if (this.closing) throw new ClosedError({ component: 'balancer' }, 'the balancer is closing: configuration not applied');
   }
 
   /**
@@ -227,7 +227,7 @@ class RunningBalancer implements Balancer {
 
   address(name: string): Endpoint {
     const service = this.serviceNamed(name);
-    if (service === undefined) throw new UnknownServiceError(name, [...this.services.values()].map((running) => running.name));
+    if (service === undefined) throw new UnknownServiceError({ service: name, known: [...this.services.values()].map((running) => running.name) });
     return service.address();
   }
 

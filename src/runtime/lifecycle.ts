@@ -14,7 +14,7 @@
 import type { Logger } from 'pino';
 import { startAdmin, type AdminServer } from '../admin/index.js';
 import { loadConfig, type Config } from '../config/index.js';
-import { problemsOf } from '../errors.js';
+import { isLbError, problemsOf } from '../errors.js';
 import { formatAddress } from '../proxy/index.js';
 import type { Runtime } from './runtime.js';
 import { largestDrain, workerCount } from './settings.js';
@@ -79,7 +79,7 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
       }
     } catch (error) {
       if (stopping) logger.info({ file }, 'reload abandoned: stopping');
-      else logger.warn({ file, problems: problemsOf(error) }, 'reload refused: still running the previous configuration');
+      else logger.warn({ file, code: isLbError(error) ? error.code : 'LB_ERR_INTERNAL', problems: problemsOf(error) }, 'reload refused: still running the previous configuration');
       return;
     }
     if (JSON.stringify(next.admin?.listen) !== JSON.stringify(config.admin?.listen)) {

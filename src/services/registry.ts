@@ -104,9 +104,9 @@ export class ServiceStates {
    */
   setState(service: string, backend: string, state: AdminState): StateResult {
     const owner = this.byName.get(service);
-    if (owner === undefined) throw new UnknownServiceError(service, [...this.byName.keys()]);
+    if (owner === undefined) throw new UnknownServiceError({ service, known: [...this.byName.keys()] });
     const status = owner.statuses.get(backend);
-    if (status === undefined) throw new UnknownBackendError(service, backend, [...owner.statuses.keys()]);
+    if (status === undefined) throw new UnknownBackendError({ service, backend, known: [...owner.statuses.keys()] });
     const previous = status.admin;
     owner.setState(backend, state);
     return { service, backend, previous, state };

@@ -27,7 +27,8 @@ export async function resolveHost(host: string, where: string, lookup: Lookup): 
   try {
     return await lookup(host);
   } catch (error) {
-    throw new ResolveError(where, host, error);
+    const cause = (error as NodeJS.ErrnoException).code ?? (error instanceof Error ? error.message : String(error));
+    throw new ResolveError({ where, host, cause });
   }
 }
 

@@ -1,58 +1,38 @@
 /**
- * Configuration of health checks, failure handling and runtime states (issue 4): a service's
- * `healthCheck` and `onDown`, a backend's `backup`, `slowStart` and initial `state`, and the admin
- * endpoint's `token`. Defaults are HAProxy's (`inter 2s`, `rise 2`, `fall 3`, timeout = inter,
- * `init-state up`), the same the health module uses (src/health, docs/health.md).
+ * Configuration of health checks, failure handling and runtime states: a service's `healthCheck`
+ * and `onDown`, a backend's `backup`, `slowStart` and initial `state`, and the admin endpoint's
+ * `token`. Defaults are HAProxy's (defaults.ts HEALTH_DEFAULTS), the ones the health module uses
+ * (src/health, docs/health.md).
  *
  * Checker options are validated by building the checker (createChecker), so the config layer and
- * the health module can never disagree on what a valid `path`, `expect` or `user` is.
+ * the health module can never disagree on what a valid `path`, `expect` or `user` is. A refused
+ * option arrives as a CheckOptionError whose `option` field names it; the config key is looked up
+ * from that field, and the message is the error's own `describe(key)`.
  */
 import { isIP } from 'node:net';
 import * as z from 'zod';
-import { isLbError } from '../errors.js';
+import { CheckOptionError, type CheckOption } from '../errors.js';
 import { createChecker, CHECK_TYPES, INITIAL_HEALTHS, type CheckSpec, type CheckType, type ExpectedStatus, type InitialHealth } from '../health/index.js';
-import { DEFAULT_FALL, DEFAULT_RISE } from '../health/reducer.js';
-import { DEFAULT_INTERVAL_MS } from '../health/scheduler.js';
+import { HEALTH_DEFAULTS, HEALTH_LIMITS } from './defaults.js';
 import { durationField, expecting, integer } from './fields.js';
 import { describeObject, describeValue } from './messages.js';
-import type { Endpoint } from './types.js';
+import {
+  ADMIN_STATES,
+  ON_DOWN,
+  type AdminState,
+  type Endpoint,
+  type ExpectedStatusSetting,
+  type HealthCheckConfig,
+  type HealthCheckType,
+  type InitialHealthSetting,
+  type OnDown,
+} from './types.js';
 
-/** Administrative state of a backend, kept apart from its health. */
-export type AdminState = 'active' | 'draining' | 'maintenance';
-export const ADMIN_STATES: readonly AdminState[] = ['active', 'draining', 'maintenance'];
+/** True when A and B are the same set of values. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 
-/** What happens to a backend's established connections when it goes down. */
-export type OnDown = 'keep' | 'close';
-export const ON_DOWN: readonly OnDown[] = ['keep', 'close'];
-
-/** A service's health check, defaults filled in; durations in ms. */
-export interface HealthCheckConfig {
-  type: CheckType;
-  interval: number;
-  timeout: number;
-  rise: number;
-  fall: number;
-  initial: InitialHealth;
-  /** http only */
-  path?: string;
-  host?: string;
-  expect?: ExpectedStatus;
-  /** pgsql only */
-  user?: string;
-  database?: string;
-}
-
-export const HEALTH_DEFAULTS = {
-  type: 'tcp',
-  interval: DEFAULT_INTERVAL_MS,
-  rise: DEFAULT_RISE,
-  fall: DEFAULT_FALL,
-  initial: 'up',
-  onDown: 'keep',
-  state: 'active',
-} as const;
-
-export const HEALTH_LIMITS = { maxThreshold: 100, minTokenLength: 16 } as const;
+// types.ts is a leaf, so it spells the health module's unions itself; they must stay the same sets.
+true satisfies Same<HealthCheckType, CheckType> & Same<InitialHealthSetting, InitialHealth> & Same<ExpectedStatusSetting, ExpectedStatus>;
 
 const threshold = integer(`an integer 1–${HEALTH_LIMITS.maxThreshold}`).min(1).max(HEALTH_LIMITS.maxThreshold);
 const statusSpec = z.union([z.number(), z.string()], { error: expecting('a status such as 200, "2xx" or "200-399"') });
@@ -81,6 +61,15 @@ const OPTIONS_OF: Record<CheckType, readonly (keyof HealthCheckInput)[]> = {
   http: ['path', 'host', 'expect'],
 };
 const TYPE_OPTIONS: readonly (keyof HealthCheckInput)[] = ['path', 'host', 'expect', 'user', 'database'];
+
+/** The `healthCheck` key of each checker option: the file says `expect` where the checker says `expectStatus`. */
+const CONFIG_KEY_OF: Readonly<Record<CheckOption, keyof HealthCheckInput>> = {
+  path: 'path',
+  host: 'host',
+  expectStatus: 'expect',
+  user: 'user',
+  database: 'database',
+};
 
 function checkSpecOf(input: Omit<HealthCheckInput, 'expect'> & { expect?: ExpectedStatus }): CheckSpec {
   const type = input.type ?? HEALTH_DEFAULTS.type;
@@ -116,9 +105,9 @@ export const healthCheckObject = describeObject(z.strictObject(HEALTH_CHECK_SHAP
     try {
       createChecker(checkSpecOf(input));
     } catch (error) {
-      if (!isLbError(error)) throw error;
-      const key = type === 'http' ? (/expectStatus/.test(error.message) ? 'expect' : /host/i.test(error.message) ? 'host' : 'path') : /database/.test(error.message) ? 'database' : 'user';
-      ctx.addIssue({ code: 'custom', path: [key], message: error.message.replace(/^(http|pgsql) health check /, '').replace('expectStatus', 'expect') });
+      if (!(error instanceof CheckOptionError)) throw error;
+      const key = CONFIG_KEY_OF[error.option];
+      ctx.addIssue({ code: 'custom', path: [key], message: error.describe(key) });
     }
   })
   .transform((input): HealthCheckConfig => {
