@@ -1,5 +1,5 @@
 /**
- * The admin HTTP API (issue 4), on node:http, loopback by default (HAProxy's stats socket and
+ * The admin HTTP API, on node:http, loopback by default (HAProxy's stats socket and
  * Runtime API play this part there):
  *
  *   GET  /stats                                  JSON: services, backends, health, state, counts, bytes
@@ -22,7 +22,7 @@ import { LbError, UnknownBackendError, UnknownServiceError } from '../errors.js'
 import { createMetrics, type Metrics, type StatsSource } from '../observability/index.js';
 import type { Balancer } from '../proxy/index.js';
 
-/** What the admin API drives: a balancer, or a cluster primary (issue 7) with the same three members. */
+/** What the admin API drives: a runtime's stats, state changes and events (one process's balancer, or a cluster primary's). */
 export interface AdminTarget extends StatsSource {
   setState: Balancer['setState'];
 }

@@ -1,9 +1,10 @@
 /**
- * The IPC protocol between the cluster primary and its workers (issue 7), over node:cluster's
+ * The IPC protocol between the cluster primary and its workers, over node:cluster's
  * channel (structured clone: `serialization: 'advanced'`). Closed unions, one `type` each.
  *
  * Health and admin state are decided once, in the primary, and pushed (`start`, `health`); the
  * workers push back what only they see (passive observations) and answer requests by `id`.
+ * Errors travel as LbErrorWire (src/errors.ts) so the primary rebuilds them with their code.
  */
 import type { Config, Endpoint } from '../config/index.js';
 import { LbError, isLbError, type LbErrorWire } from '../errors.js';

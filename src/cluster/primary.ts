@@ -1,12 +1,13 @@
 /**
- * The cluster primary's side of issue 7 (`workers: N > 1`), after HAProxy's master-worker mode:
+ * The cluster primary's worker pool (`workers: N > 1`), after HAProxy's master-worker mode:
  * forks the workers and keeps one per slot, sharing every service's listener with `SCHED_NONE`
  * (each worker accepts from the shared socket in the kernel; round-robin would accept every
  * connection here and pass it over IPC; Node 20's `net` has no SO_REUSEPORT, so there is one
  * socket, not one per worker); pushes the HealthAuthority's verdicts to every worker on each
  * change; gathers and sums their counters for /stats; has every worker reload or stop; restarts
  * a worker that dies unexpectedly (with a growing delay if it dies right after starting).
- * The process around it (signals, admin API, reload from the file) is src/cluster/main.ts.
+ * The runtime around it is src/cluster/runtime.ts; signals, the admin API and reloads from the
+ * file are src/runtime/lifecycle.ts, shared with a single process.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { performance } from 'node:perf_hooks';

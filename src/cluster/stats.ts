@@ -1,5 +1,5 @@
 /**
- * /stats and /metrics of a cluster (issue 7): counters summed over the workers, health and admin
+ * /stats and /metrics of a cluster: counters summed over the workers, health and admin
  * state from the primary, which decides them. Pure functions over plain rows.
  *
  * A worker that dies takes its counters with it; its last report is kept (`retire`, gauges set to
