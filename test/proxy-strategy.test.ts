@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Balance } from '../src/config/index.js';
-import { WaitQueue, type Waiter } from '../src/proxy/limits.js';
+import { WaitQueue } from '../src/proxy/limits.js';
 import { createChooser, type Flow } from '../src/proxy/strategy.js';
 
 const BALANCES: Balance[] = ['maglev', 'ring', 'rendezvous', 'roundrobin', 'leastconn'];
@@ -75,13 +75,13 @@ describe('leastconn', () => {
 });
 
 describe('WaitQueue', () => {
-  const waiter = (): Waiter & { id: number } => ({ id: Math.random(), queuedAt: 0, queueTimer: undefined });
+  const waiter = (): { id: number } => ({ id: Math.random() });
 
   it('is FIFO, bounded by its capacity, and removes a waiter that left', () => {
-    const expired: Waiter[] = [];
-    const queue = new WaitQueue<Waiter>(3, 60_000, (w) => expired.push(w));
+    const expired: object[] = [];
+    const queue = new WaitQueue<object>(3, 60_000, (w) => expired.push(w));
     const [a, b, c, d] = [waiter(), waiter(), waiter(), waiter()];
-    expect([queue.push(a, 0), queue.push(b, 0), queue.push(c, 0), queue.push(d, 0)]).toEqual([true, true, true, false]);
+    expect([queue.push(a), queue.push(b), queue.push(c), queue.push(d)]).toEqual([true, true, true, false]);
     expect(queue.remove(b)).toBe(true);
     expect(queue.remove(b)).toBe(false);
     expect(queue.length).toBe(2);
@@ -89,24 +89,23 @@ describe('WaitQueue', () => {
     expect(queue.peek()).toBe(c);
     expect(queue.drain()).toEqual([c]);
     expect(queue.length).toBe(0);
-    expect(a.queueTimer).toBeUndefined();
     expect(expired).toEqual([]);
   });
 
   it('hands an expired waiter to onExpire, removed from the queue', async () => {
     const first = waiter();
-    const expiredOne = new Promise<Waiter>((resolve) => {
-      const queue = new WaitQueue<Waiter>(2, 20, (w) => {
+    const expiredOne = new Promise<object>((resolve) => {
+      const queue = new WaitQueue<object>(2, 20, (w) => {
         expect(queue.length).toBe(0);
         resolve(w);
       });
-      queue.push(first, 0);
+      queue.push(first);
     });
     expect(await expiredOne).toBe(first);
   });
 
   it('refuses everyone when waiting is disabled (timeout 0)', () => {
-    const queue = new WaitQueue<Waiter>(10, 0, () => {});
-    expect(queue.push(waiter(), 0)).toBe(false);
+    const queue = new WaitQueue<object>(10, 0, () => {});
+    expect(queue.push(waiter())).toBe(false);
   });
 });

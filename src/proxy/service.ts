@@ -11,7 +11,7 @@ import type { Endpoint } from '../config/index.js';
 import { LbError } from '../errors.js';
 import { flowKey } from '../hashing/keys.js';
 import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
-import { ClientConnection, nextCandidate, type ConnectionHost } from './connection.js';
+import { ClientConnection, nextCandidate, type ConnectionHost, type ConnectionState } from './connection.js';
 import { ServiceCounters, WaitQueue } from './limits.js';
 import type { ServicePlan } from './plan.js';
 import { isRejection, type Rejection } from './rejections.js';
@@ -42,7 +42,7 @@ export interface ServiceStats {
   /** Bytes held in this process's socket buffers for open connections (the backpressure bound). */
   buffered: number;
   backends: BackendStats[];
-  /** Issue 5: connections ended by the PROXY header checks or refused by source rules, by reason. */
+  /** Connections ended by the PROXY header checks or refused by source rules, by reason. */
   rejected: Record<Rejection, number>;
 }
 
@@ -141,11 +141,11 @@ export class ProxyService implements ConnectionHost {
         connection.finish('client-aborted'); // already gone: no address to key on
         return;
       }
-      connection.key = this.plan.config.hashKey === 'source-ip-port' ? flowKey(address, connection.clientPort) : flowKey(address);
+      connection.assignKey(this.plan.config.hashKey === 'source-ip-port' ? flowKey(address, connection.clientPort) : flowKey(address));
     }
     if (this.queue.length === 0 && this.tryStart(connection)) return;
-    if (this.queue.push(connection, performance.now())) {
-      connection.state = 'queued';
+    if (this.queue.push(connection)) {
+      connection.markQueued(performance.now());
     } else {
       this.counters.refused++;
       connection.finish('refused-queue-full');
@@ -183,10 +183,10 @@ export class ProxyService implements ConnectionHost {
     connection.finish('refused-queue-timeout');
   };
 
-  connectionEnded(connection: ClientConnection, record: AccessRecord): void {
-    if (connection.queueTimer !== undefined && this.queue.remove(connection)) connection.dequeued(performance.now());
+  connectionEnded(connection: ClientConnection, record: AccessRecord, from: ConnectionState): void {
+    if (from === 'queued') this.queue.remove(connection); // a client that left while waiting
     this.open.delete(connection);
-    if (connection.heldServiceSlot) this.active--;
+    if (from === 'connecting' || from === 'spliced') this.active--;
     this.counters.closedBytesUp += record.bytesUp;
     this.counters.closedBytesDown += record.bytesDown;
     if (isRejection(record.end)) this.counters.rejected.set(record.end, (this.counters.rejected.get(record.end) ?? 0) + 1);
@@ -257,7 +257,7 @@ export class ProxyService implements ConnectionHost {
     let buffered = 0;
     for (const connection of this.open) {
       const splice = connection.splice;
-      if (splice === undefined || connection.state !== 'spliced') continue;
+      if (splice === undefined) continue;
       bytesUp += splice.bytesUp;
       bytesDown += splice.bytesDown;
       buffered += splice.buffered();

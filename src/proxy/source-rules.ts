@@ -1,5 +1,5 @@
 /**
- * What a service does with a connection between accept and placement (issue 5): read a trusted
+ * What a service does with a connection between accept and placement: read a trusted
  * peer's PROXY header (HAProxy's `accept-proxy`, limited to `proxyProtocol.accept` blocks, as
  * `tcp-request connection expect-proxy layer4 if { src … }`), then judge the effective client —
  * the header's source, else the peer — by `allow`/`deny` and the per-source `limits`
@@ -133,12 +133,12 @@ export class SourceGate {
             connection.finish(outcome.failure, outcome.detail);
             return;
           }
-          connection.proxied = outcome.endpoints;
+          connection.headerRead(outcome.endpoints);
           this.judge(connection, place);
         });
         return;
       }
-      connection.screen = headerScreen();
+      connection.screenWith(headerScreen());
     }
     this.judge(connection, place);
   }
@@ -167,15 +167,14 @@ export class SourceGate {
         this.refuse(connection, limitRefusal(admission.verdict));
         return;
       }
-      connection.lease = admission.lease;
+      connection.admitted(admission.lease);
     }
     place(connection);
   }
 
   private refuse(connection: ClientConnection, reason: SourceRefusal): void {
-    connection.quiet = true;
     this.log.note(reason, connection.clientAddress);
-    connection.finish(reason);
+    connection.refuse(reason);
   }
 
   /** Sources the limiter tracks (for the admin API); undefined without limits. */
