@@ -1,11 +1,12 @@
 /**
  * The proxy's pure-ish pieces without sockets: every strategy's candidate walk (attempts 0..n-1
  * are n distinct backends, then none), smooth weighted round robin's shares, least connections'
- * choice, and the bounded wait queue (FIFO, capacity, removal, expiry).
+ * choice, and the bounded wait queue (FIFO, capacity, removal, expiry on a manual clock).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Balance } from '../src/config/index.js';
+import { ManualClock } from '../src/clock.js';
 import { WaitQueue } from '../src/proxy/limits.js';
 import { createChooser, type Flow } from '../src/proxy/strategy.js';
 
@@ -78,10 +79,12 @@ describe('WaitQueue', () => {
   const waiter = (): { id: number } => ({ id: Math.random() });
 
   it('is FIFO, bounded by its capacity, and removes a waiter that left', () => {
+    const clock = new ManualClock();
     const expired: object[] = [];
-    const queue = new WaitQueue<object>(3, 60_000, (w) => expired.push(w));
+    const queue = new WaitQueue<object>(3, 60_000, (w) => expired.push(w), clock);
     const [a, b, c, d] = [waiter(), waiter(), waiter(), waiter()];
     expect([queue.push(a), queue.push(b), queue.push(c), queue.push(d)]).toEqual([true, true, true, false]);
+    expect(clock.pending).toBe(3);
     expect(queue.remove(b)).toBe(true);
     expect(queue.remove(b)).toBe(false);
     expect(queue.length).toBe(2);
@@ -89,23 +92,33 @@ describe('WaitQueue', () => {
     expect(queue.peek()).toBe(c);
     expect(queue.drain()).toEqual([c]);
     expect(queue.length).toBe(0);
+    expect(clock.pending).toBe(0); // every timer cleared with its waiter
+    clock.advance(60_000);
     expect(expired).toEqual([]);
   });
 
-  it('hands an expired waiter to onExpire, removed from the queue', async () => {
-    const first = waiter();
-    const expiredOne = new Promise<object>((resolve) => {
-      const queue = new WaitQueue<object>(2, 20, (w) => {
-        expect(queue.length).toBe(0);
-        resolve(w);
-      });
-      queue.push(first);
-    });
-    expect(await expiredOne).toBe(first);
+  it('hands a waiter to onExpire, removed from the queue, once its timeout has passed and not before', () => {
+    const clock = new ManualClock();
+    const expired: object[] = [];
+    const queue = new WaitQueue<object>(2, 20, (w) => {
+      expect(queue.length).toBe(1);
+      expired.push(w);
+    }, clock);
+    const [first, second] = [waiter(), waiter()];
+    queue.push(first);
+    clock.advance(5);
+    queue.push(second);
+    clock.advance(14);
+    expect(expired).toEqual([]);
+    clock.advance(1);
+    expect(expired).toEqual([first]);
+    expect(queue.peek()).toBe(second);
   });
 
   it('refuses everyone when waiting is disabled (timeout 0)', () => {
-    const queue = new WaitQueue<object>(10, 0, () => {});
+    const clock = new ManualClock();
+    const queue = new WaitQueue<object>(10, 0, () => {}, clock);
     expect(queue.push(waiter())).toBe(false);
+    expect(clock.pending).toBe(0);
   });
 });

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adoptUserBuffer, COPY_LIMIT, LANDING, nextReadBuffer, READ_BUFFER_BYTES, userBuffersSupported } from '../src/proxy/read-buffers.js';
+import { idleSweeper } from '../src/proxy/idle-sweeper.js';
 import { Splice, spliceRead } from '../src/proxy/splice.js';
 
 describe('adopting an accepted socket', () => {
@@ -145,7 +146,7 @@ describe('many splices sharing the read buffers, behind stop-and-go peers', () =
       const options = { path: join(dir, 'back.sock'), allowHalfOpen: true, writableHighWaterMark: 1, onread: { buffer: nextReadBuffer, callback: spliceRead } };
       const backendSocket = connect(options);
       backendSocket.once('connect', () => {
-        ends.push(new Promise((resolve) => live.push(new Splice(client, backendSocket, { idleTimeoutMs: 0, onEnd: resolve }))));
+        ends.push(new Promise((resolve) => live.push(new Splice(client, backendSocket, { idleTimeoutMs: 0, idleSweeper, onEnd: resolve }))));
       });
     });
     front.listen(join(dir, 'front.sock'));

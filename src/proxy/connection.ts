@@ -18,11 +18,12 @@
  * at its owner), so a connection allocates no closures.
  */
 import { connect, type Socket, type TcpNetConnectOpts } from 'node:net';
-import { performance } from 'node:perf_hooks';
+import type { Clock } from '../clock.js';
 import type { HashKey } from '../hashing/index.js';
 import type { ConnectionEndpoints } from '../proxy-protocol/index.js';
 import type { SourceLease } from '../rules/index.js';
 import { formatAddress, roundMs, type AccessRecord, type EndReason, type SourceRefusal } from './access-log.js';
+import type { IdleSweeper } from './idle-sweeper.js';
 import type { ResolvedBackend, ServicePlan } from './plan.js';
 import { writeProxyHeader } from './proxy-header.js';
 import { nextReadBuffer } from './read-buffers.js';
@@ -33,6 +34,10 @@ export type ConnectionState = 'accepted' | 'queued' | 'connecting' | 'spliced' |
 
 /** What a connection needs from its service. */
 export interface ConnectionHost {
+  /** Times the connection (queue, connect, duration) and its per-source admission. */
+  readonly clock: Clock;
+  /** Watches the connection once spliced, for its idle timeout; runs on `clock`. */
+  readonly idleSweeper: IdleSweeper;
   /**
    * Called once per connection, after it ended: release slots, log, wake waiters. `from` is the
    * state it ended in: 'queued', it may still be in the wait queue; 'connecting' or 'spliced', it
@@ -180,6 +185,11 @@ class Placement implements SpliceOptions {
   }
 
   /** SpliceOptions. */
+  get idleSweeper(): IdleSweeper {
+    return this.host.idleSweeper;
+  }
+
+  /** SpliceOptions. */
   get screen(): ClientScreen | undefined {
     return this.connection.screen;
   }
@@ -190,7 +200,7 @@ class Placement implements SpliceOptions {
     this.holdsSlot = true;
     backend.counters.current++;
     backend.counters.total++;
-    this.connectStartedAt = performance.now();
+    this.connectStartedAt = this.host.clock.now();
     const options: BackendConnectOptions = {
       host: backend.address.host,
       port: backend.address.port,
@@ -211,7 +221,7 @@ class Placement implements SpliceOptions {
   /** The backend accepted on `socket`: splice. Pre: connecting on `socket`. */
   connected(socket: Socket): void {
     detach(socket);
-    this.connectTook = performance.now() - this.connectStartedAt;
+    this.connectTook = this.host.clock.now() - this.connectStartedAt;
     this.plan.observe?.(this.backend.name, true);
     const send = this.plan.config.proxyProtocol?.send;
     if (send !== undefined) writeProxyHeader(socket, send, this.connection.endpoints);
@@ -288,7 +298,7 @@ export class ClientConnection implements Flow {
     private readonly host: ConnectionHost,
     readonly client: Socket,
   ) {
-    this.acceptedAt = performance.now();
+    this.acceptedAt = host.clock.now();
     const owned: ClientSocket = client;
     owned[CONNECTION] = this;
     client.on('error', onEarlyClientError);
@@ -436,7 +446,7 @@ export class ClientConnection implements Flow {
         backendAddress: shown === undefined ? null : formatAddress(shown.address.host, shown.address.port),
         queueMs: roundMs(this.queueMs),
         connectMs: connectMs < 0 ? -1 : roundMs(connectMs),
-        durationMs: roundMs(performance.now() - this.acceptedAt),
+        durationMs: roundMs(this.host.clock.now() - this.acceptedAt),
         bytesUp: splice?.bytesUp ?? 0,
         bytesDown: splice?.bytesDown ?? 0,
         retries: placement?.retries ?? 0,

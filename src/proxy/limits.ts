@@ -6,18 +6,19 @@
  * then is refused. The queue is bounded in time (timeouts.queue) and in length (`capacity`, here
  * the service's maxConnections), so an overload never grows memory without limit.
  */
+import type { Clock, TimerHandle } from '../clock.js';
 import { REJECTIONS, type Rejection } from './rejections.js';
 
 /**
- * FIFO of waiters, each with its own expiry timer (only connections that actually wait pay for a
- * timer). The queue owns the timers and keeps them beside the waiters: a waiter can be any object,
- * and the queue writes nothing on it. Pre: a waiter is in at most one queue. Cost: O(1) push and
- * shift (amortised), O(n) remove.
+ * FIFO of waiters, each with its own expiry timer on the queue's clock (only connections that
+ * actually wait pay for a timer). The queue owns the timers and keeps them beside the waiters: a
+ * waiter can be any object, and the queue writes nothing on it. Pre: a waiter is in at most one
+ * queue. Cost: O(1) push and shift (amortised), O(n) remove.
  */
 export class WaitQueue<W extends object> {
   private items: (W | undefined)[] = [];
   /** `timers[i]` expires `items[i]`. */
-  private timers: (NodeJS.Timeout | undefined)[] = [];
+  private timers: (TimerHandle | undefined)[] = [];
   private head = 0;
   private count = 0;
 
@@ -25,6 +26,7 @@ export class WaitQueue<W extends object> {
     private capacity: number,
     private timeoutMs: number,
     private readonly onExpire: (waiter: W) => void,
+    private readonly clock: Clock,
   ) {}
 
   get length(): number {
@@ -40,7 +42,7 @@ export class WaitQueue<W extends object> {
   /** Queues `waiter`, to expire `timeoutMs` from now; false (nothing queued) when the queue is full or waiting is disabled (timeout 0). */
   push(waiter: W): boolean {
     if (this.count >= this.capacity || this.timeoutMs <= 0) return false;
-    this.timers.push(setTimeout(this.expire, this.timeoutMs, waiter));
+    this.timers.push(this.clock.setTimeout(this.expire, this.timeoutMs, waiter));
     this.items.push(waiter);
     this.count++;
     return true;
@@ -78,7 +80,7 @@ export class WaitQueue<W extends object> {
   }
 
   private detach(index: number): void {
-    clearTimeout(this.timers[index]);
+    this.clock.clearTimer(this.timers[index]);
     this.items[index] = undefined;
     this.timers[index] = undefined;
     this.count--;

@@ -5,13 +5,14 @@
  * connected and the splice takes over.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import type { Endpoint } from '../config/index.js';
 import { LbError } from '../errors.js';
 import { flowKey } from '../hashing/keys.js';
 import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
 import { ClientConnection, nextCandidate, type ConnectionHost, type ConnectionState } from './connection.js';
+import { IdleSweeper, idleSweeper } from './idle-sweeper.js';
 import { ServiceCounters, WaitQueue } from './limits.js';
 import type { ServicePlan } from './plan.js';
 import { isRejection, type Rejection } from './rejections.js';
@@ -59,6 +60,17 @@ export class ListenError extends LbError {
   }
 }
 
+/** What a service waits on; production passes nothing and gets the process's clock and sweeper. */
+export interface ProxyServiceOptions {
+  /** Queue, PROXY header and per-source rate timing, and the access log's timings. Default: the system clock. */
+  readonly clock?: Clock;
+  /**
+   * Idle timeouts of spliced connections; must run on `clock`. Default: the process's sweeper on
+   * the system clock, or a sweeper of the service's own on `clock` when one is given.
+   */
+  readonly idleSweeper?: IdleSweeper;
+}
+
 export class ProxyService implements ConnectionHost {
   private readonly server: Server;
   private readonly open = new Set<ClientConnection>();
@@ -68,16 +80,23 @@ export class ProxyService implements ConnectionHost {
   private bound: Endpoint | undefined;
   private idleWaiters: (() => void)[] = [];
   private readonly gate: SourceGate;
+  readonly clock: Clock;
+  readonly idleSweeper: IdleSweeper;
 
+  /** Throws LbError LB_ERR_INVALID_ARGUMENT when `options.idleSweeper` runs on another clock than `options.clock`. */
   constructor(
     private plan: ServicePlan,
     private logger: Logger,
     /** The balancer's counters for this service's name: they outlive this instance. */
     private counters: ServiceCounters,
+    options: ProxyServiceOptions = {},
   ) {
+    this.clock = options.clock ?? options.idleSweeper?.clock ?? systemClock;
+    this.idleSweeper = options.idleSweeper ?? (this.clock === systemClock ? idleSweeper : new IdleSweeper(this.clock));
+    if (this.idleSweeper.clock !== this.clock) throw new LbError('LB_ERR_INVALID_ARGUMENT', 'ProxyService: the idle sweeper must run on the service clock');
     const { maxConnections, timeouts } = plan.config;
-    this.queue = new WaitQueue(maxConnections, timeouts.queue, this.onQueueExpired);
-    this.gate = new SourceGate(plan.config, logger);
+    this.queue = new WaitQueue(maxConnections, timeouts.queue, this.onQueueExpired, this.clock);
+    this.gate = new SourceGate(plan.config, logger, this.clock);
     // highWaterMark 1: the splice's backpressure rule ('drain' whenever the write queue empties).
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, highWaterMark: 1 }, this.onConnection);
   }
@@ -145,7 +164,7 @@ export class ProxyService implements ConnectionHost {
     }
     if (this.queue.length === 0 && this.tryStart(connection)) return;
     if (this.queue.push(connection)) {
-      connection.markQueued(performance.now());
+      connection.markQueued(this.clock.now());
     } else {
       this.counters.refused++;
       connection.finish('refused-queue-full');
@@ -172,14 +191,14 @@ export class ProxyService implements ConnectionHost {
       if (this.active >= this.plan.config.maxConnections) return;
       if (nextCandidate(this.plan, head) === undefined) return;
       this.queue.shift();
-      head.dequeued(performance.now());
+      head.dequeued(this.clock.now());
       this.tryStart(head);
     }
   }
 
   private readonly onQueueExpired = (connection: ClientConnection): void => {
     this.counters.refused++;
-    connection.dequeued(performance.now());
+    connection.dequeued(this.clock.now());
     connection.finish('refused-queue-timeout');
   };
 
