@@ -1,17 +1,21 @@
 /**
- * Issue 5 wired into proxy services, over loopback with real sockets: `proxyProtocol.accept`
- * (header required from trusted peers, its source becomes the client for hashing, rules and the
- * access log; every fault closes and is counted), the screen for untrusted peers, `send` v1/v2,
- * and `allow`/`deny`/`limits` refusing before any backend is contacted.
+ * PROXY headers and source rules wired into proxy services, over loopback with real sockets:
+ * `proxyProtocol.accept` (header required from trusted peers, its source becomes the client for
+ * hashing, rules and the access log; every fault closes and is counted, the header timeout on a
+ * manual clock), the screen for untrusted peers, `send` v1/v2, and `allow`/`deny`/`limits`
+ * refusing before any backend is contacted.
  */
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/clock.js';
 import type { BackendConfig, ProxyServiceConfig } from '../src/config/index.js';
 import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
 import { startBalancer, type Balancer } from '../src/proxy/balancer.js';
-import { slotHashOf } from '../src/proxy/plan.js';
+import { ServiceCounters } from '../src/proxy/limits.js';
+import { buildPlan, slotHashOf } from '../src/proxy/plan.js';
+import { ProxyService } from '../src/proxy/service.js';
 import { ProxyHeaderParser, encodeForConnection, encodeV2, proxiedEndpoints, type ConnectionEndpoints, type ProxyHeader } from '../src/proxy-protocol/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
@@ -134,13 +138,12 @@ describe('proxyProtocol.accept from a trusted peer', () => {
     expect(record.peer).toBeUndefined();
   });
 
-  const faults: [string, Buffer | 'fin' | 'nothing', string, RegExp][] = [
+  const faults: [string, Buffer | 'fin', string, RegExp][] = [
     ['garbage (an HTTP request)', Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), 'proxy-header-invalid', /first byte 0x47/],
     ['v1 with a bad address', Buffer.from('PROXY TCP4 300.1.1.1 127.0.0.1 1 2\r\n'), 'proxy-header-invalid', /address/],
     ['v1 without CRLF in 107 bytes', Buffer.from(`PROXY TCP4 ${'1'.repeat(120)}`), 'proxy-header-invalid', /107/],
     ['v2 length field too large', Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0xff, 0xff]), 'proxy-header-invalid', /length/],
     ['truncated, then FIN', 'fin', 'proxy-header-invalid', /truncated: the peer closed after 9 bytes/],
-    ['nothing at all', 'nothing', 'proxy-header-timeout', /no complete PROXY header within 1000 ms \(0 bytes/],
   ];
 
   it.each(faults)('%s: closed, logged with its reason, counted, and no backend contacted', async (_name, input, end, error) => {
@@ -150,12 +153,35 @@ describe('proxyProtocol.accept from a trusted peer', () => {
     const socket = await client(port, '127.0.0.1');
     const closed = peerClosed(socket);
     if (input === 'fin') socket.end('PROXY TCP');
-    else if (input !== 'nothing') socket.write(input);
+    else socket.write(input);
     await closed;
     const [record] = await log.waitForAccess(1);
     expect(record).toMatchObject({ end, backend: null, bytesUp: 0 });
     expect(record.error).toMatch(error);
     expect(balancer.stats()[0].rejected[end as 'proxy-header-invalid']).toBe(1);
+    expect(be.accepted).toHaveLength(0);
+  });
+
+  it('nothing at all: closed when timeouts.proxyHeader has passed, not before, logged, counted, and no backend contacted', async () => {
+    const be = await recorder();
+    const config = accepting([backend('b1', be.port)], { timeouts: { connect: 3000, idle: 60_000, queue: 5000, drain: 1000, proxyHeader: 1000 } });
+    const clock = new ManualClock();
+    const log = captureLog();
+    const service = new ProxyService(await buildPlan(config, 'svc', new Map()), log.logger, new ServiceCounters(), { clock });
+    const { port } = await service.listen('svc');
+    cleanups.push(() => service.close(0));
+    const reading = clock.nextTimer(); // the header read's timeout, set when the connection is accepted
+    const socket = await client(port, '127.0.0.1');
+    const closed = peerClosed(socket);
+    await reading;
+    clock.advance(999);
+    expect(service.stats().rejected['proxy-header-timeout']).toBe(0);
+    clock.advance(1);
+    await closed;
+    const [record] = await log.waitForAccess(1);
+    expect(record).toMatchObject({ end: 'proxy-header-timeout', backend: null, bytesUp: 0, durationMs: 1000 });
+    expect(record.error).toMatch(/no complete PROXY header within 1000 ms \(0 bytes/);
+    expect(service.stats().rejected['proxy-header-timeout']).toBe(1);
     expect(be.accepted).toHaveLength(0);
   });
 });
