@@ -13,8 +13,8 @@ import { flowKey } from '../src/hashing/keys.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
 import { slotHashOf } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
-import { captureLog } from './helpers/log.js';
-import { connectClient, freePort, readLine, startNamedServer, startServer, waitUntil, type TestServer } from './helpers/net.js';
+import { captureLog, type CapturedLog } from './helpers/log.js';
+import { connectClient, freePort, readLine, startNamedServer, startServer, type TestServer } from './helpers/net.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -31,8 +31,8 @@ async function namedBackends(count: number): Promise<BackendConfig[]> {
   return backends;
 }
 
-async function start(service: ProxyServiceConfig): Promise<Balancer> {
-  const balancer = await startBalancer(configOf(service), { logger: captureLog().logger });
+async function start(service: ProxyServiceConfig, log: CapturedLog = captureLog()): Promise<Balancer> {
+  const balancer = await startBalancer(configOf(service), { logger: log.logger });
   cleanups.push(() => balancer.close(0));
   return balancer;
 }
@@ -164,14 +164,15 @@ describe('stateful strategies', () => {
 
   it('leastconn sends a new connection to the backend with the fewest open ones', async () => {
     const backends = await namedBackends(3);
-    const balancer = await start(proxyService(backends, { balance: 'leastconn' }));
+    const log = captureLog();
+    const balancer = await start(proxyService(backends, { balance: 'leastconn' }), log);
     const port = balancer.address('svc').port;
     const held = [];
     for (let i = 0; i < 3; i++) held.push(await greetingFrom(port, '127.0.0.1', true));
     expect(held.map((h) => h.name).sort()).toEqual(['b1', 'b2', 'b3']);
     (held.find((h) => h.name === 'b2') as { socket: Socket }).socket.destroy();
-    const current = (name: string) => balancer.stats()[0].backends.find((b) => b.name === name)?.current;
-    await waitUntil(() => current('b2') === 0); // the balancer has seen that connection end
+    await log.waitForAccess(1); // the balancer has seen that connection end: its slot is free
+    expect(balancer.stats()[0].backends.find((b) => b.name === 'b2')?.current).toBe(0);
     expect((await greetingFrom(port, '127.0.0.1', true)).name).toBe('b2');
     // All level at one connection each: the next three fill one each, whatever the tie-breaks.
     const next = [];

@@ -1,21 +1,25 @@
 /**
- * Issue 5 wired into proxy services, over loopback with real sockets: `proxyProtocol.accept`
- * (header required from trusted peers, its source becomes the client for hashing, rules and the
- * access log; every fault closes and is counted), the screen for untrusted peers, `send` v1/v2,
- * and `allow`/`deny`/`limits` refusing before any backend is contacted.
+ * PROXY headers and source rules wired into proxy services, over loopback with real sockets:
+ * `proxyProtocol.accept` (header required from trusted peers, its source becomes the client for
+ * hashing, rules and the access log; every fault closes and is counted, the header timeout on a
+ * manual clock), the screen for untrusted peers, `send` v1/v2, and `allow`/`deny`/`limits`
+ * refusing before any backend is contacted.
  */
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/clock.js';
 import type { BackendConfig, ProxyServiceConfig } from '../src/config/index.js';
 import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
-import { slotHashOf } from '../src/services/index.js';
+import { ServiceCounters } from '../src/proxy/limits.js';
+import { ProxyService } from '../src/proxy/service.js';
+import { buildPlan, resolveBackends, ServiceLoads, slotHashOf } from '../src/services/index.js';
 import { ProxyHeaderParser, encodeForConnection, encodeV2, proxiedEndpoints, type ConnectionEndpoints, type ProxyHeader } from '../src/proxy-protocol/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
-import { connectClient, peerClosed, readAll, readLine, startNamedServer, startServer, waitUntil, writeChunked, type TestServer } from './helpers/net.js';
+import { connectClient, peerClosed, readAll, readLine, startNamedServer, startServer, writeChunked, type TestServer } from './helpers/net.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -76,7 +80,7 @@ describe('proxyProtocol.accept from a trusted peer', () => {
     const { balancer, log, port } = await balancerFor(accepting([backend('b1', be.port)]));
     const socket = await client(port, '127.0.0.1');
     socket.end(Buffer.concat([encodeForConnection(version, ends('203.0.113.7', 41000)), Buffer.from('hello after the header\n')]));
-    await waitUntil(() => be.received.length === 1);
+    await be.nextConnection();
     expect((await be.received[0]).toString()).toBe('hello after the header\n');
     const [record] = await log.waitForAccess(1);
     expect(record).toMatchObject({ client: '203.0.113.7:41000', peer: expect.stringMatching(/^127\.0\.0\.1:\d+$/), bytesUp: 23, end: 'client-close' });
@@ -96,7 +100,7 @@ describe('proxyProtocol.accept from a trusted peer', () => {
     for (let i = 0; i < payload.length; i++) payload[i] = (i * 7919) & 0xff;
     await writeChunked(socket, payload, [1, 3, 1000, 65536, 7]);
     socket.end();
-    await waitUntil(() => be.received.length === 1);
+    await be.nextConnection();
     const got = await be.received[0];
     expect(got.length).toBe(payload.length);
     expect(createHash('sha256').update(got).digest('hex')).toBe(createHash('sha256').update(payload).digest('hex'));
@@ -127,20 +131,19 @@ describe('proxyProtocol.accept from a trusted peer', () => {
     const { log, port } = await balancerFor(accepting([backend('b1', be.port)]));
     const socket = await client(port, '127.0.0.1');
     socket.end(Buffer.concat([encodeV2({ command: 'local', addresses: { family: 'unspec' } }), Buffer.from('x')]));
-    await waitUntil(() => be.received.length === 1);
+    await be.nextConnection();
     expect((await be.received[0]).toString()).toBe('x');
     const [record] = await log.waitForAccess(1);
     expect(record.client).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(record.peer).toBeUndefined();
   });
 
-  const faults: [string, Buffer | 'fin' | 'nothing', string, RegExp][] = [
+  const faults: [string, Buffer | 'fin', string, RegExp][] = [
     ['garbage (an HTTP request)', Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), 'proxy-header-invalid', /first byte 0x47/],
     ['v1 with a bad address', Buffer.from('PROXY TCP4 300.1.1.1 127.0.0.1 1 2\r\n'), 'proxy-header-invalid', /address/],
     ['v1 without CRLF in 107 bytes', Buffer.from(`PROXY TCP4 ${'1'.repeat(120)}`), 'proxy-header-invalid', /107/],
     ['v2 length field too large', Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0xff, 0xff]), 'proxy-header-invalid', /length/],
     ['truncated, then FIN', 'fin', 'proxy-header-invalid', /truncated: the peer closed after 9 bytes/],
-    ['nothing at all', 'nothing', 'proxy-header-timeout', /no complete PROXY header within 1000 ms \(0 bytes/],
   ];
 
   it.each(faults)('%s: closed, logged with its reason, counted, and no backend contacted', async (_name, input, end, error) => {
@@ -150,12 +153,35 @@ describe('proxyProtocol.accept from a trusted peer', () => {
     const socket = await client(port, '127.0.0.1');
     const closed = peerClosed(socket);
     if (input === 'fin') socket.end('PROXY TCP');
-    else if (input !== 'nothing') socket.write(input);
+    else socket.write(input);
     await closed;
     const [record] = await log.waitForAccess(1);
     expect(record).toMatchObject({ end, backend: null, bytesUp: 0 });
     expect(record.error).toMatch(error);
     expect(balancer.stats()[0].rejected[end as 'proxy-header-invalid']).toBe(1);
+    expect(be.accepted).toHaveLength(0);
+  });
+
+  it('nothing at all: closed when timeouts.proxyHeader has passed, not before, logged, counted, and no backend contacted', async () => {
+    const be = await recorder();
+    const config = accepting([backend('b1', be.port)], { timeouts: { connect: 3000, idle: 60_000, queue: 5000, drain: 1000, proxyHeader: 1000 } });
+    const clock = new ManualClock();
+    const log = captureLog();
+    const service = new ProxyService(buildPlan(config, await resolveBackends(config, 'svc'), new ServiceLoads()), log.logger, new ServiceCounters(), { clock });
+    const { port } = await service.listen('svc');
+    cleanups.push(() => service.close(0));
+    const reading = clock.nextTimer(); // the header read's timeout, set when the connection is accepted
+    const socket = await client(port, '127.0.0.1');
+    const closed = peerClosed(socket);
+    await reading;
+    clock.advance(999);
+    expect(service.stats().rejected['proxy-header-timeout']).toBe(0);
+    clock.advance(1);
+    await closed;
+    const [record] = await log.waitForAccess(1);
+    expect(record).toMatchObject({ end: 'proxy-header-timeout', backend: null, bytesUp: 0, durationMs: 1000 });
+    expect(record.error).toMatch(/no complete PROXY header within 1000 ms \(0 bytes/);
+    expect(service.stats().rejected['proxy-header-timeout']).toBe(1);
     expect(be.accepted).toHaveLength(0);
   });
 });
@@ -170,12 +196,11 @@ describe('peers outside proxyProtocol.accept', () => {
     const closed = peerClosed(socket);
     const header = Buffer.from(encodeForConnection(version, ends('10.6.6.6', 666)));
     socket.write(header.subarray(0, 3)); // a prefix is held back, not forwarded
-    await waitUntil(() => be.accepted.length === 1);
+    await be.nextConnection();
     socket.write(header.subarray(3));
     await closed;
     expect((await log.waitForAccess(1))[0]).toMatchObject({ end: 'proxy-header-not-allowed', bytesUp: 0 });
     expect(balancer.stats()[0].rejected['proxy-header-not-allowed']).toBe(1);
-    await waitUntil(() => be.received.length === 1);
     expect((await be.received[0]).length).toBe(0);
   });
 
@@ -186,7 +211,8 @@ describe('peers outside proxyProtocol.accept', () => {
     a.end('PROXIMITY is not a header\n');
     const b = await client(port, '127.0.0.1');
     b.end('PRO');
-    await waitUntil(() => be.received.length === 2);
+    await be.nextConnection();
+    await be.nextConnection();
     const got = (await Promise.all(be.received)).map(String).sort();
     expect(got).toEqual(['PRO', 'PROXIMITY is not a header\n']);
     const records = await log.waitForAccess(2);
@@ -201,7 +227,7 @@ describe('proxyProtocol.send', () => {
     const socket = await client(port, '127.0.0.5');
     const localPort = socket.localPort as number; // read before the socket closes
     socket.end('payload');
-    await waitUntil(() => be.received.length === 1);
+    await be.nextConnection();
     const { header, rest } = splitHeader(await be.received[0]);
     expect(header.version).toBe(version === 'v1' ? 1 : 2);
     expect(proxiedEndpoints(header)).toEqual(ends('127.0.0.5', localPort, '127.0.0.1', port));
@@ -214,7 +240,7 @@ describe('proxyProtocol.send', () => {
     const socket = await client(port, undefined, '::1');
     const localPort = socket.localPort as number;
     socket.end('six');
-    await waitUntil(() => be.received.length === 1);
+    await be.nextConnection();
     const { header, rest } = splitHeader(await be.received[0]);
     expect(header).toMatchObject({ version: 1, protocol: 'TCP6' });
     expect(proxiedEndpoints(header)).toEqual(ends('::1', localPort, '::1', port));
@@ -238,7 +264,7 @@ describe('proxyProtocol.send', () => {
     const { port } = await balancerFor(accepting([backend('b1', be.port)], { proxyProtocol: { accept: ['127.0.0.1'], send: 'v2' } }));
     const socket = await client(port, '127.0.0.1');
     socket.end(Buffer.concat([encodeForConnection('v1', ends('203.0.113.9', 1234, '192.0.2.80', 8443)), Buffer.from('data')]));
-    await waitUntil(() => be.received.length === 1);
+    await be.nextConnection();
     const { header, rest } = splitHeader(await be.received[0]);
     expect(proxiedEndpoints(header)).toEqual(ends('203.0.113.9', 1234, '192.0.2.80', 8443));
     expect(rest.toString()).toBe('data');
@@ -253,7 +279,7 @@ describe('allow, deny and limits', () => {
     for (const source of ['127.0.0.66', '127.0.1.9', '127.0.1.10']) await peerClosed(await client(port, source));
     const ok = await client(port, '127.0.0.67');
     ok.end('fine');
-    await waitUntil(() => be.received.length === 1);
+    await be.nextConnection();
     expect((await be.received[0]).toString()).toBe('fine');
     const records = await log.waitForAccess(1);
     expect(records.map((record) => record.end)).toEqual(['client-close']);
@@ -276,7 +302,7 @@ describe('allow, deny and limits', () => {
 
   it('perSourceConnections: the third concurrent connection from one source is refused; closing one makes room', async () => {
     const b1 = await named('b1');
-    const { balancer, port } = await balancerFor(proxyService([backend('b1', b1.port)], { limits: { perSourceConnections: 2 } }));
+    const { balancer, log, port } = await balancerFor(proxyService([backend('b1', b1.port)], { limits: { perSourceConnections: 2 } }));
     const first = await client(port, '127.0.0.8');
     const second = await client(port, '127.0.0.8');
     expect(await readLine(first)).toBe('b1');
@@ -285,7 +311,8 @@ describe('allow, deny and limits', () => {
     const other = await client(port, '127.0.0.9'); // another source is not affected
     expect(await readLine(other)).toBe('b1');
     first.destroy();
-    await waitUntil(() => balancer.stats()[0].current === 2);
+    await log.waitForAccess(1); // the balancer has seen it end (the refused one is summarised, not logged)
+    expect(balancer.stats()[0].current).toBe(2);
     const again = await client(port, '127.0.0.8');
     expect(await readLine(again)).toBe('b1');
     expect(balancer.stats()[0].rejected['refused-over-connections']).toBe(1);

@@ -1,20 +1,17 @@
 /**
- * Units of the issue 5 wiring that the socket tests cannot pin down exactly: the refusal log's
- * rate (fake timers: a first line at once, then one summary per interval while refusals go on,
- * silence once they stop) and the screen for untrusted peers (fast-check, seed 42: any chunking
+ * Units of the source-rule and PROXY header wiring that the socket tests cannot pin down exactly:
+ * the refusal log's rate (a manual clock: a first line at once, then one summary per interval
+ * while refusals go on, silence once they stop) and the screen for untrusted peers (fast-check, seed 42: any chunking
  * of any bytes passes them through unchanged unless they start with a PROXY signature).
  */
 import fc from 'fast-check';
 import pino from 'pino';
 import { Writable } from 'node:stream';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/clock.js';
 import { encodeForConnection } from '../src/proxy-protocol/index.js';
 import { headerScreen } from '../src/proxy/proxy-header.js';
 import { REFUSAL_LOG_INTERVAL_MS, RefusalLog } from '../src/proxy/source-rules.js';
-
-afterEach(() => {
-  vi.useRealTimers();
-});
 
 function sink(): { logger: pino.Logger; records: Record<string, unknown>[] } {
   const records: Record<string, unknown>[] = [];
@@ -29,15 +26,16 @@ function sink(): { logger: pino.Logger; records: Record<string, unknown>[] } {
 
 describe('RefusalLog', () => {
   it('logs the first refusal at once, then one summary per interval while they go on, then nothing', async () => {
-    vi.useFakeTimers();
+    const clock = new ManualClock();
     const { logger, records } = sink();
-    const log = new RefusalLog(logger);
+    const log = new RefusalLog(logger, clock);
     log.note('refused-denied', '10.0.0.1:1');
     for (let i = 0; i < 999; i++) log.note(i % 3 === 0 ? 'refused-over-rate' : 'refused-denied', '10.0.0.2:2');
-    await vi.advanceTimersByTimeAsync(REFUSAL_LOG_INTERVAL_MS);
+    clock.advance(REFUSAL_LOG_INTERVAL_MS);
     for (let i = 0; i < 10; i++) log.note('refused-table-full', '10.0.0.3:3');
-    await vi.advanceTimersByTimeAsync(REFUSAL_LOG_INTERVAL_MS);
-    await vi.advanceTimersByTimeAsync(10 * REFUSAL_LOG_INTERVAL_MS); // quiet: no more lines
+    clock.advance(REFUSAL_LOG_INTERVAL_MS);
+    clock.advance(10 * REFUSAL_LOG_INTERVAL_MS); // quiet: no more lines
+    expect(clock.pending).toBe(0);
     log.note('refused-not-allowed', '10.0.0.4:4'); // after a quiet interval: at once again
     log.close();
     await new Promise((resolve) => logger.flush(() => resolve(undefined)));

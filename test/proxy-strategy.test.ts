@@ -1,12 +1,13 @@
 /**
  * The proxy's pure-ish pieces without sockets: every strategy's candidate walk (attempts 0..n-1
  * are n distinct backends, then none), smooth weighted round robin's shares, least connections'
- * choice, and the bounded wait queue (FIFO, capacity, removal, expiry).
+ * choice, and the bounded wait queue (FIFO, capacity, removal, expiry on a manual clock).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Balance } from '../src/config/index.js';
-import { WaitQueue, type Waiter } from '../src/proxy/limits.js';
+import { ManualClock } from '../src/clock.js';
+import { WaitQueue } from '../src/proxy/limits.js';
 import { createChooser, type Flow } from '../src/services/index.js';
 
 const BALANCES: Balance[] = ['maglev', 'ring', 'rendezvous', 'roundrobin', 'leastconn'];
@@ -75,13 +76,15 @@ describe('leastconn', () => {
 });
 
 describe('WaitQueue', () => {
-  const waiter = (): Waiter & { id: number } => ({ id: Math.random(), queuedAt: 0, queueTimer: undefined });
+  const waiter = (): { id: number } => ({ id: Math.random() });
 
   it('is FIFO, bounded by its capacity, and removes a waiter that left', () => {
-    const expired: Waiter[] = [];
-    const queue = new WaitQueue<Waiter>(3, 60_000, (w) => expired.push(w));
+    const clock = new ManualClock();
+    const expired: object[] = [];
+    const queue = new WaitQueue<object>(3, 60_000, (w) => expired.push(w), clock);
     const [a, b, c, d] = [waiter(), waiter(), waiter(), waiter()];
-    expect([queue.push(a, 0), queue.push(b, 0), queue.push(c, 0), queue.push(d, 0)]).toEqual([true, true, true, false]);
+    expect([queue.push(a), queue.push(b), queue.push(c), queue.push(d)]).toEqual([true, true, true, false]);
+    expect(clock.pending).toBe(3);
     expect(queue.remove(b)).toBe(true);
     expect(queue.remove(b)).toBe(false);
     expect(queue.length).toBe(2);
@@ -89,24 +92,33 @@ describe('WaitQueue', () => {
     expect(queue.peek()).toBe(c);
     expect(queue.drain()).toEqual([c]);
     expect(queue.length).toBe(0);
-    expect(a.queueTimer).toBeUndefined();
+    expect(clock.pending).toBe(0); // every timer cleared with its waiter
+    clock.advance(60_000);
     expect(expired).toEqual([]);
   });
 
-  it('hands an expired waiter to onExpire, removed from the queue', async () => {
-    const first = waiter();
-    const expiredOne = new Promise<Waiter>((resolve) => {
-      const queue = new WaitQueue<Waiter>(2, 20, (w) => {
-        expect(queue.length).toBe(0);
-        resolve(w);
-      });
-      queue.push(first, 0);
-    });
-    expect(await expiredOne).toBe(first);
+  it('hands a waiter to onExpire, removed from the queue, once its timeout has passed and not before', () => {
+    const clock = new ManualClock();
+    const expired: object[] = [];
+    const queue = new WaitQueue<object>(2, 20, (w) => {
+      expect(queue.length).toBe(1);
+      expired.push(w);
+    }, clock);
+    const [first, second] = [waiter(), waiter()];
+    queue.push(first);
+    clock.advance(5);
+    queue.push(second);
+    clock.advance(14);
+    expect(expired).toEqual([]);
+    clock.advance(1);
+    expect(expired).toEqual([first]);
+    expect(queue.peek()).toBe(second);
   });
 
   it('refuses everyone when waiting is disabled (timeout 0)', () => {
-    const queue = new WaitQueue<Waiter>(10, 0, () => {});
-    expect(queue.push(waiter(), 0)).toBe(false);
+    const clock = new ManualClock();
+    const queue = new WaitQueue<object>(10, 0, () => {}, clock);
+    expect(queue.push(waiter())).toBe(false);
+    expect(clock.pending).toBe(0);
   });
 });

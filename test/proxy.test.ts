@@ -1,18 +1,22 @@
 /**
  * Proxy services: retries on the strategy's next candidate after connect failures and timeouts,
- * per-backend and per-service maxConnections with the bounded wait queue, the access log's fields
- * and end reasons, start-up errors (port taken, name that resolves nowhere), reload and drain.
+ * per-backend and per-service maxConnections with the bounded wait queue (its timeouts on a
+ * manual clock), the access log's fields and end reasons, start-up errors (port taken, name that
+ * resolves nowhere), reload and drain.
  */
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/clock.js';
 import type { BackendConfig, DsrServiceConfig, ProxyServiceConfig } from '../src/config/index.js';
 import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
-import { slotHashOf } from '../src/services/index.js';
+import { ServiceCounters } from '../src/proxy/limits.js';
+import { ProxyService } from '../src/proxy/service.js';
+import { buildPlan, resolveBackends, ServiceLoads, slotHashOf } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
-import { connectClient, peerClosed, freePort, readAll, readLine, startBlackhole, startNamedServer, startServer, waitUntil, type TestServer } from './helpers/net.js';
+import { connectClient, peerClosed, freePort, readAll, readLine, startBlackhole, startNamedServer, startServer, type TestServer } from './helpers/net.js';
 
 /** Everything a test starts, stopped after it whatever happened. */
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -31,6 +35,16 @@ async function balancerFor(service: ProxyServiceConfig): Promise<{ balancer: Bal
   const balancer = await startBalancer(configOf(service), { logger: log.logger });
   cleanups.push(() => balancer.close(0));
   return { balancer, log, port: balancer.address(service.name).port };
+}
+
+/** One service as the balancer builds it, but on a manual clock the test moves (queue timeouts, queueMs). */
+async function serviceOnClock(service: ProxyServiceConfig): Promise<{ running: ProxyService; clock: ManualClock; log: CapturedLog; port: number }> {
+  const clock = new ManualClock();
+  const log = captureLog();
+  const running = new ProxyService(buildPlan(service, await resolveBackends(service, service.name), new ServiceLoads()), log.logger, new ServiceCounters(), { clock });
+  const { port } = await running.listen(service.name);
+  cleanups.push(() => running.close(0));
+  return { running, clock, log, port };
 }
 
 /** A loopback source whose primary (attempt 0) backend is `name`, and that backend's successor. */
@@ -109,39 +123,44 @@ describe('maxConnections', () => {
 
   it('beyond the service maxConnections a client waits in the queue and is served when a slot frees', async () => {
     const b1 = await named('b1');
-    const { balancer, log, port } = await balancerFor(proxyService([backend('b1', b1.port)], { maxConnections: 1 }));
+    const { running, clock, log, port } = await serviceOnClock(proxyService([backend('b1', b1.port)], { maxConnections: 1 }));
     const first = await client(port);
-    expect(await readLine(first)).toBe('b1');
+    expect(await readLine(first)).toBe('b1'); // spliced: the idle sweeper's timer is set by now
+    const waiting = clock.nextTimer(); // the next timer set is the second client's queue timeout
     const second = await client(port);
     const greeting = readLine(second);
-    await waitUntil(() => balancer.stats()[0].queued === 1); // accepted and waiting
-    expect(balancer.stats()[0]).toMatchObject({ current: 1, queued: 1 });
+    await waiting;
+    expect(running.stats()).toMatchObject({ current: 1, queued: 1 });
+    clock.advance(25);
     first.end();
     expect(await greeting).toBe('b1');
     second.end();
     const records = await log.waitForAccess(2);
-    expect(records[1].queueMs as number).toBeGreaterThan(0);
+    expect(records[1].queueMs).toBe(25);
     expect(records.map((r) => r.end)).toEqual(['client-close', 'client-close']);
   });
 
-  it('refuses at once when the queue is full, and after timeouts.queue when no slot frees', async () => {
+  it('refuses at once when the queue is full, and when timeouts.queue has passed without a free slot, not before', async () => {
     const b1 = await named('b1');
     const timeouts = { connect: 1000, idle: 60_000, queue: 200, drain: 1000 };
     // maxConnections 1 also bounds the queue to 1 waiter.
-    const { balancer, log, port } = await balancerFor(proxyService([backend('b1', b1.port)], { maxConnections: 1, timeouts }));
+    const { running, clock, log, port } = await serviceOnClock(proxyService([backend('b1', b1.port)], { maxConnections: 1, timeouts }));
     const holder = await client(port);
     expect(await readLine(holder)).toBe('b1');
+    const waiting = clock.nextTimer();
     const waiter = await client(port);
     const waiterClosed = peerClosed(waiter);
-    // The waiter is queued before the next one arrives (the listener handles connections in order).
+    await waiting; // the waiter is queued
     const refused = await client(port);
     await peerClosed(refused);
     expect((await log.waitForAccess(1))[0]).toMatchObject({ end: 'refused-queue-full', backend: null });
+    clock.advance(199);
+    expect(running.stats()).toMatchObject({ refused: 1, current: 1, queued: 1 });
+    clock.advance(1);
+    expect(running.stats()).toMatchObject({ refused: 2, current: 1, queued: 0 });
     await waiterClosed;
     const records = await log.waitForAccess(2);
-    expect(records[1]).toMatchObject({ end: 'refused-queue-timeout', backend: null });
-    expect(records[1].queueMs as number).toBeGreaterThanOrEqual(150);
-    expect(balancer.stats()[0]).toMatchObject({ refused: 2, current: 1, queued: 0 });
+    expect(records[1]).toMatchObject({ end: 'refused-queue-timeout', backend: null, queueMs: 200 });
   });
 });
 

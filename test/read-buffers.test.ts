@@ -1,11 +1,12 @@
 /**
- * Reused read buffers (issue 7, src/proxy/read-buffers.ts): the accepted-socket adoption works on
- * this Node (so the fast path cannot silently fall back), and — the property that matters — many
+ * Reused read buffers (src/proxy/read-buffers.ts): the accepted-socket adoption works on this
+ * Node (so the fast path cannot silently fall back), and — the property that matters — many
  * connections sharing the landing buffer and the pool of private buffers, behind peers that stop
  * and start reading at random, still deliver every byte in order both ways. Chunk sizes straddle
  * COPY_LIMIT so directions keep moving between the landing buffer and private ones, and slow
  * readers keep writes pending so a buffer held by a write would be overwritten if the splice read
- * into it too early.
+ * into it too early. Peers pause for event-loop turns, not milliseconds, and every wait is on an
+ * event (a byte count reached, a write that had to wait for 'drain', a flow finished).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -16,6 +17,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adoptUserBuffer, COPY_LIMIT, LANDING, nextReadBuffer, READ_BUFFER_BYTES, userBuffersSupported } from '../src/proxy/read-buffers.js';
+import { idleSweeper } from '../src/proxy/idle-sweeper.js';
 import { Splice, spliceRead } from '../src/proxy/splice.js';
 
 describe('adopting an accepted socket', () => {
@@ -50,17 +52,33 @@ describe('adopting an accepted socket', () => {
   });
 });
 
-/** A peer that reads in bursts (its socket must allow half-open: it may get the FIN before it finished writing) and stops for a few ms between them, driven by `pauses` (ms, cycled). */
-function stopAndGoReader(socket: Socket, pauses: readonly number[]): Promise<Buffer> {
+/**
+ * Resolves after `count` turns of the event loop, each of which polls I/O: a pause that lets the
+ * other connections move, measured in turns rather than milliseconds so that nothing depends on
+ * how fast the machine is.
+ */
+async function turns(count: number): Promise<void> {
+  for (let i = 0; i < count; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * A peer that reads in bursts (its socket must allow half-open: it may get the FIN before it
+ * finished writing) and stops for a few event-loop turns between them, driven by `pauses` (turns,
+ * cycled). `onBytes` is told the total read so far after each chunk.
+ */
+function stopAndGoReader(socket: Socket, pauses: readonly number[], onBytes?: (total: number) => void): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
+    let total = 0;
     let turn = 0;
     socket.on('data', (chunk: Buffer) => {
       chunks.push(chunk);
+      total += chunk.length;
+      onBytes?.(total);
       const pause = pauses[turn++ % pauses.length];
       if (pause > 0) {
         socket.pause();
-        setTimeout(() => socket.resume(), pause);
+        void turns(pause).then(() => socket.resume());
       }
     });
     socket.on('end', () => resolve(Buffer.concat(chunks)));
@@ -69,17 +87,21 @@ function stopAndGoReader(socket: Socket, pauses: readonly number[]): Promise<Buf
 }
 
 /**
- * Writes `data` in pieces of `sizes` (cycled), honouring backpressure, waiting `pauses` ms (cycled)
- * after each piece, then ends. A slow writer makes the splice read small chunks; a slow reader on
- * the other side keeps its writes of them pending: the two together test the landing buffer.
+ * Writes `data` in pieces of `sizes` (cycled), honouring backpressure, waiting `pauses` event-loop
+ * turns (cycled) after each piece, then ends; `onBlocked` is called the first time a write has to
+ * wait for 'drain'. A slow writer makes the splice read small chunks; a slow reader on the other
+ * side keeps its writes of them pending: the two together test the landing buffer.
  */
-async function writePieces(socket: Socket, data: Buffer, sizes: readonly number[], pauses: readonly number[] = [0], end = true): Promise<void> {
+async function writePieces(socket: Socket, data: Buffer, sizes: readonly number[], pauses: readonly number[] = [0], end = true, onBlocked?: () => void): Promise<void> {
   for (let offset = 0, turn = 0; offset < data.length; turn++) {
     const size = sizes[turn % sizes.length];
-    if (!socket.write(data.subarray(offset, offset + size))) await once(socket, 'drain');
+    if (!socket.write(data.subarray(offset, offset + size))) {
+      onBlocked?.();
+      await once(socket, 'drain');
+    }
     offset += size;
     const pause = pauses[turn % pauses.length];
-    if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
+    if (pause > 0) await turns(pause);
   }
   if (end) socket.end();
 }
@@ -93,14 +115,19 @@ interface Flow {
   readonly down: Buffer;
   readonly upSizes: readonly number[];
   readonly downSizes: readonly number[];
+  /** Event-loop turns each peer stops reading for after a chunk, and waits after writing a piece (cycled). */
   readonly clientPauses: readonly number[];
   readonly backendPauses: readonly number[];
   readonly clientWritePauses: readonly number[];
   readonly backendWritePauses: readonly number[];
   /** The backend keeps its side open after sending (default: it ends). */
   readonly keepOpen?: boolean;
-  /** The backend starts reading only this long after the flow arrives (default: at once). */
-  readonly backendReadsAfterMs?: number;
+  /** The backend starts reading only once this settles (default: at once). */
+  readonly backendReadsAfter?: Promise<unknown>;
+  /** Told the bytes the backend has read so far (after the flow's 4-byte id). */
+  readonly onBackendBytes?: (total: number) => void;
+  /** Called the first time the client's write has to wait for 'drain'. */
+  readonly onClientBlocked?: () => void;
 }
 
 /**
@@ -115,7 +142,8 @@ describe('many splices sharing the read buffers, behind stop-and-go peers', () =
   let nextId = 1;
   /** The spliced pair for each flow id, made when the front server accepts the flow's client. */
   const flows = new Map<number, Flow>();
-  const backendGot = new Map<number, Promise<Buffer>>();
+  /** Resolves a flow's `up` promise with what its backend reads, once the backend has its id. */
+  const backendArrivals = new Map<number, (got: Promise<Buffer>) => void>();
   const ends: Promise<Splice>[] = [];
   const live: Splice[] = [];
   /** The backend's socket of each flow, for the flows that keep it open. */
@@ -131,11 +159,11 @@ describe('many splices sharing the read buffers, behind stop-and-go peers', () =
         const id = first.readUInt32BE(0);
         const flow = flows.get(id) as Flow;
         if (flow.keepOpen === true) backSockets.set(id, socket);
-        const delay = flow.backendReadsAfterMs;
-        // Without a delay the reader attaches now: with nothing after the header, 'end' may follow at once.
+        const reads = (): Promise<Buffer> => stopAndGoReader(socket, flow.backendPauses, flow.onBackendBytes);
+        // Without a gate the reader attaches now: with nothing after the header, 'end' may follow at once.
         // With one, 'end' cannot come before the bytes it waits behind are read, so attaching later is safe.
-        if (delay === undefined) backendGot.set(id, stopAndGoReader(socket, flow.backendPauses));
-        else backendGot.set(id, new Promise<void>((resolve) => setTimeout(resolve, delay)).then(() => stopAndGoReader(socket, flow.backendPauses)));
+        const got = flow.backendReadsAfter === undefined ? reads() : flow.backendReadsAfter.then(reads);
+        backendArrivals.get(id)?.(got);
         void writePieces(socket, flow.down, flow.downSizes, flow.backendWritePauses, flow.keepOpen !== true);
       };
       socket.on('readable', onReadable);
@@ -145,7 +173,7 @@ describe('many splices sharing the read buffers, behind stop-and-go peers', () =
       const options = { path: join(dir, 'back.sock'), allowHalfOpen: true, writableHighWaterMark: 1, onread: { buffer: nextReadBuffer, callback: spliceRead } };
       const backendSocket = connect(options);
       backendSocket.once('connect', () => {
-        ends.push(new Promise((resolve) => live.push(new Splice(client, backendSocket, { idleTimeoutMs: 0, onEnd: resolve }))));
+        ends.push(new Promise((resolve) => live.push(new Splice(client, backendSocket, { idleTimeoutMs: 0, idleSweeper, onEnd: resolve }))));
       });
     });
     front.listen(join(dir, 'front.sock'));
@@ -184,12 +212,20 @@ describe('many splices sharing the read buffers, behind stop-and-go peers', () =
 
   it('a small chunk whose write waits keeps its bytes while other connections read (landing buffer copy)', async () => {
     const steady = { upSizes: [700], downSizes: [700], clientPauses: [0], backendPauses: [0], clientWritePauses: [1], backendWritePauses: [1] };
-    // One flow trickles 1,000-byte pieces at a backend that reads nothing for 1.5 s, so its
-    // writes stay pending once the socket buffers are full; six others keep small chunks moving
-    // through the landing buffer meanwhile.
-    const stalled: Flow = { ...steady, upSizes: [1000], up: randomBytes(700_000), down: Buffer.alloc(0), backendReadsAfterMs: 1500 };
+    // One flow trickles 1,000-byte pieces at a backend that reads nothing until six other flows
+    // have moved all their small chunks through the landing buffer: once its client has to wait
+    // (the socket buffers on its way are full), its splice's write is pending, and the six start.
+    let othersDone = (): void => {};
+    const othersFinished = new Promise<void>((resolve) => (othersDone = resolve));
+    let stalledBlocked = (): void => {};
+    const blocked = new Promise<void>((resolve) => (stalledBlocked = resolve));
+    const stalled: Flow = { ...steady, upSizes: [1000], up: randomBytes(700_000), down: Buffer.alloc(0), backendReadsAfter: othersFinished, onClientBlocked: stalledBlocked };
+    const stalledResult = runFlow(stalled);
+    await blocked;
     const others = Array.from({ length: 6 }, (): Flow => ({ ...steady, up: randomBytes(500_000), down: randomBytes(500_000) }));
-    const results = await Promise.all([stalled, ...others].map(runFlow));
+    const othersResults = await Promise.all(others.map(runFlow));
+    othersDone();
+    const results = [await stalledResult, ...othersResults];
     expect(results).toEqual(results.map(() => ({ up: true, down: true })));
   }, 60_000);
 
@@ -198,17 +234,29 @@ describe('many splices sharing the read buffers, behind stop-and-go peers', () =
     const client = connect({ path: join(dir, 'front.sock'), allowHalfOpen: true });
     await once(client, 'connect');
     const id = nextId++;
+    const up = randomBytes(200_000); // bulk upward too: both directions lend a private buffer
     const down = randomBytes(300_000);
-    flows.set(id, { up: Buffer.alloc(0), down, upSizes: [1], downSizes: [65_536], clientPauses: [0], backendPauses: [0], clientWritePauses: [0], backendWritePauses: [0], keepOpen: true });
+    let upArrived = (): void => {};
+    const upDone = new Promise<void>((resolve) => (upArrived = resolve));
+    const onBackendBytes = (total: number): void => {
+      if (total === up.length) upArrived();
+    };
+    flows.set(id, { up: Buffer.alloc(0), down, upSizes: [1], downSizes: [65_536], clientPauses: [0], backendPauses: [0], clientWritePauses: [0], backendWritePauses: [0], keepOpen: true, onBackendBytes });
     const header = Buffer.alloc(4);
     header.writeUInt32BE(id);
     client.write(header);
-    client.write(randomBytes(200_000)); // bulk upward too: both directions lend a private buffer
-    let received = 0;
-    client.on('data', (chunk: Buffer) => (received += chunk.length));
-    while (received < down.length || live.length === before) await new Promise((resolve) => setTimeout(resolve, 5));
+    client.write(up);
+    const downDone = new Promise<void>((resolve) => {
+      let received = 0;
+      client.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        if (received === down.length) resolve();
+      });
+    });
+    await Promise.all([upDone, downDone]); // every byte has crossed the splice both ways: it made its last read each way
+    expect(live.length).toBe(before + 1);
     const splice = live[before];
-    while (splice.bytesUp < 200_004) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(splice.bytesUp).toBe(4 + up.length);
     // Both directions are quiet now, the connection still open: no 64 KiB buffer stays with it.
     expect(splice.readBuffersHeld).toBe(0);
     client.destroy();
@@ -221,18 +269,18 @@ describe('many splices sharing the read buffers, behind stop-and-go peers', () =
   async function runFlow(flow: Flow): Promise<{ up: boolean; down: boolean }> {
     const id = nextId++;
     flows.set(id, flow);
+    const backendGot = new Promise<Buffer>((resolve) => backendArrivals.set(id, resolve));
     const client = connect({ path: join(dir, 'front.sock'), allowHalfOpen: true });
     await once(client, 'connect');
     const clientGot = stopAndGoReader(client, flow.clientPauses);
     const header = Buffer.alloc(4);
     header.writeUInt32BE(id);
     client.write(header);
-    await writePieces(client, flow.up, flow.upSizes, flow.clientWritePauses);
+    await writePieces(client, flow.up, flow.upSizes, flow.clientWritePauses, true, flow.onClientBlocked);
     const down = await clientGot;
-    while (!backendGot.has(id)) await new Promise((resolve) => setImmediate(resolve));
-    const up = await (backendGot.get(id) as Promise<Buffer>);
+    const up = await backendGot;
     flows.delete(id);
-    backendGot.delete(id);
+    backendArrivals.delete(id);
     return { up: up.length === flow.up.length && digest(up) === digest(flow.up), down: down.length === flow.down.length && digest(down) === digest(flow.down) };
   }
 });

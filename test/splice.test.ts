@@ -1,14 +1,21 @@
 /**
  * The splicer through a running balancer: byte-exact transfer both ways (fast-check, fixed seed),
  * TCP half-close in both directions, reset propagation, bounded buffering under backpressure, and
- * the idle timeout — each checked from the client's and the backend's side and in the access log.
+ * the idle timeout (on a manual clock) — each checked from the client's and the backend's side and
+ * in the access log.
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/clock.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
+import { IdleSweeper } from '../src/proxy/idle-sweeper.js';
+import { ServiceCounters } from '../src/proxy/limits.js';
+import { ProxyService } from '../src/proxy/service.js';
+import { buildPlan, resolveBackends, ServiceLoads } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
 import { closed, connectClient, readAll, readBytes, startServer, waitUntil, writeChunked, type TestServer } from './helpers/net.js';
@@ -156,10 +163,28 @@ describe('resets', () => {
   });
 });
 
+/**
+ * The most a loopback TCP path can hold between the balancer and a backend that reads nothing:
+ * the balancer's send buffer and the backend's receive buffer, each at most its autotuning
+ * maximum (tcp_wmem, tcp_rmem). Falls back to 64 MiB where /proc does not say.
+ */
+function kernelPathBytes(): number {
+  const max = (name: string): number => {
+    try {
+      return Number(readFileSync(`/proc/sys/net/ipv4/${name}`, 'utf8').trim().split(/\s+/)[2]);
+    } catch {
+      return 32 * 1024 * 1024;
+    }
+  };
+  return max('tcp_wmem') + max('tcp_rmem');
+}
+
 describe('backpressure', () => {
   it('a backend that stops reading stalls the client, not the balancer memory', async () => {
     // More than the kernel's socket buffers can absorb on the way (tcp_rmem max is 32 MB here).
     const total = 128 * 1024 * 1024;
+    const kernel = kernelPathBytes();
+    expect(kernel + 16 * 1024 * 1024).toBeLessThan(total); // else this payload cannot show a stall
     const payload = randomBytes(total);
     const accepted = new Promise<Socket>((resolve) => {
       onBackend = (socket) => {
@@ -167,31 +192,25 @@ describe('backpressure', () => {
         resolve(socket);
       };
     });
+    const stats = () => balancer.stats()[0];
+    const before = stats().bytesUp; // the service's count includes earlier tests' connections
     const client = await connectClient(port);
     client.write(payload); // all queued at once: the client keeps writing as fast as TCP lets it
     const backendSide = await accepted;
-    const stats = () => balancer.stats()[0];
     // Backpressure engaged: the balancer's write buffer to the backend went over its high-water mark.
     await waitUntil(() => stats().buffered >= 16 * 1024);
-    let maxBuffered = 0;
-    let lastUp = -1;
-    let stable = 0;
-    // Stalled: nothing more is read from the client for 50 consecutive samples.
-    while (stable < 50) {
-      await new Promise((resolve) => setTimeout(resolve, 2));
-      const now = stats();
-      maxBuffered = Math.max(maxBuffered, now.buffered);
-      stable = now.bytesUp === lastUp ? stable + 1 : 0;
-      lastUp = now.bytesUp;
-    }
-    // The balancer stopped reading while the client still had plenty to send.
-    expect(total - lastUp).toBeGreaterThan(16 * 1024 * 1024);
-    // Now read slowly, sampling the balancer's buffers at every read.
+    // From here the backend reads, and at every read the balancer has taken from the client at most
+    // what the backend read, plus what the kernel path between them holds, plus what it holds itself:
+    // it reads from the client only as fast as the backend drains, never the whole payload ahead.
     const received: Buffer[] = [];
     let have = 0;
+    let maxBuffered = stats().buffered;
+    let maxAhead = stats().bytesUp - before;
     await new Promise<void>((resolve) => {
       backendSide.on('readable', () => {
-        maxBuffered = Math.max(maxBuffered, stats().buffered);
+        const now = stats();
+        maxBuffered = Math.max(maxBuffered, now.buffered);
+        maxAhead = Math.max(maxAhead, now.bytesUp - before - have);
         for (let chunk = backendSide.read() as Buffer | null; chunk !== null; chunk = backendSide.read() as Buffer | null) {
           received.push(chunk);
           have += chunk.length;
@@ -201,61 +220,82 @@ describe('backpressure', () => {
     });
     expect(Buffer.concat(received).equals(payload)).toBe(true);
     expect(maxBuffered).toBeLessThanOrEqual(512 * 1024);
+    expect(maxAhead).toBeLessThanOrEqual(kernel + 512 * 1024);
     client.destroy();
   }, 60_000);
 });
 
 describe('idle timeout', () => {
-  /** A balancer with a 500 ms idle timeout in front of a fresh backend, and its log. */
-  async function idleSetup(): Promise<{ idleServer: TestServer; idleLog: CapturedLog; idle: Balancer }> {
+  /**
+   * A service with a 500 ms idle timeout in front of a fresh backend, on a manual clock with a
+   * sweeper of its own (period 125 ms: a quarter of the timeout), and its log.
+   */
+  async function idleSetup(): Promise<{ idleServer: TestServer; idleLog: CapturedLog; clock: ManualClock; sweeper: IdleSweeper; service: ProxyService; port: number }> {
     const idleServer = await startServer();
     const idleLog = captureLog();
-    const idle = await startBalancer(
-      configOf(proxyService([backend('b1', idleServer.port)], { timeouts: { connect: 3000, idle: 500, queue: 1000, drain: 1000 } })),
-      { logger: idleLog.logger },
-    );
-    return { idleServer, idleLog, idle };
+    const clock = new ManualClock();
+    const sweeper = new IdleSweeper(clock);
+    const config = proxyService([backend('b1', idleServer.port)], { timeouts: { connect: 3000, idle: 500, queue: 1000, drain: 1000 } });
+    const service = new ProxyService(buildPlan(config, await resolveBackends(config, 'svc'), new ServiceLoads()), idleLog.logger, new ServiceCounters(), { clock, idleSweeper: sweeper });
+    const { port } = await service.listen('svc');
+    return { idleServer, idleLog, clock, sweeper, service, port };
   }
 
-  it('closes a connection on which no byte moves, and logs it', async () => {
-    const { idleServer, idleLog, idle } = await idleSetup();
+  it('closes a connection on which no byte moves, not before its timeout, and logs it', async () => {
+    const { idleServer, idleLog, clock, sweeper, service, port } = await idleSetup();
     try {
-      const client = await connectClient(idle.address('svc').port);
+      const client = await connectClient(port);
       client.write('one chunk, then silence');
       const backendSide = await idleServer.nextConnection();
-      await readBytes(backendSide, 23);
+      await readBytes(backendSide, 23); // spliced (and watched) at time 0, its last byte moved at time 0
+      expect(sweeper.size).toBe(1);
+      clock.advance(499);
+      expect(sweeper.size).toBe(1); // never before the timeout
+      clock.advance(1);
+      expect(sweeper.size).toBe(0); // the sweep at 500 ended it
       const [clientRest, backendRest] = await Promise.all([readAll(client), readAll(backendSide)]); // both get a FIN
       expect(clientRest.length + backendRest.length).toBe(0);
       const [record] = await idleLog.waitForAccess(1);
-      expect(record).toMatchObject({ end: 'idle-timeout', bytesUp: 23 });
-      expect(record.durationMs as number).toBeGreaterThanOrEqual(500); // never before the timeout
+      expect(record).toMatchObject({ end: 'idle-timeout', bytesUp: 23, durationMs: 500 });
     } finally {
-      await idle.close(0);
+      await service.close(0);
       await idleServer.close();
     }
   });
 
   it('keeps a connection open while bytes move more often than the timeout, either way, then closes it once they stop', async () => {
-    const { idleServer, idleLog, idle } = await idleSetup();
+    const { idleServer, idleLog, clock, sweeper, service, port } = await idleSetup();
     try {
-      const client = await connectClient(idle.address('svc').port);
+      const client = await connectClient(port);
       const clientGot = readAll(client);
       client.write('u');
       const backendSide = await idleServer.nextConnection();
       const backendGot = readAll(backendSide);
-      // Twelve beats 150 ms apart (1.8 s, over three timeouts), alternating direction.
+      await once(backendSide, 'data');
+      // Twelve beats 150 ms apart (1.8 s, over three timeouts), alternating direction; each byte
+      // has crossed the splice (which stamps it) before the clock moves on.
       for (let beat = 0; beat < 12; beat++) {
-        await new Promise((resolve) => setTimeout(resolve, 150));
-        if (beat % 2 === 0) backendSide.write('d');
-        else client.write('u');
+        clock.advance(150);
+        if (beat % 2 === 0) {
+          backendSide.write('d');
+          await once(client, 'data');
+        } else {
+          client.write('u');
+          await once(backendSide, 'data');
+        }
       }
-      expect(idleLog.access()).toHaveLength(0); // still open
+      expect(sweeper.size).toBe(1); // still open at 1800 ms, its last byte at 1800 ms
+      expect(idleLog.access()).toHaveLength(0);
+      clock.advance(499);
+      expect(sweeper.size).toBe(1);
+      clock.advance(125); // within a sweep period of the timeout
+      expect(sweeper.size).toBe(0);
       const [record] = await idleLog.waitForAccess(1);
       expect(record).toMatchObject({ end: 'idle-timeout', bytesUp: 7, bytesDown: 6 });
       expect((await clientGot).toString()).toBe('dddddd');
       expect((await backendGot).toString()).toBe('uuuuuuu');
     } finally {
-      await idle.close(0);
+      await service.close(0);
       await idleServer.close();
     }
   });

@@ -3,9 +3,8 @@
  * and the schema to agree on. Values another module owns (the Maglev table size, the health
  * module's HAProxy defaults) are imported from it, never written twice.
  */
-import { DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE } from '../hashing/maglev.js';
-import { DEFAULT_FALL, DEFAULT_RISE } from '../health/reducer.js';
-import { DEFAULT_INTERVAL_MS } from '../health/scheduler.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE } from '../hashing/index.js';
+import { DEFAULT_FALL, DEFAULT_INTERVAL_MS, DEFAULT_RISE } from '../health/index.js';
 
 export const DEFAULTS = {
   mode: 'proxy',

@@ -3,7 +3,7 @@
  * with a message that says what was expected and what was found.
  */
 import * as z from 'zod';
-import { isPrime } from '../hashing/validate.js';
+import { isPrime } from '../hashing/index.js';
 import { LIMITS } from './defaults.js';
 import { parseDuration } from './durations.js';
 import { parseAddress, parseEndpoint, type EndpointRule } from './endpoints.js';

@@ -106,9 +106,9 @@ const ACCESS_FLUSH_MS = 1000;
 /**
  * The process logger: JSON lines to `destination`, or to stdout. On stdout, access lines are
  * batched (one write of 3–4 KiB instead of one write, one thread-pool hop and one wake-up per
- * connection: issue 7's profile), flushed at least every second and when the process exits (pino
- * flushes its destination on exit); every other line (listening, reloads, health changes) is
- * written at once, so whoever waits for it sees it without delay.
+ * connection, as profiled in docs/performance.md), flushed at least every second and when the
+ * process exits (pino flushes its destination on exit); every other line (listening, reloads,
+ * health changes) is written at once, so whoever waits for it sees it without delay.
  */
 export function createLogger(destination?: DestinationStream): Logger {
   if (destination !== undefined) return pino({ base: null }, destination);

@@ -1,19 +1,29 @@
 /**
- * One client connection's life: accepted (paused) → maybe queued → connecting to a backend, with
- * a connect timeout and retries on the first candidate, in the key's own order, that this
- * connection has not tried yet (HAProxy's `retries` with redispatch, `chash_get_server_hash(…,
+ * One client connection's life: accepted (paused) → maybe queued → placed: connecting to a
+ * backend, with a connect timeout and retries on the first candidate, in the key's own order, that
+ * this connection has not tried yet (HAProxy's `retries` with redispatch, `chash_get_server_hash(…,
  * avoid)`) — by name, not by position, because the failure itself may mark the backend down and
  * so shorten the health gate's walk under the retry →
  * spliced → ended, logged once. Backends at their maxConnections are skipped without counting as a
  * retry. The service decides admission; this file only walks candidates and connects.
+ *
+ * This file is the only writer of a connection's state: the service and the source gate call its
+ * methods (`markQueued()`, `start()`, `refuse()`, …). States that hold different things are
+ * different types: a connection not yet placed has no plan and no backend; `start()` gives it a
+ * `Placement`, which holds the plan, the backend tried and then the splice. The backend socket and
+ * the splice report to the placement, so nothing here asks whether a plan is there yet.
+ *
+ * Cost: a connection is this object, its placement once started, its two sockets and its splice.
+ * Listeners are module functions shared by every connection (`this` is the socket, which points
+ * at its owner), so a connection allocates no closures.
  */
 import { connect, type Socket, type TcpNetConnectOpts } from 'node:net';
-import { performance } from 'node:perf_hooks';
+import type { Clock } from '../clock.js';
 import type { HashKey } from '../hashing/index.js';
 import type { ConnectionEndpoints } from '../proxy-protocol/index.js';
 import type { SourceLease } from '../rules/index.js';
-import { formatAddress, roundMs, type AccessRecord, type EndReason } from './access-log.js';
-import type { Waiter } from './limits.js';
+import { formatAddress, roundMs, type AccessRecord, type EndReason, type SourceRefusal } from './access-log.js';
+import type { IdleSweeper } from './idle-sweeper.js';
 import type { Flow, ResolvedBackend, ServicePlan } from '../services/index.js';
 import { writeProxyHeader } from './proxy-header.js';
 import { nextReadBuffer } from './read-buffers.js';
@@ -23,8 +33,16 @@ export type ConnectionState = 'accepted' | 'queued' | 'connecting' | 'spliced' |
 
 /** What a connection needs from its service. */
 export interface ConnectionHost {
-  /** Called once per connection, after it ended: release slots, log, wake waiters. */
-  connectionEnded(connection: ClientConnection, record: AccessRecord): void;
+  /** Times the connection (queue, connect, duration) and its per-source admission. */
+  readonly clock: Clock;
+  /** Watches the connection once spliced, for its idle timeout; runs on `clock`. */
+  readonly idleSweeper: IdleSweeper;
+  /**
+   * Called once per connection, after it ended: release slots, log, wake waiters. `from` is the
+   * state it ended in: 'queued', it may still be in the wait queue; 'connecting' or 'spliced', it
+   * held a service slot.
+   */
+  connectionEnded(connection: ClientConnection, record: AccessRecord, from: ConnectionState): void;
   /** A backend slot was given back while the connection goes on (a failed attempt). */
   backendReleased(): void;
 }
@@ -63,36 +81,40 @@ const BACKEND_READS = { buffer: nextReadBuffer, callback: spliceRead };
 
 function ignoreError(): void {}
 
-/**
- * Listeners are module functions shared by every connection (`this` is the socket, which points
- * at its connection), so a connection allocates no closures: issue 7's per-connection cost.
- */
+/** A client socket points at its connection, a backend socket at its placement; set before any listener is added. */
 const CONNECTION = Symbol('l4lb.connection');
+const PLACEMENT = Symbol('l4lb.placement');
 
-type OwnedSocket = Socket & { [CONNECTION]?: ClientConnection };
+type ClientSocket = Socket & { [CONNECTION]?: ClientConnection };
+type BackendSocket = Socket & { [PLACEMENT]?: Placement };
 
-function connectionOf(socket: Socket): ClientConnection {
-  return (socket as OwnedSocket)[CONNECTION] as ClientConnection;
+function onBackendConnect(this: BackendSocket): void {
+  this[PLACEMENT]?.connected(this);
 }
 
-function onBackendConnect(this: Socket): void {
-  connectionOf(this).connected();
+function onConnectError(this: BackendSocket, error: NodeJS.ErrnoException): void {
+  this[PLACEMENT]?.connectFailed(this, 'connect-failed', error.code ?? error.message);
 }
 
-function onConnectError(this: Socket, error: NodeJS.ErrnoException): void {
-  connectionOf(this).connectFailed('connect-failed', error.code ?? error.message);
+function onConnectTimeout(this: BackendSocket): void {
+  this[PLACEMENT]?.connectFailed(this, 'connect-timeout', undefined);
 }
 
-function onConnectTimeout(this: Socket): void {
-  connectionOf(this).connectFailed('connect-timeout', undefined);
+function onEarlyClientError(this: ClientSocket, error: NodeJS.ErrnoException): void {
+  this[CONNECTION]?.finish('client-aborted', error.code ?? error.message);
 }
 
-function onEarlyClientError(this: Socket, error: NodeJS.ErrnoException): void {
-  connectionOf(this).finish('client-aborted', error.code ?? error.message);
+function onEarlyClientClose(this: ClientSocket): void {
+  this[CONNECTION]?.finish('client-aborted');
 }
 
-function onEarlyClientClose(this: Socket): void {
-  connectionOf(this).finish('client-aborted');
+/** Takes our connect listeners and timeout off an attempt's socket; returns it. */
+function detach(socket: Socket): Socket {
+  socket.removeListener('connect', onBackendConnect);
+  socket.removeListener('error', onConnectError);
+  socket.removeListener('timeout', onConnectTimeout);
+  socket.setTimeout(0);
+  return socket;
 }
 
 /** Destroys a backend socket nobody listens to any more; a late error on it must not crash the process. */
@@ -101,48 +123,217 @@ function discard(socket: Socket): void {
   socket.destroy();
 }
 
-export class ClientConnection implements Waiter, Flow, SpliceOptions {
-  state: ConnectionState = 'accepted';
-  key: HashKey = EMPTY_KEY;
-  anchor = 0;
-  queuedAt = 0;
-  queueTimer: NodeJS.Timeout | undefined;
-  splice: Splice | undefined;
-  private readonly acceptedAt = performance.now();
-  private plan: ServicePlan | undefined;
-  private backend: ResolvedBackend | undefined;
-  private pending: Socket | undefined;
+/**
+ * The backend side of a placed connection: the plan it was placed with, its attempts (one backend
+ * slot held at a time), then its splice. Made by `ClientConnection.start()`; its backend sockets
+ * and its splice (as SpliceOptions) call it back.
+ */
+class Placement implements SpliceOptions {
+  /** The backend of the attempt under way, or of the last one (what the log names). */
+  private backend: ResolvedBackend;
+  /** Whether `backend.counters.current` counts this connection. */
+  private holdsSlot = false;
+  /** Connecting: the attempt's socket; spliced: the splice; undefined once the last attempt failed. */
+  private link: Socket | Splice | undefined;
   /** Names of the backends whose connect failed, in order; allocated on the first failure only. */
   private failed: string[] | undefined;
-  private retries = 0;
+  private retriesMade = 0;
   private connectStartedAt = 0;
-  private connectMs = -1;
+  /** The successful attempt's connect time, ms; -1 until one succeeds. */
+  private connectTook = -1;
+
+  /** Pre: `first` has room. Post: connecting to it, its counters incremented. */
+  constructor(
+    private readonly connection: ClientConnection,
+    private readonly host: ConnectionHost,
+    private readonly plan: ServicePlan,
+    first: ResolvedBackend,
+  ) {
+    this.backend = first;
+    this.link = this.connect();
+  }
+
+  get state(): 'connecting' | 'spliced' {
+    return this.link instanceof Splice ? 'spliced' : 'connecting';
+  }
+
+  get splice(): Splice | undefined {
+    return this.link instanceof Splice ? this.link : undefined;
+  }
+
+  /** The backend this connection holds a slot on (connecting or spliced), if any. */
+  get currentBackend(): ResolvedBackend | undefined {
+    return this.holdsSlot ? this.backend : undefined;
+  }
+
+  get lastTried(): ResolvedBackend {
+    return this.backend;
+  }
+
+  get retries(): number {
+    return this.retriesMade;
+  }
+
+  get connectMs(): number {
+    return this.connectTook;
+  }
+
+  /** SpliceOptions: the service's idle timeout, read once by the splice. */
+  get idleTimeoutMs(): number {
+    return this.plan.config.timeouts.idle;
+  }
+
+  /** SpliceOptions. */
+  get idleSweeper(): IdleSweeper {
+    return this.host.idleSweeper;
+  }
+
+  /** SpliceOptions. */
+  get screen(): ClientScreen | undefined {
+    return this.connection.screen;
+  }
+
+  /** Pre: `this.backend` is the one to try and has room. Post: its slot is held; returns the attempt's socket. */
+  private connect(): Socket {
+    const backend = this.backend;
+    this.holdsSlot = true;
+    backend.counters.current++;
+    backend.counters.total++;
+    this.connectStartedAt = this.host.clock.now();
+    const options: BackendConnectOptions = {
+      host: backend.address.host,
+      port: backend.address.port,
+      allowHalfOpen: true,
+      noDelay: true,
+      writableHighWaterMark: 1,
+      onread: BACKEND_READS,
+    };
+    const socket: BackendSocket = connect(options);
+    socket.setTimeout(this.plan.config.timeouts.connect);
+    socket[PLACEMENT] = this;
+    socket.on('connect', onBackendConnect);
+    socket.on('error', onConnectError);
+    socket.on('timeout', onConnectTimeout);
+    return socket;
+  }
+
+  /** The backend accepted on `socket`: splice. Pre: connecting on `socket`. */
+  connected(socket: Socket): void {
+    detach(socket);
+    this.connectTook = this.host.clock.now() - this.connectStartedAt;
+    this.plan.observe?.(this.backend.name, true);
+    const send = this.plan.config.proxyProtocol?.send;
+    if (send !== undefined) writeProxyHeader(socket, send, this.connection.endpoints);
+    this.link = this.connection.spliceTo(socket, this);
+  }
+
+  /**
+   * The attempt on `socket` failed: give its slot back, report it (which may mark the backend
+   * down at once), then retry on the first untried candidate with room in the gate's order as it
+   * is now, or give up and end the connection.
+   */
+  connectFailed(socket: Socket, failure: 'connect-timeout' | 'connect-failed', code: string | undefined): void {
+    discard(detach(socket));
+    const backend = this.backend;
+    this.releaseSlot();
+    backend.counters.failures++;
+    (this.failed ??= []).push(backend.name);
+    this.plan.observe?.(backend.name, false);
+    const next = this.retriesMade < this.plan.config.retries ? nextCandidate(this.plan, this.connection, this.failed) : null;
+    if (next) {
+      this.retriesMade++;
+      this.backend = next;
+      this.link = this.connect();
+    } else {
+      this.link = undefined;
+      this.connection.finish(failure, code);
+    }
+    this.host.backendReleased();
+  }
+
+  /** SpliceOptions: both sockets closed. */
+  onEnd(splice: Splice): void {
+    if (splice.reason === 'backend-reset' && this.holdsSlot) this.plan.observe?.(this.backend.name, false);
+    this.connection.finish(splice.reason ?? 'shutdown', splice.errorCode);
+  }
+
+  /** The connection ended: closes an attempt still connecting, gives the slot back with the splice's bytes. */
+  release(): void {
+    const link = this.link;
+    if (link !== undefined && !(link instanceof Splice)) discard(detach(link));
+    if (!this.holdsSlot) return;
+    if (link instanceof Splice) {
+      this.backend.counters.bytesUp += link.bytesUp;
+      this.backend.counters.bytesDown += link.bytesDown;
+    }
+    this.releaseSlot();
+  }
+
+  private releaseSlot(): void {
+    this.backend.counters.current--;
+    this.holdsSlot = false;
+  }
+}
+
+export class ClientConnection implements Flow {
+  /** Not placed yet ('accepted', 'queued'), placed (its placement says connecting or spliced), or 'ended'. */
+  private stage: 'accepted' | 'queued' | Placement | 'ended' = 'accepted';
+  private flowKey: HashKey = EMPTY_KEY;
+  /** Flow: the chooser's first choice, which its retries walk on from (written by the chooser, src/proxy/strategy.ts). */
+  anchor = 0;
+  private readonly acceptedAt: number;
+  private queuedAt = 0;
   private queueMs = 0;
-  /** The last backend tried, for the log when no attempt succeeded. */
-  private tried: ResolvedBackend | undefined;
-  /** Set by finish(): whether the connection held a service slot until then. */
-  heldServiceSlot = false;
-  /** Issue 5: the client and destination a trusted PROXY header named (undefined: the socket's own). */
-  proxied: ConnectionEndpoints | undefined;
-  /** Issue 5: the per-source limiter's hold on this connection, released when it ends. */
-  lease: SourceLease | undefined;
-  /** Issue 5: checks the first bytes of a peer outside proxyProtocol.accept, at splice time. */
-  screen: ClientScreen | undefined;
-  /** Issue 5: refused by source rules: summarised by the service instead of an access-log line. */
-  quiet = false;
+  /** The client and destination a trusted PROXY header named (undefined: the socket's own). */
+  private proxied: ConnectionEndpoints | undefined;
+  /** The per-source limiter's hold on this connection, released when it ends. */
+  private lease: SourceLease | undefined;
+  /** Checks the first bytes of a peer outside proxyProtocol.accept, at splice time. */
+  private firstBytesScreen: ClientScreen | undefined;
+  /** Refused by source rules: summarised by the service instead of an access-log line. */
+  private refused = false;
 
   constructor(
     private readonly host: ConnectionHost,
     readonly client: Socket,
   ) {
-    (client as OwnedSocket)[CONNECTION] = this;
+    this.acceptedAt = host.clock.now();
+    const owned: ClientSocket = client;
+    owned[CONNECTION] = this;
     client.on('error', onEarlyClientError);
     client.on('close', onEarlyClientClose);
   }
 
+  get state(): ConnectionState {
+    const stage = this.stage;
+    return typeof stage === 'string' ? stage : stage.state;
+  }
+
+  /** Flow: what the chooser hashes; empty for strategies that do not hash, and once spliced. */
+  get key(): HashKey {
+    return this.flowKey;
+  }
+
+  /** Whether its end is summarised by the service (refused by source rules) instead of logged. */
+  get quiet(): boolean {
+    return this.refused;
+  }
+
+  /** The screen for a peer outside proxyProtocol.accept, if one was set. */
+  get screen(): ClientScreen | undefined {
+    return this.firstBytesScreen;
+  }
+
   /** The backend this connection holds a slot on (connecting or spliced), if any. */
   get currentBackend(): ResolvedBackend | undefined {
-    return this.backend;
+    const stage = this.stage;
+    return typeof stage === 'string' ? undefined : stage.currentBackend;
+  }
+
+  /** The splice, while spliced. */
+  get splice(): Splice | undefined {
+    const stage = this.stage;
+    return typeof stage === 'string' ? undefined : stage.splice;
   }
 
   /** Client address:port, for the log: the effective client (a trusted PROXY header's source, else the peer). */
@@ -160,151 +351,108 @@ export class ClientConnection implements Waiter, Flow, SpliceOptions {
   }
 
   /** What a header sent on to the backend carries: the effective client and the destination it asked for. */
-  private endpoints(): ConnectionEndpoints | undefined {
+  get endpoints(): ConnectionEndpoints | undefined {
     if (this.proxied !== undefined) return this.proxied;
     const { remoteAddress, remotePort, localAddress, localPort } = this.client;
     if (remoteAddress === undefined || remotePort === undefined || localAddress === undefined || localPort === undefined) return undefined;
     return { source: { address: remoteAddress, port: remotePort }, destination: { address: localAddress, port: localPort } };
   }
 
-  /** Left the wait queue, to be started or refused. */
+  /** A trusted peer's PROXY header named `endpoints` (undefined: LOCAL or UNKNOWN, the socket's own apply). Pre: not placed. */
+  headerRead(endpoints: ConnectionEndpoints | undefined): void {
+    this.proxied = endpoints;
+  }
+
+  /** The client's first bytes go through `screen` once spliced. Pre: not placed. */
+  screenWith(screen: ClientScreen): void {
+    this.firstBytesScreen = screen;
+  }
+
+  /** Admitted by the per-source limiter: `lease` is released when the connection ends. Pre: not placed. */
+  admitted(lease: SourceLease): void {
+    this.lease = lease;
+  }
+
+  /** Refused by the source rules: ends now with `reason`, summarised instead of logged. */
+  refuse(reason: SourceRefusal): void {
+    this.refused = true;
+    this.finish(reason);
+  }
+
+  /** The key the chooser hashes for this connection's picks. Pre: not placed. */
+  assignKey(key: HashKey): void {
+    this.flowKey = key;
+  }
+
+  /** Joined the service's wait queue at `now`. Pre: accepted. */
+  markQueued(now: number): void {
+    this.stage = 'queued';
+    this.queuedAt = now;
+  }
+
+  /** Left the wait queue at `now`, to be started or refused. Pre: queued. */
   dequeued(now: number): void {
     this.queueMs = now - this.queuedAt;
+    this.stage = 'accepted';
+  }
+
+  /** Pre: accepted (out of the queue); `backend` has room. Post: connecting to it, its counters incremented. */
+  start(plan: ServicePlan, backend: ResolvedBackend): void {
+    this.stage = new Placement(this, this.host, plan, backend);
   }
 
   /**
-   * Pre: state accepted or queued; `candidate.backend` has room. Post: connecting to it, the
-   * backend's counters incremented; `plan` is kept for the retries.
+   * Pre: this connection's placement just connected on `backend`. Post: the client's early
+   * listeners are off, the key is dropped (only the picker's walks needed it; the spliced
+   * connection keeps no copy), and bytes flow both ways.
    */
-  start(plan: ServicePlan, backend: ResolvedBackend): void {
-    this.plan = plan;
-    this.connectTo(backend);
-  }
-
-  private connectTo(backend: ResolvedBackend): void {
-    const plan = this.plan as ServicePlan;
-    this.state = 'connecting';
-    this.backend = backend;
-    this.tried = backend;
-    backend.counters.current++;
-    backend.counters.total++;
-    this.connectStartedAt = performance.now();
-    const options: BackendConnectOptions = {
-      host: backend.address.host,
-      port: backend.address.port,
-      allowHalfOpen: true,
-      noDelay: true,
-      writableHighWaterMark: 1,
-      onread: BACKEND_READS,
-    };
-    const socket = connect(options);
-    socket.setTimeout(plan.config.timeouts.connect);
-    (socket as OwnedSocket)[CONNECTION] = this;
-    socket.on('connect', onBackendConnect);
-    socket.on('error', onConnectError);
-    socket.on('timeout', onConnectTimeout);
-    this.pending = socket;
-  }
-
-  private detachPending(): Socket {
-    const socket = this.pending as Socket;
-    socket.removeListener('connect', onBackendConnect);
-    socket.removeListener('error', onConnectError);
-    socket.removeListener('timeout', onConnectTimeout);
-    socket.setTimeout(0);
-    this.pending = undefined;
-    return socket;
-  }
-
-  /** The backend accepted: splice. Pre: state connecting. */
-  connected(): void {
-    const socket = this.detachPending();
-    this.connectMs = performance.now() - this.connectStartedAt;
-    this.plan?.observe?.((this.backend as ResolvedBackend).name, true);
+  spliceTo(backend: Socket, placement: Placement): Splice {
     this.client.removeListener('error', onEarlyClientError);
     this.client.removeListener('close', onEarlyClientClose);
-    this.state = 'spliced';
-    const plan = this.plan as ServicePlan;
-    const send = plan.config.proxyProtocol?.send;
-    if (send !== undefined) writeProxyHeader(socket, send, this.endpoints());
-    this.key = EMPTY_KEY; // only the picker's walks needed it; the spliced connection keeps no copy
-    this.splice = new Splice(this.client, socket, this);
+    this.flowKey = EMPTY_KEY;
+    return new Splice(this.client, backend, placement);
   }
 
-  /**
-   * A try failed: give its slot back, report it (which may mark the backend down at once), then
-   * retry on the first untried candidate with room in the gate's order as it is now, or give up.
-   */
-  connectFailed(failure: 'connect-timeout' | 'connect-failed', code: string | undefined): void {
-    discard(this.detachPending());
-    const backend = this.backend as ResolvedBackend;
-    backend.counters.current--;
-    backend.counters.failures++;
-    this.backend = undefined;
-    (this.failed ??= []).push(backend.name);
-    this.plan?.observe?.(backend.name, false);
-    const plan = this.plan as ServicePlan;
-    const next = this.retries < plan.config.retries ? nextCandidate(plan, this, this.failed) : null;
-    if (next) {
-      this.retries++;
-      this.connectTo(next);
-    } else {
-      this.finish(failure, code);
-    }
-    this.host.backendReleased();
-  }
-
-  /** SpliceOptions: the service's idle timeout, read once by the splice. */
-  get idleTimeoutMs(): number {
-    return (this.plan as ServicePlan).config.timeouts.idle;
-  }
-
-  /** SpliceOptions: both sockets closed. */
-  onEnd(splice: Splice): void {
-    if (splice.reason === 'backend-reset' && this.backend !== undefined) this.plan?.observe?.(this.backend.name, false);
-    this.finish(splice.reason ?? 'shutdown', splice.errorCode);
-  }
-
-  /** Ends the connection now whatever its state (balancer shutdown). */
+  /** Ends the connection now whatever its state (balancer shutdown, or its backend went down). */
   abort(reason: 'shutdown' | 'backend-down' = 'shutdown'): void {
-    if (this.state === 'spliced') this.splice?.destroy(reason);
+    const splice = this.splice;
+    if (splice !== undefined) splice.destroy(reason);
     else this.finish(reason);
   }
 
   /**
-   * Ends a connection that is not (or no longer) spliced, once: closes what is open, gives back
-   * the backend slot, and hands the access record to the service.
+   * Ends the connection, once: closes what is open, gives back the backend slot, and hands the
+   * access record to the service. A spliced connection ends here when its splice has closed.
    */
   finish(reason: EndReason, error?: string): void {
-    if (this.state === 'ended') return;
-    this.heldServiceSlot = this.state === 'connecting' || this.state === 'spliced';
-    this.state = 'ended';
-    if (this.pending !== undefined) discard(this.detachPending());
-    const backend = this.backend;
-    const splice = this.splice;
-    if (backend !== undefined) {
-      backend.counters.current--;
-      if (splice !== undefined) {
-        backend.counters.bytesUp += splice.bytesUp;
-        backend.counters.bytesDown += splice.bytesDown;
-      }
-    }
+    const stage = this.stage;
+    if (stage === 'ended') return;
+    const from = this.state;
+    this.stage = 'ended';
+    const placement = typeof stage === 'string' ? undefined : stage;
+    placement?.release();
     if (!this.client.destroyed) this.client.destroy();
     this.lease?.release();
-    const shown = backend ?? this.tried;
-    this.host.connectionEnded(this, {
-      client: this.clientAddress,
-      ...(this.proxied === undefined ? {} : { peer: formatAddress(this.client.remoteAddress, this.client.remotePort) }),
-      backend: shown?.name ?? null,
-      backendAddress: shown === undefined ? null : formatAddress(shown.address.host, shown.address.port),
-      queueMs: roundMs(this.queueMs),
-      connectMs: this.connectMs < 0 ? -1 : roundMs(this.connectMs),
-      durationMs: roundMs(performance.now() - this.acceptedAt),
-      bytesUp: splice?.bytesUp ?? 0,
-      bytesDown: splice?.bytesDown ?? 0,
-      retries: this.retries,
-      end: reason,
-      ...(error === undefined ? {} : { error }),
-    });
+    const shown = placement?.lastTried;
+    const splice = placement?.splice;
+    const connectMs = placement?.connectMs ?? -1;
+    this.host.connectionEnded(
+      this,
+      {
+        client: this.clientAddress,
+        ...(this.proxied === undefined ? {} : { peer: formatAddress(this.client.remoteAddress, this.client.remotePort) }),
+        backend: shown?.name ?? null,
+        backendAddress: shown === undefined ? null : formatAddress(shown.address.host, shown.address.port),
+        queueMs: roundMs(this.queueMs),
+        connectMs: connectMs < 0 ? -1 : roundMs(connectMs),
+        durationMs: roundMs(this.host.clock.now() - this.acceptedAt),
+        bytesUp: splice?.bytesUp ?? 0,
+        bytesDown: splice?.bytesDown ?? 0,
+        retries: placement?.retries ?? 0,
+        end: reason,
+        ...(error === undefined ? {} : { error }),
+      },
+      from,
+    );
   }
 }

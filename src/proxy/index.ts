@@ -12,6 +12,5 @@ export {
   type ServiceStatusStats,
 } from './balancer.js';
 export { createLogger, formatAddress, END_REASON_TEXT, ACCESS_MESSAGE, type AccessRecord, type EndReason } from './access-log.js';
-export { ListenError, type ListenFailure } from './service.js';
 export type { SpliceEnd } from './splice.js';
 export { REJECTIONS, type Rejection } from './rejections.js';

@@ -6,21 +6,19 @@
  * then is refused. The queue is bounded in time (timeouts.queue) and in length (`capacity`, here
  * the service's maxConnections), so an overload never grows memory without limit.
  */
+import type { Clock, TimerHandle } from '../clock.js';
 import { REJECTIONS, type Rejection } from './rejections.js';
 
-/** Something that waits for a slot. */
-export interface Waiter {
-  /** Set while queued: when it joined (performance.now()) and its expiry timer. */
-  queuedAt: number;
-  queueTimer: NodeJS.Timeout | undefined;
-}
-
 /**
- * FIFO of waiters, each with its own expiry timer (only connections that actually wait pay for a
- * timer). Pre: a waiter is in at most one queue. Cost: O(1) push and shift (amortised), O(n) remove.
+ * FIFO of waiters, each with its own expiry timer on the queue's clock (only connections that
+ * actually wait pay for a timer). The queue owns the timers and keeps them beside the waiters: a
+ * waiter can be any object, and the queue writes nothing on it. Pre: a waiter is in at most one
+ * queue. Cost: O(1) push and shift (amortised), O(n) remove.
  */
-export class WaitQueue<W extends Waiter> {
+export class WaitQueue<W extends object> {
   private items: (W | undefined)[] = [];
+  /** `timers[i]` expires `items[i]`. */
+  private timers: (TimerHandle | undefined)[] = [];
   private head = 0;
   private count = 0;
 
@@ -28,6 +26,7 @@ export class WaitQueue<W extends Waiter> {
     private capacity: number,
     private timeoutMs: number,
     private readonly onExpire: (waiter: W) => void,
+    private readonly clock: Clock,
   ) {}
 
   get length(): number {
@@ -40,11 +39,10 @@ export class WaitQueue<W extends Waiter> {
     this.timeoutMs = timeoutMs;
   }
 
-  /** False (and nothing queued) when the queue is full or waiting is disabled (timeout 0). */
-  push(waiter: W, now: number): boolean {
+  /** Queues `waiter`, to expire `timeoutMs` from now; false (nothing queued) when the queue is full or waiting is disabled (timeout 0). */
+  push(waiter: W): boolean {
     if (this.count >= this.capacity || this.timeoutMs <= 0) return false;
-    waiter.queuedAt = now;
-    waiter.queueTimer = setTimeout(this.expire, this.timeoutMs, waiter);
+    this.timers.push(this.clock.setTimeout(this.expire, this.timeoutMs, waiter));
     this.items.push(waiter);
     this.count++;
     return true;
@@ -60,8 +58,7 @@ export class WaitQueue<W extends Waiter> {
   shift(): W | undefined {
     const waiter = this.peek();
     if (waiter === undefined) return undefined;
-    this.items[this.head++] = undefined;
-    this.detach(waiter);
+    this.detach(this.head++);
     this.compact();
     return waiter;
   }
@@ -70,8 +67,7 @@ export class WaitQueue<W extends Waiter> {
   remove(waiter: W): boolean {
     const index = this.items.indexOf(waiter, this.head);
     if (index < 0) return false;
-    this.items[index] = undefined;
-    this.detach(waiter);
+    this.detach(index);
     this.compact();
     return true;
   }
@@ -83,18 +79,21 @@ export class WaitQueue<W extends Waiter> {
     return out;
   }
 
-  private detach(waiter: W): void {
-    clearTimeout(waiter.queueTimer);
-    waiter.queueTimer = undefined;
+  private detach(index: number): void {
+    this.clock.clearTimer(this.timers[index]);
+    this.items[index] = undefined;
+    this.timers[index] = undefined;
     this.count--;
   }
 
   private compact(): void {
     if (this.count === 0) {
       this.items = [];
+      this.timers = [];
       this.head = 0;
     } else if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
+      this.timers = this.timers.slice(this.head);
       this.head = 0;
     }
   }

@@ -3,7 +3,7 @@
  * src/proxy-protocol/):
  *
  * - `readProxyHeader`: a trusted peer's header, read from the paused client socket with one timer
- *   (`timeouts.proxyHeader`), as HAProxy's `accept-proxy`: the header is required, any fault
+ *   (`timeouts.proxyHeader`, on the service's clock), as HAProxy's `accept-proxy`: the header is required, any fault
  *   closes the connection. Nothing past the header is consumed: the bytes after it in the same
  *   chunk are put back on the socket (`unshift`) and the socket is paused again, so the splice
  *   forwards them first, intact.
@@ -15,6 +15,7 @@
  *   corked with whatever the client has already sent so both leave in one write.
  */
 import type { Socket } from 'node:net';
+import type { Clock } from '../clock.js';
 import { ProxyHeaderParser, encodeForConnection, proxiedEndpoints, type ConnectionEndpoints, type ProxyVersionName } from '../proxy-protocol/index.js';
 import type { ClientScreen } from './splice.js';
 
@@ -35,13 +36,14 @@ function toBuffer(bytes: Uint8Array): Buffer {
  * called once with the outcome, unless the socket closes first (its owner handles that). After
  * `done`, the socket is paused with no listener of ours left and no timer running; on success the
  * client's bytes after the header are the first ones it will emit. Memory: the parser holds at
- * most 107 bytes (v1) or 16 + 2048 (v2). Returns a function that cancels the read.
+ * most 107 bytes (v1) or 16 + 2048 (v2). The timeout runs on `clock`. Returns a function that
+ * cancels the read.
  */
-export function readProxyHeader(socket: Socket, timeoutMs: number, done: (outcome: HeaderOutcome) => void): () => void {
+export function readProxyHeader(socket: Socket, timeoutMs: number, done: (outcome: HeaderOutcome) => void, clock: Clock): () => void {
   const parser = new ProxyHeaderParser();
   let received = 0;
   const stop = (): void => {
-    clearTimeout(timer);
+    clock.clearTimer(timer);
     socket.removeListener('data', onData);
     socket.removeListener('end', onEnd);
     socket.removeListener('close', stop);
@@ -77,7 +79,7 @@ export function readProxyHeader(socket: Socket, timeoutMs: number, done: (outcom
   const onTimeout = (): void => {
     fail('proxy-header-timeout', `no complete PROXY header within ${timeoutMs} ms (${received} bytes received)`);
   };
-  const timer = setTimeout(onTimeout, timeoutMs);
+  const timer = clock.setTimeout(onTimeout, timeoutMs);
   socket.on('data', onData);
   socket.on('end', onEnd);
   socket.on('close', stop);

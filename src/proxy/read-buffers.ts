@@ -1,6 +1,6 @@
 /**
- * Read buffers for the splicer (issue 7): reads land in memory l4lb owns and reuses, instead of a
- * fresh 64 KiB allocation per read (Node's default, which costs page faults and GC work per chunk).
+ * Read buffers for the splicer: reads land in memory l4lb owns and reuses, instead of a fresh
+ * 64 KiB allocation per read (Node's default, which costs page faults and GC work per chunk).
  *
  * Node's `onread` socket option (`{ buffer, callback }`) makes a socket read into a buffer of ours
  * and call `callback(nread, buffer)`; `buffer` may be a function, asked once at start and again

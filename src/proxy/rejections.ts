@@ -1,10 +1,10 @@
 /**
- * The ways issue 5's checks (source rules, limits, PROXY headers) end a connection: the reasons of
- * a service's `rejected` counters and of the l4lb_connections_rejected_total metric.
+ * The ways the admission checks (source rules, limits, PROXY headers) end a connection: the
+ * reasons of a service's `rejected` counters and of the l4lb_connections_rejected_total metric.
  */
 import type { EndReason, SourceRefusal } from './access-log.js';
 
-/** Every way issue 5's checks end a connection. */
+/** Every way the source rules, limits and PROXY header checks end a connection. */
 export type Rejection = SourceRefusal | 'proxy-header-invalid' | 'proxy-header-timeout' | 'proxy-header-not-allowed';
 
 export const REJECTIONS: readonly Rejection[] = [

@@ -5,14 +5,15 @@
  * connected and the splice takes over.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import type { Endpoint } from '../config/index.js';
-import { LbError } from '../errors.js';
-import { flowKey } from '../hashing/keys.js';
+import { LbError, ListenError, listenFailureOf } from '../errors.js';
+import { flowKey } from '../hashing/index.js';
 import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
-import { ClientConnection, nextCandidate, type ConnectionHost } from './connection.js';
-import { ServiceCounters, WaitQueue } from './limits.js';
+import { ClientConnection, nextCandidate, type ConnectionHost, type ConnectionState } from './connection.js';
+import { IdleSweeper, idleSweeper } from './idle-sweeper.js';
+import { WaitQueue, type ServiceCounters } from './limits.js';
 import type { ServicePlan } from '../services/index.js';
 import { isRejection, type Rejection } from './rejections.js';
 import { SourceGate } from './source-rules.js';
@@ -42,21 +43,20 @@ export interface ServiceStats {
   /** Bytes held in this process's socket buffers for open connections (the backpressure bound). */
   buffered: number;
   backends: BackendStats[];
-  /** Issue 5: connections ended by the PROXY header checks or refused by source rules, by reason. */
+  /** Connections ended by the PROXY header checks or refused by source rules, by reason. */
   rejected: Record<Rejection, number>;
 }
 
-/** Why a listener could not bind, for callers that advise (the demo suggests another port). */
-export type ListenFailure = 'address-in-use' | 'permission-denied' | 'other';
 
-export class ListenError extends LbError {
-  constructor(
-    message: string,
-    readonly failure: ListenFailure,
-  ) {
-    super('LB_ERR_LISTEN', message);
-    this.name = 'ListenError';
-  }
+/** What a service waits on; production passes nothing and gets the process's clock and sweeper. */
+export interface ProxyServiceOptions {
+  /** Queue, PROXY header and per-source rate timing, and the access log's timings. Default: the system clock. */
+  readonly clock?: Clock;
+  /**
+   * Idle timeouts of spliced connections; must run on `clock`. Default: the process's sweeper on
+   * the system clock, or a sweeper of the service's own on `clock` when one is given.
+   */
+  readonly idleSweeper?: IdleSweeper;
 }
 
 export class ProxyService implements ConnectionHost {
@@ -68,16 +68,23 @@ export class ProxyService implements ConnectionHost {
   private bound: Endpoint | undefined;
   private idleWaiters: (() => void)[] = [];
   private readonly gate: SourceGate;
+  readonly clock: Clock;
+  readonly idleSweeper: IdleSweeper;
 
+  /** Throws LbError LB_ERR_INVALID_ARGUMENT when `options.idleSweeper` runs on another clock than `options.clock`. */
   constructor(
     private plan: ServicePlan,
     private logger: Logger,
     /** The balancer's counters for this service's name: they outlive this instance. */
     private counters: ServiceCounters,
+    options: ProxyServiceOptions = {},
   ) {
+    this.clock = options.clock ?? options.idleSweeper?.clock ?? systemClock;
+    this.idleSweeper = options.idleSweeper ?? (this.clock === systemClock ? idleSweeper : new IdleSweeper(this.clock));
+    if (this.idleSweeper.clock !== this.clock) throw new LbError('LB_ERR_INVALID_ARGUMENT', 'ProxyService: the idle sweeper must run on the service clock');
     const { maxConnections, timeouts } = plan.config;
-    this.queue = new WaitQueue(maxConnections, timeouts.queue, this.onQueueExpired);
-    this.gate = new SourceGate(plan.config, logger);
+    this.queue = new WaitQueue(maxConnections, timeouts.queue, this.onQueueExpired, this.clock);
+    this.gate = new SourceGate(plan.config, logger, this.clock);
     // highWaterMark 1: the splice's backpressure rule ('drain' whenever the write queue empties).
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, highWaterMark: 1 }, this.onConnection);
   }
@@ -91,9 +98,7 @@ export class ProxyService implements ConnectionHost {
     const { host, port } = this.plan.config.listen;
     return new Promise((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException): void => {
-        const failure: ListenFailure = error.code === 'EADDRINUSE' ? 'address-in-use' : error.code === 'EACCES' ? 'permission-denied' : 'other';
-        const why = failure === 'address-in-use' ? 'address already in use' : failure === 'permission-denied' ? 'permission denied' : (error.code ?? error.message);
-        reject(new ListenError(`${where}: cannot listen on ${formatAddress(host, port)}: ${why}`, failure));
+        reject(new ListenError({ where, address: formatAddress(host, port), failure: listenFailureOf(error.code), cause: error.code ?? error.message }));
       };
       this.server.once('error', onError);
       this.server.listen({ host, port }, () => {
@@ -141,11 +146,11 @@ export class ProxyService implements ConnectionHost {
         connection.finish('client-aborted'); // already gone: no address to key on
         return;
       }
-      connection.key = this.plan.config.hashKey === 'source-ip-port' ? flowKey(address, connection.clientPort) : flowKey(address);
+      connection.assignKey(this.plan.config.hashKey === 'source-ip-port' ? flowKey(address, connection.clientPort) : flowKey(address));
     }
     if (this.queue.length === 0 && this.tryStart(connection)) return;
-    if (this.queue.push(connection, performance.now())) {
-      connection.state = 'queued';
+    if (this.queue.push(connection)) {
+      connection.markQueued(this.clock.now());
     } else {
       this.counters.refused++;
       connection.finish('refused-queue-full');
@@ -172,21 +177,21 @@ export class ProxyService implements ConnectionHost {
       if (this.active >= this.plan.config.maxConnections) return;
       if (nextCandidate(this.plan, head) === undefined) return;
       this.queue.shift();
-      head.dequeued(performance.now());
+      head.dequeued(this.clock.now());
       this.tryStart(head);
     }
   }
 
   private readonly onQueueExpired = (connection: ClientConnection): void => {
     this.counters.refused++;
-    connection.dequeued(performance.now());
+    connection.dequeued(this.clock.now());
     connection.finish('refused-queue-timeout');
   };
 
-  connectionEnded(connection: ClientConnection, record: AccessRecord): void {
-    if (connection.queueTimer !== undefined && this.queue.remove(connection)) connection.dequeued(performance.now());
+  connectionEnded(connection: ClientConnection, record: AccessRecord, from: ConnectionState): void {
+    if (from === 'queued') this.queue.remove(connection); // a client that left while waiting
     this.open.delete(connection);
-    if (connection.heldServiceSlot) this.active--;
+    if (from === 'connecting' || from === 'spliced') this.active--;
     this.counters.closedBytesUp += record.bytesUp;
     this.counters.closedBytesDown += record.bytesDown;
     if (isRejection(record.end)) this.counters.rejected.set(record.end, (this.counters.rejected.get(record.end) ?? 0) + 1);
@@ -257,7 +262,7 @@ export class ProxyService implements ConnectionHost {
     let buffered = 0;
     for (const connection of this.open) {
       const splice = connection.splice;
-      if (splice === undefined || connection.state !== 'spliced') continue;
+      if (splice === undefined) continue;
       bytesUp += splice.bytesUp;
       bytesDown += splice.bytesDown;
       buffered += splice.buffered();

@@ -1,14 +1,15 @@
 /**
- * What a service does with a connection between accept and placement (issue 5): read a trusted
+ * What a service does with a connection between accept and placement: read a trusted
  * peer's PROXY header (HAProxy's `accept-proxy`, limited to `proxyProtocol.accept` blocks, as
  * `tcp-request connection expect-proxy layer4 if { src … }`), then judge the effective client —
  * the header's source, else the peer — by `allow`/`deny` and the per-source `limits`
  * (src/rules/). A refused connection is closed before any backend is contacted; refusals are
  * counted per reason and logged at a bounded rate (the first at once, then one summary line per
- * second with counts while they go on), so a flood cannot flood the log.
+ * second with counts while they go on), so a flood cannot flood the log. The header timeout, the
+ * per-source rates and the summary interval run on the service's clock.
  */
-import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import type { Clock, TimerHandle } from '../clock.js';
 import type { ProxyServiceConfig } from '../config/index.js';
 import { AccessPolicy, CidrSet, SourceLimiter, type AccessVerdict, type LimitRefusal } from '../rules/index.js';
 import type { SourceRefusal } from './access-log.js';
@@ -49,14 +50,18 @@ export const REFUSAL_LOG_INTERVAL_MS = 1000;
  */
 export class RefusalLog {
   private readonly pending = new Map<SourceRefusal, number>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: TimerHandle | undefined;
 
-  constructor(public logger: Logger) {}
+  /** `clock` runs the summary interval. */
+  constructor(
+    public logger: Logger,
+    private readonly clock: Clock,
+  ) {}
 
   note(reason: SourceRefusal, client: string): void {
     if (this.timer === undefined) {
       this.logger.warn({ client, end: reason }, 'connection refused by source rules');
-      this.timer = setTimeout(this.flush, REFUSAL_LOG_INTERVAL_MS).unref();
+      this.timer = this.scheduleFlush();
       return;
     }
     this.pending.set(reason, (this.pending.get(reason) ?? 0) + 1);
@@ -75,11 +80,15 @@ export class RefusalLog {
 
   /** End of an interval: a busy one starts the next (still summarising), a quiet one ends the flood. */
   private readonly flush = (): void => {
-    this.timer = this.summarize() ? setTimeout(this.flush, REFUSAL_LOG_INTERVAL_MS).unref() : undefined;
+    this.timer = this.summarize() ? this.scheduleFlush() : undefined;
   };
 
+  private scheduleFlush(): TimerHandle {
+    return this.clock.unref(this.clock.setTimeout(this.flush, REFUSAL_LOG_INTERVAL_MS));
+  }
+
   close(): void {
-    clearTimeout(this.timer);
+    this.clock.clearTimer(this.timer);
     this.timer = undefined;
     this.summarize();
   }
@@ -93,9 +102,13 @@ export class SourceGate {
   private limiter: SourceLimiter | undefined;
   private limitsKey = '';
 
-  /** Pre: `config` validated (its lists and rate parse). */
-  constructor(config: ProxyServiceConfig, logger: Logger) {
-    this.log = new RefusalLog(logger);
+  /** Pre: `config` validated (its lists and rate parse). `clock`: the service's (see the file header). */
+  constructor(
+    config: ProxyServiceConfig,
+    logger: Logger,
+    private readonly clock: Clock,
+  ) {
+    this.log = new RefusalLog(logger, clock);
     this.update(config, logger);
   }
 
@@ -127,18 +140,23 @@ export class SourceGate {
     if (acceptFrom !== undefined) {
       const peer = connection.client.remoteAddress;
       if (peer !== undefined && acceptFrom.has(peer)) {
-        readProxyHeader(connection.client, this.headerTimeoutMs, (outcome) => {
-          if (connection.state === 'ended') return;
-          if (outcome.status === 'failed') {
-            connection.finish(outcome.failure, outcome.detail);
-            return;
-          }
-          connection.proxied = outcome.endpoints;
-          this.judge(connection, place);
-        });
+        readProxyHeader(
+          connection.client,
+          this.headerTimeoutMs,
+          (outcome) => {
+            if (connection.state === 'ended') return;
+            if (outcome.status === 'failed') {
+              connection.finish(outcome.failure, outcome.detail);
+              return;
+            }
+            connection.headerRead(outcome.endpoints);
+            this.judge(connection, place);
+          },
+          this.clock,
+        );
         return;
       }
-      connection.screen = headerScreen();
+      connection.screenWith(headerScreen());
     }
     this.judge(connection, place);
   }
@@ -162,20 +180,19 @@ export class SourceGate {
       }
     }
     if (this.limiter !== undefined) {
-      const admission = this.limiter.admit(address, performance.now());
+      const admission = this.limiter.admit(address, this.clock.now());
       if (admission.verdict !== 'admitted') {
         this.refuse(connection, limitRefusal(admission.verdict));
         return;
       }
-      connection.lease = admission.lease;
+      connection.admitted(admission.lease);
     }
     place(connection);
   }
 
   private refuse(connection: ClientConnection, reason: SourceRefusal): void {
-    connection.quiet = true;
     this.log.note(reason, connection.clientAddress);
-    connection.finish(reason);
+    connection.refuse(reason);
   }
 
   /** Sources the limiter tracks (for the admin API); undefined without limits. */

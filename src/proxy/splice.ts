@@ -13,13 +13,14 @@
  *   writer's queue is empty again ('drain', which fires whenever it empties: the sockets' writable
  *   high-water mark is 1 byte). So what the splice holds in user space per direction is one read
  *   (at most READ_BUFFER_BYTES), whatever the peers do (`buffered()` reports it).
- * - Reads (issue 7, src/proxy/read-buffers.ts): each socket reads into buffers l4lb reuses; a small
+ * - Reads (src/proxy/read-buffers.ts): each socket reads into buffers l4lb reuses; a small
  *   chunk is copied out of the shared landing buffer, a large one is written from the direction's
  *   private buffer, which is not read into again until that write has completed. Where this Node
  *   cannot adopt an accepted socket, that side reads with 'data' events under the same rule.
- * - Idle timeout: every byte moved is first read by the splice, which stamps `lastActive`; one
- *   process-wide sweeper (src/proxy/idle-sweeper.ts) ends connections quiet for their timeout.
- *   No timer per connection, none per chunk.
+ * - Idle timeout: every byte moved is first read by the splice, which stamps `lastActive` on the
+ *   clock of the sweeper it is given (src/proxy/idle-sweeper.ts: the process's one, unless a test
+ *   injects another); the sweeper ends connections quiet for their timeout. No timer per
+ *   connection, none per chunk.
  *
  * The per-chunk path is `Splice.received()` / `forward()` and nothing else: no logging, no
  * allocation but a small copy or a view of the chunk. Every listener is a module function shared
@@ -27,8 +28,8 @@
  * two sockets and this object, and no closures.
  */
 import type { Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
-import { idleSweeper, type IdleWatched } from './idle-sweeper.js';
+import type { Clock } from '../clock.js';
+import type { IdleSweeper, IdleWatched } from './idle-sweeper.js';
 import { adoptUserBuffer, chooseNextBuffer, COPY_LIMIT, giveBack, readsWith, takeBuffer, type ReadCallback } from './read-buffers.js';
 
 /** How a spliced connection ended (the splice's part of the access log's `end`). */
@@ -56,6 +57,8 @@ export interface ClientScreen {
 export interface SpliceOptions {
   /** Inactivity (no byte moved either way) after which both sockets are destroyed; 0 = never. */
   readonly idleTimeoutMs: number;
+  /** Watches the splice for its idle timeout; its clock stamps `lastActive` (even when the timeout is 0). */
+  readonly idleSweeper: IdleSweeper;
   /** Called once, after both sockets have closed (as a method of the options object). */
   onEnd(splice: Splice): void;
   /** Checks the first client bytes (absent: every byte is forwarded as it comes). */
@@ -132,9 +135,11 @@ export class Splice implements IdleWatched {
   /** The direction's last chunk is still queued on its writer: its reader is stopped until 'drain'. */
   private upHeld = false;
   private downHeld = false;
-  /** performance.now() of the last read either way (IdleWatched). */
-  lastActive = performance.now();
+  /** The sweeper's clock at the last read either way (IdleWatched). */
+  lastActive: number;
   readonly idleTimeoutMs: number;
+  private readonly sweeper: IdleSweeper;
+  private readonly clock: Clock;
 
   /**
    * Pre: both sockets connected, created with `allowHalfOpen: true` and a writable high-water mark
@@ -151,6 +156,9 @@ export class Splice implements IdleWatched {
       throw new Error('Splice: both sockets need a writable high-water mark of 1 (see the backpressure rule)');
     }
     this.screen = options.screen;
+    this.sweeper = options.idleSweeper;
+    this.clock = this.sweeper.clock;
+    this.lastActive = this.clock.now();
     (client as SplicedSocket)[SPLICE] = this;
     (backend as SplicedSocket)[SPLICE] = this;
     client.on('end', onSocketEnd);
@@ -162,7 +170,7 @@ export class Splice implements IdleWatched {
     client.on('close', onSocketClose);
     backend.on('close', onSocketClose);
     this.idleTimeoutMs = options.idleTimeoutMs;
-    if (this.idleTimeoutMs > 0) idleSweeper.watch(this);
+    if (this.idleTimeoutMs > 0) this.sweeper.watch(this);
     this.startReading(client);
     this.startReading(backend);
   }
@@ -211,7 +219,7 @@ export class Splice implements IdleWatched {
    * (after it the direction reads into its own buffer).
    */
   received(from: Socket, nread: number, buffer: Buffer): boolean {
-    this.lastActive = performance.now();
+    this.lastActive = this.clock.now();
     const up = from === this.client;
     let own = up ? this.upBuffer : this.downBuffer;
     let chunk: Buffer;
@@ -240,7 +248,7 @@ export class Splice implements IdleWatched {
 
   /** A chunk Node allocated ('data' events, or bytes a PROXY header reader put back): no buffer to manage. */
   receivedOwned(from: Socket, chunk: Buffer): void {
-    this.lastActive = performance.now();
+    this.lastActive = this.clock.now();
     if (this.forward(from === this.client, chunk)) from.pause();
   }
 
@@ -281,7 +289,7 @@ export class Splice implements IdleWatched {
 
   /** `to` wrote everything queued: the direction that feeds it may read again. */
   drained(to: Socket): void {
-    this.lastActive = performance.now(); // a pending write finished: bytes moved
+    this.lastActive = this.clock.now(); // a pending write finished: bytes moved
     if (to === this.backend) {
       if (!this.upHeld) return;
       this.upHeld = false;
@@ -324,7 +332,7 @@ export class Splice implements IdleWatched {
   /** Both closed: no write refers to the private buffers any more; they go back to the pool. */
   socketClosed(): void {
     if (++this.closed < 2) return;
-    idleSweeper.unwatch(this);
+    this.sweeper.unwatch(this);
     if (this.upBuffer !== undefined) giveBack(this.upBuffer);
     if (this.downBuffer !== undefined) giveBack(this.downBuffer);
     this.upBuffer = this.downBuffer = undefined;
