@@ -91,6 +91,8 @@ class RunningBalancer implements Balancer {
   private services = new Map<string, ProxyService>();
   /** Backend counters by service name: they outlive plans. */
   private readonly loads = new Map<string, ServiceLoads>();
+  /** The backend names of each service's plan in service (the members of its running load total). */
+  private inService = new Map<string, ReadonlySet<string>>();
   /** Service counters by service name: they outlive the ProxyService a moved listener replaces. */
   private readonly serviceCounters = new Map<string, ServiceCounters>();
   private readonly loggers = new Map<string, Logger>();
@@ -179,7 +181,11 @@ class RunningBalancer implements Balancer {
    * closed whatever it opened, if close() began meanwhile (checked after every await).
    */
   apply(config: Config): Promise<void> {
-    const run = this.applyNow(config);
+    const run = this.applyNow(config).catch((error: unknown) => {
+      // Plans were built (and made their backends the running totals' members) but not put in service.
+      for (const [name, members] of this.inService) this.loadsFor(name).setMembers(members);
+      throw error;
+    });
     this.applying = run.catch(() => undefined);
     return run;
   }
@@ -211,6 +217,7 @@ class RunningBalancer implements Balancer {
     }
     // Nothing can fail from here on: swap plans, retire listeners no longer configured.
     for (const { config: service, resolved } of prepared) this.states.of(service.name).update(service, resolved);
+    this.inService = new Map(prepared.map(({ config: service }) => [service.name, new Set(service.backends.map((backend) => backend.name))]));
     this.states.retain(new Set(prepared.map(({ config: service }) => service.name)));
     for (const { config: service, plan } of prepared) {
       const running = next.get(listenerKey(service));

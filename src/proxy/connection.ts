@@ -197,8 +197,7 @@ class Placement implements SpliceOptions {
   private connect(): Socket {
     const backend = this.backend;
     this.holdsSlot = true;
-    backend.counters.current++;
-    backend.counters.total++;
+    backend.counters.acquire();
     this.connectStartedAt = this.host.clock.now();
     const options: BackendConnectOptions = {
       host: backend.address.host,
@@ -270,7 +269,7 @@ class Placement implements SpliceOptions {
   }
 
   private releaseSlot(): void {
-    this.backend.counters.current--;
+    this.backend.counters.release();
     this.holdsSlot = false;
   }
 }
