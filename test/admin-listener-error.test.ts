@@ -3,6 +3,7 @@
  * is emitted as 'error' on the server; without a listener Node throws it and the balancer dies.
  * The server here is captured by wrapping node:http's createServer (no test hook in the code).
  */
+import type * as http from 'node:http';
 import type { Server } from 'node:http';
 import { afterAll, expect, it, vi } from 'vitest';
 import { listenerError, startAdmin } from '../src/admin/server.js';
@@ -13,7 +14,7 @@ import { startNamedServer } from './helpers/net.js';
 
 const created: Server[] = [];
 vi.mock('node:http', async (importOriginal) => {
-  const actual = await importOriginal<typeof import('node:http')>();
+  const actual = await importOriginal<typeof http>();
   const createServer = ((...args: Parameters<typeof actual.createServer>) => {
     const server = actual.createServer(...args);
     created.push(server);

@@ -33,7 +33,7 @@ it('close() during a reload still resolving names: the reload rejects LB_ERR_CLO
   const two = proxyService([{ ...backend('b', live.port), address: { host: 'slow.test', port: live.port } }], {
     name: 'two',
     healthCheck: { type: 'tcp', interval: 100, timeout: 1000, rise: 1, fall: 1, initial: 'down' },
-  } as Partial<typeof one>);
+  });
   const balancer = await startBalancer(configOf(one), { logger: captureLog().logger, lookup });
   cleanups.push(() => balancer.close(0));
   const oneAddress = balancer.address('one');

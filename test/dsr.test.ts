@@ -98,7 +98,7 @@ describe('planDirector refuses what the director cannot serve, in one line namin
     ['a table smaller than the backends', [service({ tableSize: 2 })], /service "web": table size 2 is smaller than the 3 backends/],
     ['two backends on one address', [service({ backends: [{ name: 'a', address: { host: '203.0.113.11', port: 80 }, weight: 1 }, { name: 'b', address: { host: '203.0.113.11', port: 80 }, weight: 1 }] })], /share the address 203\.0\.113\.11/],
   ])('%s', (_, services, message) => {
-    const text = errorOf(() => planDirector(services as DsrServiceConfig[]));
+    const text = errorOf(() => planDirector(services));
     expect(text).toMatch(/^LB_ERR_CONFIG: /);
     expect(text).toMatch(message);
     expect(text).not.toContain('\n');

@@ -223,7 +223,7 @@ describe('http status line', () => {
   it.each([[0], [99], [600], [200.5], ['2yy'], ['300-200'], ['1-2-3'], [[]], ['abc'], [[200, 'nope']]])('rejects expectStatus %j with a typed error', (spec) => {
     let caught: unknown;
     try {
-      parseExpectedStatus(spec as never);
+      parseExpectedStatus(spec);
     } catch (error) {
       caught = error;
     }

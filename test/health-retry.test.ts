@@ -23,7 +23,7 @@ afterEach(async () => {
 
 /** Probes never run during the test (one-hour interval): only the passive observations count. */
 function passiveOnly(fall: number): HealthCheckConfig {
-  return { type: 'tcp', interval: 3_600_000, timeout: 1000, rise: 2, fall, initial: 'up' } as HealthCheckConfig;
+  return { type: 'tcp', interval: 3_600_000, timeout: 1000, rise: 2, fall, initial: 'up' };
 }
 
 async function setup(live: string[], fall: number): Promise<{ balancer: Balancer; service: ProxyServiceConfig; log: CapturedLog; sources: string[] }> {

@@ -16,7 +16,6 @@ import {
   type ProxyEndpoint,
   type ProxyHeader,
   type ProxyHeaderV1,
-  type ProxyHeaderV2Input,
   type ProxyParseResult,
   type ProxyTlv,
   type ProxyV2Addresses,

@@ -61,7 +61,7 @@ const WRONG: unknown[] = [null, true, -1, 0, 0.5, 1e300, '', 'garbage', '10.0.0.
 /** `path` like `timeouts.idle` or `backends[0].name` inside services[0], set to `value`. */
 function mutate(config: Record<string, unknown>, path: string, value: unknown): Record<string, unknown> {
   const copy = structuredClone(config);
-  let target = (copy.services as Record<string, unknown>[])[0] as Record<string, unknown>;
+  let target = (copy.services as Record<string, unknown>[])[0];
   const parts = path.replace(/\[(\d+)\]/g, '.$1').split('.');
   for (const part of parts.slice(0, -1)) target = target[part] as Record<string, unknown>;
   target[parts[parts.length - 1]] = value;
