@@ -79,6 +79,12 @@ function listenerKey(service: ProxyServiceConfig): string {
   return service.listen.port === 0 ? `${endpoint} ${service.name}` : endpoint;
 }
 
+interface KeptByService {
+  readonly logger: Logger;
+  readonly counters: ServiceCounters;
+  readonly loads: ServiceLoads;
+}
+
 interface Prepared {
   config: ProxyServiceConfig;
   resolved: readonly ResolvedAddress[];
@@ -89,13 +95,14 @@ interface Prepared {
 class RunningBalancer implements Balancer {
   /** Running services by listen endpoint (as configured). */
   private services = new Map<string, ProxyService>();
-  /** Backend counters by service name: they outlive plans. */
-  private readonly loads = new Map<string, ServiceLoads>();
+  /**
+   * By service name: its logger, its counters (they outlive the ProxyService a moved listener
+   * replaces, and a restart at 0 would freeze the Prometheus counters fed from them) and its
+   * backends' counters (they outlive plans).
+   */
+  private readonly byService = new Map<string, KeptByService>();
   /** The backend names of each service's plan in service (the members of its running load total). */
   private inService = new Map<string, ReadonlySet<string>>();
-  /** Service counters by service name: they outlive the ProxyService a moved listener replaces. */
-  private readonly serviceCounters = new Map<string, ServiceCounters>();
-  private readonly loggers = new Map<string, Logger>();
   /** Health and admin state by service name: they outlive plans. */
   private readonly states: ServiceStates;
   private readonly retiring = new Set<Promise<void>>();
@@ -122,36 +129,19 @@ class RunningBalancer implements Balancer {
     return this.states.events;
   }
 
-  private loggerFor(name: string): Logger {
-    let child = this.loggers.get(name);
-    if (child === undefined) {
-      child = this.logger.child({ service: name });
-      this.loggers.set(name, child);
+  /** What a service keeps across reloads, by name: made on first use. */
+  private kept(name: string): KeptByService {
+    let kept = this.byService.get(name);
+    if (kept === undefined) {
+      kept = { logger: this.logger.child({ service: name }), counters: new ServiceCounters(), loads: new ServiceLoads() };
+      this.byService.set(name, kept);
     }
-    return child;
+    return kept;
   }
 
   private serviceNamed(name: string): ProxyService | undefined {
     for (const service of this.services.values()) if (service.name === name) return service;
     return undefined;
-  }
-
-  private serviceCountersFor(name: string): ServiceCounters {
-    let counters = this.serviceCounters.get(name);
-    if (counters === undefined) {
-      counters = new ServiceCounters();
-      this.serviceCounters.set(name, counters);
-    }
-    return counters;
-  }
-
-  private loadsFor(name: string): ServiceLoads {
-    let loads = this.loads.get(name);
-    if (loads === undefined) {
-      loads = new ServiceLoads();
-      this.loads.set(name, loads);
-    }
-    return loads;
   }
 
   /** Resolves every proxy service's backends and builds its plan; nothing is started. */
@@ -164,7 +154,7 @@ class RunningBalancer implements Balancer {
         continue;
       }
       const resolved = await resolveBackends(service, where, this.lookup);
-      const loads = this.loadsFor(service.name);
+      const { loads } = this.kept(service.name);
       const plan = buildPlan(service, resolved, loads);
       prepared.push({ config: service, plan: gatePlan(plan, this.states.of(service.name), loads), where, resolved });
     }
@@ -183,7 +173,7 @@ class RunningBalancer implements Balancer {
   apply(config: Config): Promise<void> {
     const run = this.applyNow(config).catch((error: unknown) => {
       // Plans were built (and made their backends the running totals' members) but not put in service.
-      for (const [name, members] of this.inService) this.loadsFor(name).setMembers(members);
+      for (const [name, members] of this.inService) this.kept(name).loads.setMembers(members);
       throw error;
     });
     this.applying = run.catch(() => undefined);
@@ -205,7 +195,8 @@ class RunningBalancer implements Balancer {
           next.set(key, kept);
           continue;
         }
-        const fresh = new ProxyService(plan, this.loggerFor(service.name), this.serviceCountersFor(service.name));
+        const { logger, counters } = this.kept(service.name);
+        const fresh = new ProxyService(plan, logger, counters);
         await fresh.listen(where);
         opened.push(fresh);
         next.set(key, fresh);
@@ -221,7 +212,9 @@ class RunningBalancer implements Balancer {
     this.states.retain(new Set(prepared.map(({ config: service }) => service.name)));
     for (const { config: service, plan } of prepared) {
       const running = next.get(listenerKey(service));
-      if (running !== undefined && !opened.includes(running)) running.update(plan, this.loggerFor(service.name), this.serviceCountersFor(service.name));
+      if (running === undefined || opened.includes(running)) continue;
+      const { logger, counters } = this.kept(service.name);
+      running.update(plan, logger, counters);
     }
     for (const [key, service] of this.services) {
       if (next.get(key) === service) continue;

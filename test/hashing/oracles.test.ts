@@ -106,15 +106,20 @@ describe('rendezvous against sorting every score', () => {
   });
 });
 
+/** Backends, a balance factor, an algorithm, and open/close steps: [close?, key seed, which open one]. */
+const boundedScenario = [
+  backendLists,
+  fc.constantFrom(1.05, 1.25, 1.5, 2),
+  fc.constantFrom('ring', 'maglev', 'rendezvous' as const),
+  fc.array(fc.tuple(fc.boolean(), fc.nat(), fc.nat()), { minLength: 50, maxLength: 400 }),
+] as const;
+
 describe('bounded loads (Mirrokni, Thorup, Zadimoghaddam)', () => {
   /** Places and releases connections in a seeded random order, checking every pick. */
   it('never exceeds ceil(c · (L+1) · w / W), and keeps the primary whenever it is under the bound', () => {
     fc.assert(
       fc.property(
-        backendLists,
-        fc.constantFrom(1.05, 1.25, 1.5, 2),
-        fc.constantFrom('ring', 'maglev', 'rendezvous' as const),
-        fc.array(fc.tuple(fc.boolean(), fc.nat(), fc.nat()), { minLength: 50, maxLength: 400 }),
+        ...boundedScenario,
         (list, factor, algorithm, steps) => {
           const loads = new Map<string, number>();
           const view = { loadOf: (name: string) => loads.get(name) ?? 0 };
@@ -149,10 +154,7 @@ describe('bounded loads (Mirrokni, Thorup, Zadimoghaddam)', () => {
   it('picks the same with a running total as by summing the loads, for every attempt', () => {
     fc.assert(
       fc.property(
-        backendLists,
-        fc.constantFrom(1.05, 1.25, 1.5, 2),
-        fc.constantFrom('ring', 'maglev', 'rendezvous' as const),
-        fc.array(fc.tuple(fc.boolean(), fc.nat(), fc.nat()), { minLength: 50, maxLength: 400 }),
+        ...boundedScenario,
         (list, factor, algorithm, steps) => {
           const loads = new Map<string, number>();
           const loadOf = (name: string) => loads.get(name) ?? 0;
