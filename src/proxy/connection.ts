@@ -278,7 +278,7 @@ export class ClientConnection implements Flow {
   /** Not placed yet ('accepted', 'queued'), placed (its placement says connecting or spliced), or 'ended'. */
   private stage: 'accepted' | 'queued' | Placement | 'ended' = 'accepted';
   private flowKey: HashKey = EMPTY_KEY;
-  /** Flow: the chooser's first choice, which its retries walk on from (written by the chooser, src/proxy/strategy.ts). */
+  /** Flow: the chooser's first choice, which its retries walk on from (written by the chooser, src/services/strategy.ts). */
   anchor = 0;
   private readonly acceptedAt: number;
   private queuedAt = 0;
