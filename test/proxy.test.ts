@@ -16,7 +16,7 @@ import { ProxyService } from '../src/proxy/service.js';
 import { buildPlan, resolveBackends, ServiceLoads, slotHashOf } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
-import { connectClient, peerClosed, freePort, readAll, readLine, startBlackhole, startNamedServer, startServer, type TestServer } from './helpers/net.js';
+import { connectClient, peerClosed, freePort, readAll, readBytes, readLine, startBlackhole, startNamedServer, startServer, type TestServer } from './helpers/net.js';
 
 /** Everything a test starts, stopped after it whatever happened. */
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -293,5 +293,27 @@ describe('start-up and shutdown', () => {
     await closing;
     const ends = (await log.waitForAccess(2)).map((record) => record.end);
     expect(ends).toEqual(['client-close', 'shutdown']);
+  });
+});
+
+describe('a balancer on an injected clock', () => {
+  it('runs every service\'s idle timeout on the clock it is given', async () => {
+    const server = await startServer();
+    cleanups.push(() => server.close());
+    const clock = new ManualClock();
+    const log = captureLog();
+    const service = proxyService([backend('b1', server.port)], { timeouts: { connect: 3000, idle: 1000, queue: 1000, drain: 1000 } });
+    const balancer = await startBalancer(configOf(service), { logger: log.logger, clock });
+    cleanups.push(() => balancer.close(0));
+    const client = await connectClient(balancer.address('svc').port);
+    client.write('ping');
+    const backendSide = await server.nextConnection();
+    await readBytes(backendSide, 4);
+    clock.advance(999);
+    expect(balancer.stats()[0].current).toBe(1);
+    clock.advance(1);
+    const [record] = await log.waitForAccess(1);
+    expect(record).toMatchObject({ end: 'idle-timeout', durationMs: 1000 });
+    client.destroy();
   });
 });

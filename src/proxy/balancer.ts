@@ -30,8 +30,10 @@ import {
   type StateResult,
   type VerdictSources,
 } from '../services/index.js';
+import type { Clock } from '../clock.js';
+import { IdleSweeper } from './idle-sweeper.js';
 import { ServiceCounters } from './limits.js';
-import { ProxyService, type BackendStats, type ServiceStats } from './service.js';
+import { ProxyService, type BackendStats, type ProxyServiceOptions, type ServiceStats } from './service.js';
 
 export type { ServiceStats, BackendStats } from './service.js';
 
@@ -53,6 +55,8 @@ export interface BalancerOptions {
    * that decides them (a cluster worker follows its primary: src/cluster/link.ts).
    */
   readonly verdicts?: VerdictSources;
+  /** What the data path's timeouts run on (idle, queue, PROXY header): the system clock, or one a test drives. */
+  readonly clock?: Clock;
 }
 
 export interface Balancer {
@@ -112,11 +116,16 @@ class RunningBalancer implements Balancer {
   /** The apply in progress (settled when none): close() waits for it, so none outlives close. */
   private applying: Promise<void> = Promise.resolve();
 
+  /** Every service's timers: the system clock and the process's idle sweeper, or one clock and one sweeper on it. */
+  private readonly timing: ProxyServiceOptions;
+
   constructor(
     private readonly logger: Logger,
     private readonly lookup: Lookup,
     verdicts: VerdictSources,
+    clock: Clock | undefined,
   ) {
+    this.timing = clock === undefined ? {} : { clock, idleSweeper: new IdleSweeper(clock) };
     this.states = new ServiceStates({
       logger,
       verdicts,
@@ -196,7 +205,7 @@ class RunningBalancer implements Balancer {
           continue;
         }
         const { logger, counters } = this.kept(service.name);
-        const fresh = new ProxyService(plan, logger, counters);
+        const fresh = new ProxyService(plan, logger, counters, this.timing);
         await fresh.listen(where);
         opened.push(fresh);
         next.set(key, fresh);
@@ -272,7 +281,7 @@ class RunningBalancer implements Balancer {
  * cannot be bound — after closing whatever it had opened.
  */
 export async function startBalancer(config: Config, options: BalancerOptions): Promise<Balancer> {
-  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks);
+  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks, options.clock);
   await balancer.apply(config);
   return balancer;
 }
