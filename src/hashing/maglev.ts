@@ -121,6 +121,15 @@ export function buildMaglevTable<B extends Backend>(
   return { size: tableSize, backends: sorted, slots: populateMaglev(entries, tableSize) };
 }
 
+/**
+ * The backend that owns `slot`. Pre: 0 ≤ slot < table.size, and the table was built by
+ * buildMaglevTable, whose every slot holds an index into its backends. O(1).
+ */
+export function slotOwner<B extends Backend>(table: MaglevTable<B>, slot: number): B {
+  // slots.length = size > slot (pre), and a built table's slot values index its backends.
+  return table.backends[table.slots[slot]!]!;
+}
+
 /** A slot that changed owner between two tables of the same size. */
 export interface SlotChange {
   readonly slot: number;
@@ -134,11 +143,9 @@ export function diffMaglevTables(before: MaglevTable, after: MaglevTable): SlotC
     throw new LbError('LB_ERR_TABLE_SIZE', `cannot diff tables of sizes ${before.size} and ${after.size}`);
   }
   const changes: SlotChange[] = [];
-  // slot < size = slots.length of both tables, and a built table's slots all index its backends
-  // (populateMaglev places an entry index in every slot), so both lookups are defined.
   for (let slot = 0; slot < before.size; slot++) {
-    const from = before.backends[before.slots[slot]!]!.name;
-    const to = after.backends[after.slots[slot]!]!.name;
+    const from = slotOwner(before, slot).name;
+    const to = slotOwner(after, slot).name;
     if (from !== to) changes.push({ slot, from, to });
   }
   return changes;
