@@ -441,7 +441,8 @@ const REBUILD: Readonly<Record<string, (wire: LbErrorWire) => LbError | undefine
  * are the sender's, whichever class is rebuilt.
  */
 export function fromWire(wire: LbErrorWire): LbError {
-  const known = Object.hasOwn(REBUILD, wire.name) ? REBUILD[wire.name](wire) : undefined;
+  const rebuild = Object.hasOwn(REBUILD, wire.name) ? REBUILD[wire.name] : undefined;
+  const known = rebuild?.(wire);
   const rebuilt = known !== undefined && known.code === wire.code ? known : wire.problems === undefined ? new LbError(wire.code, wire.message) : new RefusedError(wire.code, wire.problems);
   rebuilt.name = wire.name;
   rebuilt.message = wire.message;

@@ -19,6 +19,7 @@ import {
   type ProxyParseResult,
 } from '../src/proxy-protocol/index.js';
 import { isLbError } from '../src/errors.js';
+import { decodeV2 } from '../src/proxy-protocol/v2.js';
 
 interface Vector {
   name: string;
@@ -247,6 +248,16 @@ describe('parser mechanics', () => {
     const big = encodeV2({ command: 'proxy', addresses: { family: 'unspec' }, tlvs: [{ type: 0xe0, value: new Uint8Array(60000) }] });
     expect(new ProxyHeaderParser({ maxV2Length: 65535 }).push(big).status).toBe('done');
     expect(parseWhole(big).status).toBe('error');
+  });
+
+  it('decodeV2 on bytes that end inside the address block refuses them instead of reading missing bytes', () => {
+    const v4 = encodeV2({ command: 'proxy', addresses: { family: 'tcp4', source: { address: '192.0.2.1', port: 4000 }, destination: { address: '198.51.100.2', port: 80 } } });
+    for (const cut of [16, 20, 27]) {
+      const decoded = decodeV2(v4.subarray(0, cut), v4.length, true);
+      expect(decoded instanceof ProxyProtocolError && [decoded.code, decoded.offset]).toEqual(['LB_ERR_PROXY_MALFORMED', 16]);
+    }
+    expect(decodeV2(v4.subarray(0, 12), v4.length, true)).toBeInstanceOf(ProxyProtocolError);
+    expect(decodeV2(v4, v4.length, true)).not.toBeInstanceOf(ProxyProtocolError);
   });
 
   it('rejects a bad maxV2Length at construction', () => {

@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isLbError } from '../src/errors.js';
-import { AccessPolicy, CidrSet, formatCidr, formatIPv6, parseAddress, parseCidr, parseCidrList } from '../src/rules/index.js';
+import { AccessPolicy, CidrSet, formatCidr, formatIPv4, formatIPv6, parseAddress, parseCidr, parseCidrList } from '../src/rules/index.js';
 
 const FC = { seed: 42, numRuns: 500 } as const;
 
@@ -162,6 +162,12 @@ describe('bad CIDRs', () => {
     ['::/1000', '"::/1000": prefix length must be a decimal number 0–128 without leading zeroes'],
   ])('%j', (text, message) => {
     expect(messageOf(() => parseCidr(text))).toBe(message);
+  });
+
+  it('bytes too short for the address are refused, not formatted as "undefined" or zeroes', () => {
+    expect(messageOf(() => formatIPv4(new Uint8Array(16), 13))).toBe('an address needs 4 bytes at 13, got a 16-byte array');
+    expect(messageOf(() => formatIPv6(new Uint8Array(4)))).toBe('an address needs 16 bytes at 0, got a 4-byte array');
+    expect(messageOf(() => new CidrSet([{ family: 6, bytes: new Uint8Array(4), prefixLength: 0 }]))).toBe('an IPv6 block has 4 address bytes, expected 16');
   });
 
   it('a list error names the list and the entry', () => {

@@ -61,9 +61,9 @@ const digest = (text: string): Buffer => createHash('sha256').update(text, 'utf8
 
 /** Constant-time check of an Authorization header against `expected` (a SHA-256 digest). */
 export function authorized(header: string | undefined, expected: Buffer): boolean {
-  const match = /^Bearer ([\x21-\x7e]+)$/.exec(header ?? '');
-  const given = digest(match === null ? '' : match[1]);
-  return timingSafeEqual(given, expected) && match !== null;
+  const token = /^Bearer ([\x21-\x7e]+)$/.exec(header ?? '')?.[1];
+  const given = digest(token ?? '');
+  return timingSafeEqual(given, expected) && token !== undefined;
 }
 
 function send(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -174,11 +174,11 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
       response.end(text);
       return;
     }
-    const match = STATE_PATH.exec(path);
-    if (match !== null) {
+    const [, serviceSegment, backendSegment] = STATE_PATH.exec(path) ?? [];
+    if (serviceSegment !== undefined && backendSegment !== undefined) {
       allow(request.method, 'POST');
-      const service = decode(match[1]);
-      const backend = decode(match[2]);
+      const service = decode(serviceSegment);
+      const backend = decode(backendSegment);
       const state = parseStateBody(await readBody(request));
       try {
         send(response, 200, balancer.setState(service, backend, state));

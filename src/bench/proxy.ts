@@ -219,7 +219,8 @@ async function main(): Promise<number> {
     }
     for (let run = 0; run < options.runs && timed.length > 0; run++) {
       progress(`run ${run + 1}/${options.runs}:`);
-      const order = running.map((_, i) => running[(i + run) % running.length]);
+      const turn = run % running.length; // rotate the order each run
+      const order = [...running.slice(turn), ...running.slice(0, turn)];
       for (const name of timed) {
         for (const path of order) await measureOnce(group, path, name, options, samples.get(path.name) ?? emptySamples());
       }

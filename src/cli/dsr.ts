@@ -12,7 +12,7 @@ import { Command, Option } from 'commander';
 import { createInterface } from 'node:readline';
 import { loadConfig, type DsrServiceConfig } from '../config/index.js';
 import { LbError } from '../errors.js';
-import { flowKey, nftJhashSlot } from '../hashing/index.js';
+import { flowKey, nftJhashSlot, slotOwner } from '../hashing/index.js';
 import {
   DSR_METHODS,
   isDsrMethod,
@@ -44,8 +44,9 @@ function methodOf(options: CommonOptions): DsrMethod {
 
 function oneConfig(options: CommonOptions): string {
   const files = options.config ?? [];
-  if (files.length !== 1) usage(`give exactly one -c FILE (got ${files.length})`);
-  return files[0];
+  const [file] = files;
+  if (files.length !== 1 || file === undefined) usage(`give exactly one -c FILE (got ${files.length})`);
+  return file;
 }
 
 async function plan(file: string, service: string | undefined): Promise<DirectorService[]> {
@@ -80,8 +81,8 @@ function withCommon(command: Command, method = true): Command {
 
 /** `ADDRESS`, `ADDRESS:PORT` or `[v6]:PORT` → address and port. */
 function parseFlow(text: string): { address: string; port: number | undefined } {
-  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
-  if (bracket) return { address: bracket[1], port: bracket[2] === undefined ? undefined : Number(bracket[2]) };
+  const [, bracketed, bracketedPort] = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? [];
+  if (bracketed !== undefined) return { address: bracketed, port: bracketedPort === undefined ? undefined : Number(bracketedPort) };
   const colon = text.lastIndexOf(':');
   if (colon > 0 && text.indexOf(':') === colon) return { address: text.slice(0, colon), port: Number(text.slice(colon + 1)) };
   return { address: text, port: undefined };
@@ -96,7 +97,7 @@ function lookupLine(services: readonly DirectorService[], text: string): string 
     }
     const key = service.hashKey === 'source-ip' ? flowKey(address) : flowKey(address, port);
     const slot = nftJhashSlot(key, service.table.size, service.seed);
-    const backend = service.table.backends[service.table.slots[slot]];
+    const backend = slotOwner(service.table, slot); // nftJhashSlot returns a slot in [0, table.size)
     lines.push(`${text.trim()}\t${service.name}\t${slot}\t${backend.name}\n`);
   }
   return lines.join('');
@@ -139,10 +140,11 @@ export function dsrCommand(): Command {
       .action(async (options: CommonOptions) => {
         const method = methodOf(options);
         const files = options.config ?? [];
-        if (files.length !== 2) usage(`diff needs -c OLD -c NEW (got ${files.length} -c)`);
+        const [oldFile, newFile] = files;
+        if (files.length !== 2 || oldFile === undefined || newFile === undefined) usage(`diff needs -c OLD -c NEW (got ${files.length} -c)`);
         await run(async () => {
-          const before = await plan(files[0], options.service);
-          const after = await plan(files[1], options.service);
+          const before = await plan(oldFile, options.service);
+          const after = await plan(newFile, options.service);
           return renderDiff(before, after, method).text;
         });
       }),

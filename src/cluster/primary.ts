@@ -97,8 +97,9 @@ export class ClusterPrimary {
       this.fork(slot);
     }));
     try {
-      const all = await Promise.all(started);
-      return all[0];
+      const [first] = await Promise.all(started);
+      if (first === undefined) throw new LbError('LB_ERR_INVALID_ARGUMENT', 'a cluster needs at least one worker');
+      return first;
     } catch (error) {
       this.stopping = true;
       for (const slot of this.slots) if (slot.worker?.process.pid !== undefined && slot.worker.isDead() === false) slot.worker.process.kill('SIGKILL');
@@ -288,13 +289,14 @@ export class ClusterPrimary {
       slot.running = next;
       if (reply.error !== null) refused.push({ worker: slot.id, error: fromWire(reply.error) });
     }
-    if (answered > 0 && refused.length === answered) {
+    const firstRefusal = refused[0];
+    if (firstRefusal !== undefined && refused.length === answered) {
       for (const { slot, reply } of replies) if (reply?.type === 'reloaded') slot.running = previous; // they kept it
       this.config = previous;
       await this.authority.apply(previous).catch(() => undefined); // resolved a moment ago; a failure leaves `next`'s checks
       this.broadcast();
       this.realign();
-      throw refused[0].error;
+      throw firstRefusal.error;
     }
     this.realign();
     return refused;

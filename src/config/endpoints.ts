@@ -24,7 +24,8 @@ export function isHostname(text: string): boolean {
   const labels = (text.endsWith('.') ? text.slice(0, -1) : text).split('.');
   if (!labels.every((label) => HOSTNAME_LABEL.test(label))) return false;
   // An all-numeric last label is a mistyped IPv4 address, not a name (RFC 3696 §2).
-  return !/^\d+$/.test(labels[labels.length - 1]);
+  const last = labels.at(-1); // split returns at least one label
+  return last !== undefined && !/^\d+$/.test(last);
 }
 
 function splitHostPort(text: string): ParseResult<{ host: string; portText: string | undefined }> {

@@ -23,15 +23,17 @@ export function describeValue(value: unknown): string {
 
 function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  // previous always has b.length + 1 entries and current has j entries when current[j] is
+  // written, so previous[j], previous[j − 1], current[j − 1] and previous[b.length] are defined.
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost);
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + cost);
     }
     previous = current;
   }
-  return previous[b.length];
+  return previous[b.length]!;
 }
 
 const fold = (text: string): string => text.toLowerCase().replace(/[-_\s]/g, '');

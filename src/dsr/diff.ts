@@ -7,7 +7,7 @@
  * DSCP, hash key, seed or table size — is refused with the reason: render and load the whole ruleset.
  */
 import { LbError } from '../errors.js';
-import { diffMaglevTables, type SlotChange } from '../hashing/index.js';
+import { diffMaglevTables, slotOwner, type SlotChange } from '../hashing/index.js';
 import { elementLines, slotValue } from './director.js';
 import { DIRECTOR_TABLE, type DirectorService, type DsrMethod } from './plan.js';
 
@@ -67,8 +67,8 @@ export function renderDiff(before: readonly DirectorService[], after: readonly D
     const keys: string[] = [];
     const elements: string[] = [];
     for (let slot = 0; slot < next.table.size; slot++) {
-      const from = slotValue(old.table.backends[old.table.slots[slot]], method);
-      const to = slotValue(next.table.backends[next.table.slots[slot]], method);
+      const from = slotValue(slotOwner(old.table, slot), method);
+      const to = slotValue(slotOwner(next.table, slot), method);
       if (from === to) continue;
       keys.push(String(slot));
       elements.push(`${slot} : ${to}`);

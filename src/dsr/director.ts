@@ -14,6 +14,7 @@
  * l2: the backend is a mark (its address as a u32); policy routing (`renderDirectorRoutes`) sends each
  *     mark to a table whose default route is via that backend, so only the MAC changes (LVS-DR).
  */
+import { slotOwner } from '../hashing/index.js';
 import { DIRECTOR_TABLE, nftKeyExpression, type DirectorService, type DsrBackend, type DsrMethod } from './plan.js';
 
 /** Pins idle longer than this fall back to the table: long enough for idle interactive sessions. */
@@ -49,16 +50,16 @@ export function elementLines(elements: readonly string[], indent: string, perLin
 }
 
 function slotElements(service: DirectorService, method: DsrMethod): string[] {
-  const { backends, slots } = service.table;
-  const elements = new Array<string>(slots.length);
-  for (let slot = 0; slot < slots.length; slot++) elements[slot] = `${slot} : ${slotValue(backends[slots[slot]], method)}`;
+  const { table } = service;
+  const elements = new Array<string>(table.size);
+  for (let slot = 0; slot < table.size; slot++) elements[slot] = `${slot} : ${slotValue(slotOwner(table, slot), method)}`;
   return elements;
 }
 
 function serviceHeader(service: DirectorService, method: DsrMethod): string[] {
   const { table } = service;
   const counts = new Array<number>(table.backends.length).fill(0);
-  for (const index of table.slots) counts[index]++;
+  for (const index of table.slots) counts[index] = (counts[index] ?? 0) + 1;
   const lines = [
     `# service ${service.name}: ${service.vip}:${service.port}${method === 'l3' ? ` dscp ${service.dscp}` : ''}, ` +
       `jhash ${nftKeyExpression(service.hashKey)} mod ${table.size} seed ${hex(service.seed)}`,

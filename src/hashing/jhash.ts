@@ -25,9 +25,10 @@ function rol32(word: number, shift: number): number {
   return ((word << shift) | (word >>> (32 - shift))) >>> 0;
 }
 
-/** Byte `index` of `key`, or 0 past its end (the zero padding of nft registers). */
+/** Byte `index` of `key`, or 0 past its end (the zero padding of nft registers). Pre: index ≥ 0. */
 function byteAt(key: Uint8Array, index: number): number {
-  return index < key.length ? key[index] : 0;
+  // The test is the bound: 0 ≤ index < key.length, so key[index] is defined.
+  return index < key.length ? key[index]! : 0;
 }
 
 /** Little-endian 32-bit word at `index` of the padded key. */
@@ -62,9 +63,10 @@ export function jhash(key: Uint8Array, length: number, initval: number): number 
   }
   if (remaining === 0) return c; // the kernel's `case 0: break;` skips the final mix
   // The last block, 1..12 bytes, little-endian byte by byte (the switch's fall-through).
-  const tail = [0, 0, 0];
+  const tail: [number, number, number] = [0, 0, 0];
+  // i < remaining ≤ 12, so i >> 2 ≤ 2 indexes the three tail words.
   for (let i = 0; i < remaining; i++) {
-    tail[i >> 2] += byteAt(key, offset + i) * 2 ** (8 * (i & 3));
+    tail[i >> 2]! += byteAt(key, offset + i) * 2 ** (8 * (i & 3));
   }
   a = (a + tail[0]) >>> 0;
   b = (b + tail[1]) >>> 0;

@@ -30,10 +30,13 @@ function parseIPv6(text: string, out: Uint8Array): void {
   hextets.push(...front);
   if (gap >= 0) for (let i = front.length + back.length; i < 8; i++) hextets.push(0);
   hextets.push(...back);
-  for (let i = 0; i < 8; i++) {
-    out[i * 2] = hextets[i] >> 8;
-    out[i * 2 + 1] = hextets[i] & 0xff;
-  }
+  // isIPv6 passed, so this holds; if this parser and node:net ever disagree, refuse the address
+  // rather than key it on missing hextets.
+  if (hextets.length !== 8) throw new LbError('LB_ERR_INVALID_ARGUMENT', `not an IP address: "${text}"`);
+  hextets.forEach((hextet, i) => {
+    out[i * 2] = hextet >> 8;
+    out[i * 2 + 1] = hextet & 0xff;
+  });
   if (dotted) parseIPv4(dotted, out, 12);
 }
 

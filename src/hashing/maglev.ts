@@ -43,27 +43,32 @@ export function populateMaglev(entries: readonly PermutationEntry[], tableSize: 
   const weights = new Float64Array(count);
   const placed = new Float64Array(count); // slots placed so far by each lighter entry
   let maxWeight = 0;
-  for (const entry of entries) maxWeight = Math.max(maxWeight, entry.weight);
-  for (let i = 0; i < count; i++) {
-    cursor[i] = entries[i].offset;
-    skips[i] = entries[i].skip;
-    weights[i] = entries[i].weight;
-  }
+  entries.forEach((entry, i) => {
+    maxWeight = Math.max(maxWeight, entry.weight);
+    cursor[i] = entry.offset;
+    skips[i] = entry.skip;
+    weights[i] = entry.weight;
+  });
   let filled = 0;
+  // i < count, the length of cursor, skips, weights and placed, so their [i] is defined. A slot
+  // starts at an offset < M (pre) and steps by skip < M, wrapping at M, so 0 ≤ slot < M =
+  // table.length and table[slot] is defined.
   for (let round = 1; filled < tableSize; round++) {
     for (let i = 0; i < count && filled < tableSize; i++) {
+      const weight = weights[i]!;
       // Envoy's rule: an entry of weight max/k places one slot every k rounds.
-      if (weights[i] < maxWeight) {
-        if (round * weights[i] < (placed[i] + 1) * maxWeight) continue;
-        placed[i] += 1;
+      if (weight < maxWeight) {
+        if (round * weight < (placed[i]! + 1) * maxWeight) continue;
+        placed[i]! += 1;
       }
-      let slot = cursor[i];
-      while (table[slot] >= 0) {
-        slot += skips[i];
+      const skip = skips[i]!;
+      let slot = cursor[i]!;
+      while (table[slot]! >= 0) {
+        slot += skip;
         if (slot >= tableSize) slot -= tableSize;
       }
       table[slot] = i;
-      slot += skips[i];
+      slot += skip;
       if (slot >= tableSize) slot -= tableSize;
       cursor[i] = slot;
       filled++;
@@ -116,6 +121,15 @@ export function buildMaglevTable<B extends Backend>(
   return { size: tableSize, backends: sorted, slots: populateMaglev(entries, tableSize) };
 }
 
+/**
+ * The backend that owns `slot`. Pre: 0 ≤ slot < table.size, and the table was built by
+ * buildMaglevTable, whose every slot holds an index into its backends. O(1).
+ */
+export function slotOwner<B extends Backend>(table: MaglevTable<B>, slot: number): B {
+  // slots.length = size > slot (pre), and a built table's slot values index its backends.
+  return table.backends[table.slots[slot]!]!;
+}
+
 /** A slot that changed owner between two tables of the same size. */
 export interface SlotChange {
   readonly slot: number;
@@ -130,8 +144,8 @@ export function diffMaglevTables(before: MaglevTable, after: MaglevTable): SlotC
   }
   const changes: SlotChange[] = [];
   for (let slot = 0; slot < before.size; slot++) {
-    const from = before.backends[before.slots[slot]].name;
-    const to = after.backends[after.slots[slot]].name;
+    const from = slotOwner(before, slot).name;
+    const to = slotOwner(after, slot).name;
     if (from !== to) changes.push({ slot, from, to });
   }
   return changes;
@@ -169,8 +183,10 @@ class MaglevPicker<B extends Backend> implements Picker<B> {
    */
   pick(key: HashKey, attempt = 0): B | undefined {
     const { slots, size, backends } = this.table;
+    // A SlotHash returns a slot in [0, M) and slots.length = M, so slots[start] and slots[slot]
+    // below are defined; a slot's value indexes backends, whose length is seen.length.
     const start = this.slotHash(key, size);
-    if (attempt === 0) return backends[slots[start]];
+    if (attempt === 0) return backends[slots[start]!];
     if (attempt >= backends.length || attempt < 0) return undefined;
     const seen = this.seen;
     seen.fill(0);
@@ -178,7 +194,7 @@ class MaglevPicker<B extends Backend> implements Picker<B> {
     for (let step = 0; step < size; step++) {
       let slot = start + step;
       if (slot >= size) slot -= size;
-      const index = slots[slot];
+      const index = slots[slot]!;
       if (seen[index] === 1) continue;
       if (distinct === attempt) return backends[index];
       seen[index] = 1;

@@ -18,15 +18,22 @@ const encoder = new TextEncoder();
 /** The digest as four unsigned 32-bit words [a, b, c, d], written into `out`. */
 export type Md5Words = Uint32Array;
 
+/**
+ * One 64-byte block, data[offset, offset + 64), folded into `state`.
+ * Pre: offset + 64 ≤ data.length; state.length = 4.
+ */
 function compress(state: Int32Array, data: Uint8Array, offset: number): void {
+  // o + 3 = offset + 4i + 3 < offset + 64 ≤ data.length (pre), so every data[o + k] is defined.
   for (let i = 0; i < 16; i++) {
     const o = offset + i * 4;
-    words[i] = data[o] | (data[o + 1] << 8) | (data[o + 2] << 16) | (data[o + 3] << 24);
+    words[i] = data[o]! | (data[o + 1]! << 8) | (data[o + 2]! << 16) | (data[o + 3]! << 24);
   }
-  let a = state[0];
-  let b = state[1];
-  let c = state[2];
-  let d = state[3];
+  let a = state[0]!;
+  let b = state[1]!;
+  let c = state[2]!;
+  let d = state[3]!;
+  // i < 64 = K.length; g is masked to 0..15 (words.length = 16); the S index
+  // 4·(i >> 4) + (i & 3) ≤ 15 < S.length = 16: every read below is defined.
   for (let i = 0; i < 64; i++) {
     let f: number;
     let g: number;
@@ -43,22 +50,22 @@ function compress(state: Int32Array, data: Uint8Array, offset: number): void {
       f = c ^ (b | ~d);
       g = (7 * i) & 15;
     }
-    const s = S[((i >> 4) << 2) | (i & 3)];
-    const sum = (a + f + K[i] + words[g]) | 0;
+    const s = S[((i >> 4) << 2) | (i & 3)]!;
+    const sum = (a + f + K[i]! + words[g]!) | 0;
     a = d;
     d = c;
     c = b;
     b = (b + ((sum << s) | (sum >>> (32 - s)))) | 0;
   }
-  state[0] = (state[0] + a) | 0;
-  state[1] = (state[1] + b) | 0;
-  state[2] = (state[2] + c) | 0;
-  state[3] = (state[3] + d) | 0;
+  state[0] = (state[0]! + a) | 0;
+  state[1] = (state[1]! + b) | 0;
+  state[2] = (state[2]! + c) | 0;
+  state[3] = (state[3]! + d) | 0;
 }
 
 const state = new Int32Array(4);
 
-/** MD5 of `bytes[0..length)` into `out` (4 words). `bytes` is not modified. */
+/** MD5 of `bytes[0..length)` into `out` (4 words). Pre: length ≤ bytes.length. `bytes` is not modified. */
 export function md5Words(bytes: Uint8Array, length: number, out: Md5Words): Md5Words {
   state[0] = 0x67452301;
   state[1] = 0xefcdab89 | 0;
@@ -70,7 +77,8 @@ export function md5Words(bytes: Uint8Array, length: number, out: Md5Words): Md5W
   const tailLength = rest < 56 ? 64 : 128;
   if (block.length < tailLength) block = new Uint8Array(128);
   block.fill(0, 0, tailLength);
-  for (let i = 0; i < rest; i++) block[i] = bytes[full + i];
+  // full + i < length ≤ bytes.length (pre), so bytes[full + i] is defined.
+  for (let i = 0; i < rest; i++) block[i] = bytes[full + i]!;
   block[rest] = 0x80;
   const bits = length * 8;
   block[tailLength - 8] = bits & 0xff;
@@ -84,10 +92,11 @@ export function md5Words(bytes: Uint8Array, length: number, out: Md5Words): Md5W
   block[tailLength - 1] = (high >>> 24) & 0xff;
   compress(state, block, 0);
   if (tailLength === 128) compress(state, block, 64);
-  out[0] = state[0];
-  out[1] = state[1];
-  out[2] = state[2];
-  out[3] = state[3];
+  // state is an Int32Array(4).
+  out[0] = state[0]!;
+  out[1] = state[1]!;
+  out[2] = state[2]!;
+  out[3] = state[3]!;
   return out;
 }
 

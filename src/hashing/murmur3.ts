@@ -55,19 +55,21 @@ function rotl(x: number, r: number): number {
   return (x << r) | (x >>> (32 - r));
 }
 
-/** MurmurHash3 x86_32 of `bytes[0..length)`; an unsigned 32-bit integer. */
+/** MurmurHash3 x86_32 of `bytes[0..length)`; an unsigned 32-bit integer. Pre: length ≤ bytes.length. */
 export function murmur3Bytes(bytes: Uint8Array, length: number, seed: number): number {
   let h = seed >>> 0;
   const blocks = length & ~3;
+  // Every index read below is < length ≤ bytes.length (pre): i + 3 < blocks in the loop, and the
+  // tail reads blocks + rest − 1 at most, so each bytes[…] is defined.
   for (let i = 0; i < blocks; i += 4) {
-    h = mixBlock(h, bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24));
+    h = mixBlock(h, bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24));
   }
   const rest = length & 3;
   if (rest > 0) {
     let k = 0;
-    if (rest === 3) k ^= bytes[blocks + 2] << 16;
-    if (rest >= 2) k ^= bytes[blocks + 1] << 8;
-    k ^= bytes[blocks];
+    if (rest === 3) k ^= bytes[blocks + 2]! << 16;
+    if (rest >= 2) k ^= bytes[blocks + 1]! << 8;
+    k ^= bytes[blocks]!;
     h ^= scramble(k);
   }
   h ^= length;

@@ -32,15 +32,19 @@ class RendezvousPicker<B extends Backend> implements Picker<B> {
       this.nameHashes[i] = hashKey(backend.name);
       this.weights[i] = backend.weight;
     });
-    this.uniform = backends.every((backend) => backend.weight === backends[0].weight);
+    const first = backends[0];
+    this.uniform = first === undefined || backends.every((backend) => backend.weight === first.weight);
     this.scores = new Float64Array(n);
     this.order = new Uint32Array(n);
   }
 
-  /** Score of backend i for a key hash; with equal weights the raw hash orders the same way. */
+  /**
+   * Score of backend i for a key hash; with equal weights the raw hash orders the same way.
+   * Pre: 0 ≤ i < n = nameHashes.length = weights.length (every caller loops i < n), so both reads are defined.
+   */
   private score(keyHash: number, i: number): number {
-    const hash = hashPair(keyHash, this.nameHashes[i]);
-    return this.uniform ? hash : -this.weights[i] / Math.log(unit(hash));
+    const hash = hashPair(keyHash, this.nameHashes[i]!);
+    return this.uniform ? hash : -this.weights[i]! / Math.log(unit(hash));
   }
 
   /** Attempt n is the backend with the (n+1)-th highest score; ties go to the earlier name. */
@@ -65,8 +69,9 @@ class RendezvousPicker<B extends Backend> implements Picker<B> {
       scores[i] = this.score(keyHash, i);
       order[i] = i;
     }
-    order.sort((a, b) => scores[b] - scores[a] || a - b);
-    return this.backends[order[attempt]];
+    // order is a permutation of 0..n−1 (scores.length = n) and 0 < attempt < n was checked above.
+    order.sort((a, b) => scores[b]! - scores[a]! || a - b);
+    return this.backends[order[attempt]!];
   }
 }
 

@@ -33,26 +33,31 @@ export function buildRing(backends: readonly Backend[]): RingPoints {
   const digest = new Uint32Array(4);
   const encoder = new TextEncoder();
   let next = 0;
-  backends.forEach((backend, index) => {
-    for (let group = 0; group < counts[index]; group++) {
-      const bytes = encoder.encode(`${backend.name}-${group}`);
+  counts.forEach((count, index) => {
+    const name = backends[index]!.name; // counts is backends.map(…): same length
+    for (let group = 0; group < count; group++) {
+      const bytes = encoder.encode(`${name}-${group}`);
       md5Words(bytes, bytes.length, digest);
+      // j < KETAMA_POINTS_PER_GROUP = 4 = digest.length, so digest[j] is defined.
       for (let j = 0; j < KETAMA_POINTS_PER_GROUP; j++) {
-        rawPoints[next] = digest[j];
+        rawPoints[next] = digest[j]!;
         rawOwners[next] = index;
         next++;
       }
     }
   });
   // Sort by (point, owner): owner indices are in name order, hence the name tie-break.
+  // order holds a permutation of 0..size−1 and rawPoints, rawOwners, points, owners all have
+  // length size, so every [a], [b], [i] and [order[i]] below is defined.
   const order = new Uint32Array(size);
   for (let i = 0; i < size; i++) order[i] = i;
-  order.sort((a, b) => rawPoints[a] - rawPoints[b] || rawOwners[a] - rawOwners[b]);
+  order.sort((a, b) => rawPoints[a]! - rawPoints[b]! || rawOwners[a]! - rawOwners[b]!);
   const points = new Uint32Array(size);
   const owners = new Uint32Array(size);
   for (let i = 0; i < size; i++) {
-    points[i] = rawPoints[order[i]];
-    owners[i] = rawOwners[order[i]];
+    const from = order[i]!;
+    points[i] = rawPoints[from]!;
+    owners[i] = rawOwners[from]!;
   }
   return { points, owners };
 }
@@ -61,9 +66,10 @@ export function buildRing(backends: readonly Backend[]): RingPoints {
 export function findPoint(points: Uint32Array, position: number): number {
   let low = 0;
   let high = points.length;
+  // 0 ≤ low ≤ mid < high ≤ points.length, so points[mid] is defined.
   while (low < high) {
     const mid = (low + high) >>> 1;
-    if (points[mid] < position) low = mid + 1;
+    if (points[mid]! < position) low = mid + 1;
     else high = mid;
   }
   return low === points.length ? 0 : low;
@@ -83,7 +89,7 @@ class RingPicker<B extends Backend> implements Picker<B> {
 
   /** Ring position of a key: the first little-endian word of md5(key). */
   position(key: HashKey): number {
-    return md5Key(key, this.digest)[0];
+    return md5Key(key, this.digest)[0]!; // digest is a Uint32Array(4)
   }
 
   /**
@@ -93,8 +99,10 @@ class RingPicker<B extends Backend> implements Picker<B> {
   pick(key: HashKey, attempt = 0): B | undefined {
     const { points, owners } = this.ring;
     if (points.length === 0) return attempt === 0 ? this.backends[0] : undefined;
+    // findPoint returns an index < points.length = owners.length, and i below wraps into the same
+    // range, so owners[start] and owners[i] are defined; an owner indexes backends (seen.length).
     const start = findPoint(points, this.position(key));
-    if (attempt === 0) return this.backends[owners[start]];
+    if (attempt === 0) return this.backends[owners[start]!];
     if (attempt < 0 || attempt >= this.backends.length) return undefined;
     const seen = this.seen;
     seen.fill(0);
@@ -102,7 +110,7 @@ class RingPicker<B extends Backend> implements Picker<B> {
     for (let step = 0; step < points.length; step++) {
       let i = start + step;
       if (i >= points.length) i -= points.length;
-      const owner = owners[i];
+      const owner = owners[i]!;
       if (seen[owner] === 1) continue;
       if (distinct === attempt) return this.backends[owner];
       seen[owner] = 1;

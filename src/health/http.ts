@@ -56,10 +56,10 @@ export function parseExpectedStatus(expected: ExpectedStatus = DEFAULT_EXPECTED_
       return [spec, spec];
     }
     if (typeof spec !== 'string') return badStatus(spec);
-    const parts = spec.trim().split('-');
-    if (parts.length > 2) badStatus(spec);
-    const low = parseBound(parts[0].trim(), spec, true);
-    const high = parseBound((parts[1] ?? parts[0]).trim(), spec, false);
+    const [lowText, highText = lowText, ...extra] = spec.trim().split('-');
+    if (lowText === undefined || highText === undefined || extra.length > 0) return badStatus(spec);
+    const low = parseBound(lowText.trim(), spec, true);
+    const high = parseBound(highText.trim(), spec, false);
     if (high < low) badStatus(spec);
     return [low, high];
   });

@@ -22,8 +22,10 @@ export const MYSQL_MAX_PACKET_BYTES = 1024;
 const MIN_GREETING_AFTER_VERSION = 1 + 4 + 8 + 1 + 2;
 
 function decodeError(payload: Uint8Array): Verdict {
-  if (payload.length < 3) return { ok: false, kind: 'invalid', reason: 'error packet shorter than its code' };
-  const code = payload[1] | (payload[2] << 8);
+  const codeLow = payload[1];
+  const codeHigh = payload[2];
+  if (codeLow === undefined || codeHigh === undefined) return { ok: false, kind: 'invalid', reason: 'error packet shorter than its code' };
+  const code = codeLow | (codeHigh << 8);
   // With CLIENT_PROTOCOL_41 a '#' and a 5-character SQL state follow; during the handshake the
   // server may not send them.
   const hasState = payload.length >= 9 && payload[3] === 0x23; /* '#' */
@@ -39,28 +41,33 @@ function decodeGreeting(payload: Uint8Array): Verdict {
   for (const c of version) {
     if (c < 0x20 || c >= 0x7f) return { ok: false, kind: 'invalid', reason: `greeting with a non-printable server version ${hexPreview(version)}` };
   }
-  if (payload.length < versionEnd + MIN_GREETING_AFTER_VERSION) {
+  const filler = payload[versionEnd + 1 + 4 + 8];
+  if (filler === undefined || payload.length < versionEnd + MIN_GREETING_AFTER_VERSION) {
     return { ok: false, kind: 'invalid', reason: `greeting of ${payload.length} bytes is too short for HandshakeV10` };
   }
-  const filler = payload[versionEnd + 1 + 4 + 8];
   if (filler !== 0) return { ok: false, kind: 'invalid', reason: `greeting filler byte is 0x${filler.toString(16)}, expected 0x00` };
   return { ok: true, detail: `MySQL protocol 10, server ${printable(version, 80)}` };
 }
 
 /** The verdict on the server's first packet so far (pure). */
 export function decodeMysqlGreeting(reply: Uint8Array, ended: boolean): Verdict | undefined {
-  if (reply.length < 4) {
+  // Packet header: 3-byte little-endian payload length, 1-byte sequence id.
+  const length0 = reply[0];
+  const length1 = reply[1];
+  const length2 = reply[2];
+  const sequence = reply[3];
+  if (length0 === undefined || length1 === undefined || length2 === undefined || sequence === undefined) {
     return ended ? { ok: false, kind: 'closed', reason: `connection closed after ${reply.length} bytes of a packet header` } : undefined;
   }
-  const length = reply[0] | (reply[1] << 8) | (reply[2] << 16);
-  const sequence = reply[3];
+  const length = length0 | (length1 << 8) | (length2 << 16);
   if (length === 0 || length + 4 > MYSQL_MAX_PACKET_BYTES) {
     return { ok: false, kind: 'invalid', reason: `not a MySQL greeting: packet length ${length} (first bytes ${hexPreview(reply)})` };
   }
   if (sequence !== 0) return { ok: false, kind: 'invalid', reason: `not a MySQL greeting: sequence id ${sequence}` };
   // The first payload byte decides early: garbage need not be waited for.
-  if (reply.length > 4 && reply[4] !== 0x0a && reply[4] !== 0xff) {
-    return { ok: false, kind: 'invalid', reason: `not a MySQL greeting: protocol version byte 0x${reply[4].toString(16)}` };
+  const protocolVersion = reply[4];
+  if (protocolVersion !== undefined && protocolVersion !== 0x0a && protocolVersion !== 0xff) {
+    return { ok: false, kind: 'invalid', reason: `not a MySQL greeting: protocol version byte 0x${protocolVersion.toString(16)}` };
   }
   if (reply.length < length + 4) {
     return ended ? { ok: false, kind: 'closed', reason: `connection closed after ${reply.length} of ${length + 4} bytes` } : undefined;

@@ -77,15 +77,15 @@ export function pgsqlStartupMessage(options: PgsqlCheckOptions = {}): Uint8Array
 export function parseErrorFields(body: Uint8Array): Map<string, string> | undefined {
   const fields = new Map<string, string>();
   let i = 0;
-  while (i < body.length) {
+  for (;;) {
     const type = body[i];
+    if (type === undefined) return undefined; // ran off the end before the terminating 0 type
     if (type === 0) return i === body.length - 1 ? fields : undefined;
     const end = body.indexOf(0, i + 1);
     if (end === -1) return undefined;
     fields.set(String.fromCharCode(type), printable(body.subarray(i + 1, end), 300));
     i = end + 1;
   }
-  return undefined;
 }
 
 /** Terminate ('X'), sent after a pass so a trust-authenticated session ends cleanly. */

@@ -173,12 +173,8 @@ export function runProbe(
 
 /** Up to `max` characters of `bytes` as printable ASCII (others as '?'), for failure reasons. */
 export function printable(bytes: Uint8Array, max = 200): string {
-  const end = Math.min(bytes.length, max);
   let text = '';
-  for (let i = 0; i < end; i++) {
-    const c = bytes[i];
-    text += c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : '?';
-  }
+  for (const c of bytes.subarray(0, max)) text += c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : '?';
   return bytes.length > max ? `${text}...` : text;
 }
 

@@ -28,30 +28,30 @@ interface Resolved {
  * an address does not parse (zone indexes such as %eth0 are dropped first) or a port is out of range.
  */
 function resolve(connection: ConnectionEndpoints): Resolved | undefined {
-  const bytes = [new Uint8Array(16), new Uint8Array(16)];
-  const kinds: (4 | 6)[] = [];
-  const endpoints = [connection.source, connection.destination];
-  for (let i = 0; i < 2; i++) {
-    const { address, port } = endpoints[i];
-    if (!(Number.isInteger(port) && port >= 0 && port <= 0xffff)) return undefined;
-    const zone = address.indexOf('%');
-    const text = zone >= 0 ? address.slice(0, zone) : address;
-    if (parseIPv4Into(text, 0, text.length, bytes[i], 12)) {
-      bytes[i].fill(0, 0, 10).fill(0xff, 10, 12);
-      kinds.push(4);
-    } else if (parseIPv6Into(text, 0, text.length, bytes[i], 0)) {
-      kinds.push(isMappedIPv4(bytes[i]) ? 4 : 6);
-    } else {
-      return undefined;
-    }
-  }
-  const ipv4 = kinds[0] === 4 && kinds[1] === 4;
+  const source = endpointBytes(connection.source);
+  const destination = endpointBytes(connection.destination);
+  if (source === undefined || destination === undefined) return undefined;
+  const ipv4 = source.kind === 4 && destination.kind === 4;
   const text = (b: Uint8Array): string => (ipv4 ? formatIPv4(b, 12) : formatIPv6(b));
   return {
     ipv4,
-    source: { address: text(bytes[0]), port: connection.source.port },
-    destination: { address: text(bytes[1]), port: connection.destination.port },
+    source: { address: text(source.bytes), port: connection.source.port },
+    destination: { address: text(destination.bytes), port: connection.destination.port },
   };
+}
+
+/** One end as 16 bytes (IPv4 mapped) and its kind, or undefined if its address or port is unusable. */
+function endpointBytes({ address, port }: ProxyEndpoint): { readonly bytes: Uint8Array; readonly kind: 4 | 6 } | undefined {
+  if (!(Number.isInteger(port) && port >= 0 && port <= 0xffff)) return undefined;
+  const zone = address.indexOf('%');
+  const text = zone >= 0 ? address.slice(0, zone) : address;
+  const bytes = new Uint8Array(16);
+  if (parseIPv4Into(text, 0, text.length, bytes, 12)) {
+    bytes.fill(0, 0, 10).fill(0xff, 10, 12);
+    return { bytes, kind: 4 };
+  }
+  if (parseIPv6Into(text, 0, text.length, bytes, 0)) return { bytes, kind: isMappedIPv4(bytes) ? 4 : 6 };
+  return undefined;
 }
 
 /** The v1 header to send for a connection; UNKNOWN if the endpoints are unknown or unusable. */

@@ -73,7 +73,7 @@ export function encodeV2(header: ProxyHeaderV2Input, options: EncodeV2Options = 
   if (length > 0xffff) throw invalid(`v2 header would need length ${length}, at most 65535 fit`);
 
   const out = Buffer.alloc(V2_FIXED_LENGTH + length);
-  for (let i = 0; i < V2_SIGNATURE.length; i++) out[i] = V2_SIGNATURE[i];
+  out.set(V2_SIGNATURE, 0);
   out[12] = header.command === 'proxy' ? 0x21 : 0x20;
   out[13] = familyByte(addresses.family);
   out[14] = length >> 8;

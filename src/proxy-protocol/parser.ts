@@ -88,10 +88,12 @@ export class ProxyHeaderParser {
     }
     if (this.state === 'failed') return this.failure as ProxyParseResult;
     let i = 0;
+    // Each pass reads at most chunk[i] once before the loop tests i < chunk.length again, so the
+    // single-byte reads below (chunk[i], chunk[i++]) are in range.
     while (i < chunk.length) {
       switch (this.state) {
         case 'detect': {
-          const first = chunk[i];
+          const first = chunk[i]!;
           if (first === V1_PREFIX[0]) this.state = 'v1';
           else if (first === CR) this.state = 'v2-fixed';
           else {
@@ -101,7 +103,7 @@ export class ProxyHeaderParser {
           break;
         }
         case 'v1': {
-          const byte = chunk[i++];
+          const byte = chunk[i++]!;
           const at = this.have;
           this.buffer[this.have++] = byte;
           if (at < V1_PREFIX.length) {
@@ -125,11 +127,13 @@ export class ProxyHeaderParser {
         }
         case 'v2-fixed': {
           const at = this.have;
-          this.buffer[this.have++] = chunk[i++];
+          this.buffer[this.have++] = chunk[i++]!;
           const fault = checkV2FixedByte(this.buffer, at, this.maxV2Length);
           if (fault) return this.fail(fault);
           if (this.have === V2_FIXED_LENGTH) {
-            this.total = v2TotalLength(this.buffer);
+            const total = v2TotalLength(this.buffer);
+            if (total === undefined) return this.fail(new ProxyProtocolError('LB_ERR_PROXY_MALFORMED', 14, 2, 'the length field is missing'));
+            this.total = total;
             if (this.total > this.buffer.length) {
               const grown = new Uint8Array(this.total);
               grown.set(this.buffer.subarray(0, V2_FIXED_LENGTH));

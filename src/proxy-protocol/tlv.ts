@@ -6,6 +6,7 @@
  * AUTHORITY values would let two layers disagree on the client); UNIQUE_ID is at most 128 bytes;
  * CRC32C is 4 bytes and, when verification is on, must match; string values decode strictly.
  */
+import { readUint16, readUint32 } from './bytes.js';
 import { crc32c } from './crc32c.js';
 import { ProxyProtocolError } from './errors.js';
 import {
@@ -45,50 +46,52 @@ function utf8(value: Uint8Array): string | undefined {
 }
 
 function ascii(value: Uint8Array): string | undefined {
-  for (let i = 0; i < value.length; i++) if (value[i] > 0x7f) return undefined;
+  for (const byte of value) if (byte > 0x7f) return undefined;
   return String.fromCharCode.apply(null, Array.from(value));
 }
 
-/** Splits bytes[start, end) into TLVs, or returns where one overruns. Values are copies. */
-function splitTlvs(
-  bytes: Uint8Array,
-  start: number,
-  end: number,
-  what: string,
-  base: number,
-  out: ProxyTlv[],
-  offsets: number[],
-): ProxyProtocolError | undefined {
+/** A TLV and the offset of its value in the bytes it was split from. */
+interface PlacedTlv {
+  readonly tlv: ProxyTlv;
+  readonly at: number;
+}
+
+/** Splits bytes[start, end) into TLVs, or returns where one overruns. Values are copies. Pre: end ≤ bytes.length. */
+function splitTlvs(bytes: Uint8Array, start: number, end: number, what: string, base: number): PlacedTlv[] | ProxyProtocolError {
+  const placed: PlacedTlv[] = [];
   let pos = start;
   while (pos < end) {
-    if (end - pos < 3) return malformed(base + pos, `${end - pos} byte(s) left at the end of the ${what}, too few for a TLV (3 + value)`);
     const type = bytes[pos];
-    const length = (bytes[pos + 1] << 8) | bytes[pos + 2];
+    const length = readUint16(bytes, pos + 1);
+    if (end - pos < 3 || type === undefined || length === undefined) {
+      return malformed(base + pos, `${end - pos} byte(s) left at the end of the ${what}, too few for a TLV (3 + value)`);
+    }
     if (pos + 3 + length > end) {
       return malformed(base + pos, `${what} type ${hex(type)} declares ${length} value bytes but only ${end - pos - 3} remain`);
     }
-    out.push({ type, value: bytes.slice(pos + 3, pos + 3 + length) });
-    offsets.push(pos + 3);
+    placed.push({ tlv: { type, value: bytes.slice(pos + 3, pos + 3 + length) }, at: pos + 3 });
     pos += 3 + length;
   }
-  return undefined;
+  return placed;
 }
 
 function decodeSsl(value: Uint8Array, valueOffset: number): ProxySslInfo | ProxyProtocolError {
-  if (value.length < 5) return malformed(valueOffset, `SSL TLV value is ${value.length} bytes, needs at least 5 (client, verify)`);
-  const subTlvs: ProxyTlv[] = [];
-  const offsets: number[] = [];
-  const fault = splitTlvs(value, 5, value.length, 'SSL sub-TLV', valueOffset, subTlvs, offsets);
-  if (fault) return fault;
+  const client = value[0];
+  const verify = readUint32(value, 1);
+  if (client === undefined || verify === undefined) {
+    return malformed(valueOffset, `SSL TLV value is ${value.length} bytes, needs at least 5 (client, verify)`);
+  }
+  const placed = splitTlvs(value, 5, value.length, 'SSL sub-TLV', valueOffset);
+  if (placed instanceof ProxyProtocolError) return placed;
   const info: { -readonly [K in keyof ProxySslInfo]: ProxySslInfo[K] } = {
-    client: value[0],
-    verify: ((value[1] << 24) | (value[2] << 16) | (value[3] << 8) | value[4]) >>> 0,
-    subTlvs,
+    client,
+    verify,
+    subTlvs: placed.map(({ tlv }) => tlv),
   };
   const seen = new Set<number>();
-  for (let i = 0; i < subTlvs.length; i++) {
-    const { type, value: sub } = subTlvs[i];
-    const at = valueOffset + offsets[i];
+  for (const { tlv, at: subAt } of placed) {
+    const { type, value: sub } = tlv;
+    const at = valueOffset + subAt;
     let text: string | undefined;
     switch (type) {
       case PP2_SUBTYPE_SSL_VERSION:
@@ -127,15 +130,12 @@ export interface DecodedTlvs {
  * plus O(end) once if a CRC32C TLV is present and verified.
  */
 export function decodeTlvs(header: Uint8Array, start: number, end: number, verifyCrc32c: boolean): DecodedTlvs | ProxyProtocolError {
-  const tlvs: ProxyTlv[] = [];
-  const offsets: number[] = [];
-  const fault = splitTlvs(header, start, end, 'TLV', 0, tlvs, offsets);
-  if (fault) return fault;
+  const placed = splitTlvs(header, start, end, 'TLV', 0);
+  if (placed instanceof ProxyProtocolError) return placed;
   const extensions: { -readonly [K in keyof ProxyExtensions]: ProxyExtensions[K] } = {};
   const seen = new Set<number>();
-  for (let i = 0; i < tlvs.length; i++) {
-    const { type, value } = tlvs[i];
-    const at = offsets[i];
+  for (const { tlv, at } of placed) {
+    const { type, value } = tlv;
     const registered = type === PP2_TYPE_ALPN || type === PP2_TYPE_AUTHORITY || type === PP2_TYPE_CRC32C ||
       type === PP2_TYPE_UNIQUE_ID || type === PP2_TYPE_SSL || type === PP2_TYPE_NETNS;
     if (!registered) continue;
@@ -152,8 +152,8 @@ export function decodeTlvs(header: Uint8Array, start: number, end: number, verif
         break;
       }
       case PP2_TYPE_CRC32C: {
-        if (value.length !== 4) return malformed(at - 3, `CRC32C TLV value must be 4 bytes, got ${value.length}`);
-        const received = ((value[0] << 24) | (value[1] << 16) | (value[2] << 8) | value[3]) >>> 0;
+        const received = value.length === 4 ? readUint32(value, 0) : undefined;
+        if (received === undefined) return malformed(at - 3, `CRC32C TLV value must be 4 bytes, got ${value.length}`);
         if (verifyCrc32c) {
           const computed = crc32c(header, 0, end, at);
           if (computed !== received) {
@@ -183,5 +183,5 @@ export function decodeTlvs(header: Uint8Array, start: number, end: number, verif
       }
     }
   }
-  return { tlvs, extensions };
+  return { tlvs: placed.map(({ tlv }) => tlv), extensions };
 }

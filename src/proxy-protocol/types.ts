@@ -136,8 +136,8 @@ export function familyByte(family: ProxyV2Family): number {
   return FAMILY_BYTES[family];
 }
 
-/** The family of a v2 family/transport byte, or undefined if §2.2 does not list it. */
-export function familyOfByte(byte: number): ProxyV2Family | undefined {
+/** The family of a v2 family/transport byte, or undefined if §2.2 does not list it (or the byte is missing). */
+export function familyOfByte(byte: number | undefined): ProxyV2Family | undefined {
   switch (byte) {
     case 0x00:
       return 'unspec';

@@ -76,7 +76,13 @@ export function decodeV1(line: Uint8Array, length: number): ProxyHeaderV1 | Prox
       return malformed(fieldEnd, 'unexpected data after the destination port');
     }
   }
-  const source: ProxyEndpoint = { address: addresses[0], port: ports[0] };
-  const destination: ProxyEndpoint = { address: addresses[1], port: ports[1] };
+  // The loop returns a fault unless it split off all four fields, so all four are here.
+  const [sourceAddress, destinationAddress] = addresses;
+  const [sourcePort, destinationPort] = ports;
+  if (sourceAddress === undefined || destinationAddress === undefined || sourcePort === undefined || destinationPort === undefined) {
+    return malformed(protocolEnd, 'fewer than the four fields after the protocol');
+  }
+  const source: ProxyEndpoint = { address: sourceAddress, port: sourcePort };
+  const destination: ProxyEndpoint = { address: destinationAddress, port: destinationPort };
   return { version: 1, protocol, source, destination };
 }

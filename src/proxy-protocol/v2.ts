@@ -6,6 +6,7 @@
  * checks and decodes everything else once the whole header is in.
  */
 import { formatIPv4, formatIPv6 } from '../rules/index.js';
+import { readUint16 } from './bytes.js';
 import { ProxyProtocolError } from './errors.js';
 import { decodeTlvs } from './tlv.js';
 import {
@@ -25,15 +26,22 @@ function fault(code: 'LB_ERR_PROXY_MALFORMED' | 'LB_ERR_PROXY_UNSUPPORTED' | 'LB
   return new ProxyProtocolError(code, offset, 2, what);
 }
 
+function unlistedFamily(byte: number | undefined): ProxyProtocolError {
+  const shown = byte === undefined ? 'missing' : `0x${byte.toString(16).padStart(2, '0')}`;
+  return fault('LB_ERR_PROXY_UNSUPPORTED', 13, `family/transport byte ${shown} is not one of 0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32`);
+}
+
 /**
  * Checks byte `index` (0–15) of a v2 header given bytes[0, index] (all earlier ones already passed).
  * For index 15 it also needs `maxLength`. Returns the fault, or undefined if the byte is fine.
  */
 export function checkV2FixedByte(bytes: Uint8Array, index: number, maxLength: number): ProxyProtocolError | undefined {
   const byte = bytes[index];
-  if (index < 12) {
-    if (byte === V2_SIGNATURE[index]) return undefined;
-    return fault('LB_ERR_PROXY_MALFORMED', index, `signature byte ${index} is 0x${byte.toString(16).padStart(2, '0')}, expected 0x${V2_SIGNATURE[index].toString(16).padStart(2, '0')}`);
+  if (byte === undefined) return fault('LB_ERR_PROXY_MALFORMED', index, `byte ${index} of the fixed header is missing`);
+  const expected = V2_SIGNATURE[index]; // defined exactly for the 12 signature bytes, index 0–11
+  if (expected !== undefined) {
+    if (byte === expected) return undefined;
+    return fault('LB_ERR_PROXY_MALFORMED', index, `signature byte ${index} is 0x${byte.toString(16).padStart(2, '0')}, expected 0x${expected.toString(16).padStart(2, '0')}`);
   }
   if (index === 12) {
     if (byte >> 4 !== 2) return fault('LB_ERR_PROXY_UNSUPPORTED', 12, `version ${byte >> 4}, only 2 is defined`);
@@ -41,15 +49,16 @@ export function checkV2FixedByte(bytes: Uint8Array, index: number, maxLength: nu
     return undefined;
   }
   if (index === 13) {
-    if (familyOfByte(byte) !== undefined) return undefined;
-    return fault('LB_ERR_PROXY_UNSUPPORTED', 13, `family/transport byte 0x${byte.toString(16).padStart(2, '0')} is not one of 0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32`);
+    return familyOfByte(byte) === undefined ? unlistedFamily(byte) : undefined;
   }
   if (index === 14) return undefined;
-  const length = (bytes[14] << 8) | bytes[15];
+  const length = readUint16(bytes, 14);
+  if (length === undefined) return fault('LB_ERR_PROXY_MALFORMED', 14, 'the length field is missing');
   if (length > maxLength) {
     return fault('LB_ERR_PROXY_TOO_LONG', 14, `length ${length} exceeds the limit of ${maxLength} bytes after the fixed 16`);
   }
-  const family = familyOfByte(bytes[13]) as ProxyV2Family;
+  const family = familyOfByte(bytes[13]);
+  if (family === undefined) return unlistedFamily(bytes[13]);
   const needed = addressBlockLength(family);
   if (length < needed) {
     return fault('LB_ERR_PROXY_MALFORMED', 14, `length ${length} is shorter than the ${needed}-byte address block of ${family}`);
@@ -57,48 +66,67 @@ export function checkV2FixedByte(bytes: Uint8Array, index: number, maxLength: nu
   return undefined;
 }
 
-/** The length field of a v2 header whose first 16 bytes passed `checkV2FixedByte`. */
-export function v2TotalLength(bytes: Uint8Array): number {
-  return V2_FIXED_LENGTH + ((bytes[14] << 8) | bytes[15]);
+/**
+ * 16 + the length field of a v2 header whose first 16 bytes passed `checkV2FixedByte`; undefined
+ * if bytes holds fewer than 16.
+ */
+export function v2TotalLength(bytes: Uint8Array): number | undefined {
+  const length = readUint16(bytes, 14);
+  return length === undefined ? undefined : V2_FIXED_LENGTH + length;
 }
 
-function port(bytes: Uint8Array, at: number): number {
-  return (bytes[at] << 8) | bytes[at + 1];
-}
-
-function decodeAddresses(bytes: Uint8Array, family: ProxyV2Family): ProxyV2Addresses {
+/**
+ * The address block of `family` at bytes[16, 16 + addressBlockLength(family)), or undefined if
+ * bytes ends inside it. The ports are its last bytes, so once they are there the addresses are too.
+ */
+function decodeAddresses(bytes: Uint8Array, family: ProxyV2Family): ProxyV2Addresses | undefined {
   const at = V2_FIXED_LENGTH;
   switch (family) {
     case 'unspec':
       return { family };
     case 'tcp4':
-    case 'udp4':
+    case 'udp4': {
+      const sourcePort = readUint16(bytes, at + 8);
+      const destinationPort = readUint16(bytes, at + 10);
+      if (sourcePort === undefined || destinationPort === undefined) return undefined;
       return {
         family,
-        source: { address: formatIPv4(bytes, at), port: port(bytes, at + 8) },
-        destination: { address: formatIPv4(bytes, at + 4), port: port(bytes, at + 10) },
+        source: { address: formatIPv4(bytes, at), port: sourcePort },
+        destination: { address: formatIPv4(bytes, at + 4), port: destinationPort },
       };
+    }
     case 'tcp6':
-    case 'udp6':
+    case 'udp6': {
+      const sourcePort = readUint16(bytes, at + 32);
+      const destinationPort = readUint16(bytes, at + 34);
+      if (sourcePort === undefined || destinationPort === undefined) return undefined;
       return {
         family,
-        source: { address: formatIPv6(bytes, at), port: port(bytes, at + 32) },
-        destination: { address: formatIPv6(bytes, at + 16), port: port(bytes, at + 34) },
+        source: { address: formatIPv6(bytes, at), port: sourcePort },
+        destination: { address: formatIPv6(bytes, at + 16), port: destinationPort },
       };
+    }
     case 'unix-stream':
     case 'unix-dgram':
+      if (bytes.length < at + 216) return undefined;
       return { family, sourcePath: bytes.slice(at, at + 108), destinationPath: bytes.slice(at + 108, at + 216) };
   }
 }
 
 /**
  * Decodes a complete v2 header bytes[0, total), whose fixed 16 bytes passed `checkV2FixedByte` and
- * whose total is 16 + the length field. Returns the header or the first fault in the TLVs.
+ * whose total is 16 + the length field. Returns the header or the first fault found.
  */
 export function decodeV2(bytes: Uint8Array, total: number, verifyCrc32c: boolean): ProxyHeaderV2 | ProxyProtocolError {
-  const command = (bytes[12] & 0x0f) === 1 ? 'proxy' : 'local';
-  const family = familyOfByte(bytes[13]) as ProxyV2Family;
+  const versionCommand = bytes[12];
+  if (versionCommand === undefined) return fault('LB_ERR_PROXY_MALFORMED', 12, 'the version/command byte is missing');
+  const command = (versionCommand & 0x0f) === 1 ? 'proxy' : 'local';
+  const family = familyOfByte(bytes[13]);
+  if (family === undefined) return unlistedFamily(bytes[13]);
   const addresses = decodeAddresses(bytes, family);
+  if (addresses === undefined) {
+    return fault('LB_ERR_PROXY_MALFORMED', V2_FIXED_LENGTH, `the ${addressBlockLength(family)}-byte address block of ${family} is cut short`);
+  }
   const decoded = decodeTlvs(bytes, V2_FIXED_LENGTH + addressBlockLength(family), total, verifyCrc32c);
   if (decoded instanceof ProxyProtocolError) return decoded;
   return { version: 2, command, addresses, tlvs: decoded.tlvs, extensions: decoded.extensions };

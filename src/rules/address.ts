@@ -9,6 +9,8 @@
  * ::ffff:0:0/96 written with a dotted tail (§5), as Node and inet_ntop report such clients.
  */
 
+import { LbError } from '../errors.js';
+
 /** Address family as a number, the way Node's `net.isIP` reports it. */
 export type IpFamily = 4 | 6;
 
@@ -133,12 +135,22 @@ export function isMappedIPv4(bytes: Uint8Array, offset = 0): boolean {
   return bytes[offset + 10] === 0xff && bytes[offset + 11] === 0xff;
 }
 
+/** Throws LB_ERR_INVALID_ARGUMENT unless bytes[offset, offset + count) is inside `bytes`. */
+function checkSpan(bytes: Uint8Array, offset: number, count: number): void {
+  if (!(offset >= 0 && offset + count <= bytes.length)) {
+    throw new LbError('LB_ERR_INVALID_ARGUMENT', `an address needs ${count} bytes at ${offset}, got a ${bytes.length}-byte array`);
+  }
+}
+
+/** Dotted-quad text of the 4 bytes at offset. Throws LB_ERR_INVALID_ARGUMENT if they are not all there. */
 export function formatIPv4(bytes: Uint8Array, offset = 0): string {
+  checkSpan(bytes, offset, 4);
   return `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
 }
 
-/** RFC 5952 canonical text of the 16 bytes at offset. */
+/** RFC 5952 canonical text of the 16 bytes at offset. Throws LB_ERR_INVALID_ARGUMENT if they are not all there. */
 export function formatIPv6(bytes: Uint8Array, offset = 0): string {
+  checkSpan(bytes, offset, 16);
   if (isMappedIPv4(bytes, offset)) return `::ffff:${formatIPv4(bytes, offset + 12)}`;
   let bestStart = -1;
   let bestLength = 0;
@@ -164,7 +176,8 @@ export function formatIPv6(bytes: Uint8Array, offset = 0): string {
       continue;
     }
     if (text.length > 0 && !text.endsWith(':')) text += ':';
-    text += ((bytes[offset + g * 2] << 8) | bytes[offset + g * 2 + 1]).toString(16);
+    // g < 8, so offset + 2g + 1 < offset + 16 ≤ bytes.length (checked on entry).
+    text += ((bytes[offset + g * 2]! << 8) | bytes[offset + g * 2 + 1]!).toString(16);
   }
   return text;
 }

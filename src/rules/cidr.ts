@@ -32,7 +32,8 @@ export function formatCidr(cidr: Cidr): string {
 
 function masked(bytes: Uint8Array, prefixLength: number): Uint8Array {
   const out = bytes.slice();
-  for (let bit = prefixLength; bit < out.length * 8; bit++) out[bit >> 3] &= ~(0x80 >> (bit & 7));
+  // bit < out.length · 8, so bit >> 3 < out.length and out[bit >> 3] is defined.
+  for (let bit = prefixLength; bit < out.length * 8; bit++) out[bit >> 3]! &= ~(0x80 >> (bit & 7));
   return out;
 }
 
@@ -98,11 +99,16 @@ class IntervalTable {
     blocks: readonly Cidr[],
   ) {
     const intervals = blocks.map((block) => {
+      // parseCidr makes 4 or 16 bytes; a Cidr built by hand is checked here, once per block.
+      if (block.bytes.length !== width * 4) {
+        throw new LbError('LB_ERR_INVALID_ARGUMENT', `an IPv${block.family} block has ${block.bytes.length} address bytes, expected ${width * 4}`);
+      }
       const first = new Uint32Array(width);
       const last = new Uint32Array(width);
+      // w · 4 + 3 < width · 4 = block.bytes.length (checked above), so every byte read is defined.
       for (let w = 0; w < width; w++) {
         const bits = Math.max(0, Math.min(32, block.prefixLength - w * 32));
-        const word = ((block.bytes[w * 4] << 24) | (block.bytes[w * 4 + 1] << 16) | (block.bytes[w * 4 + 2] << 8) | block.bytes[w * 4 + 3]) >>> 0;
+        const word = ((block.bytes[w * 4]! << 24) | (block.bytes[w * 4 + 1]! << 16) | (block.bytes[w * 4 + 2]! << 8) | block.bytes[w * 4 + 3]!) >>> 0;
         first[w] = word;
         last[w] = bits === 32 ? word : (word | (0xffffffff >>> bits)) >>> 0;
       }
@@ -143,9 +149,11 @@ class IntervalTable {
   }
 }
 
+/** Compares a[aAt, aAt + width) with b[bAt, bAt + width). Pre: both ranges lie inside their arrays. */
 function compareWords(a: Uint32Array, aAt: number, b: Uint32Array, bAt: number, width: number): number {
+  // w < width, so aAt + w and bAt + w are inside a and b (pre).
   for (let w = 0; w < width; w++) {
-    if (a[aAt + w] !== b[bAt + w]) return a[aAt + w] < b[bAt + w] ? -1 : 1;
+    if (a[aAt + w] !== b[bAt + w]) return a[aAt + w]! < b[bAt + w]! ? -1 : 1;
   }
   return 0;
 }
@@ -174,8 +182,9 @@ export class AddressKey {
   private load(family: IpFamily, at: number): true {
     this.family = family;
     const b = this.bytes;
+    // at is 12 for IPv4 (one word) and 0 for IPv6 (four), so at + 4w + 3 ≤ 15 < b.length = 16.
     for (let w = 0; w < (family === 4 ? 1 : 4); w++) {
-      this.words[w] = ((b[at + w * 4] << 24) | (b[at + w * 4 + 1] << 16) | (b[at + w * 4 + 2] << 8) | b[at + w * 4 + 3]) >>> 0;
+      this.words[w] = ((b[at + w * 4]! << 24) | (b[at + w * 4 + 1]! << 16) | (b[at + w * 4 + 2]! << 8) | b[at + w * 4 + 3]!) >>> 0;
     }
     return true;
   }

@@ -119,6 +119,11 @@ export class SourceLimiter {
   readonly capacity: number;
 
   private readonly addressKey = new AddressKey();
+  /**
+   * Slot invariant: every slot number this class holds (a value of `slots`, an entry of `free`
+   * below freeCount, a link of the idle list other than NONE, a Lease's slot) is in [0, capacity),
+   * the length of every per-slot array, so `array[slot]!` below reads a defined element.
+   */
   private readonly slots = new Map<string, number>();
   private readonly keys: (string | undefined)[];
   private readonly active: Int32Array;
@@ -167,15 +172,16 @@ export class SourceLimiter {
     const key = this.addressKey;
     if (!key.set(address)) return undefined;
     // Compact keys (one UTF-16 unit per 16 bits) keep the Map small: 3 or 9 units.
+    // key.words is a Uint32Array(4).
     if (key.family === 4) {
-      const word = masked(key.words[0], this.ipv4Bits);
+      const word = masked(key.words[0]!, this.ipv4Bits);
       return String.fromCharCode(4, word >>> 16, word & 0xffff);
     }
     const b = this.ipv6Bits;
-    const w0 = masked(key.words[0], b);
-    const w1 = masked(key.words[1], b - 32);
-    const w2 = masked(key.words[2], b - 64);
-    const w3 = masked(key.words[3], b - 96);
+    const w0 = masked(key.words[0]!, b);
+    const w1 = masked(key.words[1]!, b - 32);
+    const w2 = masked(key.words[2]!, b - 64);
+    const w3 = masked(key.words[3]!, b - 96);
     return String.fromCharCode(6, w0 >>> 16, w0 & 0xffff, w1 >>> 16, w1 & 0xffff, w2 >>> 16, w2 & 0xffff, w3 >>> 16, w3 & 0xffff);
   }
 
@@ -194,16 +200,16 @@ export class SourceLimiter {
     } else {
       this.refill(slot, now);
     }
-    if (this.active[slot] >= this.maxConnections) return this.refuse(slot, 'over-connections');
+    if (this.active[slot]! >= this.maxConnections) return this.refuse(slot, 'over-connections');
     if (this.rate) {
-      if (this.tokens[slot] < 1) return this.refuse(slot, 'over-rate');
-      this.tokens[slot] -= 1;
+      if (this.tokens[slot]! < 1) return this.refuse(slot, 'over-rate');
+      this.tokens[slot]! -= 1;
     }
     if (this.active[slot] === 0) {
       this.unlinkIdle(slot);
       this.pinnedCount++;
     }
-    this.active[slot]++;
+    this.active[slot]!++;
     return { verdict: 'admitted', lease: new Lease(this, slot) };
   }
 
@@ -211,7 +217,7 @@ export class SourceLimiter {
   connections(address: string): number {
     const key = this.sourceKey(address);
     const slot = key === undefined ? undefined : this.slots.get(key);
-    return slot === undefined ? 0 : this.active[slot];
+    return slot === undefined ? 0 : this.active[slot]!;
   }
 
   stats(): SourceLimiterStats {
@@ -220,8 +226,8 @@ export class SourceLimiter {
 
   /** @internal Called by a lease, once. */
   releaseSlot(slot: number): void {
-    this.active[slot]--;
-    if (this.active[slot] > 0) return;
+    this.active[slot]!--;
+    if (this.active[slot]! > 0) return;
     this.pinnedCount--;
     if (this.rate) this.appendIdle(slot);
     else this.forget(slot); // without a rate, an idle source carries no state worth keeping
@@ -238,9 +244,9 @@ export class SourceLimiter {
 
   private refill(slot: number, now: number): void {
     if (!this.rate) return;
-    const elapsed = now - this.stamps[slot];
+    const elapsed = now - this.stamps[slot]!;
     if (!(elapsed > 0)) return; // a clock that stood still or went back refills nothing
-    this.tokens[slot] = Math.min(this.rate.count, this.tokens[slot] + (elapsed * this.rate.count) / this.rate.periodMs);
+    this.tokens[slot] = Math.min(this.rate.count, this.tokens[slot]! + (elapsed * this.rate.count) / this.rate.periodMs);
     this.stamps[slot] = now;
   }
 
@@ -248,7 +254,7 @@ export class SourceLimiter {
   private claimSlot(key: string, now: number): number {
     let slot: number;
     if (this.freeCount > 0) {
-      slot = this.free[--this.freeCount];
+      slot = this.free[--this.freeCount]!; // 0 ≤ freeCount − 1 < capacity = free.length
     } else if (this.idleHead !== NONE) {
       slot = this.idleHead;
       this.unlinkIdle(slot);
@@ -281,8 +287,8 @@ export class SourceLimiter {
   }
 
   private unlinkIdle(slot: number): void {
-    const before = this.previous[slot];
-    const after = this.next[slot];
+    const before = this.previous[slot]!;
+    const after = this.next[slot]!;
     if (before !== NONE) this.next[before] = after;
     else this.idleHead = after;
     if (after !== NONE) this.previous[after] = before;

@@ -8,7 +8,7 @@ import { formatEndpoint, type Endpoint, type ProxyServiceConfig } from '../confi
 import { LbError } from '../errors.js';
 import { hashKey, jhashSlotHash, type SlotHash } from '../hashing/index.js';
 import type { BackendCounters, ServiceLoads } from './counters.js';
-import type { ResolvedAddress } from './resolve.js';
+import { outOfStep, type ResolvedAddress } from './resolve.js';
 import { createChooser, type Chooser } from './strategy.js';
 
 export interface ResolvedBackend {
@@ -51,7 +51,8 @@ export function slotHashOf(config: Pick<ProxyServiceConfig, 'flowHash' | 'hashSe
 }
 
 /**
- * Pre: `config` validated by the config layer; `resolved` is resolveBackends(config), in order.
+ * Pre: `config` validated by the config layer; `resolved` is resolveBackends(config), in order
+ * (else LB_ERR_INVALID_ARGUMENT).
  * Backends take their counters from `loads` by name (kept across plans). Pure apart from those
  * counters: `loads` makes this plan's backends the members of its running total (bounded loads
  * read it), so a caller that builds a plan and then does not put it in service (a reload that
@@ -59,14 +60,18 @@ export function slotHashOf(config: Pick<ProxyServiceConfig, 'flowHash' | 'hashSe
  * build (Maglev: O(M log M)).
  */
 export function buildPlan(config: ProxyServiceConfig, resolved: readonly ResolvedAddress[], loads: ServiceLoads): ServicePlan {
-  const backends = config.backends.map((backend, i): ResolvedBackend => ({
-    name: backend.name,
-    weight: backend.weight,
-    address: resolved[i].address,
-    configured: formatEndpoint(backend.address),
-    maxConnections: backend.maxConnections ?? Infinity,
-    counters: loads.of(backend.name),
-  }));
+  const backends = config.backends.map((backend, i): ResolvedBackend => {
+    const address = resolved[i]?.address;
+    if (address === undefined) throw outOfStep(config, backend.name);
+    return {
+      name: backend.name,
+      weight: backend.weight,
+      address,
+      configured: formatEndpoint(backend.address),
+      maxConnections: backend.maxConnections ?? Infinity,
+      counters: loads.of(backend.name),
+    };
+  });
   loads.setMembers(new Set(config.backends.map((backend) => backend.name)));
   const chooser = createChooser(config.balance, backends, {
     tableSize: config.tableSize,

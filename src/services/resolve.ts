@@ -7,7 +7,7 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Endpoint, ProxyServiceConfig } from '../config/index.js';
-import { ResolveError } from '../errors.js';
+import { LbError, ResolveError } from '../errors.js';
 
 /** Resolves a host name to one address; injectable so tests never ask a real resolver. */
 export type Lookup = (host: string) => Promise<string>;
@@ -37,6 +37,14 @@ export async function resolveHost(host: string, where: string, lookup: Lookup): 
  * validated; `where` names the service in messages (`services[0] (pg)`). Rejects with a
  * ResolveError for the first backend whose host resolves nowhere.
  */
+/**
+ * The error for a caller bug: a list of resolved addresses that is not resolveBackends(config)
+ * (a backend of the one has no counterpart at the same index in the other).
+ */
+export function outOfStep(config: ProxyServiceConfig, backend: string): LbError {
+  return new LbError('LB_ERR_INVALID_ARGUMENT', `service ${config.name}: backend ${backend} is not in step with the resolved addresses`);
+}
+
 export function resolveBackends(config: ProxyServiceConfig, where: string, lookup: Lookup = systemLookup): Promise<ResolvedAddress[]> {
   return Promise.all(
     config.backends.map(async (backend, i): Promise<ResolvedAddress> => ({

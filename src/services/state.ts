@@ -29,7 +29,7 @@ import { performance } from 'node:perf_hooks';
 import type { AdminState, HealthCheckConfig, ProxyServiceConfig } from '../config/index.js';
 import type { CheckResult, Health, ResultSource } from '../health/index.js';
 import type { HashKey } from '../hashing/index.js';
-import type { ResolvedAddress } from './resolve.js';
+import { outOfStep, type ResolvedAddress } from './resolve.js';
 
 /** The last probe or passive observation of a backend, as /stats shows it. */
 export interface LastCheck {
@@ -140,7 +140,7 @@ export type VerdictSources = (sink: VerdictSink) => VerdictSource;
 export function admissionDraw(key: HashKey, name: string): number {
   let hash = 0x811c9dc5;
   if (typeof key === 'string') for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
-  else for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key[i], 0x01000193);
+  else for (const byte of key) hash = Math.imul(hash ^ byte, 0x01000193);
   for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193);
   return (hash >>> 0) / 4294967296;
 }
@@ -215,6 +215,7 @@ export class ServiceState extends EventEmitter<ServiceStateEvents> implements Ve
     const changed: ConfiguredState[] = [];
     for (const [index, backend] of backends.entries()) {
       const configured = config.backends[index];
+      if (configured === undefined) throw outOfStep(config, backend.name);
       const wanted = configured.state ?? 'active';
       const existing = this.records.get(backend.name);
       if (existing === undefined) {

@@ -72,11 +72,13 @@ class RoundRobinChooser<B extends Backend> implements Chooser<B> {
   pick(flow: Flow, attempt: number): B | undefined {
     if (attempt > 0) return walkFrom(this.backends, flow, attempt);
     let best = 0;
-    for (let i = 0; i < this.backends.length; i++) {
-      this.current[i] += this.backends[i].weight;
-      if (this.current[i] > this.current[best]) best = i;
-    }
-    this.current[best] -= this.totalWeight;
+    // createChooser refuses an empty list, so n ≥ 1; i and best stay in [0, n), n =
+    // backends.length = current.length, so current[i], current[best] and backends[i] are defined.
+    this.backends.forEach((backend, i) => {
+      this.current[i]! += backend.weight;
+      if (this.current[i]! > this.current[best]!) best = i;
+    });
+    this.current[best]! -= this.totalWeight;
     flow.anchor = best;
     return this.backends[best];
   }
@@ -102,9 +104,12 @@ class LeastConnChooser<B extends Backend> implements Chooser<B> {
     this.cursor = (this.cursor + 1) % count;
     let best = start;
     let bestLoad = Infinity;
+    // i = (start + step) mod count is in [0, count), count = backends.length ≥ 1 (createChooser
+    // refuses an empty list), so backends[i] is defined.
     for (let step = 0; step < count; step++) {
       const i = (start + step) % count;
-      const load = this.loads.loadOf(this.backends[i].name) / this.backends[i].weight;
+      const backend = this.backends[i]!;
+      const load = this.loads.loadOf(backend.name) / backend.weight;
       if (load < bestLoad) {
         best = i;
         bestLoad = load;

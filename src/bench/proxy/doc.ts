@@ -23,8 +23,7 @@ export function haveCommand(command: string): boolean {
 
 function versionOf(command: string, args: string[], pattern: RegExp): string {
   const result = spawnSync(command, args, { encoding: 'utf8' });
-  const match = pattern.exec(`${result.stdout ?? ''}${result.stderr ?? ''}`);
-  return match ? match[1] : 'unknown';
+  return pattern.exec(`${result.stdout ?? ''}${result.stderr ?? ''}`)?.[1] ?? 'unknown';
 }
 
 /** CPU ticks of the whole machine and of this benchmark's process tree (children once reaped). */

@@ -46,28 +46,29 @@ export interface RequestResult {
 const UNIT_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60000, h: 3600000 };
 
 function durationMs(text: string, what: string): number {
-  const match = /^([\d.]+)(us|ms|s|m|h)$/.exec(text);
-  if (!match) throw new BenchError(`wrk: cannot read ${what} "${text}"`);
-  return Number(match[1]) * UNIT_MS[match[2]];
+  const [, amount, unit] = /^([\d.]+)(us|ms|s|m|h)$/.exec(text) ?? [];
+  const scale = unit === undefined ? undefined : UNIT_MS[unit];
+  if (amount === undefined || scale === undefined) throw new BenchError(`wrk: cannot read ${what} "${text}"`);
+  return Number(amount) * scale;
 }
 
 /** Reads wrk 4.x's summary: `Requests/sec:`, the latency distribution, the error lines. */
 export function parseWrkOutput(text: string): RequestResult {
-  const rate = /^Requests\/sec:\s+([\d.]+)/m.exec(text);
-  const total = /^\s*(\d+) requests in /m.exec(text);
-  const p50 = /^\s+50%\s+(\S+)/m.exec(text);
-  const p99 = /^\s+99%\s+(\S+)/m.exec(text);
-  if (!rate || !total || !p50 || !p99) throw new BenchError(`wrk: unexpected output (run with --latency?):\n${text.slice(0, 600)}`);
+  const rate = /^Requests\/sec:\s+([\d.]+)/m.exec(text)?.[1];
+  const total = /^\s*(\d+) requests in /m.exec(text)?.[1];
+  const p50 = /^\s+50%\s+(\S+)/m.exec(text)?.[1];
+  const p99 = /^\s+99%\s+(\S+)/m.exec(text)?.[1];
+  if (rate === undefined || total === undefined || p50 === undefined || p99 === undefined) throw new BenchError(`wrk: unexpected output (run with --latency?):\n${text.slice(0, 600)}`);
   let errors = 0;
   const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
   if (socketErrors) errors += socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(text);
   if (non2xx) errors += Number(non2xx[1]);
   return {
-    requests: Number(total[1]),
-    requestsPerSecond: Number(rate[1]),
-    p50Ms: durationMs(p50[1], '50% latency'),
-    p99Ms: durationMs(p99[1], '99% latency'),
+    requests: Number(total),
+    requestsPerSecond: Number(rate),
+    p50Ms: durationMs(p50, '50% latency'),
+    p99Ms: durationMs(p99, '99% latency'),
     errors,
   };
 }
@@ -96,12 +97,15 @@ export function parseRssKib(statusText: string): number {
  * is left out, as it is not charged to any process when the kernel accounts IRQ time separately.
  */
 export function parseMachineTicks(procStatText: string): { busy: number; total: number } {
-  const line = procStatText.split('\n', 1)[0];
-  const fields = line.trim().split(/\s+/);
-  if (fields[0] !== 'cpu' || fields.length < 5) throw new BenchError('/proc/stat: no aggregate cpu line');
-  const values = fields.slice(1, 9).map(Number);
+  const [line = ''] = procStatText.split('\n', 1);
+  const [label, ...counters] = line.trim().split(/\s+/);
+  const values = counters.slice(0, 8).map(Number);
+  const [user, nice, system] = values;
+  if (label !== 'cpu' || values.length < 4 || user === undefined || nice === undefined || system === undefined) {
+    throw new BenchError('/proc/stat: no aggregate cpu line');
+  }
   const total = values.reduce((sum, value) => sum + value, 0);
-  return { busy: values[0] + values[1] + values[2], total };
+  return { busy: user + nice + system, total };
 }
 
 /** utime + stime + cutime + cstime from /proc/self/stat: this process and every child it has reaped. */

@@ -68,7 +68,8 @@ export function median(values: readonly number[]): number | undefined {
   if (values.length === 0) return undefined;
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  // length ≥ 1, so mid < length, and mid − 1 ≥ 0 when length is even.
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** The value of each metric on one path; undefined where it was not measured or does not apply. */
@@ -174,7 +175,7 @@ function perRunRatioText(mine: PathSamples | undefined, theirs: PathSamples | un
   const a = perRunSamples(mine, metric);
   const b = perRunSamples(theirs, metric);
   if (!a || !b || a.length === 0 || a.length !== b.length) return '—';
-  const ratios = a.map((value, i) => value / b[i]).filter(Number.isFinite);
+  const ratios = a.map((value, i) => value / b[i]!).filter(Number.isFinite); // a.length === b.length, checked above
   const middle = median(ratios);
   if (middle === undefined) return '—';
   return `${middle.toFixed(2)}× (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`;
@@ -217,8 +218,9 @@ export function textTable(summary: Summary): string {
   for (const m of measuredMetrics(summary)) columns.push([METRICS[m].header, ...paths.map((name) => format(summary[name]?.[m], METRICS[m].digits))]);
   const widths = columns.map((column) => Math.max(...column.map((cell) => cell.length)));
   const lines: string[] = [];
+  // Every column holds paths.length + 1 cells and widths one entry per column.
   for (let row = 0; row < paths.length + 1; row++) {
-    lines.push(columns.map((column, i) => (i === 0 ? column[row].padEnd(widths[i]) : column[row].padStart(widths[i]))).join('  '));
+    lines.push(columns.map((column, i) => (i === 0 ? column[row]!.padEnd(widths[i]!) : column[row]!.padStart(widths[i]!))).join('  '));
   }
   return lines.join('\n');
 }
