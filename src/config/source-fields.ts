@@ -2,12 +2,12 @@
  * Configuration of what a proxy service lets in: the PROXY protocol (HAProxy
  * doc/proxy-protocol.txt; `send` as HAProxy's `send-proxy`/`send-proxy-v2`, `accept` as its
  * `accept-proxy` limited to trusted peers), source `allow`/`deny` CIDR lists, and per-source
- * `limits`. Leaves parse with the rules layer's own parsers (parseCidr, parseRate), so the config
+ * `limits`. Leaves parse with the rules layer's own parsers (parseCidr, rateProblem), so the config
  * and the running balancer agree on what a valid block or rate is; messages name the entry, e.g.
  * `services[0].allow[1]: "10.0.0.0/33": prefix length must be 0–32`.
  */
 import * as z from 'zod';
-import { parseCidr, parseRate } from '../rules/index.js';
+import { parseCidr, rateProblem } from '../rules/index.js';
 import { expecting, integer, positiveInteger } from './fields.js';
 import { describeObject } from './messages.js';
 import { PROXY_VERSIONS, type ProxyVersion } from './types.js';
@@ -32,11 +32,8 @@ export const cidrField = z.string({ error: expecting('an address or CIDR block s
 export const cidrListField = z.array(cidrField, { error: expecting('a list of addresses or CIDR blocks') }).min(1);
 
 export const rateField = z.string({ error: expecting('a rate "N/s" or "N/m", e.g. "20/s"') }).superRefine((text, ctx) => {
-  try {
-    parseRate(text);
-  } catch (error) {
-    ctx.addIssue({ code: 'custom', message: messageOf(error).replace(/^rate /, '') });
-  }
+  const problem = rateProblem(text);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
 });
 
 const PROXY_PROTOCOL_SHAPE = {

@@ -34,7 +34,7 @@ function failure(started: number, kind: FailureKind, reason: string): CheckResul
 /** An error message for a socket error, with its code first (stable) when there is one. */
 function describeSocketError(error: Error): string {
   const code = (error as NodeJS.ErrnoException).code;
-  return code && !error.message.startsWith(code) ? `${code}: ${error.message}` : error.message;
+  return code === undefined ? error.message : `${code}: ${error.message}`;
 }
 
 /** Checks the target before any socket exists; returns a reason when it is unusable. */

@@ -8,6 +8,7 @@ export { AccessPolicy, type AccessRules, type AccessVerdict } from './access.js'
 export {
   SourceLimiter,
   parseRate,
+  rateProblem,
   DEFAULT_MAX_SOURCES,
   type Admission,
   type LimitRefusal,

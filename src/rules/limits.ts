@@ -33,12 +33,17 @@ export interface RateLimit {
   readonly periodMs: number;
 }
 
+const RATE = /^([1-9][0-9]{0,8})\/(s|m)$/;
+
+/** What is wrong with `text` as a rate, for a caller that names the field itself; undefined when it is one. */
+export function rateProblem(text: string): string | undefined {
+  return RATE.test(text) ? undefined : `${JSON.stringify(text)}: expected "N/s" or "N/m" with N a whole number 1–999999999, e.g. "20/s"`;
+}
+
 /** Parses "N/s" or "N/m" (N a whole number 1–999999999). Throws LbError LB_ERR_INVALID_ARGUMENT. */
 export function parseRate(text: string): RateLimit {
-  const match = /^([1-9][0-9]{0,8})\/(s|m)$/.exec(text);
-  if (!match) {
-    throw new LbError('LB_ERR_INVALID_ARGUMENT', `rate ${JSON.stringify(text)}: expected "N/s" or "N/m" with N a whole number 1–999999999, e.g. "20/s"`);
-  }
+  const match = RATE.exec(text);
+  if (!match) throw new LbError('LB_ERR_INVALID_ARGUMENT', `rate ${rateProblem(text) ?? JSON.stringify(text)}`);
   return { count: Number(match[1]), periodMs: match[2] === 's' ? 1000 : 60_000 };
 }
 

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { parseCpuTicks, parseIperf3Json, parseRssKib, parseWrkOutput, type BulkResult, type RequestResult } from './parse.js';
-import { BenchError, runToEnd, type ProcessGroup, type Started } from './procs.js';
+import { BenchError, Iperf3Busy, runToEnd, type ProcessGroup, type Started } from './procs.js';
 
 /** CPU ticks (user + system) of `pids`, summed. */
 export function cpuTicks(pids: readonly number[]): number {
@@ -30,8 +30,7 @@ export async function runBulk(group: ProcessGroup, port: number, seconds: number
   try {
     return parseIperf3Json(await runToEnd(group, 'iperf3-client', 'iperf3', args));
   } catch (error) {
-    // The iperf3 server serves one test at a time and answers "busy" for a moment after a test.
-    if (!(error instanceof BenchError) || !/busy/i.test(error.message)) throw error;
+    if (!(error instanceof Iperf3Busy)) throw error;
     await delay(1000);
     return parseIperf3Json(await runToEnd(group, 'iperf3-client', 'iperf3', args));
   }

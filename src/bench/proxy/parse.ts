@@ -4,7 +4,7 @@
  * benchmark samples — `/proc/PID/stat` fields 14–15 (utime, stime in clock ticks, proc(5)) and the
  * `VmRSS` line of `/proc/PID/status`.
  */
-import { BenchError } from './procs.js';
+import { BenchError, Iperf3Busy } from './procs.js';
 
 export interface BulkResult {
   /** Bytes the iperf3 server received. */
@@ -22,7 +22,10 @@ export function parseIperf3Json(text: string): BulkResult {
     throw new BenchError(`iperf3: output is not JSON: ${text.slice(0, 200)}`);
   }
   const root = report as { error?: unknown; end?: { sum_received?: { bytes?: unknown; seconds?: unknown; bits_per_second?: unknown } } };
-  if (typeof root.error === 'string') throw new BenchError(`iperf3: ${root.error}`);
+  if (typeof root.error === 'string') {
+    // iperf3 -J reports errors as text only; "busy" is the one a caller retries.
+    throw /busy/i.test(root.error) ? new Iperf3Busy(`iperf3: ${root.error}`) : new BenchError(`iperf3: ${root.error}`);
+  }
   const sum = root.end?.sum_received;
   const bytes = sum?.bytes;
   const seconds = sum?.seconds;

@@ -44,7 +44,12 @@ export interface StartOptions {
 
 /** What failed, with the last lines the child wrote: enough to see why without a stack trace. */
 export class BenchError extends Error {
-  override readonly name = 'BenchError';
+  override readonly name: string = 'BenchError';
+}
+
+/** iperf3's server serves one test at a time and says so for a moment after one: try again. */
+export class Iperf3Busy extends BenchError {
+  override readonly name = 'Iperf3Busy';
 }
 
 export class ProcessGroup {
