@@ -13,7 +13,7 @@ import type { BackendConfig, ProxyServiceConfig } from '../src/config/index.js';
 import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
-import { ServiceCounters } from '../src/proxy/limits.js';
+import { ServiceCounters } from '../src/proxy/queue.js';
 import { ProxyService } from '../src/proxy/service.js';
 import { buildPlan, resolveBackends, ServiceLoads, slotHashOf } from '../src/services/index.js';
 import { ProxyHeaderParser, encodeForConnection, encodeV2, proxiedEndpoints, type ConnectionEndpoints, type ProxyHeader } from '../src/proxy-protocol/index.js';

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Balance } from '../src/config/index.js';
 import { ManualClock } from '../src/clock.js';
-import { WaitQueue } from '../src/proxy/limits.js';
+import { WaitQueue } from '../src/proxy/queue.js';
 import { createChooser, type Flow } from '../src/services/index.js';
 
 const BALANCES: Balance[] = ['maglev', 'ring', 'rendezvous', 'roundrobin', 'leastconn'];

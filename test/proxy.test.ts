@@ -11,7 +11,7 @@ import type { BackendConfig, DsrServiceConfig, ProxyServiceConfig } from '../src
 import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
-import { ServiceCounters } from '../src/proxy/limits.js';
+import { ServiceCounters } from '../src/proxy/queue.js';
 import { ProxyService } from '../src/proxy/service.js';
 import { buildPlan, resolveBackends, ServiceLoads, slotHashOf } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
 import { IdleSweeper } from '../src/proxy/idle-sweeper.js';
-import { ServiceCounters } from '../src/proxy/limits.js';
+import { ServiceCounters } from '../src/proxy/queue.js';
 import { ProxyService } from '../src/proxy/service.js';
 import { buildPlan, resolveBackends, ServiceLoads } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';

@@ -10,7 +10,7 @@
  * Idempotent: `ip addr replace`, and the nft table is replaced in one transaction.
  */
 import { LbError } from '../errors.js';
-import { BACKEND_TABLE, type DirectorService, type DsrBackend, type DsrMethod } from './plan.js';
+import { BACKEND_TABLE, type DirectorService, type DsrBackend, type DsrMethod } from './director-plan.js';
 
 interface Duty {
   readonly service: DirectorService;

@@ -9,7 +9,7 @@
 import { LbError } from '../errors.js';
 import { diffMaglevTables, slotOwner, type SlotChange } from '../hashing/index.js';
 import { elementLines, slotValue } from './director.js';
-import { DIRECTOR_TABLE, type DirectorService, type DsrMethod } from './plan.js';
+import { DIRECTOR_TABLE, type DirectorService, type DsrMethod } from './director-plan.js';
 
 export interface ServiceDelta {
   readonly service: string;

@@ -15,7 +15,7 @@
  *     mark to a table whose default route is via that backend, so only the MAC changes (LVS-DR).
  */
 import { slotOwner } from '../hashing/index.js';
-import { DIRECTOR_TABLE, nftKeyExpression, type DirectorService, type DsrBackend, type DsrMethod } from './plan.js';
+import { DIRECTOR_TABLE, nftKeyExpression, type DirectorService, type DsrBackend, type DsrMethod } from './director-plan.js';
 
 /** Pins idle longer than this fall back to the table: long enough for idle interactive sessions. */
 export const FLOW_PIN_TIMEOUT = '1h';

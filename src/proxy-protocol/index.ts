@@ -13,6 +13,6 @@ export {
   v2HeaderFor,
   type ConnectionEndpoints,
   type ProxyVersionName,
-} from './connection.js';
+} from './endpoints.js';
 export { DEFAULT_MAX_V2_LENGTH } from './v2.js';
 export { crc32c } from './crc32c.js';

@@ -32,7 +32,7 @@ import {
 } from '../services/index.js';
 import type { Clock } from '../clock.js';
 import { IdleSweeper } from './idle-sweeper.js';
-import { ServiceCounters } from './limits.js';
+import { ServiceCounters } from './queue.js';
 import { ProxyService, type BackendStats, type ProxyServiceOptions, type ServiceStats } from './service.js';
 
 export type { ServiceStats, BackendStats } from './service.js';

@@ -13,7 +13,7 @@ import { flowKey } from '../hashing/index.js';
 import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
 import { ClientConnection, nextCandidate, type ConnectionHost, type ConnectionState } from './connection.js';
 import { IdleSweeper, idleSweeper } from './idle-sweeper.js';
-import { WaitQueue, type ServiceCounters } from './limits.js';
+import { WaitQueue, type ServiceCounters } from './queue.js';
 import type { ServicePlan } from '../services/index.js';
 import { isRejection, type Rejection } from './rejections.js';
 import { SourceGate } from './source-rules.js';
