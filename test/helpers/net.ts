@@ -60,14 +60,47 @@ export function startNamedServer(name: string): Promise<TestServer> {
   });
 }
 
-/** A port with nothing listening on 127.0.0.1 (bound, then released): connecting to it is refused. */
-export async function freePort(): Promise<number> {
+/**
+ * Ports handed out by freePort: below the kernel's ephemeral range (net.ipv4.ip_local_port_range,
+ * 32768–60999 by default), so no `listen(0)` and no outgoing connection of any test can be given
+ * one of them after we checked it; and a slice of its own for each vitest worker (VITEST_POOL_ID),
+ * so two test files running side by side never pick the same one. A port from `listen(0)`, closed
+ * and handed on, was free only until the kernel gave it to the next test that asked for any port:
+ * a "dead" backend then answered, or a server could not bind its planned port.
+ */
+const FREE_PORT_BASE = 10_000;
+const FREE_PORT_SLICE = 1_000;
+const FREE_PORT_SLICES = 22; // 10,000–31,999: below the ephemeral range
+/** Starts at a place of this process's own, so two suites run side by side rarely meet in a slice. */
+let freePortNext = process.pid % FREE_PORT_SLICE;
+
+function poolSlice(): number {
+  const pool = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID ?? 1);
+  return Number.isInteger(pool) && pool > 0 ? (pool - 1) % FREE_PORT_SLICES : 0;
+}
+
+/** Whether 127.0.0.1:`port` can be bound now (nothing else holds it). */
+async function bindable(port: number): Promise<boolean> {
   const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  try {
+    server.listen(port, '127.0.0.1');
+    await once(server, 'listening');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+/** A port with nothing listening on 127.0.0.1 and that no other test will be given: connecting to it is refused. */
+export async function freePort(): Promise<number> {
+  const base = FREE_PORT_BASE + poolSlice() * FREE_PORT_SLICE;
+  for (let tried = 0; tried < FREE_PORT_SLICE; tried++) {
+    const port = base + (freePortNext++ % FREE_PORT_SLICE);
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`freePort: no bindable port in ${base}–${base + FREE_PORT_SLICE - 1}`);
 }
 
 /** A connected client (allowHalfOpen), optionally from a chosen source address such as 127.3.4.5. */
