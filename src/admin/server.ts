@@ -6,7 +6,8 @@
  *   GET  /metrics                                Prometheus text format (src/observability)
  *   POST /services/:service/backends/:backend/state   body {"state": "active"|"draining"|"maintenance"}
  *
- * With a token configured every request needs `Authorization: Bearer <token>`; the comparison is
+ * With a token configured every request needs `Authorization: Bearer <token>`, except, with
+ * `metricsPublic`, GET /metrics (read-only, for a scraper); the comparison is
  * constant-time over SHA-256 digests (equal lengths, so timingSafeEqual never throws and the
  * token's length does not leak). Errors are JSON `{ "error": { "code", "message", "valid"? } }`
  * with 400 (bad body), 401 (no or wrong token), 404 (unknown path, service or backend — listing
@@ -32,6 +33,8 @@ export const MAX_BODY_BYTES = 4096;
 export interface AdminOptions {
   readonly listen: Endpoint;
   readonly token?: string;
+  /** GET /metrics answers without the token. */
+  readonly metricsPublic?: boolean;
   readonly logger?: Logger;
 }
 
@@ -40,6 +43,8 @@ export interface AdminServer {
   address(): Endpoint;
   /** A reload may change the token; the listen address stays until restart. */
   setToken(token: string | undefined): void;
+  /** A reload may open or close /metrics to scrapers without the token. */
+  setMetricsPublic(open: boolean): void;
   close(): Promise<void>;
 }
 
@@ -154,14 +159,17 @@ export function listenerError(logger: Logger | undefined): (error: NodeJS.ErrnoE
 /** Starts the admin API; rejects with LbError (LB_ERR_LISTEN) if the address cannot be bound. */
 export async function startAdmin(balancer: AdminTarget, options: AdminOptions): Promise<AdminServer> {
   let expected = options.token === undefined ? undefined : digest(options.token);
+  let metricsPublic = options.metricsPublic === true;
   const metrics: Metrics = createMetrics(balancer);
 
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
-    if (expected !== undefined && !authorized(request.headers.authorization, expected)) {
+    const path = new URL(request.url ?? '/', 'http://admin').pathname;
+    // Public when configured so: read-only, for a scraper that should hold no write credential.
+    const open = path === '/metrics' && metricsPublic;
+    if (expected !== undefined && !open && !authorized(request.headers.authorization, expected)) {
       const why = request.headers.authorization === undefined ? 'this admin API needs "Authorization: Bearer <token>"' : 'wrong token';
       throw new HttpError(401, 'unauthorized', why, undefined, { 'www-authenticate': 'Bearer realm="l4lb"' });
     }
-    const path = new URL(request.url ?? '/', 'http://admin').pathname;
     if (path === '/stats') {
       allow(request.method, 'GET');
       send(response, 200, { services: await balancer.stats() });
@@ -227,6 +235,9 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
     address: () => ({ host: bound.address, port: bound.port }),
     setToken: (token) => {
       expected = token === undefined ? undefined : digest(token);
+    },
+    setMetricsPublic: (open) => {
+      metricsPublic = open;
     },
     close: async () => {
       metrics.close();

@@ -186,7 +186,9 @@ const serviceSchema = z.preprocess(
   ),
 );
 
-const adminObject = z.strictObject({ listen: endpointField(LISTEN_RULE), token: tokenField.optional() }).superRefine(checkAdmin);
+const adminObject = z
+  .strictObject({ listen: endpointField(LISTEN_RULE), token: tokenField.optional(), metricsPublic: z.boolean({ error: expecting('true or false') }).optional() })
+  .superRefine(checkAdmin);
 
 /** The whole file. Parse with `{ error: errorMap, reportInput: true }` (see load.ts). */
 export const configSchema = describeObject(

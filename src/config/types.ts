@@ -144,6 +144,8 @@ export interface AdminConfig {
   listen: Endpoint;
   /** Every admin request must carry `Authorization: Bearer <token>` (RFC 6750 §2.1). */
   token?: string;
+  /** GET /metrics (read-only) answers without the token, so a Prometheus scraper holds no write credential. */
+  metricsPublic?: boolean;
 }
 
 /** Processes that share the listeners (src/cluster); `auto` is os.availableParallelism(). */

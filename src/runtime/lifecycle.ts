@@ -53,7 +53,7 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
   let admin: AdminServer | undefined;
   if (config.admin !== undefined) {
     try {
-      admin = await startAdmin(runtime.admin, { listen: config.admin.listen, token: config.admin.token, logger });
+      admin = await startAdmin(runtime.admin, { listen: config.admin.listen, token: config.admin.token, metricsPublic: config.admin.metricsPublic, logger });
     } catch (error) {
       await runtime.stop(0);
       await runtime.stopped();
@@ -73,6 +73,7 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
       }
       const outcome = await runtime.reload(next, config);
       admin?.setToken(next.admin?.token);
+      admin?.setMetricsPublic(next.admin?.metricsPublic === true);
       if (outcome === 'partial') {
         config = next;
         return;
