@@ -2,12 +2,13 @@
  * The admin HTTP API, on node:http, loopback by default (HAProxy's stats socket and
  * Runtime API play this part there):
  *
+ *   GET  /                                       the stats page (HTML, no data in it: it calls /stats; src/admin/stats-page.ts)
  *   GET  /stats                                  JSON: services, backends, health, state, counts, bytes
  *   GET  /metrics                                Prometheus text format (src/observability)
  *   POST /services/:service/backends/:backend/state   body {"state": "active"|"draining"|"maintenance"}
  *
- * With a token configured every request needs `Authorization: Bearer <token>`, except, with
- * `metricsPublic`, GET /metrics (read-only, for a scraper); the comparison is
+ * With a token configured every request needs `Authorization: Bearer <token>`, except the stats
+ * page's HTML and, with `metricsPublic`, GET /metrics (read-only, for a scraper); the comparison is
  * constant-time over SHA-256 digests (equal lengths, so timingSafeEqual never throws and the
  * token's length does not leak). Errors are JSON `{ "error": { "code", "message", "valid"? } }`
  * with 400 (bad body), 401 (no or wrong token), 404 (unknown path, service or backend — listing
@@ -22,6 +23,7 @@ import type { Endpoint } from '../config/index.js';
 import { LbError, UnknownBackendError, UnknownServiceError } from '../errors.js';
 import { createMetrics, type Metrics, type StatsSource } from '../observability/index.js';
 import type { Balancer } from '../proxy/index.js';
+import { STATS_PAGE_HEADERS, STATS_PAGE_HTML } from './stats-page.js';
 
 /** What the admin API drives: a runtime's stats, state changes and events (one process's balancer, or a cluster primary's). */
 export interface AdminTarget extends StatsSource {
@@ -164,7 +166,13 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
 
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const path = new URL(request.url ?? '/', 'http://admin').pathname;
-    // Public when configured so: read-only, for a scraper that should hold no write credential.
+    // Public: the page holds no data (it asks for the token and calls /stats), and /metrics when configured so.
+    if (path === '/') {
+      allow(request.method, 'GET');
+      response.writeHead(200, STATS_PAGE_HEADERS);
+      response.end(request.method === 'HEAD' ? undefined : STATS_PAGE_HTML);
+      return;
+    }
     const open = path === '/metrics' && metricsPublic;
     if (expected !== undefined && !open && !authorized(request.headers.authorization, expected)) {
       const why = request.headers.authorization === undefined ? 'this admin API needs "Authorization: Bearer <token>"' : 'wrong token';
@@ -197,7 +205,7 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
       }
       return;
     }
-    throw new HttpError(404, 'not-found', `no such path "${path}" (paths: GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state)`);
+    throw new HttpError(404, 'not-found', `no such path "${path}" (paths: GET /, GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state)`);
   };
 
   const server: Server = createServer((request, response) => {
