@@ -53,6 +53,8 @@ export interface BalancerOptions {
    * that decides them (a cluster worker follows its primary: src/cluster/link.ts).
    */
   readonly verdicts?: VerdictSources;
+  /** Those verdicts are decided and logged by another process: see ServiceStatesOptions.decidedElsewhere. */
+  readonly decidedElsewhere?: boolean;
 }
 
 export interface Balancer {
@@ -116,10 +118,12 @@ class RunningBalancer implements Balancer {
     private readonly logger: Logger,
     private readonly lookup: Lookup,
     verdicts: VerdictSources,
+    decidedElsewhere: boolean,
   ) {
     this.states = new ServiceStates({
       logger,
       verdicts,
+      decidedElsewhere,
       closeBackend: (service, backend) => this.serviceNamed(service)?.closeBackend(backend),
       changed: (service) => this.serviceNamed(service)?.healthChanged(),
     });
@@ -272,7 +276,7 @@ class RunningBalancer implements Balancer {
  * cannot be bound — after closing whatever it had opened.
  */
 export async function startBalancer(config: Config, options: BalancerOptions): Promise<Balancer> {
-  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks);
+  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks, options.decidedElsewhere === true);
   await balancer.apply(config);
   return balancer;
 }
