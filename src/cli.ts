@@ -24,8 +24,20 @@ program.addCommand(dsrCommand());
 program.addCommand(checkCommand());
 for (const command of adminCommands()) program.addCommand(command);
 
-// Subcommands built on their own do not inherit these settings: usage errors must exit 2 everywhere.
-for (const command of program.commands) command.exitOverride().showHelpAfterError('(run with --help for usage)');
+/**
+ * Every error line of every command starts `l4lb: ` (what `fail()` writes for the work's errors),
+ * commander's usage errors included, whose own prefix is `error: `.
+ */
+const output = {
+  outputError: (text: string, write: (text: string) => void) => write(text.replace(/^error: /, 'l4lb: ')),
+};
+
+/** Subcommands built on their own do not inherit these settings: usage errors must exit 2 everywhere. */
+function configure(command: Command): void {
+  command.exitOverride().showHelpAfterError('(run with --help for usage)').configureOutput(output);
+  for (const child of command.commands) configure(child);
+}
+configure(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -82,7 +82,8 @@ function writeConfig(config: object, file = join(dir, `cluster-${++files}.json`)
 
 /** Starts `l4lb run` on `config` (workers: 2 added) and waits for both workers and 'listening'. */
 async function startCluster(config: object): Promise<Cluster> {
-  const file = writeConfig({ workers: 2, ...config });
+  // Debug: the workers' 'backend … applied' lines say when each applied the primary's verdict.
+  const file = writeConfig({ workers: 2, log: { level: 'debug' }, ...config });
   const run = startCli(['run', '-c', file]);
   cleanups.push(async () => {
     // Resume and end every worker this primary started (checked to be its children), then the primary.
@@ -240,7 +241,9 @@ describe('workers: 2', () => {
     await b2.kill();
     // The primary decides (its check, or a worker's failed connect), then every worker applies it.
     await cluster.run.waitForRecord('backend health changed', (record) => record.worker === undefined && record.backend === 'b2' && record.health === 'down');
-    for (const id of WORKERS) await cluster.run.waitForRecord('backend health changed', (record) => record.worker === id && record.backend === 'b2' && record.health === 'down');
+    for (const id of WORKERS) await cluster.run.waitForRecord('backend health applied', (record) => record.worker === id && record.backend === 'b2' && record.health === 'down');
+    // One line per health change at info and above, the primary's: the workers only applied it (debug).
+    expect(records(cluster.run, 'backend health changed').filter((record) => record.backend === 'b2').map((record) => [record.worker, record.health, record.level])).toEqual([[undefined, 'down', 40]]);
     for (const id of WORKERS) {
       await onlyWorker(cluster, id, async () => {
         for (const source of onB2) expect((await greeting(port, source)).name).toBe(walk(flowKey(source)).find((name) => name !== 'b2'));
@@ -253,7 +256,7 @@ describe('workers: 2', () => {
     expect(whileDown.filter((record) => record.retries !== 0 || record.backend === 'b2')).toEqual([]);
 
     await backendProcess('b2', b2.port);
-    for (const id of WORKERS) await cluster.run.waitForRecord('backend health changed', (record) => record.worker === id && record.backend === 'b2' && record.health === 'up');
+    for (const id of WORKERS) await cluster.run.waitForRecord('backend health applied', (record) => record.worker === id && record.backend === 'b2' && record.health === 'up');
     for (const id of WORKERS) {
       await onlyWorker(cluster, id, async () => {
         for (const source of onB2) expect((await greeting(port, source)).name).toBe('b2');
@@ -277,7 +280,7 @@ describe('workers: 2', () => {
     await onlyWorker(cluster, 1, async () => expect((await greeting(port, source)).name).toBe(next));
     const down = await cluster.run.waitForRecord('backend health changed', (record) => record.worker === undefined && record.backend === 'b2');
     expect(down).toMatchObject({ health: 'down', reason: expect.stringContaining('passive') });
-    await cluster.run.waitForRecord('backend health changed', (record) => record.worker === 2 && record.backend === 'b2' && record.health === 'down');
+    await cluster.run.waitForRecord('backend health applied', (record) => record.worker === 2 && record.backend === 'b2' && record.health === 'down');
     await onlyWorker(cluster, 2, async () => expect((await greeting(port, source)).name).toBe(next));
     await cluster.run.waitForLine(() => records(cluster.run, 'connection').length >= 2);
     const lines = records(cluster.run, 'connection').map((record) => [record.worker, record.backend, record.retries]);
@@ -306,14 +309,14 @@ describe('workers: 2', () => {
     };
 
     expect(await setState('maintenance')).toEqual({ service: 'svc', backend: 'b1', previous: 'active', state: 'maintenance' });
-    for (const id of WORKERS) await cluster.run.waitForRecord('backend state changed', (record) => record.worker === id && record.backend === 'b1' && record.state === 'maintenance');
+    for (const id of WORKERS) await cluster.run.waitForRecord('backend state applied', (record) => record.worker === id && record.backend === 'b1' && record.state === 'maintenance');
     for (const id of WORKERS) {
       await onlyWorker(cluster, id, async () => {
         for (const source of onB1) expect((await greeting(port, source)).name).toBe(walk(flowKey(source))[1]);
       });
     }
     await setState('active');
-    for (const id of WORKERS) await cluster.run.waitForRecord('backend state changed', (record) => record.worker === id && record.backend === 'b1' && record.state === 'active');
+    for (const id of WORKERS) await cluster.run.waitForRecord('backend state applied', (record) => record.worker === id && record.backend === 'b1' && record.state === 'active');
     for (const id of WORKERS) {
       await onlyWorker(cluster, id, async () => {
         for (const source of onB1) expect((await greeting(port, source)).name).toBe('b1');

@@ -57,7 +57,7 @@ describe('l4lb check', () => {
   it('without -c: exit 2 with a usage line, no stack', () => {
     const result = check([]);
     expect(result.status).toBe(2);
-    expect(result.stderr).toMatch(/^error: required option '-c, --config <file>' not specified\n/);
+    expect(result.stderr).toMatch(/^l4lb: required option '-c, --config <file>' not specified\n/);
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
 });

@@ -2,11 +2,13 @@
  * The admin HTTP API, on node:http, loopback by default (HAProxy's stats socket and
  * Runtime API play this part there):
  *
+ *   GET  /                                       the stats page (HTML, no data in it: it calls /stats; src/admin/stats-page.ts)
  *   GET  /stats                                  JSON: services, backends, health, state, counts, bytes
  *   GET  /metrics                                Prometheus text format (src/observability)
  *   POST /services/:service/backends/:backend/state   body {"state": "active"|"draining"|"maintenance"}
  *
- * With a token configured every request needs `Authorization: Bearer <token>`; the comparison is
+ * With a token configured every request needs `Authorization: Bearer <token>`, except the stats
+ * page's HTML and, with `metricsPublic`, GET /metrics (read-only, for a scraper); the comparison is
  * constant-time over SHA-256 digests (equal lengths, so timingSafeEqual never throws and the
  * token's length does not leak). Errors are JSON `{ "error": { "code", "message", "valid"? } }`
  * with 400 (bad body), 401 (no or wrong token), 404 (unknown path, service or backend — listing
@@ -21,6 +23,7 @@ import type { Endpoint } from '../config/index.js';
 import { LbError, UnknownBackendError, UnknownServiceError } from '../errors.js';
 import { createMetrics, type Metrics, type StatsSource } from '../observability/index.js';
 import type { Balancer } from '../proxy/index.js';
+import { STATS_PAGE_HEADERS, STATS_PAGE_HTML } from './stats-page.js';
 
 /** What the admin API drives: a runtime's stats, state changes and events (one process's balancer, or a cluster primary's). */
 export interface AdminTarget extends StatsSource {
@@ -32,6 +35,8 @@ export const MAX_BODY_BYTES = 4096;
 export interface AdminOptions {
   readonly listen: Endpoint;
   readonly token?: string;
+  /** GET /metrics answers without the token. */
+  readonly metricsPublic?: boolean;
   readonly logger?: Logger;
 }
 
@@ -40,6 +45,8 @@ export interface AdminServer {
   address(): Endpoint;
   /** A reload may change the token; the listen address stays until restart. */
   setToken(token: string | undefined): void;
+  /** A reload may open or close /metrics to scrapers without the token. */
+  setMetricsPublic(open: boolean): void;
   close(): Promise<void>;
 }
 
@@ -154,14 +161,23 @@ export function listenerError(logger: Logger | undefined): (error: NodeJS.ErrnoE
 /** Starts the admin API; rejects with LbError (LB_ERR_LISTEN) if the address cannot be bound. */
 export async function startAdmin(balancer: AdminTarget, options: AdminOptions): Promise<AdminServer> {
   let expected = options.token === undefined ? undefined : digest(options.token);
+  let metricsPublic = options.metricsPublic === true;
   const metrics: Metrics = createMetrics(balancer);
 
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
-    if (expected !== undefined && !authorized(request.headers.authorization, expected)) {
+    const path = new URL(request.url ?? '/', 'http://admin').pathname;
+    // Public: the page holds no data (it asks for the token and calls /stats), and /metrics when configured so.
+    if (path === '/') {
+      allow(request.method, 'GET');
+      response.writeHead(200, STATS_PAGE_HEADERS);
+      response.end(request.method === 'HEAD' ? undefined : STATS_PAGE_HTML);
+      return;
+    }
+    const open = path === '/metrics' && metricsPublic;
+    if (expected !== undefined && !open && !authorized(request.headers.authorization, expected)) {
       const why = request.headers.authorization === undefined ? 'this admin API needs "Authorization: Bearer <token>"' : 'wrong token';
       throw new HttpError(401, 'unauthorized', why, undefined, { 'www-authenticate': 'Bearer realm="l4lb"' });
     }
-    const path = new URL(request.url ?? '/', 'http://admin').pathname;
     if (path === '/stats') {
       allow(request.method, 'GET');
       send(response, 200, { services: await balancer.stats() });
@@ -189,7 +205,7 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
       }
       return;
     }
-    throw new HttpError(404, 'not-found', `no such path "${path}" (paths: GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state)`);
+    throw new HttpError(404, 'not-found', `no such path "${path}" (paths: GET /, GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state)`);
   };
 
   const server: Server = createServer((request, response) => {
@@ -227,6 +243,9 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
     address: () => ({ host: bound.address, port: bound.port }),
     setToken: (token) => {
       expected = token === undefined ? undefined : digest(token);
+    },
+    setMetricsPublic: (open) => {
+      metricsPublic = open;
     },
     close: async () => {
       metrics.close();

@@ -2,7 +2,7 @@
  * What every subcommand shares: turning errors into one line and an exit code, never a stack.
  */
 import { InvalidArgumentError } from 'commander';
-import { isLbError } from '../errors.js';
+import { problemsOf } from '../errors.js';
 
 /** Exit codes: 1 for a failure of the work (bad config file, port taken), 2 for bad usage. */
 export const EXIT_FAILURE = 1;
@@ -13,10 +13,13 @@ export function invalid(reason: string): never {
   throw new InvalidArgumentError(reason);
 }
 
-/** Prints `l4lb: <message>` and exits; LbErrors keep their message, anything else says it is a bug. */
+/**
+ * Prints `l4lb: <line>` for each line of the error (an LbError's problems, one a line; anything
+ * else says it is a bug) and exits. Every command's errors read the same, usage errors included
+ * (src/cli.ts rewrites commander's `error: ` prefix).
+ */
 export function fail(error: unknown, exitCode: number = EXIT_FAILURE): never {
-  const message = isLbError(error) ? error.message : error instanceof Error ? `internal error: ${error.message}` : String(error);
-  process.stderr.write(`l4lb: ${message}\n`);
+  process.stderr.write(problemsOf(error).map((line) => `l4lb: ${line}\n`).join(''));
   process.exit(exitCode);
 }
 

@@ -13,7 +13,7 @@ import { Command } from 'commander';
 import type { Logger } from 'pino';
 import { loadConfig, type Config } from '../config/index.js';
 import { runWorker, startCluster, WORKER_SLOT_ENV } from '../cluster/index.js';
-import { createLogger } from '../proxy/index.js';
+import { createLogger, logOptions } from '../proxy/index.js';
 import { runLifecycle, startSingleProcess, workerCount, type Runtime } from '../runtime/index.js';
 import { EXIT_FAILURE, fail } from './common.js';
 
@@ -34,8 +34,10 @@ export async function run(file: string, given?: Logger): Promise<void> {
   } catch (error) {
     fail(error, EXIT_FAILURE);
   }
-  const logger = given ?? createLogger();
   const workers = workerCount(config.workers);
+  // A cluster primary writes no access line: its workers open the access log, each its own.
+  const { accessLog, ...options } = logOptions(config);
+  const logger = given ?? createLogger(undefined, workers > 1 || accessLog === undefined ? options : { ...options, accessLog });
   let runtime: Runtime;
   try {
     runtime = workers > 1 ? await startCluster(config, workers, logger) : await startSingleProcess(config, logger);

@@ -14,11 +14,11 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { fromWire, LbError } from '../errors.js';
-import type { ServiceStatusStats } from '../proxy/index.js';
+import { logOptions, type ServiceStatusStats } from '../proxy/index.js';
 import type { HealthAuthority } from './authority.js';
 import { isWorkerMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 import { mergeStats, retire } from './stats.js';
-import { WORKER_SLOT_ENV } from './worker.js';
+import { WORKER_LOG_ENV, WORKER_SLOT_ENV } from './worker.js';
 
 /** How long /stats waits for a worker's counters before using its last report. */
 export const STATS_TIMEOUT_MS = 1000;
@@ -60,6 +60,8 @@ export class ClusterPrimary {
   private broadcastQueued = false;
   private reloading = false;
   private exits: (() => void) | undefined;
+  /** The log options read at start: a worker restarted after a reload logs as its siblings do. */
+  private readonly logEnv: string;
 
   constructor(
     private config: Config,
@@ -67,6 +69,7 @@ export class ClusterPrimary {
     private readonly authority: HealthAuthority,
     private readonly logger: Logger,
   ) {
+    this.logEnv = JSON.stringify(logOptions(config));
     this.slots = Array.from({ length: count }, (_, i): Slot => ({
       id: i + 1,
       worker: undefined,
@@ -86,6 +89,11 @@ export class ClusterPrimary {
 
   get workers(): number {
     return this.slots.length;
+  }
+
+  /** Sends `signal` to every live worker, by PID. */
+  signalWorkers(signal: NodeJS.Signals): void {
+    for (const slot of this.slots) if (slot.worker !== undefined && !slot.worker.isDead()) slot.worker.process.kill(signal);
   }
 
   /** Forks every worker; resolves once all listen, rejects with the first one's failure (the others are killed). */
@@ -123,7 +131,7 @@ export class ClusterPrimary {
     slot.restart = undefined;
     slot.started = false;
     slot.startedAt = performance.now();
-    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot.id) });
+    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot.id), [WORKER_LOG_ENV]: this.logEnv });
     slot.worker = worker;
     worker.on('message', (message: unknown) => {
       if (isWorkerMessage(message)) this.onMessage(slot, worker, message);

@@ -53,6 +53,11 @@ class ClusterRuntime implements Runtime {
     return refused.length > 0 ? 'partial' : 'applied';
   }
 
+  /** SIGUSR1: every worker reopens its own log files (the primary writes no access line). */
+  reopenLogs(): void {
+    this.primary.signalWorkers('SIGUSR1');
+  }
+
   /** Resolves once every worker has closed its listeners (a second call: with drain 0). */
   stop(drainMs: number): Promise<void> {
     return this.primary.stop(drainMs);

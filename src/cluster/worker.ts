@@ -12,25 +12,33 @@ import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { ClosedError, problemsOf } from '../errors.js';
-import { createLogger, startBalancer, type Balancer } from '../proxy/index.js';
+import { createLogger, reopenLogFiles, startBalancer, type Balancer, type LogOptions } from '../proxy/index.js';
 import { largestDrain } from '../runtime/index.js';
 import { PrimaryVerdicts } from './link.js';
 import { errorToWire, isPrimaryMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 
 /** The worker's slot (1..N) the primary set in its environment; a restarted worker keeps its slot. */
 export const WORKER_SLOT_ENV = 'L4LB_WORKER';
+/** The log options (JSON: timestamp, access log file) the primary read from the configuration. */
+export const WORKER_LOG_ENV = 'L4LB_WORKER_LOG';
 
 /**
  * The process logger (batched writes of whole lines, at most PIPE_BUF bytes each, so lines from
  * several processes sharing stdout cannot interleave), with the worker's slot bound.
  */
 function workerLogger(slot: number): Logger {
-  return createLogger().child({ worker: slot });
+  const options = JSON.parse(process.env[WORKER_LOG_ENV] ?? '{}') as LogOptions;
+  return createLogger(undefined, options).child({ worker: slot });
 }
 
 export function runWorker(): void {
   const slot = Number(process.env[WORKER_SLOT_ENV] ?? cluster.worker?.id ?? 0);
   const logger = workerLogger(slot);
+  // The primary forwards SIGUSR1 (logrotate's postrotate) to every worker: each reopens its own files.
+  process.on('SIGUSR1', () => {
+    reopenLogFiles();
+    logger.info({ signal: 'SIGUSR1' }, 'log files reopened');
+  });
   const send = (message: WorkerMessage, then?: () => void): void => {
     // With a callback a failed send (the primary gone) is not an 'error' event; the worker exits on 'disconnect'.
     if (process.connected) process.send?.(message, undefined, {}, () => then?.());
@@ -62,7 +70,7 @@ export function runWorker(): void {
       case 'start': {
         verdicts.apply(message.statuses);
         try {
-          balancer = await startBalancer(message.config, { logger, verdicts: verdicts.sources });
+          balancer = await startBalancer(message.config, { logger, verdicts: verdicts.sources, decidedElsewhere: true });
         } catch (error) {
           send({ type: 'failed', error: errorToWire(error) }, () => process.exit(1));
           return;

@@ -186,19 +186,34 @@ const serviceSchema = z.preprocess(
   ),
 );
 
-const adminObject = z.strictObject({ listen: endpointField(LISTEN_RULE), token: tokenField.optional() }).superRefine(checkAdmin);
+const adminObject = z
+  .strictObject({ listen: endpointField(LISTEN_RULE), token: tokenField.optional(), metricsPublic: z.boolean({ error: expecting('true or false') }).optional() })
+  .superRefine(checkAdmin);
+
+/** How the process logs (src/proxy/access-log.ts); read at start. */
+const logObject = z.strictObject({
+  timestamp: z.enum(['epoch', 'iso'], { error: expecting('epoch or iso') }).optional(),
+  level: z.enum(['debug', 'info', 'warn', 'error'], { error: expecting('debug, info, warn or error') }).optional(),
+});
+const accessLogObject = z.strictObject({
+  path: z.string({ error: expecting('an absolute file path') }).refine((value) => value.startsWith('/'), { message: 'must be an absolute path (it does not depend on the directory l4lb starts in)' }),
+});
 
 /** The whole file. Parse with `{ error: errorMap, reportInput: true }` (see load.ts). */
 export const configSchema = describeObject(
   z.strictObject({
     admin: adminObject.optional(),
     workers: workersField.optional(),
+    log: logObject.optional(),
+    accessLog: accessLogObject.optional(),
     services: z.array(serviceSchema, { error: expecting('a list of services') }).min(1),
   }),
   { label: 'the top level' },
 ).transform((value): Config => ({
   ...(value.admin === undefined ? {} : { admin: value.admin }),
   ...(value.workers === undefined ? {} : { workers: value.workers }),
+  ...(value.log === undefined ? {} : { log: value.log }),
+  ...(value.accessLog === undefined ? {} : { accessLog: value.accessLog }),
   services: value.services,
 }))
   .superRefine(checkServices);

@@ -144,6 +144,8 @@ export interface AdminConfig {
   listen: Endpoint;
   /** Every admin request must carry `Authorization: Bearer <token>` (RFC 6750 §2.1). */
   token?: string;
+  /** GET /metrics (read-only) answers without the token, so a Prometheus scraper holds no write credential. */
+  metricsPublic?: boolean;
 }
 
 /** Processes that share the listeners (src/cluster); `auto` is os.availableParallelism(). */
@@ -153,5 +155,9 @@ export interface Config {
   admin?: AdminConfig;
   /** Absent when not given (then 1: one process, no cluster); see `workerCount`. */
   workers?: WorkersSetting;
+  /** `timestamp`: `time` as epoch ms (default) or ISO 8601; `level`: the least level written (default info). Read at start. */
+  log?: { timestamp?: 'epoch' | 'iso'; level?: 'debug' | 'info' | 'warn' | 'error' };
+  /** Access lines to this file instead of stdout, reopened on SIGUSR1. Read at start. */
+  accessLog?: { path: string };
   services: ServiceConfig[];
 }

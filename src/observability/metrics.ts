@@ -4,12 +4,19 @@
  * (prometheus.io/docs/instrumenting/exposition_formats). Names follow the Prometheus naming guide:
  * `l4lb_` prefix, base units (bytes, seconds), `_total` on counters.
  *
+ * Beside l4lb's own series, the registry carries prom-client's default process and Node.js metrics
+ * under their standard names (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+ * `nodejs_eventloop_lag_seconds`, …: what Grafana's Node.js dashboards query), and
+ * `l4lb_build_info{version}` (1), the build-info idiom of Prometheus's own exporters.
+ * With `workers: N` these describe the primary, the process that serves /metrics.
+ *
  * Nothing here touches the data path: connection and byte counts are read from the balancer's own
  * counters (`stats()`) once per scrape and turned into counter increments; health-check results
  * arrive as events (one per probe, not per connection). Label children (a handle per service,
  * backend and label set) are created once and kept, never per connection or per scrape.
  */
-import { Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client';
+import { readFileSync } from 'node:fs';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 import { ADMIN_STATES } from '../config/index.js';
 import type { Balancer, ServiceStatusStats } from '../proxy/index.js';
 import type { CheckEvent } from '../services/index.js';
@@ -48,6 +55,16 @@ class MonotonicFeed<L extends string> {
   }
 }
 
+/** l4lb's version, from the package.json two folders up (src/observability or dist/observability). */
+export function l4lbVersion(): string {
+  try {
+    const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof manifest.version === 'string' ? manifest.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 export interface Metrics {
   readonly registry: Registry;
   readonly contentType: string;
@@ -65,6 +82,7 @@ export function createMetrics(balancer: StatsSource): Metrics {
   const backendLabels: BackendLabels[] = ['service', 'backend'];
 
   const connectionsCurrent = new Gauge({ name: 'l4lb_connections_current', help: 'Connections connecting or spliced, per service', labelNames: serviceLabels, registers });
+  const connectionsQueued = new Gauge({ name: 'l4lb_connections_queued', help: 'Connections waiting in the service queue for a slot (maxConnections reached), per service', labelNames: serviceLabels, registers });
   const connectionsTotal = new Counter({ name: 'l4lb_connections_total', help: 'Connections accepted, per service', labelNames: serviceLabels, registers });
   const refusedTotal = new Counter({ name: 'l4lb_connections_refused_total', help: 'Connections refused for want of a slot (queue full or queue timeout), per service', labelNames: serviceLabels, registers });
   const rejectedTotal = new Counter({ name: 'l4lb_connections_rejected_total', help: 'Connections ended by source rules, per-source limits or PROXY header checks before any backend, per service and reason', labelNames: ['service', 'reason'] as const, registers });
@@ -83,6 +101,10 @@ export function createMetrics(balancer: StatsSource): Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers,
   });
+
+  const buildInfo = new Gauge({ name: 'l4lb_build_info', help: 'Always 1; the version label says which l4lb runs', labelNames: ['version'] as const, registers });
+  buildInfo.set({ version: l4lbVersion() }, 1);
+  collectDefaultMetrics({ register: registry });
 
   const feeds = {
     connections: new MonotonicFeed(connectionsTotal),
@@ -119,12 +141,14 @@ export function createMetrics(balancer: StatsSource): Metrics {
   const refresh = (services: readonly ServiceStatusStats[]): void => {
     // Gauges describe the present: reset, so a backend removed by a reload disappears.
     connectionsCurrent.reset();
+    connectionsQueued.reset();
     backendCurrent.reset();
     backendUp.reset();
     backendState.reset();
     for (const service of services) {
       const name = service.name;
       connectionsCurrent.set({ service: name }, service.current);
+      connectionsQueued.set({ service: name }, service.queued);
       feeds.connections.set({ service: name }, service.total);
       feeds.refused.set({ service: name }, service.refused);
       for (const [reason, count] of Object.entries(service.rejected)) feeds.rejected.set({ service: name, reason }, count);

@@ -2,8 +2,18 @@
  * The access log: one pino JSON line per connection, written when it closes, with what HAProxy's
  * `option tcplog` carries (service, client, backend, timers, bytes, retries, termination state).
  * The logger and each service's child are made once; nothing is logged while bytes flow.
+ *
+ * A connection that failed on l4lb's or the backend's side (no backend, connect failed or timed
+ * out, queue full, backend reset, bad PROXY header) is logged at warn, the rest at info, so
+ * `level >= 40` finds the failures (HAProxy's `option log-separate-errors`).
+ *
+ * For operators: `log.timestamp: iso` writes `time` as ISO 8601 (UTC) instead of epoch ms, and
+ * `accessLog.path` sends the access lines to a file of their own (every other line stays on
+ * stdout), reopened on SIGUSR1 after logrotate moved it (nginx's `kill -USR1`).
  */
-import pino, { type DestinationStream, type Logger } from 'pino';
+import pino, { type DestinationStream, type Level, type Logger } from 'pino';
+import type { SonicBoom } from 'sonic-boom';
+import type { Config } from '../config/index.js';
 import type { SpliceEnd } from './splice.js';
 
 /** Refusals by the source rules at accept, before any backend is contacted (src/proxy/source-rules.ts). */
@@ -52,6 +62,32 @@ export const END_REASON_TEXT: Readonly<Record<EndReason, string>> = {
   'refused-over-connections': 'refused (perSourceConnections)',
   'refused-over-rate': 'refused (perSourceRate)',
   'refused-table-full': 'refused (source table full)',
+};
+
+/** The level of a connection's access line: warn when it failed on l4lb's or the backend's side. */
+export const END_REASON_LEVEL: Readonly<Record<EndReason, Extract<Level, 'info' | 'warn'>>> = {
+  'client-close': 'info',
+  'backend-close': 'info',
+  'client-reset': 'info',
+  'backend-reset': 'warn',
+  'idle-timeout': 'info',
+  'backend-down': 'warn',
+  shutdown: 'info',
+  'connect-timeout': 'warn',
+  'connect-failed': 'warn',
+  'no-backend': 'warn',
+  'refused-queue-full': 'warn',
+  'refused-queue-timeout': 'warn',
+  'client-aborted': 'info',
+  'proxy-header-invalid': 'warn',
+  'proxy-header-timeout': 'warn',
+  'proxy-header-not-allowed': 'warn',
+  'refused-denied': 'warn',
+  'refused-not-allowed': 'warn',
+  'refused-bad-address': 'warn',
+  'refused-over-connections': 'warn',
+  'refused-over-rate': 'warn',
+  'refused-table-full': 'warn',
 };
 
 /** One line of the access log (the JSON fields next to pino's level, time and msg). */
@@ -103,38 +139,111 @@ const PIPE_BUF = 4096;
 /** ...or after this long, whichever comes first. */
 const ACCESS_FLUSH_MS = 1000;
 
+/** How the process logs (the configuration's `log` and `accessLog`; read at start). */
+export interface LogOptions {
+  /** `time` as epoch milliseconds (pino's default) or an ISO 8601 UTC string. */
+  readonly timestamp?: 'epoch' | 'iso';
+  /** The least level written (pino's default: info). */
+  readonly level?: 'debug' | 'info' | 'warn' | 'error';
+  /** Access lines go to this file (appended, made if missing) instead of stdout. */
+  readonly accessLog?: string;
+}
+
+/** The log options a configuration asks for. */
+export function logOptions(config: Config): LogOptions {
+  return {
+    ...(config.log?.timestamp === undefined ? {} : { timestamp: config.log.timestamp }),
+    ...(config.log?.level === undefined ? {} : { level: config.log.level }),
+    ...(config.accessLog === undefined ? {} : { accessLog: config.accessLog.path }),
+  };
+}
+
+/** Files this process's loggers opened, for reopenLogFiles(). */
+const openFiles = new Set<SonicBoom>();
+
+/**
+ * Reopens every log file this process opened (the access log), at the same path: after logrotate
+ * renamed it, new lines go to a new file. What was buffered is written to the old one first.
+ */
+export function reopenLogFiles(): void {
+  for (const file of openFiles) {
+    file.flush(); // starts writing the buffer; reopen() then waits for that write to end
+    file.reopen();
+  }
+}
+
+/** A batched SonicBoom (see createLogger), and its flush that is a no-op once it closed. */
+function batched(dest: number | string): { stream: SonicBoom; flush(callback?: (error?: Error) => void): void } {
+  const stream = pino.destination({ dest, sync: false, append: true, mkdir: true, minLength: ACCESS_BATCH_BYTES, maxWrite: PIPE_BUF });
+  let open = true;
+  stream.once('close', () => {
+    open = false;
+    openFiles.delete(stream);
+  });
+  const flush = (callback?: (error?: Error) => void): void => {
+    if (open) stream.flush(callback);
+    else callback?.();
+  };
+  setInterval(flush, ACCESS_FLUSH_MS).unref();
+  return { stream, flush };
+}
+
 /**
  * The process logger: JSON lines to `destination`, or to stdout. On stdout, access lines are
  * batched (one write of 3–4 KiB instead of one write, one thread-pool hop and one wake-up per
  * connection, as profiled in docs/performance.md), flushed at least every second and when the
  * process exits (pino flushes its destination on exit); every other line (listening, reloads,
- * health changes) is written at once, so whoever waits for it sees it without delay.
+ * health changes) is written at once, so whoever waits for it sees it without delay. With
+ * `accessLog`, access lines go, batched the same way, to that file instead.
  */
-export function createLogger(destination?: DestinationStream): Logger {
-  if (destination !== undefined) return pino({ base: null }, destination);
-  const stdout = pino.destination({ dest: 1, sync: false, minLength: ACCESS_BATCH_BYTES, maxWrite: PIPE_BUF });
-  let open = true;
-  stdout.once('close', () => {
-    open = false;
-  });
-  const flush = (): void => {
-    if (open) stdout.flush();
+export function createLogger(destination?: DestinationStream, options: LogOptions = {}): Logger {
+  const time = options.timestamp === 'iso' ? { timestamp: pino.stdTimeFunctions.isoTime } : {};
+  const accessFile = options.accessLog === undefined ? undefined : batched(options.accessLog);
+  if (accessFile !== undefined) openFiles.add(accessFile.stream);
+  const stdout = destination === undefined ? batched(1) : undefined;
+  const main: DestinationStream = destination ?? stdout!.stream;
+  const flushMain = (callback?: (error?: Error) => void): void => {
+    if (stdout !== undefined) stdout.flush(callback);
+    else callback?.();
   };
-  setInterval(flush, ACCESS_FLUSH_MS).unref();
+  // Which stream the line being written goes to: set around each call, read by write() (pino
+  // writes the line synchronously, inside the call).
+  let access = false;
+  const stream: DestinationStream & { flush?: (callback?: (error?: Error) => void) => void } =
+    accessFile === undefined
+      ? main
+      : {
+          write: (line: string) => (access ? accessFile.stream : main).write(line),
+          flush: (callback) => {
+            let left = 2;
+            const done = (): void => {
+              if (--left === 0) callback?.();
+            };
+            accessFile.flush(done);
+            flushMain(done);
+          },
+        };
   return pino(
     {
       base: null,
+      ...time,
+      ...(options.level === undefined ? {} : { level: options.level }),
       hooks: {
         logMethod(args, method) {
-          method.apply(this, args);
-          if (args[1] !== ACCESS_MESSAGE) flush();
+          access = args[1] === ACCESS_MESSAGE;
+          try {
+            method.apply(this, args);
+          } finally {
+            access = false;
+          }
+          if (args[1] !== ACCESS_MESSAGE) flushMain();
         },
       },
     },
-    stdout,
+    stream,
   );
 }
 
 export function logAccess(logger: Logger, record: AccessRecord): void {
-  logger.info(record, ACCESS_MESSAGE);
+  logger[END_REASON_LEVEL[record.end]](record, ACCESS_MESSAGE);
 }

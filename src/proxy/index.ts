@@ -11,6 +11,6 @@ export {
   type BackendStatusStats,
   type ServiceStatusStats,
 } from './balancer.js';
-export { createLogger, formatAddress, END_REASON_TEXT, ACCESS_MESSAGE, type AccessRecord, type EndReason } from './access-log.js';
+export { createLogger, logOptions, reopenLogFiles, formatAddress, type LogOptions, END_REASON_TEXT, ACCESS_MESSAGE, type AccessRecord, type EndReason } from './access-log.js';
 export type { SpliceEnd } from './splice.js';
 export { REJECTIONS, type Rejection } from './rejections.js';

@@ -8,6 +8,8 @@
  *   keep running the previous configuration and log every problem. A SIGHUP that arrives while a
  *   reload is in progress is coalesced: once that reload ends, the file is read once more,
  *   however many SIGHUPs came meanwhile (the last write of the file is what counts).
+ * - SIGUSR1: reopen the log files (the access log) at their paths, after logrotate moved them
+ *   (nginx's USR1); with workers the primary forwards it to each worker, which reopens its own.
  * - 'listening' lines are written only once every signal is handled: whoever waits for them may
  *   signal at once.
  */
@@ -15,7 +17,7 @@ import type { Logger } from 'pino';
 import { startAdmin, type AdminServer } from '../admin/index.js';
 import { loadConfig, type Config } from '../config/index.js';
 import { isLbError, problemsOf } from '../errors.js';
-import { formatAddress } from '../proxy/index.js';
+import { formatAddress, reopenLogFiles } from '../proxy/index.js';
 import type { Runtime } from './runtime.js';
 import { largestDrain, workerCount } from './settings.js';
 
@@ -36,7 +38,7 @@ export interface LifecycleOptions {
 
 /** The part of `process` the lifecycle listens on. */
 export interface SignalSource {
-  on(signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP', listener: (signal: NodeJS.Signals) => void): unknown;
+  on(signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP' | 'SIGUSR1', listener: (signal: NodeJS.Signals) => void): unknown;
 }
 
 /** Resolves once everything the logger buffered is written. */
@@ -53,7 +55,7 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
   let admin: AdminServer | undefined;
   if (config.admin !== undefined) {
     try {
-      admin = await startAdmin(runtime.admin, { listen: config.admin.listen, token: config.admin.token, logger });
+      admin = await startAdmin(runtime.admin, { listen: config.admin.listen, token: config.admin.token, metricsPublic: config.admin.metricsPublic, logger });
     } catch (error) {
       await runtime.stop(0);
       await runtime.stopped();
@@ -73,6 +75,7 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
       }
       const outcome = await runtime.reload(next, config);
       admin?.setToken(next.admin?.token);
+      admin?.setMetricsPublic(next.admin?.metricsPublic === true);
       if (outcome === 'partial') {
         config = next;
         return;
@@ -138,6 +141,11 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
   signals.on('SIGINT', stop);
   signals.on('SIGHUP', () => {
     if (!stopping) reload();
+  });
+  signals.on('SIGUSR1', () => {
+    reopenLogFiles();
+    runtime.reopenLogs?.();
+    logger.info({ signal: 'SIGUSR1' }, 'log files reopened');
   });
   for (const { service, listen, backends } of runtime.listening()) {
     logger.info({ service, listen: formatAddress(listen.host, listen.port), backends, ...fields }, 'listening');

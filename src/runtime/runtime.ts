@@ -41,6 +41,11 @@ export interface Runtime {
    * for up to `drainMs`. A second call ends the open connections at once.
    */
   stop(drainMs: number): Promise<void>;
+  /**
+   * SIGUSR1, beside the driver reopening this process's log files: a cluster forwards it to its
+   * workers, each of which reopens its own. One process has nothing more to do.
+   */
+  reopenLogs?(): void;
   /** Resolves once everything has ended: connections drained, workers exited, checks stopped. */
   stopped(): Promise<void>;
 }

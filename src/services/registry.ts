@@ -48,6 +48,12 @@ export function statusFields(status: BackendStatus | undefined, now: number = pe
 export interface ServiceStatesOptions {
   /** Logs each health and admin state change, through a child logger per service. */
   readonly logger: Logger;
+  /**
+   * Verdicts are decided in another process (a cluster worker applies its primary's): the
+   * decider logs each change once, at warn/info; here applying it is logged at debug only, as
+   * 'backend health applied' / 'backend state applied', so `workers: N` writes one line per change.
+   */
+  readonly decidedElsewhere?: boolean;
   readonly verdicts: VerdictSources;
   /** Ends a backend's established connections when it goes down under onDown: close. */
   readonly closeBackend?: (service: string, backend: string) => void;
@@ -66,17 +72,19 @@ export class ServiceStates {
   of(name: string): ServiceState {
     const existing = this.byName.get(name);
     if (existing !== undefined) return existing;
-    const { logger: parent, verdicts, closeBackend, changed } = this.options;
+    const { logger: parent, verdicts, closeBackend, changed, decidedElsewhere } = this.options;
     const logger = parent.child({ service: name });
+    const healthLine = decidedElsewhere === true ? (fields: object) => logger.debug(fields, 'backend health applied') : (fields: object) => logger.warn(fields, 'backend health changed');
+    const stateLine = decidedElsewhere === true ? (fields: object) => logger.debug(fields, 'backend state applied') : (fields: object) => logger.info(fields, 'backend state changed');
     const state = new ServiceState(name, { verdicts, closeBackend: closeBackend && ((backend) => closeBackend(name, backend)) });
     state.on('health', (change) => {
-      logger.warn({ backend: change.backend, health: change.health, previous: change.previous, reason: change.reason }, 'backend health changed');
+      healthLine({ backend: change.backend, health: change.health, previous: change.previous, reason: change.reason });
       changed?.(name);
       this.events.emit('health', change);
     });
     state.on('check', (event) => this.events.emit('check', event));
     state.on('state', (change) => {
-      logger.info({ backend: change.backend, state: change.state, previous: change.previous }, 'backend state changed');
+      stateLine({ backend: change.backend, state: change.state, previous: change.previous });
       changed?.(name);
       this.events.emit('state', change);
     });
