@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parseDocument } from 'yaml';
-import { crossServiceProblems, factsFromDocument } from './rules.js';
+import { crossServiceProblems, factsFromDocument, serviceProblemsFromDocument } from './rules.js';
 import { configSchema } from './schema.js';
 import { errorMap, formatPath } from './messages.js';
 import { ConfigError, type ConfigProblem } from '../errors.js';
@@ -114,11 +114,23 @@ export function parseConfig(source: string, file: string): Config {
     const path = formatPath(issue.path);
     for (const message of issue.message.split('\n')) problems.push({ path, message: shortenQuoted(message) });
   }
-  // Zod skips the cross-service rules once any service has a problem; run them on what did parse.
+  const known = (problem: ConfigProblem): boolean => problems.some((seen) => seen.path === problem.path && seen.message === problem.message);
+  // Zod skips an object's rules across fields once any of its fields has a problem: run them on
+  // what did parse, so one pass lists all, each after the other problems of its service.
+  const serviceIndex = (path: string): number => Number(/^services\[(\d+)\]/.exec(path)?.[1] ?? -1);
+  for (const rule of serviceProblemsFromDocument(parsed.data)) {
+    const problem = { path: formatPath(rule.path), message: rule.message };
+    if (known(problem)) continue;
+    const index = serviceIndex(problem.path);
+    let after = problems.length;
+    while (after > 0 && serviceIndex(problems[after - 1].path) > index) after--;
+    problems.splice(after, 0, problem);
+  }
+  // Likewise the rules across services, once any service has a problem.
   const facts = factsFromDocument(parsed.data);
   for (const cross of crossServiceProblems(facts.adminListen, facts.services)) {
     const problem = { path: formatPath(cross.path), message: cross.message };
-    if (!problems.some((known) => known.path === problem.path && known.message === problem.message)) problems.push(problem);
+    if (!known(problem)) problems.push(problem);
   }
   throw new ConfigError(file, problems);
 }
