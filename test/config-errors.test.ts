@@ -34,8 +34,8 @@ const CASES: [string, string, string[]][] = [
     'c.json: services: expected at least 1 entry, got 0',
     'c.json: unknown key "__proto__" (expected one of: admin, workers, services)',
   ]],
-  ['JSON file, schema error', '{ "services": [{ "name": "a", "listen": 6432, "backends": [] }] }', [
-    'c.json: services[0].listen: expected an address HOST:PORT, got the number 6432',
+  ['JSON file, schema error', '{ "services": [{ "name": "a", "listen": true, "backends": [] }] }', [
+    'c.json: services[0].listen: expected an address HOST:PORT or a port, got the boolean true',
     'c.json: services[0].backends: expected at least 1 entry, got 0',
   ]],
 

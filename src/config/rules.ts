@@ -9,7 +9,7 @@
 import type * as z from 'zod';
 import { DEFAULTS } from './defaults.js';
 import { endpointsOverlap, formatEndpoint, parseAddress, parseEndpoint, type EndpointRule } from './endpoints.js';
-import { DSR_RULE, LISTEN_RULE } from './fields.js';
+import { DSR_RULE, LISTEN_RULE, listenText } from './fields.js';
 import type { Balance, Config, Endpoint, FlowHash, HashKeyKind, HealthCheckConfig, OnDown, ServiceConfig } from './types.js';
 
 /** Balancers that hash a flow key; the others (roundrobin, leastconn) ignore hashKey and friends. */
@@ -194,13 +194,13 @@ function endpointOrUndefined(value: unknown, rule: EndpointRule): Endpoint | und
  */
 export function factsFromDocument(document: unknown): { adminListen?: Endpoint; services: ServiceFacts[] } {
   if (!isRecord(document)) return { services: [] };
-  const adminListen = isRecord(document.admin) ? endpointOrUndefined(document.admin.listen, LISTEN_RULE) : undefined;
+  const adminListen = isRecord(document.admin) ? endpointOrUndefined(listenText(document.admin.listen), LISTEN_RULE) : undefined;
   const services = (Array.isArray(document.services) ? document.services : []).map((service): ServiceFacts => {
     if (!isRecord(service)) return {};
     const facts: ServiceFacts = {};
     if (typeof service.name === 'string') facts.name = service.name;
     const mode = service.mode ?? DEFAULTS.mode;
-    const endpoint = mode === 'dsr' ? endpointOrUndefined(service.vip, DSR_RULE) : mode === 'proxy' ? endpointOrUndefined(service.listen, LISTEN_RULE) : undefined;
+    const endpoint = mode === 'dsr' ? endpointOrUndefined(service.vip, DSR_RULE) : mode === 'proxy' ? endpointOrUndefined(listenText(service.listen), LISTEN_RULE) : undefined;
     if (endpoint !== undefined) facts.bind = { endpoint, key: mode === 'dsr' ? 'vip' : 'listen' };
     if (Number.isInteger(service.dscp)) facts.dscp = service.dscp as number;
     return facts;

@@ -144,6 +144,8 @@ export interface AdminConfig {
   listen: Endpoint;
   /** Every admin request must carry `Authorization: Bearer <token>` (RFC 6750 §2.1). */
   token?: string;
+  /** Where `token` was read from (an absolute path), when the file gave `tokenFile`. */
+  tokenFile?: string;
 }
 
 /** Processes that share the listeners (src/cluster); `auto` is os.availableParallelism(). */
