@@ -65,6 +65,10 @@ export const listenField = z.unknown().transform((value, ctx): Endpoint => {
   if (parsed.ok) return parsed.value;
   ctx.addIssue({ code: 'custom', message: parsed.error });
   return z.NEVER;
+}).meta({
+  description: 'HOST:PORT, [v6]:PORT, or a port alone (every IPv4 address, as nginx `listen 6432`)',
+  anyOf: [{ type: 'string' }, { type: 'integer', minimum: 0, maximum: 65535 }],
+  examples: ['127.0.0.1:6432', '[::]:6432', ':6432', 6432],
 });
 
 /** A DSR backend: an IPv4 address, with or without a port (the port must be the VIP's). */
@@ -103,6 +107,7 @@ export function durationField(allowZero: boolean) {
       }
       return parsed.value;
     })
+    .meta({ description: 'a duration: a number with a unit (ms, s, m, h), e.g. "500ms", "3s", "1h"', type: 'string', examples: ['500ms', '3s', '30m'] })
     .optional();
 }
 
@@ -144,4 +149,4 @@ export const workersField = z.unknown().transform((value, ctx): WorkersSetting =
     return z.NEVER;
   }
   return value;
-});
+}).meta({ description: `processes sharing the listeners: an integer 1–${LIMITS.maxWorkers}, or "auto" (one per core)`, anyOf: [{ type: 'integer', minimum: 1, maximum: LIMITS.maxWorkers }, { const: 'auto' }] });

@@ -11,3 +11,4 @@ export { checkSpecOfConfig } from './health-fields.js';
 export { DEFAULTS, HEALTH_DEFAULTS, LIMITS } from './defaults.js';
 export { parseDuration, formatDuration, MAX_DURATION_MS } from './durations.js';
 export { parseEndpoint, parseAddress, formatEndpoint, endpointsOverlap, isHostname, type EndpointRule, type HostRule } from './endpoints.js';
+export { configJsonSchema } from './json-schema.js';
