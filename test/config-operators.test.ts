@@ -13,7 +13,7 @@ const dir = mkdtempSync(join(tmpdir(), 'l4lb-config-operators-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const service = (listen: string): string => `services:\n  - { name: pg, listen: ${listen}, backends: [{ name: a, address: "10.0.0.1:5432" }] }\n`;
-const proxy = (text: string, env: Record<string, string> = {}, file = 'c.yaml'): ProxyServiceConfig => parseConfig(text, file, env).services[0] as ProxyServiceConfig;
+const proxy = (text: string, env: Record<string, string> = {}, file = 'c.yaml'): ProxyServiceConfig => parseConfig(text, file, { env }).services[0] as ProxyServiceConfig;
 
 describe('listen: a port alone', () => {
   it.each([
@@ -93,7 +93,12 @@ describe('admin.tokenFile', () => {
     expect(lines('{ listen: 127.0.0.1:9900, tokenFile: short, token: "0123456789abcdef" }')).toEqual([`${file}: admin.tokenFile: give token or tokenFile, not both`]);
   });
 
+  it('not read when told not to (check --no-resolve, away from the host)', () => {
+    const config = parseConfig(`admin: { listen: 127.0.0.1:9900, tokenFile: /no/such/token }\n${service('6432')}`, 'c.yaml', { readTokenFile: false });
+    expect(config.admin).toEqual({ listen: { host: '127.0.0.1', port: 9900 }, tokenFile: '/no/such/token' });
+  });
+
   it('a token from the environment through ${VAR}', () => {
-    expect(parseConfig(`admin: { listen: 9900, token: "\${ADMIN_TOKEN}" }\n${service('6432')}`, 'c.yaml', { ADMIN_TOKEN: 'env-token-0123456789' }).admin?.token).toBe('env-token-0123456789');
+    expect(parseConfig(`admin: { listen: 9900, token: "\${ADMIN_TOKEN}" }\n${service('6432')}`, 'c.yaml', { env: { ADMIN_TOKEN: 'env-token-0123456789' } }).admin?.token).toBe('env-token-0123456789');
   });
 });

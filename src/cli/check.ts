@@ -61,9 +61,10 @@ const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' 
 
 /** Pre: `config` is what `run` would load. Throws ConfigError listing every name that resolves nowhere. */
 export async function checkFile(file: string, resolve: boolean, lookup: Lookup = systemLookup): Promise<string> {
-  const config = await loadConfig(file);
+  const config = await loadConfig(file, { readTokenFile: resolve });
   const summary = `${file}: OK, ${summarizeConfig(config)}`;
   if (!resolve) {
+    if (config.admin?.tokenFile !== undefined) return `${summary}; admin.tokenFile not read, backend host names not resolved (--no-resolve)`;
     const names = new Set(config.services.flatMap((service) => (service.mode === 'proxy' ? service.backends.map((backend) => backend.address.host) : [])).filter((host) => isIP(host) === 0));
     return names.size === 0 ? summary : `${summary}; ${plural(names.size, 'backend host name')} not resolved (--no-resolve)`;
   }
@@ -77,7 +78,7 @@ export function checkCommand(): Command {
   return new Command('check')
     .description('validate a configuration file and resolve its backend host names (as haproxy -c and nginx -t do): print a one-line summary, or every problem, one per line')
     .requiredOption('-c, --config <file>', 'the configuration file (YAML, or JSON by its .json name or leading "{")')
-    .option('--no-resolve', 'do not resolve backend host names (a file checked away from the hosts it runs on)')
+    .option('--no-resolve', 'do not resolve backend host names nor read admin.tokenFile (a file checked away from the host it runs on)')
     .action(async (options: CheckOptions) => {
       try {
         process.stdout.write(`${await checkFile(options.config, options.resolve)}\n`);

@@ -98,6 +98,16 @@ function shortenQuoted(message: string): string {
   return message.replace(/"((?:[^"\\]|\\.){61,})"/g, (_quoted, inner: string) => `"${inner.slice(0, 57)}..."`);
 }
 
+export interface ParseOptions {
+  /** Where `${VAR}` references are read from (default: process.env). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /**
+   * Read `admin.tokenFile` (default true). `l4lb check --no-resolve` checks a file away from its
+   * host, where the token file is not either.
+   */
+  readonly readTokenFile?: boolean;
+}
+
 /**
  * The admin token of `admin.tokenFile` (relative to the configuration file's directory), its line
  * end trimmed, checked as `admin.token` is. Throws ConfigError at admin.tokenFile.
@@ -126,7 +136,8 @@ function withTokenFile(config: Config, file: string): Config {
  * `${VAR}` references in string values are expanded from `env` (env.ts); `admin.tokenFile` is read
  * relative to the file's directory.
  */
-export function parseConfig(source: string, file: string, env: Readonly<Record<string, string | undefined>> = process.env): Config {
+export function parseConfig(source: string, file: string, options: ParseOptions = {}): Config {
+  const { env = process.env, readTokenFile = true } = options;
   const text = source.startsWith('\uFEFF') ? source.slice(1) : source; // a byte-order mark is not content
   const parsed = detectFormat(text, file) === 'json' ? parseJson(text) : parseYaml(text);
   if (!parsed.ok) throw new ConfigError(file, parsed.problems);
@@ -136,7 +147,7 @@ export function parseConfig(source: string, file: string, env: Readonly<Record<s
   const substituted = substituteEnv(parsed.data, env);
   const document = substituted.data;
   const result = configSchema.safeParse(document, { error: errorMap, reportInput: true });
-  if (result.success && substituted.problems.length === 0) return withTokenFile(result.data, file);
+  if (result.success && substituted.problems.length === 0) return readTokenFile ? withTokenFile(result.data, file) : result.data;
   const problems: ConfigProblem[] = [...substituted.problems];
   // A value whose variable is unset is reported once, as that; its schema problem would repeat it.
   const unset = (path: string): boolean => substituted.unsetPaths.some((where) => path === where || path.startsWith(`${where}.`) || path.startsWith(`${where}[`));
@@ -182,12 +193,12 @@ function readFailure(error: unknown): string {
 }
 
 /** Reads and parses `file`. Throws ConfigError (one line) if it cannot be read, else as parseConfig. */
-export async function loadConfig(file: string): Promise<Config> {
+export async function loadConfig(file: string, options: ParseOptions = {}): Promise<Config> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
     throw new ConfigError(file, [{ path: '', message: readFailure(error) }]);
   }
-  return parseConfig(text, file);
+  return parseConfig(text, file, options);
 }
