@@ -107,7 +107,10 @@ export function durationField(allowZero: boolean) {
       }
       return parsed.value;
     })
-    .meta({ description: 'a duration: a number with a unit (ms, s, m, h), e.g. "500ms", "3s", "1h"', type: 'string', examples: ['500ms', '3s', '30m'] })
+    .meta({
+      description: `a duration: a number with a unit (ms, s, m, h), e.g. "500ms", "3s", "1h"${allowZero ? '; or 0' : ''}`,
+      ...(allowZero ? { anyOf: [{ type: 'string' }, { const: 0 }] } : { type: 'string' }),
+    })
     .optional();
 }
 
