@@ -87,15 +87,22 @@ describe('POST /services/:s/backends/:b/state', () => {
     expect((await post('/services/web/backends/b/state', '{"state":"active"}')).body).toEqual({ service: 'web', backend: 'b', previous: 'maintenance', state: 'active' });
   });
 
+  it("accepts HAProxy's words: drain, maint, ready", async () => {
+    expect((await post('/services/web/backends/b/state', '{"state":"drain"}')).body).toEqual({ service: 'web', backend: 'b', previous: 'active', state: 'draining' });
+    expect((await post('/services/web/backends/b/state', '{"state":"maint"}')).body).toEqual({ service: 'web', backend: 'b', previous: 'draining', state: 'maintenance' });
+    expect((await post('/services/web/backends/b/state', '{"state":"ready"}')).body).toEqual({ service: 'web', backend: 'b', previous: 'maintenance', state: 'active' });
+    expect((await post('/services/web/backends/b/state', '{"state":"constructor"}')).status).toBe(400);
+  });
+
   it.each([
     ['/services/db/backends/a/state', '{"state":"draining"}', 404, { code: 'not-found', message: 'no service "db" (services: web)', valid: ['web'] }],
     ['/services/web/backends/c/state', '{"state":"draining"}', 404, { code: 'not-found', message: 'service "web" has no backend "c" (backends: a, b)', valid: ['a', 'b'] }],
     ['/services/web/backends/a/state', 'drain', 400, { code: 'bad-request', message: 'the body must be JSON such as {"state": "draining"}, got "drain"' }],
     ['/services/web/backends/a/state', '', 400, { code: 'bad-request', message: 'the body must be JSON such as {"state": "draining"}, got an empty body' }],
     ['/services/web/backends/a/state', '["draining"]', 400, { code: 'bad-request', message: 'the body must be a JSON object such as {"state": "draining"}' }],
-    ['/services/web/backends/a/state', '{"state":"drained"}', 400, { code: 'bad-request', message: '"state" must be one of active, draining, maintenance, got "drained"', valid: ['active', 'draining', 'maintenance'] }],
+    ['/services/web/backends/a/state', '{"state":"drained"}', 400, { code: 'bad-request', message: '"state" must be one of active, draining, maintenance (or HAProxy\'s ready, drain, maint), got "drained"', valid: ['active', 'draining', 'maintenance'] }],
     ['/services/web/backends/a/state', '{"state":"draining","force":true}', 400, { code: 'bad-request', message: 'unknown key "force" (expected only "state")' }],
-    ['/services/web/backends/a/state', '{}', 400, { code: 'bad-request', message: '"state" must be one of active, draining, maintenance, got nothing', valid: ['active', 'draining', 'maintenance'] }],
+    ['/services/web/backends/a/state', '{}', 400, { code: 'bad-request', message: '"state" must be one of active, draining, maintenance (or HAProxy\'s ready, drain, maint), got nothing', valid: ['active', 'draining', 'maintenance'] }],
     ['/nope', '{}', 404, { code: 'not-found', message: 'no such path "/nope" (paths: GET /, GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state)' }],
   ])('POST %s %s → %i', async (path, body, status, error) => {
     const response = await post(path, body);

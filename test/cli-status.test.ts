@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatStatus } from '../src/cli/status.js';
+import { adminUrlOf, formatStatus } from '../src/cli/status.js';
 import type { ServiceStatusStats } from '../src/proxy/index.js';
 import { CLI, startCli, type CliChild } from './helpers/child.js';
 import { connectClient, freePort, readLine, startNamedServer, type TestServer } from './helpers/net.js';
@@ -60,8 +60,14 @@ interface Result {
 }
 
 function cli(...args: string[]): Promise<Result> {
+  return cliWith({}, ...args);
+}
+
+/** With `env` added to this process's environment (L4LB_TOKEN removed unless given). */
+function cliWith(env: Record<string, string>, ...args: string[]): Promise<Result> {
+  const { L4LB_TOKEN: _inherited, ...inherited } = process.env;
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], (error, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...inherited, ...env } }, (error, stdout, stderr) => {
       const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
       resolve({ code, stdout, stderr });
     });
@@ -127,7 +133,7 @@ describe('errors', () => {
       stdout: '',
       stderr: `l4lb: cannot reach the admin API at http://127.0.0.1:${port}: ECONNREFUSED (is l4lb running with admin.listen there? see --admin)\n`,
     });
-    expect(await cli('status', '--admin', 'not a url')).toEqual({ code: 2, stdout: '', stderr: 'l4lb: --admin "not a url": expected a URL such as http://127.0.0.1:9900\n' });
+    expect(await cli('status', '--admin', 'not a url')).toEqual({ code: 2, stdout: '', stderr: 'l4lb: --admin "not a url": expected an address such as 127.0.0.1:9900 or a URL such as http://127.0.0.1:9900\n' });
     const missing = await cli('drain', 'db');
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("missing required argument 'backend'");
@@ -158,6 +164,29 @@ describe('formatStatus', () => {
       '',
     ]);
   }, 30_000);
+});
+
+describe('the token without a command line that ps shows, --admin without http://', () => {
+  it('--token-file, $L4LB_TOKEN; --admin HOST:PORT', async () => {
+    const address = adminUrl.replace('http://', '');
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, `${TOKEN}\n`);
+    expect((await cli('status', '--admin', address, '--token-file', tokenFile)).code).toBe(0);
+    expect((await cliWith({ L4LB_TOKEN: TOKEN }, 'status', '--admin', address)).code).toBe(0);
+    expect((await cliWith({ L4LB_TOKEN: 'wrong-token-0123456789' }, 'status', '--admin', address)).stderr).toContain('refused the request: wrong token');
+    const missing = await cli('status', '--admin', address, '--token-file', join(dir, 'no-such-token'));
+    expect(missing).toEqual({ code: 2, stdout: '', stderr: `l4lb: --token-file "${join(dir, 'no-such-token')}": cannot read it (ENOENT)\n` });
+  }, 30_000);
+
+  it.each([
+    ['127.0.0.1:9000', 'http://127.0.0.1:9000'],
+    ['[::1]:9000', 'http://[::1]:9000'],
+    [':9000', 'http://127.0.0.1:9000'],
+    ['9000', 'http://127.0.0.1:9000'],
+    ['http://10.0.0.1:9000', 'http://10.0.0.1:9000'],
+  ])('--admin %s means %s', (given, url) => {
+    expect(adminUrlOf(given)).toBe(url);
+  });
 });
 
 describe('reload', () => {

@@ -23,12 +23,12 @@ beforeAll(() => {
 });
 
 describe('l4lb check', () => {
-  it('a valid YAML file: exit 0 and one summary line', () => {
-    const result = check(['-c', 'full.yaml']);
+  it('a valid YAML file: exit 0 and one summary line (--no-resolve: its names are not this machine\'s)', () => {
+    const result = check(['-c', 'full.yaml', '--no-resolve']);
     expect(result.stderr).toBe('');
     expect(result.stdout).toBe(
       'full.yaml: OK, 3 services (postgres: maglev over 3 backends on 127.0.0.1:6432; redis: leastconn over 1 backend on [::1]:7000; ' +
-        'web: dsr maglev over 2 backends on VIP 192.0.2.10:80 dscp 10), admin on [::1]:9900\n',
+        'web: dsr maglev over 2 backends on VIP 192.0.2.10:80 dscp 10), admin on [::1]:9900; 2 backend host names not resolved (--no-resolve)\n',
     );
     expect(result.status).toBe(0);
   });

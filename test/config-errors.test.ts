@@ -34,8 +34,8 @@ const CASES: [string, string, string[]][] = [
     'c.json: services: expected at least 1 entry, got 0',
     'c.json: unknown key "__proto__" (expected one of: admin, workers, log, accessLog, services)',
   ]],
-  ['JSON file, schema error', '{ "services": [{ "name": "a", "listen": 6432, "backends": [] }] }', [
-    'c.json: services[0].listen: expected an address HOST:PORT, got the number 6432',
+  ['JSON file, schema error', '{ "services": [{ "name": "a", "listen": true, "backends": [] }] }', [
+    'c.json: services[0].listen: expected an address HOST:PORT or a port, got the boolean true',
     'c.json: services[0].backends: expected at least 1 entry, got 0',
   ]],
 
@@ -180,6 +180,36 @@ services:
     'c.yaml: services[0].retries: must be at least 0, got -1',
     'c.yaml: services[0].backends[1].address: "127.0.0.1": the port is missing (expected 127.0.0.1:PORT)',
     'c.yaml: services[0]: unknown key "tiemouts" (did you mean "timeouts"?)',
+  ]],
+  ['rules across fields are reported alongside bad values in the same service', `services:
+  - name: pg
+    listen: 127.0.0.1:99999
+    balance: ring
+    tableSize: 251
+    onDown: close
+    timeouts: { connect: 3 }
+    backends:
+      - { name: pg1, address: "10.0.0.1:5432" }
+      - { name: pg1, address: "10.0.0.2:70000" }
+  - mode: dsr
+    name: web
+    vip: 192.0.2.1:80
+    dscp: 99
+    tableSize: 250
+    backends:
+      - { name: a, address: "10.0.0.1:81" }
+      - { name: a, address: "10.0.0.2" }
+`, [
+    'c.yaml: services[0].listen: port must be an integer 0–65535, got "99999"',
+    'c.yaml: services[0].timeouts.connect: expected a duration with a unit such as "500ms" or "3s", got the number 3 (a bare number has no unit)',
+    'c.yaml: services[0].backends[1].address: port must be an integer 1–65535, got "70000"',
+    'c.yaml: services[0].tableSize: applies only to balance: maglev; this service uses balance: ring',
+    'c.yaml: services[0].onDown: applies only with a healthCheck (without one no backend ever goes down)',
+    'c.yaml: services[0].backends[1].name: duplicate backend name "pg1" (also backends[0])',
+    'c.yaml: services[1].dscp: must be at most 63, got 99',
+    'c.yaml: services[1].tableSize: must be a prime number (Maglev needs one), got 250; nearest primes: 241 or 251',
+    'c.yaml: services[1].backends[1].name: duplicate backend name "a" (also backends[0])',
+    'c.yaml: services[1].backends[0].address: port 81 differs from the VIP port 80: DSR does not rewrite ports (leave the port out)',
   ]],
 ];
 

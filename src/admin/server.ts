@@ -114,12 +114,16 @@ export function parseStateBody(text: string): AdminState {
   const keys = Object.keys(value);
   const extra = keys.filter((key) => key !== 'state');
   if (extra.length > 0) throw new HttpError(400, 'bad-request', `unknown key ${extra.map((key) => `"${key}"`).join(', ')} (expected only "state")`);
-  const state = (value as { state?: unknown }).state;
+  const given = (value as { state?: unknown }).state;
+  // HAProxy's runtime API words (`set server … state ready|drain|maint`) name the same states.
+  const state = typeof given === 'string' && Object.hasOwn(HAPROXY_STATE_WORDS, given) ? HAPROXY_STATE_WORDS[given] : given;
   if (typeof state !== 'string' || !(ADMIN_STATES as readonly string[]).includes(state)) {
-    throw new HttpError(400, 'bad-request', `"state" must be one of ${ADMIN_STATES.join(', ')}, got ${state === undefined ? 'nothing' : JSON.stringify(state)}`, ADMIN_STATES);
+    throw new HttpError(400, 'bad-request', `"state" must be one of ${ADMIN_STATES.join(', ')} (or HAProxy's ready, drain, maint), got ${given === undefined ? 'nothing' : JSON.stringify(given)}`, ADMIN_STATES);
   }
   return state as AdminState;
 }
+
+const HAPROXY_STATE_WORDS: Readonly<Record<string, AdminState>> = { ready: 'active', drain: 'draining', maint: 'maintenance' };
 
 const STATE_PATH = /^\/services\/([^/]+)\/backends\/([^/]+)\/state$/;
 

@@ -2,23 +2,86 @@
  * `l4lb check -c FILE`: validates a configuration file the way `run` would load it, without starting
  * anything. Valid: exit 0 and one line `FILE: OK, <summary>` on stdout. Invalid: exit 1 and every
  * problem on stderr, one `FILE: path: message` line each. Missing `-c`: exit 2 (usage).
+ *
+ * Like `haproxy -c` and `nginx -t`, it resolves every backend host name as `run` will (a name that
+ * resolves nowhere makes `run` refuse the file); `--no-resolve` skips that, for a file checked away
+ * from the hosts it will run on.
  */
 import { Command } from 'commander';
-import { ConfigError, loadConfig, summarizeConfig } from '../config/index.js';
+import { isIP } from 'node:net';
+import { ConfigError, loadConfig, summarizeConfig, type Config, type ConfigProblem } from '../config/index.js';
+import { ResolveError } from '../errors.js';
+import { resolveHost, systemLookup, type Lookup } from '../services/index.js';
 import { EXIT_FAILURE, fail } from './common.js';
 
 interface CheckOptions {
   config: string;
+  resolve: boolean;
+}
+
+/** What resolving a valid file's backend host names found. */
+export interface Resolution {
+  /** Distinct host names (IP literals are not names). */
+  readonly names: readonly string[];
+  /** One per backend whose name resolves nowhere, at its `address` path. */
+  readonly problems: readonly ConfigProblem[];
+}
+
+/**
+ * Resolves every proxy backend's host name through `lookup`, as `run` does at start and on reload
+ * (src/services resolveHost); each distinct name is asked once. DSR backends are IP literals.
+ */
+export async function resolveConfig(config: Config, lookup: Lookup = systemLookup): Promise<Resolution> {
+  const asked = new Map<string, Promise<string>>();
+  const problems: ConfigProblem[] = [];
+  for (const [i, service] of config.services.entries()) {
+    if (service.mode !== 'proxy') continue;
+    for (const [j, backend] of service.backends.entries()) {
+      const { host } = backend.address;
+      if (isIP(host) !== 0) continue;
+      const where = `services[${i}].backends[${j}].address`;
+      let answer = asked.get(host);
+      if (answer === undefined) {
+        answer = resolveHost(host, where, lookup);
+        answer.catch(() => {}); // awaited below; a second backend of the same name must not see it unhandled
+        asked.set(host, answer);
+      }
+      try {
+        await answer;
+      } catch (error) {
+        if (!(error instanceof ResolveError)) throw error;
+        problems.push({ path: where, message: `backend "${backend.name}": cannot resolve "${host}" (${error.cause}): run would refuse this file (--no-resolve skips the lookup)` });
+      }
+    }
+  }
+  return { names: [...asked.keys()], problems };
+}
+
+const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
+/** Pre: `config` is what `run` would load. Throws ConfigError listing every name that resolves nowhere. */
+export async function checkFile(file: string, resolve: boolean, lookup: Lookup = systemLookup): Promise<string> {
+  const config = await loadConfig(file, { readTokenFile: resolve });
+  const summary = `${file}: OK, ${summarizeConfig(config)}`;
+  if (!resolve) {
+    if (config.admin?.tokenFile !== undefined) return `${summary}; admin.tokenFile not read, backend host names not resolved (--no-resolve)`;
+    const names = new Set(config.services.flatMap((service) => (service.mode === 'proxy' ? service.backends.map((backend) => backend.address.host) : [])).filter((host) => isIP(host) === 0));
+    return names.size === 0 ? summary : `${summary}; ${plural(names.size, 'backend host name')} not resolved (--no-resolve)`;
+  }
+  const resolution = await resolveConfig(config, lookup);
+  if (resolution.problems.length > 0) throw new ConfigError(file, resolution.problems);
+  const count = resolution.names.length;
+  return count === 0 ? summary : `${summary}; ${plural(count, 'backend host name')} resolved, as run will (${resolution.names.join(', ')})`;
 }
 
 export function checkCommand(): Command {
   return new Command('check')
-    .description('validate a configuration file: print a one-line summary, or every problem, one per line')
+    .description('validate a configuration file and resolve its backend host names (as haproxy -c and nginx -t do): print a one-line summary, or every problem, one per line')
     .requiredOption('-c, --config <file>', 'the configuration file (YAML, or JSON by its .json name or leading "{")')
+    .option('--no-resolve', 'do not resolve backend host names nor read admin.tokenFile (a file checked away from the host it runs on)')
     .action(async (options: CheckOptions) => {
       try {
-        const config = await loadConfig(options.config);
-        process.stdout.write(`${options.config}: OK, ${summarizeConfig(config)}\n`);
+        process.stdout.write(`${await checkFile(options.config, options.resolve)}\n`);
       } catch (error) {
         if (!(error instanceof ConfigError)) fail(error);
         process.stderr.write(`${error.lines().join('\n')}\n`);
@@ -26,3 +89,4 @@ export function checkCommand(): Command {
       }
     });
 }
+

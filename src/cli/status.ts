@@ -3,11 +3,13 @@
  * (src/admin/server.ts), as `hatop`/`socat` are for HAProxy's runtime API.
  *
  * Where the API is: `--admin URL`, else the `admin.listen` of `-c FILE`, else
- * http://127.0.0.1:9900. The token: `--token`, else `admin.token` of `-c FILE`.
+ * http://127.0.0.1:9900. The token: `--token`, else `--token-file`, else $L4LB_TOKEN, else the admin
+ * token of `-c FILE` (`admin.token` or `admin.tokenFile`).
  * Exit codes: 0 done; 1 the API is unreachable or refused (one line saying which); 2 bad usage,
  * including a service or backend that does not exist (the line lists the valid names).
  */
 import { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
 import { loadConfig } from '../config/index.js';
 import { formatEndpoint } from '../config/index.js';
 import { LbError } from '../errors.js';
@@ -21,6 +23,7 @@ export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9900';
 interface AdminCliOptions {
   admin?: string;
   token?: string;
+  tokenFile?: string;
   config?: string;
 }
 
@@ -29,10 +32,40 @@ interface Target {
   readonly token: string | undefined;
 }
 
-/** Resolves where the admin API is and which token to send. Throws LbError (usage) on a bad URL. */
-export async function resolveTarget(options: AdminCliOptions): Promise<Target> {
-  let url = options.admin;
-  let token = options.token;
+/** The environment variable a token may come from: unlike --token, `ps` does not show it. */
+export const TOKEN_ENV = 'L4LB_TOKEN';
+
+/** A token file's content without its line end; LbError naming the file if it cannot be read or is empty. */
+async function readTokenFile(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new LbError('LB_ERR_INVALID_ARGUMENT', `--token-file "${file}": cannot read it (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+  }
+  const token = text.trim();
+  if (token === '') throw new LbError('LB_ERR_INVALID_ARGUMENT', `--token-file "${file}": the file is empty`);
+  return token;
+}
+
+/**
+ * `--admin` as a URL; `HOST:PORT`, `[v6]:PORT`, `:PORT` or `PORT` (as admin.listen is written)
+ * mean http:// on that address, 127.0.0.1 when only a port is given.
+ */
+export function adminUrlOf(text: string): string {
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(text)) return text;
+  if (/^:?\d+$/.test(text)) return `http://127.0.0.1:${text.replace(/^:/, '')}`;
+  return `http://${text}`;
+}
+
+/**
+ * Resolves where the admin API is and which token to send. Throws LbError (usage) on a bad URL.
+ * The token: `--token`, else `--token-file`, else $L4LB_TOKEN, else the admin token of `-c FILE`.
+ */
+export async function resolveTarget(options: AdminCliOptions, env: NodeJS.ProcessEnv = process.env): Promise<Target> {
+  let url = options.admin === undefined ? undefined : adminUrlOf(options.admin);
+  let token = options.token ?? (options.tokenFile === undefined ? undefined : await readTokenFile(options.tokenFile));
+  if (token === undefined && env[TOKEN_ENV] !== undefined && env[TOKEN_ENV] !== '') token = env[TOKEN_ENV];
   if (options.config !== undefined) {
     const config = await loadConfig(options.config);
     if (url === undefined && config.admin !== undefined) url = `http://${formatEndpoint(config.admin.listen)}`;
@@ -43,7 +76,7 @@ export async function resolveTarget(options: AdminCliOptions): Promise<Target> {
   try {
     base = new URL(url);
   } catch {
-    throw new LbError('LB_ERR_INVALID_ARGUMENT', `--admin "${url}": expected a URL such as ${DEFAULT_ADMIN_URL}`);
+    throw new LbError('LB_ERR_INVALID_ARGUMENT', `--admin "${options.admin ?? url}": expected an address such as 127.0.0.1:9900 or a URL such as ${DEFAULT_ADMIN_URL}`);
   }
   if (base.protocol !== 'http:') throw new LbError('LB_ERR_INVALID_ARGUMENT', `--admin "${url}": only http:// is supported`);
   return { base, token };
@@ -150,8 +183,9 @@ export function formatStatus(services: readonly ServiceStatusStats[]): string {
 
 function withAdminOptions(command: Command): Command {
   return command
-    .option('--admin <url>', `admin API URL (default: admin.listen of -c FILE, else ${DEFAULT_ADMIN_URL})`)
-    .option('--token <token>', 'bearer token (default: admin.token of -c FILE)')
+    .option('--admin <address>', `admin API address HOST:PORT or URL (default: admin.listen of -c FILE, else ${DEFAULT_ADMIN_URL})`)
+    .option('--token <token>', `bearer token; visible to ps: prefer --token-file or $${TOKEN_ENV} (default: admin token of -c FILE)`)
+    .option('--token-file <file>', 'read the bearer token from this file')
     .option('-c, --config <file>', 'configuration file to take the admin address and token from');
 }
 

@@ -41,6 +41,36 @@ export function endpointField(rule: EndpointRule) {
   });
 }
 
+/**
+ * What a listen address written as a port alone means: every IPv4 address, as nginx's `listen 6432`
+ * (nginx binds [::] only when told `listen [::]:6432`). `6432` (a number) and `":6432"` are both
+ * `0.0.0.0:6432`; anything else is returned as written. Undefined for a value that is neither a
+ * string nor an integer.
+ */
+export const ALL_ADDRESSES = '0.0.0.0';
+export function listenText(value: unknown): string | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) ? `${ALL_ADDRESSES}:${value}` : undefined;
+  if (typeof value !== 'string') return undefined;
+  return /^:\d+$/.test(value.trim()) ? `${ALL_ADDRESSES}${value.trim()}` : value;
+}
+
+/** A listen address: `HOST:PORT`, `[v6]:PORT`, or a port alone (`6432`, `":6432"`: all IPv4 addresses). */
+export const listenField = z.unknown().transform((value, ctx): Endpoint => {
+  const text = listenText(value);
+  if (text === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected an address HOST:PORT or a port, got ${describeValue(value)}` });
+    return z.NEVER;
+  }
+  const parsed = parseEndpoint(text, LISTEN_RULE);
+  if (parsed.ok) return parsed.value;
+  ctx.addIssue({ code: 'custom', message: parsed.error });
+  return z.NEVER;
+}).meta({
+  description: 'HOST:PORT, [v6]:PORT, or a port alone (every IPv4 address, as nginx `listen 6432`)',
+  anyOf: [{ type: 'string' }, { type: 'integer', minimum: 0, maximum: 65535 }],
+  examples: ['127.0.0.1:6432', '[::]:6432', ':6432', 6432],
+});
+
 /** A DSR backend: an IPv4 address, with or without a port (the port must be the VIP's). */
 export const dsrBackendAddressField = z.string({ error: expecting('an IPv4 address, optionally with :PORT') }).transform((text, ctx) => {
   const parsed = parseAddress(text, DSR_RULE);
@@ -76,6 +106,10 @@ export function durationField(allowZero: boolean) {
         return z.NEVER;
       }
       return parsed.value;
+    })
+    .meta({
+      description: `a duration: a number with a unit (ms, s, m, h), e.g. "500ms", "3s", "1h"${allowZero ? '; or 0' : ''}`,
+      ...(allowZero ? { anyOf: [{ type: 'string' }, { const: 0 }] } : { type: 'string' }),
     })
     .optional();
 }
@@ -118,4 +152,4 @@ export const workersField = z.unknown().transform((value, ctx): WorkersSetting =
     return z.NEVER;
   }
   return value;
-});
+}).meta({ description: `processes sharing the listeners: an integer 1–${LIMITS.maxWorkers}, or "auto" (one per core)`, anyOf: [{ type: 'integer', minimum: 1, maximum: LIMITS.maxWorkers }, { const: 'auto' }] });

@@ -154,8 +154,11 @@ export function isLoopback(host: string): boolean {
 }
 
 /** The admin endpoint may listen beyond loopback only with a token (everyone who can reach it could drain backends). */
-export function checkAdmin(admin: { listen: Endpoint; token?: string }, ctx: z.core.$RefinementCtx): void {
-  if (admin.token === undefined && !isLoopback(admin.listen.host)) {
+export function checkAdmin(admin: { listen: Endpoint; token?: string; tokenFile?: string }, ctx: z.core.$RefinementCtx): void {
+  if (admin.token !== undefined && admin.tokenFile !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['tokenFile'], message: 'give token or tokenFile, not both' });
+  }
+  if (admin.token === undefined && admin.tokenFile === undefined && !isLoopback(admin.listen.host)) {
     ctx.addIssue({
       code: 'custom',
       path: ['token'],

@@ -4,10 +4,11 @@
  */
 export * from './types.js';
 export { ConfigError, formatProblem, type ConfigProblem } from '../errors.js';
-export { parseConfig, loadConfig, detectFormat, type ConfigFormat } from './load.js';
+export { parseConfig, loadConfig, detectFormat, type ConfigFormat, type ParseOptions } from './load.js';
 export { summarizeConfig } from './summary.js';
 export { configSchema } from './schema.js';
 export { checkSpecOfConfig } from './health-fields.js';
 export { DEFAULTS, HEALTH_DEFAULTS, LIMITS } from './defaults.js';
 export { parseDuration, formatDuration, MAX_DURATION_MS } from './durations.js';
 export { parseEndpoint, parseAddress, formatEndpoint, endpointsOverlap, isHostname, type EndpointRule, type HostRule } from './endpoints.js';
+export { configJsonSchema } from './json-schema.js';

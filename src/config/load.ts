@@ -2,11 +2,14 @@
  * From a file to a typed `Config`: read it, parse it as YAML 1.2 or JSON (RFC 8259), validate it
  * once against the schema, and collect every problem into one ConfigError. Nothing here prints.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { extname } from 'node:path';
+import { dirname, extname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
-import { crossServiceProblems, factsFromDocument } from './rules.js';
+import { crossServiceProblems, factsFromDocument, serviceProblemsFromDocument } from './rules.js';
 import { configSchema } from './schema.js';
+import { substituteEnv } from './env.js';
+import { tokenField } from './health-fields.js';
 import { errorMap, formatPath } from './messages.js';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import type { Config } from './types.js';
@@ -95,30 +98,81 @@ function shortenQuoted(message: string): string {
   return message.replace(/"((?:[^"\\]|\\.){61,})"/g, (_quoted, inner: string) => `"${inner.slice(0, 57)}..."`);
 }
 
+export interface ParseOptions {
+  /** Where `${VAR}` references are read from (default: process.env). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /**
+   * Read `admin.tokenFile` (default true). `l4lb check --no-resolve` checks a file away from its
+   * host, where the token file is not either.
+   */
+  readonly readTokenFile?: boolean;
+}
+
+/**
+ * The admin token of `admin.tokenFile` (relative to the configuration file's directory), its line
+ * end trimmed, checked as `admin.token` is. Throws ConfigError at admin.tokenFile.
+ */
+function withTokenFile(config: Config, file: string): Config {
+  const tokenFile = config.admin?.tokenFile;
+  if (config.admin === undefined || tokenFile === undefined) return config;
+  const path = resolve(dirname(file), tokenFile);
+  let token: string;
+  try {
+    token = readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  } catch (error) {
+    throw new ConfigError(file, [{ path: 'admin.tokenFile', message: `cannot read "${path}": ${readFailure(error).replace(/^cannot read the file: /, '')}` }]);
+  }
+  const checked = tokenField.safeParse(token, { error: errorMap });
+  if (!checked.success) {
+    throw new ConfigError(file, checked.error.issues.map((issue) => ({ path: 'admin.tokenFile', message: `the token in "${path}" ${issue.message}` })));
+  }
+  return { ...config, admin: { ...config.admin, token, tokenFile: path } };
+}
+
 /**
  * Parses and validates the text of a configuration file; `file` names it in messages and picks the
  * format. Post: returns a Config with every default filled in, or throws ConfigError listing every
  * problem found (syntax errors stop at the syntax; otherwise all schema problems are reported).
+ * `${VAR}` references in string values are expanded from `env` (env.ts); `admin.tokenFile` is read
+ * relative to the file's directory.
  */
-export function parseConfig(source: string, file: string): Config {
+export function parseConfig(source: string, file: string, options: ParseOptions = {}): Config {
+  const { env = process.env, readTokenFile = true } = options;
   const text = source.startsWith('\uFEFF') ? source.slice(1) : source; // a byte-order mark is not content
   const parsed = detectFormat(text, file) === 'json' ? parseJson(text) : parseYaml(text);
   if (!parsed.ok) throw new ConfigError(file, parsed.problems);
   if (parsed.data === null || parsed.data === undefined) {
     throw new ConfigError(file, [{ path: '', message: 'the file is empty: expected a mapping with a "services" list' }]);
   }
-  const result = configSchema.safeParse(parsed.data, { error: errorMap, reportInput: true });
-  if (result.success) return result.data;
-  const problems: ConfigProblem[] = [];
-  for (const issue of result.error.issues) {
+  const substituted = substituteEnv(parsed.data, env);
+  const document = substituted.data;
+  const result = configSchema.safeParse(document, { error: errorMap, reportInput: true });
+  if (result.success && substituted.problems.length === 0) return readTokenFile ? withTokenFile(result.data, file) : result.data;
+  const problems: ConfigProblem[] = [...substituted.problems];
+  // A value whose variable is unset is reported once, as that; its schema problem would repeat it.
+  const unset = (path: string): boolean => substituted.unsetPaths.some((where) => path === where || path.startsWith(`${where}.`) || path.startsWith(`${where}[`));
+  for (const issue of result.success ? [] : result.error.issues) {
     const path = formatPath(issue.path);
+    if (unset(path)) continue;
     for (const message of issue.message.split('\n')) problems.push({ path, message: shortenQuoted(message) });
   }
-  // Zod skips the cross-service rules once any service has a problem; run them on what did parse.
-  const facts = factsFromDocument(parsed.data);
+  const known = (problem: ConfigProblem): boolean => problems.some((seen) => seen.path === problem.path && seen.message === problem.message);
+  // Zod skips an object's rules across fields once any of its fields has a problem: run them on
+  // what did parse, so one pass lists all, each after the other problems of its service.
+  const serviceIndex = (path: string): number => Number(/^services\[(\d+)\]/.exec(path)?.[1] ?? -1);
+  for (const rule of serviceProblemsFromDocument(document)) {
+    const problem = { path: formatPath(rule.path), message: rule.message };
+    if (known(problem)) continue;
+    const index = serviceIndex(problem.path);
+    let after = problems.length;
+    while (after > 0 && serviceIndex(problems[after - 1]?.path ?? '') > index) after--;
+    problems.splice(after, 0, problem);
+  }
+  // Likewise the rules across services, once any service has a problem.
+  const facts = factsFromDocument(document);
   for (const cross of crossServiceProblems(facts.adminListen, facts.services)) {
     const problem = { path: formatPath(cross.path), message: cross.message };
-    if (!problems.some((known) => known.path === problem.path && known.message === problem.message)) problems.push(problem);
+    if (!known(problem)) problems.push(problem);
   }
   throw new ConfigError(file, problems);
 }
@@ -139,12 +193,12 @@ function readFailure(error: unknown): string {
 }
 
 /** Reads and parses `file`. Throws ConfigError (one line) if it cannot be read, else as parseConfig. */
-export async function loadConfig(file: string): Promise<Config> {
+export async function loadConfig(file: string, options: ParseOptions = {}): Promise<Config> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
     throw new ConfigError(file, [{ path: '', message: readFailure(error) }]);
   }
-  return parseConfig(text, file);
+  return parseConfig(text, file, options);
 }

@@ -2,12 +2,14 @@
  * Rules that span several fields: which keys a service's balance would ignore (refused, so a key never
  * silently does nothing), table size against backend count, unique names, binds that would collide,
  * and one VIP per DSCP value (L3DSR backends restore the VIP from the DSCP mark).
- * They run only on objects whose fields are each valid, so they may trust the types.
+ * The schema runs them on objects whose fields are each valid; on a file that failed validation,
+ * serviceProblemsFromDocument runs them again on whatever fields of each service did parse, so one
+ * pass reports a rule across fields alongside a bad value elsewhere in the same service.
  */
 import type * as z from 'zod';
 import { DEFAULTS } from './defaults.js';
-import { endpointsOverlap, formatEndpoint, parseEndpoint, type EndpointRule } from './endpoints.js';
-import { DSR_RULE, LISTEN_RULE } from './fields.js';
+import { endpointsOverlap, formatEndpoint, parseAddress, parseEndpoint, type EndpointRule } from './endpoints.js';
+import { DSR_RULE, LISTEN_RULE, listenText } from './fields.js';
 import type { Balance, Config, Endpoint, FlowHash, HashKeyKind, HealthCheckConfig, OnDown, ServiceConfig } from './types.js';
 
 /** Balancers that hash a flow key; the others (roundrobin, leastconn) ignore hashKey and friends. */
@@ -28,7 +30,8 @@ export interface ProxyServiceFields {
   balanceFactor?: number;
   healthCheck?: HealthCheckConfig;
   onDown?: OnDown;
-  backends: readonly { name: string; backup?: boolean }[];
+  /** A name left undefined did not parse (its own problem is reported); the name rules skip it. */
+  backends: readonly { name?: string; backup?: boolean }[];
 }
 
 /** Keys a proxy service's balance may make meaningless. */
@@ -38,12 +41,13 @@ type BalanceKey = 'tableSize' | 'flowHash' | 'hashSeed' | 'hashKey' | 'balanceFa
 export interface DsrServiceFields {
   vip: Endpoint;
   tableSize?: number;
-  backends: readonly { name: string; address: { port?: number } }[];
+  backends: readonly { name?: string; address?: { port?: number } }[];
 }
 
-function checkUniqueBackendNames(backends: readonly { name: string }[], ctx: Issues): void {
+function checkUniqueBackendNames(backends: readonly { name?: string }[], ctx: Issues): void {
   const first = new Map<string, number>();
   backends.forEach((backend, index) => {
+    if (backend.name === undefined) return;
     const earlier = first.get(backend.name);
     if (earlier === undefined) first.set(backend.name, index);
     else ctx.addIssue({ code: 'custom', path: ['backends', index, 'name'], message: `duplicate backend name "${backend.name}" (also backends[${earlier}])` });
@@ -51,6 +55,7 @@ function checkUniqueBackendNames(backends: readonly { name: string }[], ctx: Iss
 }
 
 function checkTableFits(tableSize: number, backendCount: number, ctx: Issues): void {
+  // NaN (a tableSize given but not a number) fits nothing and is reported as itself.
   if (tableSize < backendCount) {
     ctx.addIssue({ code: 'custom', path: ['tableSize'], message: `must be at least the number of backends (${backendCount}), got ${tableSize}` });
   }
@@ -86,7 +91,7 @@ export function checkDsrService(service: DsrServiceFields, ctx: Issues): void {
   checkTableFits(service.tableSize ?? DEFAULTS.tableSize, service.backends.length, ctx);
   checkUniqueBackendNames(service.backends, ctx);
   service.backends.forEach((backend, index) => {
-    if (backend.address.port !== undefined && backend.address.port !== service.vip.port) {
+    if (backend.address?.port !== undefined && backend.address.port !== service.vip.port) {
       ctx.addIssue({
         code: 'custom',
         path: ['backends', index, 'address'],
@@ -189,16 +194,93 @@ function endpointOrUndefined(value: unknown, rule: EndpointRule): Endpoint | und
  */
 export function factsFromDocument(document: unknown): { adminListen?: Endpoint; services: ServiceFacts[] } {
   if (!isRecord(document)) return { services: [] };
-  const adminListen = isRecord(document.admin) ? endpointOrUndefined(document.admin.listen, LISTEN_RULE) : undefined;
+  const adminListen = isRecord(document.admin) ? endpointOrUndefined(listenText(document.admin.listen), LISTEN_RULE) : undefined;
   const services = (Array.isArray(document.services) ? document.services : []).map((service): ServiceFacts => {
     if (!isRecord(service)) return {};
     const facts: ServiceFacts = {};
     if (typeof service.name === 'string') facts.name = service.name;
     const mode = service.mode ?? DEFAULTS.mode;
-    const endpoint = mode === 'dsr' ? endpointOrUndefined(service.vip, DSR_RULE) : mode === 'proxy' ? endpointOrUndefined(service.listen, LISTEN_RULE) : undefined;
+    const endpoint = mode === 'dsr' ? endpointOrUndefined(service.vip, DSR_RULE) : mode === 'proxy' ? endpointOrUndefined(listenText(service.listen), LISTEN_RULE) : undefined;
     if (endpoint !== undefined) facts.bind = { endpoint, key: mode === 'dsr' ? 'vip' : 'listen' };
     if (Number.isInteger(service.dscp)) facts.dscp = service.dscp as number;
     return facts;
   });
   return { adminListen, services };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The per-service rules on a document that failed validation
+
+const present = (record: Record<string, unknown>, key: string): boolean => record[key] !== undefined;
+
+/** `value` when it is a name-like string (its own rule reports anything else), else undefined. */
+const stringOrUndefined = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+
+/**
+ * A proxy service as the rules read it, from the document as written. Presence is what the
+ * balance rules read (a key the balance ignores is refused whatever its value); a value that did
+ * not parse stands in as NaN (numbers) or is left out, so no rule invents a second problem for it.
+ * An unknown balance leaves out every rule that depends on it.
+ */
+function proxyFieldsOf(service: Record<string, unknown>): ProxyServiceFields {
+  const backends = Array.isArray(service.backends) ? service.backends : [];
+  const fields: ProxyServiceFields = {
+    backends: backends.map((backend) => (isRecord(backend) ? { name: stringOrUndefined(backend.name), backup: backend.backup === true } : {})),
+  };
+  if (service.balance !== undefined) {
+    if (!HASHING_BALANCES.includes(service.balance as Balance) && service.balance !== 'roundrobin' && service.balance !== 'leastconn') return fields;
+    fields.balance = service.balance as Balance;
+  }
+  const numberOrNaN = (key: string): number | undefined => (present(service, key) ? (typeof service[key] === 'number' ? service[key] : NaN) : undefined);
+  fields.tableSize = numberOrNaN('tableSize');
+  fields.hashSeed = numberOrNaN('hashSeed');
+  fields.balanceFactor = numberOrNaN('balanceFactor');
+  // Only presence matters to the rules for these; the values' own problems are reported by the schema.
+  if (present(service, 'flowHash')) fields.flowHash = service.flowHash as FlowHash;
+  if (present(service, 'hashKey')) fields.hashKey = service.hashKey as HashKeyKind;
+  if (present(service, 'healthCheck')) fields.healthCheck = service.healthCheck as HealthCheckConfig;
+  if (present(service, 'onDown')) fields.onDown = service.onDown as OnDown;
+  return fields;
+}
+
+/** A dsr service as the rules read it; undefined when its VIP does not parse (every dsr rule needs it). */
+function dsrFieldsOf(service: Record<string, unknown>): DsrServiceFields | undefined {
+  const vip = endpointOrUndefined(service.vip, DSR_RULE);
+  if (vip === undefined) return undefined;
+  const backends = Array.isArray(service.backends) ? service.backends : [];
+  return {
+    vip,
+    tableSize: present(service, 'tableSize') ? (typeof service.tableSize === 'number' ? service.tableSize : NaN) : undefined,
+    backends: backends.map((backend) => {
+      if (!isRecord(backend)) return {};
+      const address = typeof backend.address === 'string' ? parseAddress(backend.address, DSR_RULE) : undefined;
+      return { name: stringOrUndefined(backend.name), address: address?.ok === true ? { port: address.value.port } : undefined };
+    }),
+  };
+}
+
+/**
+ * The rules of checkProxyService and checkDsrService run on every service of a document that
+ * failed validation, on the fields that did parse: zod skips an object's refinements once any of
+ * its fields has a problem, and an operator should not fix seven problems to be shown two more.
+ * Paths are from the document's root.
+ */
+export function serviceProblemsFromDocument(document: unknown): CrossServiceProblem[] {
+  if (!isRecord(document) || !Array.isArray(document.services)) return [];
+  const problems: CrossServiceProblem[] = [];
+  document.services.forEach((service: unknown, index: number) => {
+    if (!isRecord(service)) return;
+    const ctx = {
+      addIssue: (issue: { path?: PropertyKey[]; message?: string }) => {
+        problems.push({ path: ['services', index, ...((issue.path ?? []) as (string | number)[])], message: issue.message ?? '' });
+      },
+    } as unknown as Issues;
+    const mode = service.mode ?? DEFAULTS.mode;
+    if (mode === 'proxy') checkProxyService(proxyFieldsOf(service), ctx);
+    else if (mode === 'dsr') {
+      const fields = dsrFieldsOf(service);
+      if (fields !== undefined) checkDsrService(fields, ctx);
+    }
+  });
+  return problems;
 }

@@ -16,7 +16,6 @@ import { DEFAULTS, LIMITS } from './defaults.js';
 import { adminStateField, backupField, checkAdmin, healthCheckObject, onDownField, slowStartField, tokenField } from './health-fields.js';
 import {
   DSR_RULE,
-  LISTEN_RULE,
   PROXY_BACKEND_RULE,
   dsrBackendAddressField,
   durationField,
@@ -25,6 +24,7 @@ import {
   hashKeyField,
   hashSeedField,
   integer,
+  listenField,
   nameField,
   positiveInteger,
   tableSizeField,
@@ -74,7 +74,7 @@ const dsrBackendObject = describeObject(z.strictObject(DSR_BACKEND_SHAPE), {
 const PROXY_SERVICE_SHAPE = {
   mode: z.literal('proxy'),
   name: nameField,
-  listen: endpointField(LISTEN_RULE),
+  listen: listenField,
   balance: z.enum(BALANCES as [Balance, ...Balance[]]).optional(),
   hashKey: hashKeyField.optional(),
   flowHash: z.enum(FLOW_HASHES as [FlowHash, ...FlowHash[]]).optional(),
@@ -187,7 +187,13 @@ const serviceSchema = z.preprocess(
 );
 
 const adminObject = z
-  .strictObject({ listen: endpointField(LISTEN_RULE), token: tokenField.optional(), metricsPublic: z.boolean({ error: expecting('true or false') }).optional() })
+  .strictObject({
+    listen: listenField,
+    token: tokenField.optional(),
+    // A path, read when the file is loaded (load.ts): the token stays out of the file and of ps.
+    tokenFile: z.string({ error: expecting('a file name') }).min(1).optional(),
+    metricsPublic: z.boolean({ error: expecting('true or false') }).optional(),
+  })
   .superRefine(checkAdmin);
 
 /** How the process logs (src/proxy/access-log.ts); read at start. */

@@ -146,6 +146,8 @@ export interface AdminConfig {
   token?: string;
   /** GET /metrics (read-only) answers without the token, so a Prometheus scraper holds no write credential. */
   metricsPublic?: boolean;
+  /** Where `token` was read from (an absolute path), when the file gave `tokenFile`. */
+  tokenFile?: string;
 }
 
 /** Processes that share the listeners (src/cluster); `auto` is os.availableParallelism(). */

@@ -15,9 +15,9 @@ function route(args: string[], input?: string) {
 }
 
 describe('l4lb route', () => {
-  it('prints KEY<TAB>BACKEND per key in input order, the same as npm hashring for the ring', () => {
+  it('prints KEY<TAB>BACKEND per key in input order, the same as npm hashring for the ring (text keys: hashring hashes text)', () => {
     const servers = { 'pg1:5432': 1, 'pg2:5432': 2, 'pg3:5432': 1 };
-    const keys = Array.from({ length: 50 }, (_, i) => `10.0.${i}.7`);
+    const keys = Array.from({ length: 50 }, (_, i) => `client-${i}.example`);
     const result = route(['-a', 'ring', ...Object.entries(servers).map(([n, w]) => `--backend=${n}=${w}`), ...keys]);
     expect(result.status).toBe(0);
     const oracle = new HashRing(servers);
