@@ -10,10 +10,11 @@ import { dsrCommand } from './cli/dsr.js';
 import { checkCommand } from './cli/check.js';
 import { adminCommands } from './cli/status.js';
 import { EXIT_USAGE } from './cli/common.js';
+import { VERSION } from './version.js';
 
 const program = new Command('l4lb')
   .description('Layer-4 TCP load balancer with consistent hashing, and a DSR lab driven by the same tables')
-  .version('0.1.0')
+  .version(VERSION)
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
