@@ -8,6 +8,7 @@ import { runCommand } from './cli/run.js';
 import { demoCommand } from './cli/demo.js';
 import { dsrCommand } from './cli/dsr.js';
 import { checkCommand } from './cli/check.js';
+import { reloadCommand } from './cli/reload.js';
 import { adminCommands } from './cli/status.js';
 import { EXIT_USAGE } from './cli/common.js';
 import { VERSION } from './version.js';
@@ -23,6 +24,7 @@ program.addCommand(runCommand());
 program.addCommand(demoCommand());
 program.addCommand(dsrCommand());
 program.addCommand(checkCommand());
+program.addCommand(reloadCommand());
 for (const command of adminCommands()) program.addCommand(command);
 
 // Subcommands built on their own do not inherit these settings: usage errors must exit 2 everywhere.

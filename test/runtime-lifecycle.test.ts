@@ -8,10 +8,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/clock.js';
 import { loadConfig, type Config } from '../src/config/index.js';
 import { LbError, UnknownServiceError } from '../src/errors.js';
 import type { ServiceStatusStats } from '../src/proxy/index.js';
-import { runLifecycle } from '../src/runtime/lifecycle.js';
+import { DRAIN_PROGRESS_MS, runLifecycle } from '../src/runtime/lifecycle.js';
 import type { Listening, ReloadOutcome, Runtime } from '../src/runtime/runtime.js';
 import type { ServiceStateEvents } from '../src/services/index.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
@@ -43,8 +44,10 @@ class ManualRuntime extends EventEmitter implements Runtime {
   readonly reloads: { next: Config; done: ReturnType<typeof deferred<ReloadOutcome>> }[] = [];
   readonly stops: number[] = [];
   readonly drained = deferred<void>();
+  /** Open connections /stats reports, per service. */
+  open = 0;
   readonly admin = {
-    stats: (): ServiceStatusStats[] => [],
+    stats: (): ServiceStatusStats[] => [{ name: 'svc', current: this.open } as ServiceStatusStats],
     setState: (service: string): never => {
       throw new UnknownServiceError({ service, known: [] });
     },
@@ -71,7 +74,7 @@ class ManualRuntime extends EventEmitter implements Runtime {
   }
 }
 
-async function start(): Promise<{ runtime: ManualRuntime; signals: EventEmitter; log: CapturedLog; file: string; exited: Promise<number> }> {
+async function start(): Promise<{ runtime: ManualRuntime; signals: EventEmitter; log: CapturedLog; file: string; exited: Promise<number>; clock: ManualClock }> {
   const dir = mkdtempSync(join(tmpdir(), 'l4lb-lifecycle-'));
   dirs.push(dir);
   const file = join(dir, 'l4lb.yaml');
@@ -80,9 +83,12 @@ async function start(): Promise<{ runtime: ManualRuntime; signals: EventEmitter;
   const signals = new EventEmitter();
   const log = captureLog();
   const exit = deferred<number>();
+  const clock = new ManualClock();
   await runLifecycle({
     file,
     config: await loadConfig(file),
+    hash: 'start',
+    clock,
     runtime,
     logger: log.logger,
     signals,
@@ -91,7 +97,7 @@ async function start(): Promise<{ runtime: ManualRuntime; signals: EventEmitter;
       throw error;
     },
   });
-  return { runtime, signals, log, file, exited: exit.promise };
+  return { runtime, signals, log, file, exited: exit.promise, clock };
 }
 
 /** Waits until `runtime` has been asked for `count` reloads (each one reads the file first). */
@@ -169,6 +175,21 @@ describe('the lifecycle driver', () => {
     expect(await exited).toBe(0);
     expect(log.records.filter((record) => record.msg === 'stopped')).toHaveLength(1);
     expect(runtime.reloads).toHaveLength(0);
+  });
+
+  it('logs the connections left every few seconds while it drains, and stops logging when drained', async () => {
+    const { runtime, signals, log, exited, clock } = await start();
+    runtime.open = 3;
+    signals.emit('SIGTERM', 'SIGTERM');
+    await log.waitFor((record) => record.msg === 'stopping: no new connections, draining open ones');
+    clock.advance(DRAIN_PROGRESS_MS);
+    expect(await log.waitFor((record) => record.msg === 'draining: connections left')).toMatchObject({ connections: 3 });
+    runtime.open = 1;
+    clock.advance(DRAIN_PROGRESS_MS);
+    await log.waitFor((record) => record.msg === 'draining: connections left' && record.connections === 1);
+    runtime.drained.resolve();
+    expect(await exited).toBe(0);
+    expect(clock.pending).toBe(0);
   });
 
   it('abandons a reload that is still reading when a stop begins', async () => {

@@ -13,6 +13,7 @@ import { Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-clie
 import { ADMIN_STATES } from '../config/index.js';
 import type { Balancer, ServiceStatusStats } from '../proxy/index.js';
 import type { CheckEvent } from '../services/index.js';
+import { lifecycleMetrics, type LifecycleView } from './lifecycle.js';
 
 /**
  * What metrics read: a balancer, or a cluster primary (`workers: N`, src/cluster) whose stats are
@@ -57,8 +58,8 @@ export interface Metrics {
   close(): void;
 }
 
-/** Registers l4lb's metrics for `balancer` in a registry of their own. */
-export function createMetrics(balancer: StatsSource): Metrics {
+/** Registers l4lb's metrics for `balancer` in a registry of their own; with `lifecycle`, its reload and drain metrics too. */
+export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView): Metrics {
   const registry = new Registry();
   const registers = [registry];
   const serviceLabels: ServiceLabels[] = ['service'];
@@ -83,6 +84,8 @@ export function createMetrics(balancer: StatsSource): Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers,
   });
+
+  const lifecycleFeed = lifecycle === undefined ? undefined : lifecycleMetrics(registry, lifecycle);
 
   const feeds = {
     connections: new MonotonicFeed(connectionsTotal),
@@ -147,7 +150,9 @@ export function createMetrics(balancer: StatsSource): Metrics {
     registry,
     contentType: registry.contentType,
     render: async () => {
-      refresh(await balancer.stats());
+      const services = await balancer.stats();
+      refresh(services);
+      lifecycleFeed?.refresh(services);
       return registry.metrics();
     },
     close: () => {
