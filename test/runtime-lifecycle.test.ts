@@ -22,8 +22,8 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-function configText(port: number, drain = '2s'): string {
-  return ['services:', '  - name: svc', `    listen: 127.0.0.1:${port}`, `    timeouts: { drain: ${drain} }`, '    backends:', '      - { name: b1, address: 127.0.0.1:1 }', ''].join('\n');
+function configText(port: number, drain = '2s', admin = false): string {
+  return [...(admin ? ['admin: { listen: "127.0.0.1:0" }'] : []), 'services:', '  - name: svc', `    listen: 127.0.0.1:${port}`, `    timeouts: { drain: ${drain} }`, '    backends:', '      - { name: b1, address: 127.0.0.1:1 }', ''].join('\n');
 }
 
 /** A promise with its settle functions, for steps the test releases. */
@@ -74,11 +74,11 @@ class ManualRuntime extends EventEmitter implements Runtime {
   }
 }
 
-async function start(): Promise<{ runtime: ManualRuntime; signals: EventEmitter; log: CapturedLog; file: string; exited: Promise<number>; clock: ManualClock }> {
+async function start(admin = false): Promise<{ runtime: ManualRuntime; signals: EventEmitter; log: CapturedLog; file: string; exited: Promise<number>; clock: ManualClock }> {
   const dir = mkdtempSync(join(tmpdir(), 'l4lb-lifecycle-'));
   dirs.push(dir);
   const file = join(dir, 'l4lb.yaml');
-  writeFileSync(file, configText(7001));
+  writeFileSync(file, configText(7001, '2s', admin));
   const runtime = new ManualRuntime();
   const signals = new EventEmitter();
   const log = captureLog();
@@ -190,6 +190,39 @@ describe('the lifecycle driver', () => {
     runtime.drained.resolve();
     expect(await exited).toBe(0);
     expect(clock.pending).toBe(0);
+  });
+
+  it('answers POST /reload with the outcome of the first reload that reads the file after it, coalesced with SIGHUP; refuses it while draining', async () => {
+    const { runtime, signals, log, file, exited } = await start(true);
+    const admin = String((await log.waitFor((record) => record.msg === 'admin API listening')).admin);
+    writeFileSync(file, configText(7010, '2s', true));
+    signals.emit('SIGHUP', 'SIGHUP');
+    await reloadsAsked(runtime, 1);
+    // Asked during the SIGHUP's reload: answered by the next one, which reads the file as it is then.
+    writeFileSync(file, configText(7011, '2s', true));
+    const answer = fetch(`http://${admin}/reload`, { method: 'POST' });
+    await log.waitFor((record) => record.msg === 'reload requested through the admin API: a reload is in progress; the file is read again when it ends');
+    runtime.reloads[0].done.resolve('applied');
+    await reloadsAsked(runtime, 2);
+    expect(runtime.reloads[1].next.services.map((service) => (service.mode === 'proxy' ? service.listen.port : 0))).toEqual([7011]);
+    runtime.reloads[1].done.reject(new LbError('LB_ERR_LISTEN', 'cannot listen on 127.0.0.1:7011: address already in use'));
+    const response = await answer;
+    expect(response.status).toBe(422);
+    expect(await response.json()).toMatchObject({
+      error: { code: 'reload-refused', problems: ['cannot listen on 127.0.0.1:7011: address already in use'] },
+      reload: { result: 'failure', trigger: 'admin API', code: 'LB_ERR_LISTEN' },
+    });
+
+    signals.emit('SIGTERM', 'SIGTERM');
+    await log.waitFor((record) => record.msg === 'stopping: no new connections, draining open ones');
+    const refused = await fetch(`http://${admin}/reload`, { method: 'POST' });
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toMatchObject({ error: { code: 'stopping' } });
+    const stats = (await (await fetch(`http://${admin}/stats`)).json()) as { drain: { signal: string; connections: number } };
+    expect(stats.drain).toMatchObject({ signal: 'SIGTERM', connections: 0 });
+    runtime.drained.resolve();
+    expect(await exited).toBe(0);
+    expect(runtime.reloads).toHaveLength(2);
   });
 
   it('abandons a reload that is still reading when a stop begins', async () => {
