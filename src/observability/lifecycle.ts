@@ -94,7 +94,7 @@ export function drainStatus(drain: DrainRecord, services: readonly ServiceStatus
 export function lifecycleMetrics(registry: Registry, view: LifecycleView): { refresh(services: readonly ServiceStatusStats[]): void } {
   const registers = [registry];
   const reloads = new Counter({ name: 'l4lb_config_reloads_total', help: 'Configuration reloads (SIGHUP or POST /reload) by result: success, failure (refused, the previous configuration kept) or partial (some workers refused)', labelNames: ['result'] as const, registers });
-  const lastSuccessful = new Gauge({ name: 'l4lb_config_last_reload_successful', help: '1 when the last reload succeeded (or none was tried), 0 when it was refused', registers });
+  const lastSuccessful = new Gauge({ name: 'l4lb_config_last_reload_successful', help: '1 when the last reload succeeded (or none was tried), 0 when it was refused or some workers refused it', registers });
   const lastSuccess = new Gauge({ name: 'l4lb_config_last_reload_success_timestamp_seconds', help: 'Time of the last successful reload, or of the start', registers });
   const configInfo = new Gauge({ name: 'l4lb_config_info', help: 'Always 1; sha256 is the hash of the running configuration file', labelNames: ['sha256'] as const, registers });
   const draining = new Gauge({ name: 'l4lb_draining', help: '1 while stopping: listeners closed, open connections draining', registers });
@@ -111,7 +111,8 @@ export function lifecycleMetrics(registry: Registry, view: LifecycleView): { ref
         if (counts[result] > counted[result]) reloads.inc({ result }, counts[result] - counted[result]);
         counted[result] = counts[result];
       }
-      lastSuccessful.set(view.lastReload()?.result === 'failure' ? 0 : 1);
+      const last = view.lastReload();
+      lastSuccessful.set(last === null || last.result === 'success' ? 1 : 0);
       lastSuccess.set(view.lastSuccess() / 1000);
       configInfo.reset();
       configInfo.set({ sha256: view.running().hash }, 1);

@@ -127,15 +127,16 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
   };
   const listeningNow = (): Set<string> => new Set(runtime.listening().map(({ service, listen }) => `${service} ${formatAddress(listen.host, listen.port)}`));
 
-  const record = (trigger: ReloadRecord['trigger'], result: ReloadResult, hash: string | null, error?: unknown): ReloadRecord => {
+  /** Records a reload's end; `failure` says why it was refused (as a whole, or by some workers). */
+  const record = (trigger: ReloadRecord['trigger'], result: ReloadResult, hash: string | null, failure?: { code?: string; problems: string[] }): ReloadRecord => {
     const at = Date.now();
     const done: ReloadRecord = {
       at: new Date(at).toISOString(),
       result,
       trigger,
       hash,
-      ...(error === undefined ? {} : { code: isLbError(error) ? error.code : 'LB_ERR_INTERNAL' }),
-      problems: error === undefined ? [] : problemsOf(error),
+      ...(failure?.code === undefined ? {} : { code: failure.code }),
+      problems: failure?.problems ?? [],
     };
     counts[result]++;
     lastReload = done;
@@ -159,7 +160,7 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
       if (outcome === 'partial') {
         config = next;
         logListening(before);
-        return record(trigger, 'partial', hash, new LbError('LB_ERR_WORKER_EXITED', 'some workers refused the configuration and keep the previous one: see the log'));
+        return record(trigger, 'partial', hash, { problems: ['some workers refused the configuration and keep the previous one (each logged "worker refused the reload" with why)'] });
       }
     } catch (error) {
       if (stopping) {
@@ -167,7 +168,7 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
         return 'abandoned';
       }
       logger.warn({ file, code: isLbError(error) ? error.code : 'LB_ERR_INTERNAL', problems: problemsOf(error) }, 'reload refused: still running the previous configuration');
-      return record(trigger, 'failure', hash, error);
+      return record(trigger, 'failure', hash, { code: isLbError(error) ? error.code : 'LB_ERR_INTERNAL', problems: problemsOf(error) });
     }
     if (JSON.stringify(next.admin?.listen) !== JSON.stringify(config.admin?.listen)) {
       logger.warn({ file }, 'admin.listen changed: the admin API keeps its address until l4lb restarts');
