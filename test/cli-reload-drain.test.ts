@@ -138,6 +138,13 @@ describe('l4lb reload -c FILE', () => {
     expect(stats.lastReload.result).toBe('failure');
     expect(stats.lastReload.problems.length).toBe(lines.length - 1);
 
+    // Another file naming the same admin API: refused, since l4lb only re-reads its own.
+    const other = join(dir, 'other.json');
+    writeFileSync(other, goodText);
+    const elsewhere = await cli('reload', '-c', other);
+    expect(elsewhere.code).toBe(2);
+    expect(elsewhere.stderr).toBe(`l4lb: the l4lb at http://127.0.0.1:${adminPort} runs ${file}, not ${other}: it re-reads its own file (edit that one, or restart l4lb with -c ${other}); nothing was reloaded\n`);
+
     const families = await metrics(adminPort);
     expect(metricValue(families, 'l4lb_config_reloads_total', { result: 'success' })).toBe(1);
     expect(metricValue(families, 'l4lb_config_reloads_total', { result: 'failure' })).toBe(1);

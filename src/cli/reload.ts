@@ -15,7 +15,8 @@
  * running l4lb's log only.
  *
  * Exit codes: 0 reloaded (or signalled); 1 refused (every problem on stderr, one per line),
- * unreachable or stopping; 2 bad usage (no way to find the running l4lb).
+ * unreachable or stopping; 2 bad usage (no way to find the running l4lb, or it runs another file:
+ * it only ever re-reads its own `-c`, so that is refused before anything is reloaded).
  */
 import { readFile, realpath } from 'node:fs/promises';
 import { Command } from 'commander';
@@ -49,8 +50,11 @@ async function adminOfInvalidFile(file: string): Promise<AdminPlace | undefined>
     return undefined;
   }
   const admin = (document as { admin?: { listen?: unknown; token?: unknown } } | null)?.admin;
-  if (typeof admin?.listen !== 'string') return undefined;
-  return { url: `http://${admin.listen}`, token: typeof admin.token === 'string' ? admin.token : undefined };
+  const listen = typeof admin?.listen === 'number' ? String(admin.listen) : admin?.listen;
+  if (typeof listen !== 'string') return undefined;
+  // A port alone (`9900`, `:9900`) listens on every address, loopback included.
+  const where = /^:?\d+$/.test(listen) ? `127.0.0.1:${listen.replace(/^:/, '')}` : listen;
+  return { url: `http://${where}`, token: typeof admin?.token === 'string' ? admin.token : undefined };
 }
 
 function adminOf(config: Config): AdminPlace | undefined {
@@ -75,6 +79,12 @@ async function reloadThroughAdmin(place: AdminPlace, token: string | undefined, 
   if (token !== undefined) headers.authorization = `Bearer ${token}`;
   let response: Response;
   try {
+    // The running l4lb re-reads its own file: refuse, before asking, when that is not FILE.
+    const stats = await fetch(new URL('/stats', base), { headers, signal: AbortSignal.timeout(timeoutMs) });
+    const running = stats.ok ? ((await stats.json()) as { config?: { file?: string } }).config?.file : undefined;
+    if (running !== undefined && (await realpath(running).catch(() => running)) !== (await realpath(file).catch(() => file))) {
+      fail(new LbError('LB_ERR_INVALID_ARGUMENT', `the l4lb at ${base.origin} runs ${running}, not ${file}: it re-reads its own file (edit that one, or restart l4lb with -c ${file}); nothing was reloaded`), EXIT_USAGE);
+    }
     response = await fetch(new URL('/reload', base), { method: 'POST', headers, signal: AbortSignal.timeout(timeoutMs) });
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
@@ -86,10 +96,6 @@ async function reloadThroughAdmin(place: AdminPlace, token: string | undefined, 
     answer = JSON.parse(await response.text()) as ReloadAnswer;
   } catch {
     fail(new LbError('LB_ERR_ADMIN', `${base.origin} answered HTTP ${response.status} with something that is not the l4lb admin API`), EXIT_FAILURE);
-  }
-  if (answer.config !== undefined) {
-    const [running, given] = await Promise.all([realpath(answer.config.file).catch(() => answer.config?.file), realpath(file).catch(() => file)]);
-    if (running !== given) process.stderr.write(`l4lb: note: the running l4lb reads ${answer.config.file}, not ${file}\n`);
   }
   if (response.ok && answer.reload !== undefined) {
     process.stdout.write(`reloaded ${answer.config?.file ?? file} (sha256 ${answer.reload.hash ?? '?'})\n`);
