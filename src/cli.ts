@@ -8,12 +8,14 @@ import { runCommand } from './cli/run.js';
 import { demoCommand } from './cli/demo.js';
 import { dsrCommand } from './cli/dsr.js';
 import { checkCommand } from './cli/check.js';
+import { reloadCommand } from './cli/reload.js';
 import { adminCommands } from './cli/status.js';
 import { EXIT_USAGE } from './cli/common.js';
+import { VERSION } from './version.js';
 
 const program = new Command('l4lb')
   .description('Layer-4 TCP load balancer with consistent hashing, and a DSR lab driven by the same tables')
-  .version('0.1.0')
+  .version(VERSION)
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
@@ -22,6 +24,7 @@ program.addCommand(runCommand());
 program.addCommand(demoCommand());
 program.addCommand(dsrCommand());
 program.addCommand(checkCommand());
+program.addCommand(reloadCommand());
 for (const command of adminCommands()) program.addCommand(command);
 
 /**

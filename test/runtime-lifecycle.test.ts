@@ -8,10 +8,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/clock.js';
 import { loadConfig, type Config } from '../src/config/index.js';
 import { LbError, UnknownServiceError } from '../src/errors.js';
 import type { ServiceStatusStats } from '../src/proxy/index.js';
-import { runLifecycle } from '../src/runtime/lifecycle.js';
+import { DRAIN_PROGRESS_MS, runLifecycle } from '../src/runtime/lifecycle.js';
 import type { Listening, ReloadOutcome, Runtime } from '../src/runtime/runtime.js';
 import type { ServiceStateEvents } from '../src/services/index.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
@@ -21,8 +22,8 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-function configText(port: number, drain = '2s'): string {
-  return ['services:', '  - name: svc', `    listen: 127.0.0.1:${port}`, `    timeouts: { drain: ${drain} }`, '    backends:', '      - { name: b1, address: 127.0.0.1:1 }', ''].join('\n');
+function configText(port: number, drain = '2s', admin = false): string {
+  return [...(admin ? ['admin: { listen: "127.0.0.1:0" }'] : []), 'services:', '  - name: svc', `    listen: 127.0.0.1:${port}`, `    timeouts: { drain: ${drain} }`, '    backends:', '      - { name: b1, address: 127.0.0.1:1 }', ''].join('\n');
 }
 
 /** A promise with its settle functions, for steps the test releases. */
@@ -43,8 +44,10 @@ class ManualRuntime extends EventEmitter implements Runtime {
   readonly reloads: { next: Config; done: ReturnType<typeof deferred<ReloadOutcome>> }[] = [];
   readonly stops: number[] = [];
   readonly drained = deferred<void>();
+  /** Open connections /stats reports, per service. */
+  open = 0;
   readonly admin = {
-    stats: (): ServiceStatusStats[] => [],
+    stats: (): ServiceStatusStats[] => [{ name: 'svc', current: this.open } as ServiceStatusStats],
     setState: (service: string): never => {
       throw new UnknownServiceError({ service, known: [] });
     },
@@ -71,18 +74,21 @@ class ManualRuntime extends EventEmitter implements Runtime {
   }
 }
 
-async function start(): Promise<{ runtime: ManualRuntime; signals: EventEmitter; log: CapturedLog; file: string; exited: Promise<number> }> {
+async function start(admin = false): Promise<{ runtime: ManualRuntime; signals: EventEmitter; log: CapturedLog; file: string; exited: Promise<number>; clock: ManualClock }> {
   const dir = mkdtempSync(join(tmpdir(), 'l4lb-lifecycle-'));
   dirs.push(dir);
   const file = join(dir, 'l4lb.yaml');
-  writeFileSync(file, configText(7001));
+  writeFileSync(file, configText(7001, '2s', admin));
   const runtime = new ManualRuntime();
   const signals = new EventEmitter();
   const log = captureLog();
   const exit = deferred<number>();
+  const clock = new ManualClock();
   await runLifecycle({
     file,
     config: await loadConfig(file),
+    hash: 'start',
+    clock,
     runtime,
     logger: log.logger,
     signals,
@@ -91,7 +97,7 @@ async function start(): Promise<{ runtime: ManualRuntime; signals: EventEmitter;
       throw error;
     },
   });
-  return { runtime, signals, log, file, exited: exit.promise };
+  return { runtime, signals, log, file, exited: exit.promise, clock };
 }
 
 /** Waits until `runtime` has been asked for `count` reloads (each one reads the file first). */
@@ -169,6 +175,54 @@ describe('the lifecycle driver', () => {
     expect(await exited).toBe(0);
     expect(log.records.filter((record) => record.msg === 'stopped')).toHaveLength(1);
     expect(runtime.reloads).toHaveLength(0);
+  });
+
+  it('logs the connections left every few seconds while it drains, and stops logging when drained', async () => {
+    const { runtime, signals, log, exited, clock } = await start();
+    runtime.open = 3;
+    signals.emit('SIGTERM', 'SIGTERM');
+    await log.waitFor((record) => record.msg === 'stopping: no new connections, draining open ones');
+    clock.advance(DRAIN_PROGRESS_MS);
+    expect(await log.waitFor((record) => record.msg === 'draining: connections left')).toMatchObject({ connections: 3 });
+    runtime.open = 1;
+    clock.advance(DRAIN_PROGRESS_MS);
+    await log.waitFor((record) => record.msg === 'draining: connections left' && record.connections === 1);
+    runtime.drained.resolve();
+    expect(await exited).toBe(0);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('answers POST /reload with the outcome of the first reload that reads the file after it, coalesced with SIGHUP; refuses it while draining', async () => {
+    const { runtime, signals, log, file, exited } = await start(true);
+    const admin = String((await log.waitFor((record) => record.msg === 'admin API listening')).admin);
+    writeFileSync(file, configText(7010, '2s', true));
+    signals.emit('SIGHUP', 'SIGHUP');
+    await reloadsAsked(runtime, 1);
+    // Asked during the SIGHUP's reload: answered by the next one, which reads the file as it is then.
+    writeFileSync(file, configText(7011, '2s', true));
+    const answer = fetch(`http://${admin}/reload`, { method: 'POST' });
+    await log.waitFor((record) => record.msg === 'reload requested through the admin API: a reload is in progress; the file is read again when it ends');
+    runtime.reloads[0].done.resolve('applied');
+    await reloadsAsked(runtime, 2);
+    expect(runtime.reloads[1].next.services.map((service) => (service.mode === 'proxy' ? service.listen.port : 0))).toEqual([7011]);
+    runtime.reloads[1].done.reject(new LbError('LB_ERR_LISTEN', 'cannot listen on 127.0.0.1:7011: address already in use'));
+    const response = await answer;
+    expect(response.status).toBe(422);
+    expect(await response.json()).toMatchObject({
+      error: { code: 'reload-refused', problems: ['cannot listen on 127.0.0.1:7011: address already in use'] },
+      reload: { result: 'failure', trigger: 'admin API', code: 'LB_ERR_LISTEN' },
+    });
+
+    signals.emit('SIGTERM', 'SIGTERM');
+    await log.waitFor((record) => record.msg === 'stopping: no new connections, draining open ones');
+    const refused = await fetch(`http://${admin}/reload`, { method: 'POST' });
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toMatchObject({ error: { code: 'stopping' } });
+    const stats = (await (await fetch(`http://${admin}/stats`)).json()) as { drain: { signal: string; connections: number } };
+    expect(stats.drain).toMatchObject({ signal: 'SIGTERM', connections: 0 });
+    runtime.drained.resolve();
+    expect(await exited).toBe(0);
+    expect(runtime.reloads).toHaveLength(2);
   });
 
   it('abandons a reload that is still reading when a stop begins', async () => {

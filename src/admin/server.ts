@@ -6,13 +6,19 @@
  *   GET  /stats                                  JSON: services, backends, health, state, counts, bytes
  *   GET  /metrics                                Prometheus text format (src/observability)
  *   POST /services/:service/backends/:backend/state   body {"state": "active"|"draining"|"maintenance"}
+ *   POST /reload                                 re-reads the file as SIGHUP does; answers with the outcome
+ *
+ * With the lifecycle given, /stats also carries `config` (file, sha256, loadedAt), `lastReload` and
+ * `drain` (null, or connections left and the deadline while stopping). While l4lb drains, reads
+ * are served to the end and state changes and reloads are refused with 503 `stopping`.
  *
  * With a token configured every request needs `Authorization: Bearer <token>`, except the stats
  * page's HTML and, with `metricsPublic`, GET /metrics (read-only, for a scraper); the comparison is
  * constant-time over SHA-256 digests (equal lengths, so timingSafeEqual never throws and the
  * token's length does not leak). Errors are JSON `{ "error": { "code", "message", "valid"? } }`
  * with 400 (bad body), 401 (no or wrong token), 404 (unknown path, service or backend — listing
- * the valid names), 405 (wrong method), 413 (body over 4 KiB), 500 (a bug, never a crash).
+ * the valid names), 405 (wrong method), 413 (body over 4 KiB), 422 (a reload refused: `problems`),
+ * 503 (stopping), 500 (a bug, never a crash).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -21,7 +27,7 @@ import type { Logger } from 'pino';
 import { ADMIN_STATES, type AdminState } from '../config/index.js';
 import type { Endpoint } from '../config/index.js';
 import { LbError, UnknownBackendError, UnknownServiceError } from '../errors.js';
-import { createMetrics, type Metrics, type StatsSource } from '../observability/index.js';
+import { createMetrics, drainStatus, type LifecycleView, type Metrics, type StatsSource } from '../observability/index.js';
 import type { Balancer } from '../proxy/index.js';
 import { STATS_PAGE_HEADERS, STATS_PAGE_HTML } from './stats-page.js';
 
@@ -38,6 +44,8 @@ export interface AdminOptions {
   /** GET /metrics answers without the token. */
   readonly metricsPublic?: boolean;
   readonly logger?: Logger;
+  /** The process lifecycle: its state in /stats and /metrics, and POST /reload. */
+  readonly lifecycle?: LifecycleView;
 }
 
 export interface AdminServer {
@@ -50,7 +58,7 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-export type AdminErrorCode = 'bad-request' | 'unauthorized' | 'not-found' | 'method-not-allowed' | 'too-large' | 'internal';
+export type AdminErrorCode = 'bad-request' | 'unauthorized' | 'not-found' | 'method-not-allowed' | 'too-large' | 'reload-refused' | 'stopping' | 'internal';
 
 class HttpError extends Error {
   constructor(
@@ -166,7 +174,16 @@ export function listenerError(logger: Logger | undefined): (error: NodeJS.ErrnoE
 export async function startAdmin(balancer: AdminTarget, options: AdminOptions): Promise<AdminServer> {
   let expected = options.token === undefined ? undefined : digest(options.token);
   let metricsPublic = options.metricsPublic === true;
-  const metrics: Metrics = createMetrics(balancer);
+  const lifecycle = options.lifecycle;
+  const metrics: Metrics = createMetrics(balancer, lifecycle);
+
+  /** Throws 503 while stopping: a drain serves reads only. */
+  const assertRunning = async (): Promise<void> => {
+    const drain = lifecycle?.drain() ?? null;
+    if (drain === null) return;
+    const status = drainStatus(drain, await balancer.stats(), Date.now());
+    throw new HttpError(503, 'stopping', `l4lb is stopping (${status.signal}): draining ${status.connections} connection(s) until ${status.deadline}; state changes and reloads are refused, reads are served`);
+  };
 
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const path = new URL(request.url ?? '/', 'http://admin').pathname;
@@ -184,7 +201,18 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
     }
     if (path === '/stats') {
       allow(request.method, 'GET');
-      send(response, 200, { services: await balancer.stats() });
+      const services = await balancer.stats();
+      if (lifecycle === undefined) {
+        send(response, 200, { services });
+        return;
+      }
+      const drain = lifecycle.drain();
+      send(response, 200, {
+        config: lifecycle.running(),
+        lastReload: lifecycle.lastReload(),
+        drain: drain === null ? null : drainStatus(drain, services, Date.now()),
+        services,
+      });
       return;
     }
     if (path === '/metrics') {
@@ -194,9 +222,23 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
       response.end(text);
       return;
     }
+    if (path === '/reload' && lifecycle !== undefined) {
+      allow(request.method, 'POST');
+      await assertRunning();
+      const outcome = await lifecycle.reload();
+      if (outcome === 'abandoned') throw new HttpError(503, 'stopping', 'l4lb began stopping before the file was read: nothing was reloaded');
+      if (outcome.result === 'success') {
+        send(response, 200, { reload: outcome, config: lifecycle.running() });
+        return;
+      }
+      const message = outcome.result === 'partial' ? 'some workers refused the configuration: they keep the previous one' : 'reload refused: still running the previous configuration';
+      send(response, 422, { error: { code: 'reload-refused', message, problems: outcome.problems }, reload: outcome, config: lifecycle.running() });
+      return;
+    }
     const [, serviceSegment, backendSegment] = STATE_PATH.exec(path) ?? [];
     if (serviceSegment !== undefined && backendSegment !== undefined) {
       allow(request.method, 'POST');
+      await assertRunning();
       const service = decode(serviceSegment);
       const backend = decode(backendSegment);
       const state = parseStateBody(await readBody(request));
@@ -209,7 +251,7 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
       }
       return;
     }
-    throw new HttpError(404, 'not-found', `no such path "${path}" (paths: GET /, GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state)`);
+    throw new HttpError(404, 'not-found', `no such path "${path}" (paths: GET /, GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state${lifecycle === undefined ? '' : ', POST /reload'})`);
   };
 
   const server: Server = createServer((request, response) => {

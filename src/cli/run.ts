@@ -6,22 +6,24 @@
  * workers run this same command and take the worker branch (src/cluster/worker.ts). Signals,
  * reloads and the drain are the same for both (src/runtime/lifecycle.ts). Start-up failures
  * (missing or invalid file, port taken, backend name that resolves nowhere) are one line per
- * problem on stderr and exit 1, never a stack trace.
+ * problem on stderr and exit 1, never a stack trace. `--pidfile FILE` gets this process's PID once
+ * it handles signals (what `l4lb reload --pidfile` and systemd read), and is removed at exit.
  */
 import cluster from 'node:cluster';
 import { Command } from 'commander';
 import type { Logger } from 'pino';
-import { loadConfig, type Config } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import { runWorker, startCluster, WORKER_SLOT_ENV } from '../cluster/index.js';
 import { createLogger, logOptions } from '../proxy/index.js';
-import { runLifecycle, startSingleProcess, workerCount, type Runtime } from '../runtime/index.js';
+import { readConfig, runLifecycle, startSingleProcess, workerCount, type Runtime } from '../runtime/index.js';
 import { EXIT_FAILURE, fail } from './common.js';
 
 interface RunOptions {
   config: string;
+  pidfile?: string;
 }
 
-export async function run(file: string, given?: Logger): Promise<void> {
+export async function run(file: string, given?: Logger, pidfile?: string): Promise<void> {
   // A worker forked by an l4lb primary (which sets WORKER_SLOT_ENV); under someone else's cluster
   // (pm2's cluster mode, say) l4lb runs as a single process.
   if (cluster.isWorker && process.env[WORKER_SLOT_ENV] !== undefined) {
@@ -29,8 +31,9 @@ export async function run(file: string, given?: Logger): Promise<void> {
     return;
   }
   let config: Config;
+  let hash: string;
   try {
-    config = await loadConfig(file);
+    ({ config, hash } = await readConfig(file));
   } catch (error) {
     fail(error, EXIT_FAILURE);
   }
@@ -44,14 +47,15 @@ export async function run(file: string, given?: Logger): Promise<void> {
   } catch (error) {
     fail(error, EXIT_FAILURE);
   }
-  await runLifecycle({ file, config, runtime, logger, exit: (code) => process.exit(code), fail: (error) => fail(error, EXIT_FAILURE) });
+  await runLifecycle({ file, config, hash, pidfile, runtime, logger, exit: (code) => process.exit(code), fail: (error) => fail(error, EXIT_FAILURE) });
 }
 
 export function runCommand(): Command {
   return new Command('run')
     .description('run the proxy services of a configuration file (SIGHUP reloads it, SIGTERM drains and stops)')
     .requiredOption('-c, --config <file>', 'configuration file, YAML or JSON')
+    .option('--pidfile <file>', 'write the PID there once running (removed at exit), for `l4lb reload --pidfile` and service managers')
     .action(async (options: RunOptions) => {
-      await run(options.config);
+      await run(options.config, undefined, options.pidfile);
     });
 }

@@ -14,6 +14,7 @@ import { loadConfig } from '../config/index.js';
 import { formatEndpoint } from '../config/index.js';
 import { LbError } from '../errors.js';
 import type { AdminState } from '../config/index.js';
+import type { DrainStatus, ReloadRecord, RunningConfig } from '../observability/index.js';
 import type { BackendStatusStats, ServiceStatusStats } from '../proxy/index.js';
 import type { StateResult } from '../services/index.js';
 import { EXIT_FAILURE, EXIT_USAGE, fail } from './common.js';
@@ -152,9 +153,42 @@ function lastCheckCell(backend: BackendStatusStats): string {
   return `${check.ok ? 'ok' : 'FAIL'} ${check.source === 'passive' ? '(passive) ' : ''}${check.detail} (${check.durationMs} ms)`;
 }
 
-/** The `l4lb status` text for `services`. Pure. */
-export function formatStatus(services: readonly ServiceStatusStats[]): string {
+/** What /stats says of the process besides its services (absent from an older l4lb). */
+export interface ProcessStatus {
+  readonly config?: RunningConfig;
+  readonly lastReload?: ReloadRecord | null;
+  readonly drain?: DrainStatus | null;
+}
+
+/** The line above the services while stopping (none otherwise). */
+function drainLines(status: ProcessStatus): string[] {
   const lines: string[] = [];
+  const drain = status.drain;
+  if (drain !== undefined && drain !== null) {
+    lines.push(
+      `STOPPING (${drain.signal} at ${drain.since}): no new connections; draining ${drain.connections} open connection${drain.connections === 1 ? '' : 's'}, ended at ${drain.deadline} (${Math.ceil(drain.remainingMs / 1000)} s left)`,
+      '',
+    );
+  }
+  return lines;
+}
+
+/** The lines below the services: the running configuration and the last reload. */
+function configLines(status: ProcessStatus): string[] {
+  const lines: string[] = [];
+  if (status.config !== undefined) lines.push(`configuration ${status.config.file}  sha256 ${status.config.hash.slice(0, 12)}  loaded ${status.config.loadedAt}`);
+  const reload = status.lastReload;
+  if (reload !== undefined && reload !== null) {
+    const why = reload.problems.length > 0 ? `: ${reload.problems.join('; ')}` : '';
+    lines.push(`last reload ${reload.result} at ${reload.at} (${reload.trigger})${why}`);
+  }
+  if (lines.length > 0) lines.push('');
+  return lines;
+}
+
+/** The `l4lb status` text for `services` (and the process's drain and reloads). Pure. */
+export function formatStatus(services: readonly ServiceStatusStats[], status: ProcessStatus = {}): string {
+  const lines: string[] = drainLines(status);
   for (const service of services) {
     const check = service.healthCheck;
     const checkText = check === null ? 'no health check' : `check ${check.type} every ${check.interval} ms, rise ${check.rise}, fall ${check.fall}`;
@@ -178,6 +212,7 @@ export function formatStatus(services: readonly ServiceStatusStats[]): string {
     }
     lines.push(...table(rows), '');
   }
+  lines.push(...configLines(status));
   return lines.join('\n');
 }
 
@@ -217,8 +252,8 @@ export function adminCommands(): Command[] {
     .option('--json', 'print the admin API\'s JSON as it is')
     .action(async (options: AdminCliOptions & { json?: boolean }) => {
       const target = await targetOrExit(options);
-      const stats = await request<{ services: ServiceStatusStats[] }>(target, '/stats');
-      process.stdout.write(options.json === true ? `${JSON.stringify(stats, null, 2)}\n` : formatStatus(stats.services));
+      const stats = await request<ProcessStatus & { services: ServiceStatusStats[] }>(target, '/stats');
+      process.stdout.write(options.json === true ? `${JSON.stringify(stats, null, 2)}\n` : formatStatus(stats.services, stats));
     });
   return [
     status,

@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino';
 import type { AdminTarget } from '../admin/index.js';
-import type { Config } from '../config/index.js';
+import { formatEndpoint, type Config, type Endpoint } from '../config/index.js';
 import type { Listening, ReloadOutcome, Runtime } from '../runtime/index.js';
 import { HealthAuthority } from './authority.js';
 import type { WorkerMessage } from './messages.js';
@@ -17,15 +17,18 @@ class ClusterRuntime implements Runtime {
   readonly logFields: Readonly<Record<string, number>>;
   readonly admin: AdminTarget;
   private config: Config;
+  /** Where each service listens: as the workers reported at start, then as reloads configure it. */
+  private listen: Map<string, Endpoint>;
 
   constructor(
     config: Config,
     private readonly authority: HealthAuthority,
     private readonly primary: ClusterPrimary,
-    private readonly started: Extract<WorkerMessage, { type: 'started' }>,
+    started: Extract<WorkerMessage, { type: 'started' }>,
     private readonly logger: Logger,
   ) {
     this.config = config;
+    this.listen = new Map(started.listening.map(({ service, listen }) => [service, listen]));
     this.logFields = { workers: primary.workers };
     this.admin = {
       stats: () => primary.stats(),
@@ -39,7 +42,7 @@ class ClusterRuntime implements Runtime {
   }
 
   listening(): Listening[] {
-    return this.started.listening.map(({ service, listen }) => ({
+    return [...this.listen].map(([service, listen]) => ({
       service,
       listen,
       backends: this.config.services.find((each) => each.name === service)?.backends.length ?? 0,
@@ -49,6 +52,15 @@ class ClusterRuntime implements Runtime {
   async reload(next: Config, previous: Config): Promise<ReloadOutcome> {
     const refused = await this.primary.reload(next, previous);
     for (const { worker, error } of refused) this.logger.error({ worker, code: error.code, problems: error.lines() }, 'worker refused the reload: it still runs the previous configuration');
+    // A listener whose configured endpoint did not change keeps its bound address (port 0 resolved).
+    const before = new Map(previous.services.map((service) => [service.name, service.mode === 'proxy' ? formatEndpoint(service.listen) : '']));
+    const listen = new Map<string, Endpoint>();
+    for (const service of next.services) {
+      if (service.mode !== 'proxy') continue;
+      const kept = this.listen.get(service.name);
+      listen.set(service.name, kept !== undefined && before.get(service.name) === formatEndpoint(service.listen) ? kept : service.listen);
+    }
+    this.listen = listen;
     this.config = next;
     return refused.length > 0 ? 'partial' : 'applied';
   }

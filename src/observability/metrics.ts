@@ -15,11 +15,12 @@
  * arrive as events (one per probe, not per connection). Label children (a handle per service,
  * backend and label set) are created once and kept, never per connection or per scrape.
  */
-import { readFileSync } from 'node:fs';
+import { VERSION } from '../version.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
 import { ADMIN_STATES } from '../config/index.js';
 import type { Balancer, ServiceStatusStats } from '../proxy/index.js';
 import type { CheckEvent } from '../services/index.js';
+import { lifecycleMetrics, type LifecycleView } from './lifecycle.js';
 
 /**
  * What metrics read: a balancer, or a cluster primary (`workers: N`, src/cluster) whose stats are
@@ -55,15 +56,6 @@ class MonotonicFeed<L extends string> {
   }
 }
 
-/** l4lb's version, from the package.json two folders up (src/observability or dist/observability). */
-export function l4lbVersion(): string {
-  try {
-    const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
-    return typeof manifest.version === 'string' ? manifest.version : 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
 
 export interface Metrics {
   readonly registry: Registry;
@@ -74,8 +66,8 @@ export interface Metrics {
   close(): void;
 }
 
-/** Registers l4lb's metrics for `balancer` in a registry of their own. */
-export function createMetrics(balancer: StatsSource): Metrics {
+/** Registers l4lb's metrics for `balancer` in a registry of their own; with `lifecycle`, its reload and drain metrics too. */
+export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView): Metrics {
   const registry = new Registry();
   const registers = [registry];
   const serviceLabels: ServiceLabels[] = ['service'];
@@ -103,8 +95,9 @@ export function createMetrics(balancer: StatsSource): Metrics {
   });
 
   const buildInfo = new Gauge({ name: 'l4lb_build_info', help: 'Always 1; the version label says which l4lb runs', labelNames: ['version'] as const, registers });
-  buildInfo.set({ version: l4lbVersion() }, 1);
+  buildInfo.set({ version: VERSION }, 1);
   collectDefaultMetrics({ register: registry });
+  const lifecycleFeed = lifecycle === undefined ? undefined : lifecycleMetrics(registry, lifecycle);
 
   const feeds = {
     connections: new MonotonicFeed(connectionsTotal),
@@ -171,7 +164,9 @@ export function createMetrics(balancer: StatsSource): Metrics {
     registry,
     contentType: registry.contentType,
     render: async () => {
-      refresh(await balancer.stats());
+      const services = await balancer.stats();
+      refresh(services);
+      lifecycleFeed?.refresh(services);
       return registry.metrics();
     },
     close: () => {

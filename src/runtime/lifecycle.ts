@@ -10,13 +10,25 @@
  *   however many SIGHUPs came meanwhile (the last write of the file is what counts).
  * - SIGUSR1: reopen the log files (the access log) at their paths, after logrotate moved them
  *   (nginx's USR1); with workers the primary forwards it to each worker, which reopens its own.
- * - 'listening' lines are written only once every signal is handled: whoever waits for them may
- *   signal at once.
+ * - POST /reload on the admin API runs the same reload, coalesced with SIGHUPs, and answers with
+ *   the outcome of the first reload that reads the file after the request.
+ * - 'listening' lines are written only once every signal is handled (and the pidfile written):
+ *   whoever waits for them may signal at once. A reload that opens a listener logs its line too.
+ * - During the drain the admin API stays up until the last connection ends (reads only: state
+ *   changes and reloads are refused), and "draining" is logged every DRAIN_PROGRESS_MS with the
+ *   connections left.
+ *
+ * The running file's sha256, the last reload's outcome and the drain are kept here, in one
+ * record this driver alone writes; the admin API and /metrics read it (LifecycleView).
  */
+import { createHash } from 'node:crypto';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { startAdmin, type AdminServer } from '../admin/index.js';
-import { loadConfig, type Config } from '../config/index.js';
-import { isLbError, problemsOf } from '../errors.js';
+import { systemClock, type Clock } from '../clock.js';
+import { loadConfig, parseConfig, type Config } from '../config/index.js';
+import { isLbError, LbError, problemsOf } from '../errors.js';
+import { openConnections, type DrainRecord, type LifecycleView, type ReloadAbandoned, type ReloadRecord, type ReloadResult } from '../observability/index.js';
 import { formatAddress, reopenLogFiles } from '../proxy/index.js';
 import type { Runtime } from './runtime.js';
 import { largestDrain, workerCount } from './settings.js';
@@ -34,6 +46,52 @@ export interface LifecycleOptions {
   readonly fail: (error: unknown) => never;
   /** Where SIGTERM, SIGINT and SIGHUP come from: the process, or what a test emits. */
   readonly signals?: SignalSource;
+  /** sha256 (hex) of the bytes `config` was loaded from (see readConfig). */
+  readonly hash: string;
+  /** Written with this process's PID once signals are handled, removed at exit (`run --pidfile`). */
+  readonly pidfile?: string;
+  /** Times the drain's progress lines (default: the system clock). */
+  readonly clock?: Clock;
+}
+
+/** How often a drain logs the connections it still waits for. */
+export const DRAIN_PROGRESS_MS = 5000;
+
+/**
+ * Reads and validates a configuration file, hashing the very bytes it parsed (sha256, hex).
+ * Rejects as loadConfig does (ConfigError naming the file).
+ */
+export async function readConfig(file: string): Promise<{ config: Config; hash: string }> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch {
+    // loadConfig words the read failure (ConfigError); should the file have appeared since, read again.
+    await loadConfig(file);
+    return readConfig(file);
+  }
+  return { config: parseConfig(bytes.toString('utf8'), file), hash: createHash('sha256').update(bytes).digest('hex') };
+}
+
+/** Writes `pid` to `file` atomically (a temporary file renamed over it). Throws LbError. */
+async function writePidfile(file: string, pid: number): Promise<void> {
+  const temporary = `${file}.${pid}.tmp`;
+  try {
+    await writeFile(temporary, `${pid}\n`, { mode: 0o644 });
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw new LbError('LB_ERR_INVALID_ARGUMENT', `--pidfile ${file}: cannot write it: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+}
+
+/** Removes `file` if it still names `pid` (a newer l4lb may have taken it over). */
+async function removePidfile(file: string, pid: number): Promise<void> {
+  try {
+    if ((await readFile(file, 'utf8')).trim() === String(pid)) await rm(file, { force: true });
+  } catch {
+    // Already gone: nothing to remove.
+  }
 }
 
 /** The part of `process` the lifecycle listens on. */
@@ -49,41 +107,71 @@ export function flushLogger(logger: Logger): Promise<void> {
 /** Starts the admin API (if configured), installs the signal handlers and logs what listens. */
 export async function runLifecycle(options: LifecycleOptions): Promise<void> {
   const { file, runtime, logger } = options;
+  const clock = options.clock ?? systemClock;
   let config = options.config;
   const fields = runtime.logFields;
 
-  let admin: AdminServer | undefined;
-  if (config.admin !== undefined) {
-    try {
-      admin = await startAdmin(runtime.admin, { listen: config.admin.listen, token: config.admin.token, metricsPublic: config.admin.metricsPublic, logger });
-    } catch (error) {
-      await runtime.stop(0);
-      await runtime.stopped();
-      options.fail(error);
-    }
-  }
+  // The record LifecycleView shows; only this function writes it.
+  let running = { file, hash: options.hash, loadedAt: new Date().toISOString() };
+  let lastReload: ReloadRecord | null = null;
+  let lastSuccess = Date.now();
+  const counts: Record<ReloadResult, number> = { success: 0, failure: 0, partial: 0 };
+  let drain: DrainRecord | null = null;
 
   let stopping = false;
 
-  const reloadOnce = async (): Promise<void> => {
+  /** Logs a 'listening' line for each listener not in `before` (a key per service and endpoint). */
+  const logListening = (before: ReadonlySet<string>): void => {
+    for (const { service, listen, backends } of runtime.listening()) {
+      const where = formatAddress(listen.host, listen.port);
+      if (!before.has(`${service} ${where}`)) logger.info({ service, listen: where, backends, ...fields }, 'listening');
+    }
+  };
+  const listeningNow = (): Set<string> => new Set(runtime.listening().map(({ service, listen }) => `${service} ${formatAddress(listen.host, listen.port)}`));
+
+  /** Records a reload's end; `failure` says why it was refused (as a whole, or by some workers). */
+  const record = (trigger: ReloadRecord['trigger'], result: ReloadResult, hash: string | null, failure?: { code?: string; problems: string[] }): ReloadRecord => {
+    const at = Date.now();
+    const done: ReloadRecord = {
+      at: new Date(at).toISOString(),
+      result,
+      trigger,
+      hash,
+      ...(failure?.code === undefined ? {} : { code: failure.code }),
+      problems: failure?.problems ?? [],
+    };
+    counts[result]++;
+    lastReload = done;
+    if (result === 'success') lastSuccess = at;
+    if (result !== 'failure' && hash !== null) running = { file, hash, loadedAt: done.at };
+    return done;
+  };
+
+  const reloadOnce = async (trigger: ReloadRecord['trigger']): Promise<ReloadRecord | ReloadAbandoned> => {
     let next: Config;
+    let hash: string | null = null;
+    const before = listeningNow();
     try {
-      next = await loadConfig(file);
+      ({ config: next, hash } = await readConfig(file));
       if (stopping) {
         logger.info({ file }, 'reload abandoned: stopping');
-        return;
+        return 'abandoned';
       }
       const outcome = await runtime.reload(next, config);
       admin?.setToken(next.admin?.token);
       admin?.setMetricsPublic(next.admin?.metricsPublic === true);
       if (outcome === 'partial') {
         config = next;
-        return;
+        logListening(before);
+        return record(trigger, 'partial', hash, { problems: ['some workers refused the configuration and keep the previous one (each logged "worker refused the reload" with why)'] });
       }
     } catch (error) {
-      if (stopping) logger.info({ file }, 'reload abandoned: stopping');
-      else logger.warn({ file, code: isLbError(error) ? error.code : 'LB_ERR_INTERNAL', problems: problemsOf(error) }, 'reload refused: still running the previous configuration');
-      return;
+      if (stopping) {
+        logger.info({ file }, 'reload abandoned: stopping');
+        return 'abandoned';
+      }
+      logger.warn({ file, code: isLbError(error) ? error.code : 'LB_ERR_INTERNAL', problems: problemsOf(error) }, 'reload refused: still running the previous configuration');
+      return record(trigger, 'failure', hash, { code: isLbError(error) ? error.code : 'LB_ERR_INTERNAL', problems: problemsOf(error) });
     }
     if (JSON.stringify(next.admin?.listen) !== JSON.stringify(config.admin?.listen)) {
       logger.warn({ file }, 'admin.listen changed: the admin API keeps its address until l4lb restarts');
@@ -92,45 +180,98 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
       logger.warn({ file, workers: runtime.workers, configured: workerCount(next.workers) }, 'workers changed: the number of workers changes when l4lb restarts');
     }
     config = next;
-    logger.info({ file, ...fields }, 'reloaded');
+    logListening(before);
+    logger.info({ file, sha256: hash, ...fields }, 'reloaded');
+    return record(trigger, 'success', hash);
   };
 
-  /** The reload in progress (settled when none), and whether another SIGHUP came during it. */
+  /** The reload in progress (settled when none), and whether another request came during it. */
   let reloading: Promise<void> = Promise.resolve();
   let inProgress = false;
-  let again = false;
-  const reload = (): void => {
+  let again: ReloadRecord['trigger'] | undefined;
+  /** Waiting for the next reload to start (admin API requests): answered with its outcome. */
+  let waiting: ((outcome: ReloadRecord | ReloadAbandoned) => void)[] = [];
+  const reload = (trigger: ReloadRecord['trigger']): void => {
+    const asked = trigger === 'SIGHUP' ? 'SIGHUP' : 'reload requested through the admin API';
     if (inProgress) {
-      again = true;
-      logger.info({ file }, 'SIGHUP: a reload is in progress; the file is read again when it ends');
+      again = trigger;
+      logger.info({ file }, `${asked}: a reload is in progress; the file is read again when it ends`);
       return;
     }
-    logger.info({ file }, 'SIGHUP: re-reading the configuration');
+    logger.info({ file }, `${asked}: re-reading the configuration`);
     inProgress = true;
     reloading = (async () => {
+      let next: ReloadRecord['trigger'] | undefined = trigger;
       do {
-        again = false;
-        await reloadOnce();
-      } while (again && !stopping);
+        again = undefined;
+        const answered = waiting;
+        waiting = [];
+        const outcome = await reloadOnce(next);
+        for (const answer of answered) answer(outcome);
+        next = again;
+      } while (next !== undefined && !stopping);
       inProgress = false;
+      // Asked for during the last reload, after stopping began: none will run.
+      for (const answer of waiting.splice(0)) answer('abandoned');
     })();
   };
+
+  const view: LifecycleView = {
+    running: () => running,
+    lastReload: () => lastReload,
+    reloadCounts: () => counts,
+    lastSuccess: () => lastSuccess,
+    drain: () => drain,
+    reload: () => {
+      if (stopping) return Promise.resolve('abandoned');
+      return new Promise((resolve) => {
+        waiting.push(resolve);
+        reload('admin API');
+      });
+    },
+  };
+
+  let admin: AdminServer | undefined;
+  if (config.admin !== undefined) {
+    try {
+      admin = await startAdmin(runtime.admin, { listen: config.admin.listen, token: config.admin.token, metricsPublic: config.admin.metricsPublic, logger, lifecycle: view });
+    } catch (error) {
+      await runtime.stop(0);
+      await runtime.stopped();
+      options.fail(error);
+    }
+  }
 
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
       logger.warn({ signal }, 'second stop signal: closing open connections now');
+      if (drain !== null) drain = { ...drain, deadline: Date.now() };
       void runtime.stop(0);
       return;
     }
     stopping = true;
     const drainMs = largestDrain(config);
-    const adminClosed = admin?.close();
+    const since = Date.now();
+    drain = { signal, since, deadline: since + drainMs };
+    // Progress while connections drain; the admin API keeps answering until they have.
+    const progress = clock.unref(
+      clock.setInterval(() => {
+        void Promise.resolve(runtime.admin.stats()).then((services) => {
+          if (drain === null) return;
+          logger.info({ connections: openConnections(services), remainingMs: Math.max(0, drain.deadline - Date.now()), ...fields }, 'draining: connections left');
+        });
+      }, DRAIN_PROGRESS_MS),
+    );
     void runtime
       .stop(drainMs)
       // True when written: no listener accepts any more.
-      .then(() => logger.info({ signal, drainMs, ...fields }, 'stopping: no new connections, draining open ones'))
-      .then(() => Promise.all([runtime.stopped(), adminClosed]))
-      .then(() => reloading)
+      .then(() => logger.info({ signal, drainMs, deadline: new Date(since + drainMs).toISOString(), ...fields }, 'stopping: no new connections, draining open ones'))
+      .then(() => runtime.stopped())
+      .then(() => {
+        clock.clearTimer(progress);
+        return Promise.all([admin?.close(), reloading]);
+      })
+      .then(() => (options.pidfile === undefined ? undefined : removePidfile(options.pidfile, process.pid)))
       .then(() => logger.info('stopped'))
       .then(() => flushLogger(logger))
       .then(() => options.exit(0));
@@ -140,15 +281,23 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
   signals.on('SIGTERM', stop);
   signals.on('SIGINT', stop);
   signals.on('SIGHUP', () => {
-    if (!stopping) reload();
+    if (!stopping) reload('SIGHUP');
   });
   signals.on('SIGUSR1', () => {
     reopenLogFiles();
     runtime.reopenLogs?.();
     logger.info({ signal: 'SIGUSR1' }, 'log files reopened');
   });
-  for (const { service, listen, backends } of runtime.listening()) {
-    logger.info({ service, listen: formatAddress(listen.host, listen.port), backends, ...fields }, 'listening');
+  if (options.pidfile !== undefined) {
+    try {
+      await writePidfile(options.pidfile, process.pid);
+    } catch (error) {
+      await admin?.close();
+      await runtime.stop(0);
+      await runtime.stopped();
+      options.fail(error);
+    }
   }
+  logListening(new Set());
   if (admin !== undefined) logger.info({ admin: formatAddress(admin.address().host, admin.address().port) }, 'admin API listening');
 }
