@@ -8,14 +8,13 @@
  *   with `drain`, `l4lb status` saying so, /metrics' l4lb_draining), refuses changes and reloads
  *   with 503, and the process exits 0, its pidfile removed, once the connection ends.
  */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, startCli, type CliChild } from './helpers/child.js';
+import { runCli, startCli, type CliChild, type CliResult } from './helpers/child.js';
 import { metricValue } from './helpers/metrics.js';
 import { connectClient, freePort, readLine, startNamedServer, type TestServer } from './helpers/net.js';
 
@@ -37,19 +36,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(...args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
-      resolve({ code, stdout, stderr });
-    });
-  });
+function cli(...args: string[]): Promise<CliResult> {
+  return runCli(args);
 }
 
 function configText(adminPort: number, listenPort: number, drain = '30s'): string {

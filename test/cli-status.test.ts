@@ -4,14 +4,13 @@
  * elsewhere; the status table; unknown names exit 2 listing the valid ones; an unreachable API is
  * one line and exit 1; the token comes from --token or the file.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminUrlOf, formatStatus } from '../src/cli/status.js';
 import type { ServiceStatusStats } from '../src/proxy/index.js';
-import { CLI, startCli, type CliChild } from './helpers/child.js';
+import { runCli, startCli, type CliChild, type CliResult } from './helpers/child.js';
 import { connectClient, freePort, readLine, startNamedServer, type TestServer } from './helpers/net.js';
 
 const TOKEN = 'cli-test-token-0123456789';
@@ -53,25 +52,13 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(...args: string[]): Promise<Result> {
-  return cliWith({}, ...args);
+function cli(...args: string[]): Promise<CliResult> {
+  return runCli(args);
 }
 
 /** With `env` added to this process's environment (L4LB_TOKEN removed unless given). */
-function cliWith(env: Record<string, string>, ...args: string[]): Promise<Result> {
-  const { L4LB_TOKEN: _inherited, ...inherited } = process.env;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...inherited, ...env } }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
-      resolve({ code, stdout, stderr });
-    });
-  });
+function cliWith(env: Record<string, string>, ...args: string[]): Promise<CliResult> {
+  return runCli(args, env);
 }
 
 describe('drain via the CLI', () => {

@@ -2,7 +2,7 @@
  * The built CLI as a child process: its stdout read line by line (JSON log lines parsed), waits on
  * lines and on exit, and a kill by PID for cleanup.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
 export const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
@@ -74,4 +74,25 @@ export function startCli(args: string[]): CliChild {
       await exited;
     },
   };
+}
+
+/** What a finished `l4lb` command printed, and its exit code. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `l4lb ARGS` to its end. `env` is added to this process's environment, from which
+ * L4LB_TOKEN is removed unless `env` gives it (so a developer's token never leaks into a test).
+ */
+export function runCli(args: readonly string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const { L4LB_TOKEN: _inherited, ...inherited } = process.env;
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...inherited, ...env } }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
