@@ -163,7 +163,8 @@ describe('a balancer that follows the primary', () => {
     expect(balancer.stats()[0].backends[1]).toMatchObject({ health: 'down', reason: 'primary says so', since: 'then' });
 
     // The primary says b2 is up and b1 in maintenance: every new client goes to b2, whose connect fails.
-    const changed = log.waitFor((record) => record.msg === 'backend state changed' && record.backend === 'b1');
+    // A follower logs what it applies at debug only (the primary logged the change): wait on the event.
+    const changed = new Promise<void>((resolve) => balancer.events.on('state', (change) => change.backend === 'b1' && resolve()));
     link.apply([{ ...down('b1'), health: 'up', admin: 'maintenance' }, { ...down('b2'), health: 'up' }]);
     await changed;
     const socket = await connectClient(port);

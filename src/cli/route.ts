@@ -84,7 +84,7 @@ function serviceKey(text: string, service: string, hashKey: HashKeyKind, ipv4Onl
   return flowKey(parsed.address, parsed.port);
 }
 
-const noVerdicts = (): VerdictSource => ({ configure: () => {}, observe: () => {}, stop: () => Promise.resolve() });
+const noVerdicts = (): VerdictSource => ({ decides: true, configure: () => {}, observe: () => {}, stop: () => Promise.resolve() });
 
 /**
  * A proxy service's router: the plan `l4lb run` builds (buildPlan → createChooser, slotHashOf),

@@ -26,6 +26,7 @@ export class PrimaryVerdicts {
   private follow(sink: VerdictSink): VerdictSource {
     this.followers.set(sink.service, sink);
     return {
+      decides: false,
       // Configured admin states are the primary's to apply (it sends the result); start from what it decided.
       configure: (_check, _backends, _changed: readonly ConfiguredState[]) => {
         for (const name of [...sink.backendNames()]) {

@@ -70,7 +70,7 @@ export function runWorker(): void {
       case 'start': {
         verdicts.apply(message.statuses);
         try {
-          balancer = await startBalancer(message.config, { logger, verdicts: verdicts.sources, decidedElsewhere: true });
+          balancer = await startBalancer(message.config, { logger, verdicts: verdicts.sources });
         } catch (error) {
           send({ type: 'failed', error: errorToWire(error) }, () => process.exit(1));
           return;

@@ -57,8 +57,6 @@ export interface BalancerOptions {
   readonly verdicts?: VerdictSources;
   /** What the data path's timeouts run on (idle, queue, PROXY header): the system clock, or one a test drives. */
   readonly clock?: Clock;
-  /** Those verdicts are decided and logged by another process: see ServiceStatesOptions.decidedElsewhere. */
-  readonly decidedElsewhere?: boolean;
 }
 
 export interface Balancer {
@@ -126,13 +124,11 @@ class RunningBalancer implements Balancer {
     private readonly lookup: Lookup,
     verdicts: VerdictSources,
     clock: Clock | undefined,
-    decidedElsewhere: boolean,
   ) {
     this.timing = clock === undefined ? {} : { clock, idleSweeper: new IdleSweeper(clock) };
     this.states = new ServiceStates({
       logger,
       verdicts,
-      decidedElsewhere,
       closeBackend: (service, backend) => this.serviceNamed(service)?.closeBackend(backend),
       changed: (service) => this.serviceNamed(service)?.healthChanged(),
     });
@@ -285,7 +281,7 @@ class RunningBalancer implements Balancer {
  * cannot be bound — after closing whatever it had opened.
  */
 export async function startBalancer(config: Config, options: BalancerOptions): Promise<Balancer> {
-  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks, options.clock, options.decidedElsewhere === true);
+  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks, options.clock);
   await balancer.apply(config);
   return balancer;
 }

@@ -48,12 +48,6 @@ export function statusFields(status: BackendStatus | undefined, now: number = pe
 export interface ServiceStatesOptions {
   /** Logs each health and admin state change, through a child logger per service. */
   readonly logger: Logger;
-  /**
-   * Verdicts are decided in another process (a cluster worker applies its primary's): the
-   * decider logs each change once, at warn/info; here applying it is logged at debug only, as
-   * 'backend health applied' / 'backend state applied', so `workers: N` writes one line per change.
-   */
-  readonly decidedElsewhere?: boolean;
   readonly verdicts: VerdictSources;
   /** Ends a backend's established connections when it goes down under onDown: close. */
   readonly closeBackend?: (service: string, backend: string) => void;
@@ -72,11 +66,13 @@ export class ServiceStates {
   of(name: string): ServiceState {
     const existing = this.byName.get(name);
     if (existing !== undefined) return existing;
-    const { logger: parent, verdicts, closeBackend, changed, decidedElsewhere } = this.options;
+    const { logger: parent, verdicts, closeBackend, changed } = this.options;
     const logger = parent.child({ service: name });
-    const healthLine = decidedElsewhere === true ? (fields: object) => logger.debug(fields, 'backend health applied') : (fields: object) => logger.warn(fields, 'backend health changed');
-    const stateLine = decidedElsewhere === true ? (fields: object) => logger.debug(fields, 'backend state applied') : (fields: object) => logger.info(fields, 'backend state changed');
     const state = new ServiceState(name, { verdicts, closeBackend: closeBackend && ((backend) => closeBackend(name, backend)) });
+    // The process that decides logs each change once, at warn/info; one that applies another's
+    // verdicts (a cluster worker) logs applying it at debug, so `workers: N` writes one line per change.
+    const healthLine = state.decides ? (fields: object) => logger.warn(fields, 'backend health changed') : (fields: object) => logger.debug(fields, 'backend health applied');
+    const stateLine = state.decides ? (fields: object) => logger.info(fields, 'backend state changed') : (fields: object) => logger.debug(fields, 'backend state applied');
     state.on('health', (change) => {
       healthLine({ backend: change.backend, health: change.health, previous: change.previous, reason: change.reason });
       changed?.(name);

@@ -128,6 +128,11 @@ export interface ConfiguredState {
  * observations; `stop` ends whatever runs (checks, a subscription).
  */
 export interface VerdictSource {
+  /**
+   * Whether this process decides the verdicts (and so logs each change at warn/info), or applies
+   * what another process decided and logged (a cluster worker: logged at debug only).
+   */
+  readonly decides: boolean;
   configure(check: HealthCheckConfig | undefined, backends: readonly ResolvedAddress[], changed: readonly ConfiguredState[]): void;
   observe(backend: string, passed: boolean): void;
   stop(): Promise<void>;
@@ -310,6 +315,11 @@ export class ServiceState extends EventEmitter<ServiceStateEvents> implements Ve
       since: status.since,
       usableForMs: status.rampStart === -Infinity ? null : now - status.rampStart,
     }));
+  }
+
+  /** Whether this process decides the verdicts (see VerdictSource.decides). */
+  get decides(): boolean {
+    return this.source.decides;
   }
 
   /** A connect to `backend` succeeded (true) or failed / was reset (false). O(1). */

@@ -10,6 +10,7 @@ import type { ResolvedAddress } from './resolve.js';
 import type { ConfiguredState, VerdictSink, VerdictSource, VerdictSources } from './state.js';
 
 class LocalChecks implements VerdictSource {
+  readonly decides = true;
   private scheduler: HealthScheduler | undefined;
   /** The check settings the scheduler runs with (JSON), '' for none. */
   private checkKey = '';
