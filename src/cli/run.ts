@@ -12,10 +12,10 @@
 import cluster from 'node:cluster';
 import { Command } from 'commander';
 import type { Logger } from 'pino';
-import type { Config } from '../config/index.js';
+import { readConfig, type Config } from '../config/index.js';
 import { runWorker, startCluster, WORKER_SLOT_ENV } from '../cluster/index.js';
 import { createLogger, logOptions } from '../proxy/index.js';
-import { readConfig, runLifecycle, startSingleProcess, workerCount, type Runtime } from '../runtime/index.js';
+import { runLifecycle, startSingleProcess, workerCount, type Runtime } from '../runtime/index.js';
 import { EXIT_FAILURE, fail } from './common.js';
 
 interface RunOptions {
@@ -40,7 +40,7 @@ export async function run(file: string, given?: Logger, pidfile?: string): Promi
   const workers = workerCount(config.workers);
   // A cluster primary writes no access line: its workers open the access log, each its own.
   const { accessLog, ...options } = logOptions(config);
-  const logger = given ?? createLogger(undefined, workers > 1 || accessLog === undefined ? options : { ...options, accessLog });
+  const logger = given ?? createLogger(undefined, workers > 1 ? options : { ...options, accessLog });
   let runtime: Runtime;
   try {
     runtime = workers > 1 ? await startCluster(config, workers, logger) : await startSingleProcess(config, logger);

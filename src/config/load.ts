@@ -2,6 +2,7 @@
  * From a file to a typed `Config`: read it, parse it as YAML 1.2 or JSON (RFC 8259), validate it
  * once against the schema, and collect every problem into one ConfigError. Nothing here prints.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, resolve } from 'node:path';
@@ -194,11 +195,19 @@ function readFailure(error: unknown): string {
 
 /** Reads and parses `file`. Throws ConfigError (one line) if it cannot be read, else as parseConfig. */
 export async function loadConfig(file: string, options: ParseOptions = {}): Promise<Config> {
-  let text: string;
+  return (await readConfig(file, options)).config;
+}
+
+/**
+ * As loadConfig, with the sha256 (hex) of the very bytes it parsed: what /stats and the reload
+ * metrics name the running file by. The file is read once.
+ */
+export async function readConfig(file: string, options: ParseOptions = {}): Promise<{ config: Config; hash: string }> {
+  let bytes: Buffer;
   try {
-    text = await readFile(file, 'utf8');
+    bytes = await readFile(file);
   } catch (error) {
     throw new ConfigError(file, [{ path: '', message: readFailure(error) }]);
   }
-  return parseConfig(text, file, options);
+  return { config: parseConfig(bytes.toString('utf8'), file, options), hash: createHash('sha256').update(bytes).digest('hex') };
 }

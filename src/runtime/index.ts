@@ -3,7 +3,7 @@
  * interface it drives, and the runtime of one process. A cluster primary's runtime is in
  * src/cluster.
  */
-export { DRAIN_PROGRESS_MS, flushLogger, readConfig, runLifecycle, type LifecycleOptions, type SignalSource } from './lifecycle.js';
+export { DRAIN_PROGRESS_MS, flushLogger, runLifecycle, type LifecycleOptions, type SignalSource } from './lifecycle.js';
 export type { Listening, ReloadOutcome, Runtime } from './runtime.js';
 export { largestDrain, workerCount } from './settings.js';
 export { startSingleProcess } from './single.js';

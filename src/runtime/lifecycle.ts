@@ -21,12 +21,11 @@
  * The running file's sha256, the last reload's outcome and the drain are kept here, in one
  * record this driver alone writes; the admin API and /metrics read it (LifecycleView).
  */
-import { createHash } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { startAdmin, type AdminServer } from '../admin/index.js';
 import { systemClock, type Clock } from '../clock.js';
-import { loadConfig, parseConfig, type Config } from '../config/index.js';
+import { readConfig, type Config } from '../config/index.js';
 import { isLbError, LbError, problemsOf } from '../errors.js';
 import { openConnections, type DrainRecord, type LifecycleView, type ReloadAbandoned, type ReloadRecord, type ReloadResult } from '../observability/index.js';
 import { formatAddress, reopenLogFiles } from '../proxy/index.js';
@@ -56,22 +55,6 @@ export interface LifecycleOptions {
 
 /** How often a drain logs the connections it still waits for. */
 export const DRAIN_PROGRESS_MS = 5000;
-
-/**
- * Reads and validates a configuration file, hashing the very bytes it parsed (sha256, hex).
- * Rejects as loadConfig does (ConfigError naming the file).
- */
-export async function readConfig(file: string): Promise<{ config: Config; hash: string }> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(file);
-  } catch {
-    // loadConfig words the read failure (ConfigError); should the file have appeared since, read again.
-    await loadConfig(file);
-    return readConfig(file);
-  }
-  return { config: parseConfig(bytes.toString('utf8'), file), hash: createHash('sha256').update(bytes).digest('hex') };
-}
 
 /** Writes `pid` to `file` atomically (a temporary file renamed over it). Throws LbError. */
 async function writePidfile(file: string, pid: number): Promise<void> {
@@ -120,14 +103,16 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
 
   let stopping = false;
 
-  /** Logs a 'listening' line for each listener not in `before` (a key per service and endpoint). */
+  /** A listener's identity: its service and endpoint. */
+  const listenerKey = (service: string, where: string): string => `${service} ${where}`;
+  /** Logs a 'listening' line for each listener not in `before`. */
   const logListening = (before: ReadonlySet<string>): void => {
     for (const { service, listen, backends } of runtime.listening()) {
       const where = formatAddress(listen.host, listen.port);
-      if (!before.has(`${service} ${where}`)) logger.info({ service, listen: where, backends, ...fields }, 'listening');
+      if (!before.has(listenerKey(service, where))) logger.info({ service, listen: where, backends, ...fields }, 'listening');
     }
   };
-  const listeningNow = (): Set<string> => new Set(runtime.listening().map(({ service, listen }) => `${service} ${formatAddress(listen.host, listen.port)}`));
+  const listeningNow = (): Set<string> => new Set(runtime.listening().map(({ service, listen }) => listenerKey(service, formatAddress(listen.host, listen.port))));
 
   /** Records a reload's end; `failure` says why it was refused (as a whole, or by some workers). */
   const record = (trigger: ReloadRecord['trigger'], result: ReloadResult, hash: string | null, failure?: { code?: string; problems: string[] }): ReloadRecord => {
@@ -170,8 +155,9 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
         logger.info({ file }, 'reload abandoned: stopping');
         return 'abandoned';
       }
-      logger.warn({ file, code: isLbError(error) ? error.code : 'LB_ERR_INTERNAL', problems: problemsOf(error) }, 'reload refused: still running the previous configuration');
-      return record(trigger, 'failure', hash, { code: isLbError(error) ? error.code : 'LB_ERR_INTERNAL', problems: problemsOf(error) });
+      const refusal = { code: isLbError(error) ? error.code : 'LB_ERR_INTERNAL', problems: problemsOf(error) };
+      logger.warn({ file, ...refusal }, 'reload refused: still running the previous configuration');
+      return record(trigger, 'failure', hash, refusal);
     }
     if (JSON.stringify(next.admin?.listen) !== JSON.stringify(config.admin?.listen)) {
       logger.warn({ file }, 'admin.listen changed: the admin API keeps its address until l4lb restarts');
