@@ -7,6 +7,7 @@
  * `…_last_reload_success_timestamp_seconds`), under the `l4lb_` prefix.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { MonotonicFeed } from './feed.js';
 import type { ServiceStatusStats } from '../proxy/index.js';
 
 /** How a reload ended: applied everywhere, refused as a whole, or refused by some cluster workers. */
@@ -101,16 +102,13 @@ export function lifecycleMetrics(registry: Registry, view: LifecycleView): { ref
   const drainConnections = new Gauge({ name: 'l4lb_drain_connections', help: 'Connections left to drain (0 when not stopping)', registers });
   const drainDeadline = new Gauge({ name: 'l4lb_drain_deadline_timestamp_seconds', help: 'When open connections are ended if still open (0 when not stopping)', registers });
 
-  const counted: Record<ReloadResult, number> = { success: 0, failure: 0, partial: 0 };
-  for (const result of RELOAD_RESULTS) reloads.inc({ result }, 0);
+  const reloadFeed = new MonotonicFeed(reloads);
+  for (const result of RELOAD_RESULTS) reloadFeed.set({ result }, 0);
 
   return {
     refresh: (services) => {
       const counts = view.reloadCounts();
-      for (const result of RELOAD_RESULTS) {
-        if (counts[result] > counted[result]) reloads.inc({ result }, counts[result] - counted[result]);
-        counted[result] = counts[result];
-      }
+      for (const result of RELOAD_RESULTS) reloadFeed.set({ result }, counts[result]);
       const last = view.lastReload();
       lastSuccessful.set(last === null || last.result === 'success' ? 1 : 0);
       lastSuccess.set(view.lastSuccess() / 1000);

@@ -16,10 +16,11 @@
  * backend and label set) are created once and kept, never per connection or per scrape.
  */
 import { VERSION } from '../version.js';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ADMIN_STATES } from '../config/index.js';
 import type { Balancer, ServiceStatusStats } from '../proxy/index.js';
 import type { CheckEvent } from '../services/index.js';
+import { MonotonicFeed } from './feed.js';
 import { lifecycleMetrics, type LifecycleView } from './lifecycle.js';
 
 /**
@@ -34,27 +35,6 @@ export interface StatsSource {
 type ServiceLabels = 'service';
 type BackendLabels = 'service' | 'backend';
 
-/** A counter fed from a monotonic source value: each refresh adds what the source gained. */
-class MonotonicFeed<L extends string> {
-  private readonly children = new Map<string, { inc(value: number): void; last: number }>();
-  constructor(private readonly counter: Counter<L>) {}
-
-  /** Pre: `value` never decreases for one label set (the balancer's counters do not). */
-  set(labels: LabelValues<L>, value: number): void {
-    const key = JSON.stringify(labels);
-    let child = this.children.get(key);
-    if (child === undefined) {
-      const handle = this.counter.labels(labels);
-      child = { inc: (amount: number) => handle.inc(amount), last: 0 };
-      this.children.set(key, child);
-      handle.inc(0); // the series exists from its first scrape, at 0
-    }
-    if (value > child.last) {
-      child.inc(value - child.last);
-      child.last = value;
-    }
-  }
-}
 
 
 export interface Metrics {

@@ -65,7 +65,7 @@ export const END_REASON_TEXT: Readonly<Record<EndReason, string>> = {
 };
 
 /** The level of a connection's access line: warn when it failed on l4lb's or the backend's side. */
-export const END_REASON_LEVEL: Readonly<Record<EndReason, Extract<Level, 'info' | 'warn'>>> = {
+const END_REASON_LEVEL: Readonly<Record<EndReason, Extract<Level, 'info' | 'warn'>>> = {
   'client-close': 'info',
   'backend-close': 'info',
   'client-reset': 'info',
@@ -230,13 +230,19 @@ export function createLogger(destination?: DestinationStream, options: LogOption
       ...(options.level === undefined ? {} : { level: options.level }),
       hooks: {
         logMethod(args, method) {
-          access = args[1] === ACCESS_MESSAGE;
+          const isAccess = args[1] === ACCESS_MESSAGE;
+          if (!isAccess || accessFile === undefined) {
+            method.apply(this, args);
+            if (!isAccess) flushMain();
+            return;
+          }
+          // An access line, and a file takes them: tell the stream where it goes.
+          access = true;
           try {
             method.apply(this, args);
           } finally {
             access = false;
           }
-          if (args[1] !== ACCESS_MESSAGE) flushMain();
         },
       },
     },
