@@ -105,8 +105,6 @@ class RunningBalancer implements Balancer {
    * backends' counters (they outlive plans).
    */
   private readonly byService = new Map<string, KeptByService>();
-  /** The backend names of each service's plan in service (the members of its running load total). */
-  private inService = new Map<string, ReadonlySet<string>>();
   /** Health and admin state by service name: they outlive plans. */
   private readonly states: ServiceStates;
   private readonly retiring = new Set<Promise<void>>();
@@ -180,11 +178,7 @@ class RunningBalancer implements Balancer {
    * closed whatever it opened, if close() began meanwhile (checked after every await).
    */
   apply(config: Config): Promise<void> {
-    const run = this.applyNow(config).catch((error: unknown) => {
-      // Plans were built (and made their backends the running totals' members) but not put in service.
-      for (const [name, members] of this.inService) this.kept(name).loads.setMembers(members);
-      throw error;
-    });
+    const run = this.applyNow(config);
     this.applying = run.catch(() => undefined);
     return run;
   }
@@ -216,8 +210,10 @@ class RunningBalancer implements Balancer {
       throw error;
     }
     // Nothing can fail from here on: swap plans, retire listeners no longer configured.
-    for (const { config: service, resolved } of prepared) this.states.of(service.name).update(service, resolved);
-    this.inService = new Map(prepared.map(({ config: service }) => [service.name, new Set(service.backends.map((backend) => backend.name))]));
+    for (const { config: service, resolved, plan } of prepared) {
+      this.states.of(service.name).update(service, resolved);
+      this.kept(service.name).loads.setMembers(new Set(plan.backends.map((backend) => backend.name)));
+    }
     this.states.retain(new Set(prepared.map(({ config: service }) => service.name)));
     for (const { config: service, plan } of prepared) {
       const running = next.get(listenerKey(service));

@@ -48,20 +48,24 @@ export class ServiceLoads implements LoadView {
   private readonly byName = new Map<string, BackendCounters>();
   /** Σ current over the current plan's backends; moved by BackendCounters. */
   running = 0;
-  private members: ReadonlySet<string> = new Set();
+  /** The plan in service's backends; until a runtime says (setMembers), every backend seen. */
+  private members: ReadonlySet<string> | 'all' = 'all';
 
   /** The counters of backend `name`, made on first use. O(1). */
   of(name: string): BackendCounters {
     let counters = this.byName.get(name);
     if (counters === undefined) {
       counters = new BackendCounters(this);
-      counters.member = this.members.has(name);
+      counters.member = this.members === 'all' || this.members.has(name);
       this.byName.set(name, counters);
     }
     return counters;
   }
 
-  /** Makes `names` the current plan's backends and recomputes the running total. O(backends ever seen). */
+  /**
+   * Makes `names` the backends of the plan in service and recomputes the running total, once,
+   * when that plan is put in service. O(backends ever seen).
+   */
   setMembers(names: ReadonlySet<string>): void {
     this.members = names;
     this.running = 0;

@@ -53,11 +53,10 @@ export function slotHashOf(config: Pick<ProxyServiceConfig, 'flowHash' | 'hashSe
 /**
  * Pre: `config` validated by the config layer; `resolved` is resolveBackends(config), in order
  * (else LB_ERR_INVALID_ARGUMENT).
- * Backends take their counters from `loads` by name (kept across plans). Pure apart from those
- * counters: `loads` makes this plan's backends the members of its running total (bounded loads
- * read it), so a caller that builds a plan and then does not put it in service (a reload that
- * fails later) sets the members of the plan still in service back. Cost: the strategy's table
- * build (Maglev: O(M log M)).
+ * Backends take their counters from `loads` by name (kept across plans). Pure apart from
+ * creating counters for new names. The caller that puts the plan in service makes its backends
+ * the members of `loads`' running total (setMembers), which bounded loads read. Cost: the
+ * strategy's table build (Maglev: O(M log M)).
  */
 export function buildPlan(config: ProxyServiceConfig, resolved: readonly ResolvedAddress[], loads: ServiceLoads): ServicePlan {
   const backends = config.backends.map((backend, i): ResolvedBackend => {
@@ -72,7 +71,6 @@ export function buildPlan(config: ProxyServiceConfig, resolved: readonly Resolve
       counters: loads.of(backend.name),
     };
   });
-  loads.setMembers(new Set(config.backends.map((backend) => backend.name)));
   const chooser = createChooser(config.balance, backends, {
     tableSize: config.tableSize,
     slotHash: config.balance === 'maglev' ? slotHashOf(config) : undefined,
