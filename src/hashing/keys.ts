@@ -33,10 +33,11 @@ function parseIPv6(text: string, out: Uint8Array): void {
   // isIPv6 passed, so this holds; if this parser and node:net ever disagree, refuse the address
   // rather than key it on missing hextets.
   if (hextets.length !== 8) throw new LbError('LB_ERR_INVALID_ARGUMENT', `not an IP address: "${text}"`);
-  hextets.forEach((hextet, i) => {
+  for (let i = 0; i < 8; i++) {
+    const hextet = hextets[i]!; // length 8, checked above
     out[i * 2] = hextet >> 8;
     out[i * 2 + 1] = hextet & 0xff;
-  });
+  }
   if (dotted) parseIPv4(dotted, out, 12);
 }
 

@@ -74,10 +74,11 @@ class RoundRobinChooser<B extends Backend> implements Chooser<B> {
     let best = 0;
     // createChooser refuses an empty list, so n ≥ 1; i and best stay in [0, n), n =
     // backends.length = current.length, so current[i], current[best] and backends[i] are defined.
-    this.backends.forEach((backend, i) => {
-      this.current[i]! += backend.weight;
+    // An indexed loop, not forEach: a closure per pick would allocate on every new connection.
+    for (let i = 0; i < this.backends.length; i++) {
+      this.current[i]! += this.backends[i]!.weight;
       if (this.current[i]! > this.current[best]!) best = i;
-    });
+    }
     this.current[best]! -= this.totalWeight;
     flow.anchor = best;
     return this.backends[best];
