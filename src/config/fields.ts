@@ -47,7 +47,7 @@ export function endpointField(rule: EndpointRule) {
  * `0.0.0.0:6432`; anything else is returned as written. Undefined for a value that is neither a
  * string nor an integer.
  */
-export const ALL_ADDRESSES = '0.0.0.0';
+const ALL_ADDRESSES = '0.0.0.0';
 export function listenText(value: unknown): string | undefined {
   if (typeof value === 'number') return Number.isInteger(value) ? `${ALL_ADDRESSES}:${value}` : undefined;
   if (typeof value !== 'string') return undefined;

@@ -48,7 +48,7 @@ export interface ConnectionHost {
 }
 
 /** `undefined`: every remaining candidate is at its maxConnections; `null`: no candidate at all. */
-export type Candidate = ResolvedBackend | undefined | null;
+type Candidate = ResolvedBackend | undefined | null;
 
 /**
  * The first candidate in the chooser's current order that has room and whose name is not in

@@ -35,7 +35,7 @@ interface FlowWalk {
  * candidate is usable); the walk is kept per flow and health version, so a retry under the same
  * version continues it instead of asking the strategy again.
  */
-export class HealthGate implements Chooser<ResolvedBackend> {
+class HealthGate implements Chooser<ResolvedBackend> {
   readonly balance: ServicePlan['chooser']['balance'];
   readonly backends: readonly ResolvedBackend[];
   private readonly walks = new WeakMap<Flow, FlowWalk>();

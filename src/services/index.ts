@@ -8,7 +8,7 @@ export { BackendCounters, ServiceLoads } from './counters.js';
 export { resolveBackends, resolveHost, systemLookup, type Lookup, type ResolvedAddress } from './resolve.js';
 export { buildPlan, slotHashOf, type ResolvedBackend, type ServicePlan } from './plan.js';
 export { createChooser, type Chooser, type ChooserOptions, type Flow } from './strategy.js';
-export { gatePlan, HealthGate } from './gate.js';
+export { gatePlan } from './gate.js';
 export {
   admissionDraw,
   isUsable,
@@ -27,4 +27,4 @@ export {
   type VerdictSources,
 } from './state.js';
 export { localChecks } from './verdicts.js';
-export { ServiceStates, statusFields, type BackendStatusFields, type ServiceStatesOptions, type StateResult } from './registry.js';
+export { ServiceStates, type BackendStatusFields, type ServiceStatesOptions, type StateResult } from './registry.js';
