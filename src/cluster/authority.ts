@@ -22,16 +22,10 @@ import {
 import { formatEndpoint } from '../config/index.js';
 import { noRejections } from './stats.js';
 
-interface Row {
-  readonly listen: ServiceStatusStats['listen'];
-  readonly backends: readonly ResolvedAddress[];
-  readonly config: ProxyServiceConfig;
-}
-
 export class HealthAuthority {
   private readonly states: ServiceStates;
-  /** From the last applied configuration, for /stats rows, by service name in configuration order. */
-  private rows = new Map<string, Row>();
+  /** The proxy services of the last applied configuration, in its order: /stats rows. */
+  private services: readonly ProxyServiceConfig[] = [];
 
   constructor(
     logger: Logger,
@@ -51,15 +45,14 @@ export class HealthAuthority {
    * does on reload, starting checks for new backends and forgetting removed services.
    */
   async apply(config: Config): Promise<void> {
-    const rows = new Map<string, Row>();
+    const resolved: { service: ProxyServiceConfig; backends: readonly ResolvedAddress[] }[] = [];
     for (const [index, service] of config.services.entries()) {
       if (service.mode !== 'proxy') continue;
-      const backends = await resolveBackends(service, `services[${index}] (${service.name})`, this.lookup);
-      rows.set(service.name, { listen: service.listen, backends, config: service });
+      resolved.push({ service, backends: await resolveBackends(service, `services[${index}] (${service.name})`, this.lookup) });
     }
-    this.states.retain(new Set(rows.keys()));
-    for (const [name, row] of rows) this.states.of(name).update(row.config, row.backends);
-    this.rows = rows;
+    this.states.retain(new Set(resolved.map(({ service }) => service.name)));
+    for (const { service, backends } of resolved) this.states.of(service.name).update(service, backends);
+    this.services = resolved.map(({ service }) => service);
   }
 
   /** A worker's passive observation. O(1). */
@@ -79,9 +72,9 @@ export class HealthAuthority {
 
   /** /stats rows with health and state and every counter 0 (the workers count: see mergeStats). */
   stats(): ServiceStatusStats[] {
-    return [...this.rows.entries()].map(([name, row]) => ({
-      name,
-      listen: row.listen,
+    return this.services.map((service) => ({
+      name: service.name,
+      listen: service.listen,
       current: 0,
       queued: 0,
       total: 0,
@@ -90,8 +83,8 @@ export class HealthAuthority {
       bytesDown: 0,
       buffered: 0,
       rejected: noRejections(),
-      healthCheck: this.states.healthCheck(name),
-      backends: row.config.backends.map((backend) => ({
+      healthCheck: this.states.healthCheck(service.name),
+      backends: service.backends.map((backend) => ({
         name: backend.name,
         address: formatEndpoint(backend.address),
         current: 0,
@@ -99,7 +92,7 @@ export class HealthAuthority {
         failures: 0,
         bytesUp: 0,
         bytesDown: 0,
-        ...this.states.statusFields(name, backend.name),
+        ...this.states.statusFields(service.name, backend.name),
       })),
     }));
   }
