@@ -188,8 +188,8 @@ export class ResolveError extends LbError {
 }
 
 /** Why a listener could not bind, for callers that advise (the demo suggests another port). */
-export type ListenFailure = 'address-in-use' | 'permission-denied' | 'other';
-const LISTEN_FAILURES: readonly ListenFailure[] = ['address-in-use', 'permission-denied', 'other'];
+const LISTEN_FAILURES = ['address-in-use', 'permission-denied', 'other'] as const;
+export type ListenFailure = (typeof LISTEN_FAILURES)[number];
 
 /** The failure an errno code of listen(2) means. */
 export function listenFailureOf(errno: string | undefined): ListenFailure {
@@ -317,18 +317,17 @@ export class ClosedError extends LbError {
 // -------------------------------------------------------------------------------------------------
 // Health checker options
 
-/** A checker option that can be wrong, by the name the health module gives it (src/health). */
-export type CheckOption = 'path' | 'host' | 'expectStatus' | 'user' | 'database';
-const CHECK_OPTIONS: readonly CheckOption[] = ['path', 'host', 'expectStatus', 'user', 'database'];
-
-/** The check type each option belongs to. */
-const CHECK_OF_OPTION: Readonly<Record<CheckOption, 'http' | 'pgsql'>> = {
+/** The checker options that can be wrong, by the name the health module gives them (src/health), and the check type each belongs to. */
+const CHECK_OF_OPTION = {
   path: 'http',
   host: 'http',
   expectStatus: 'http',
   user: 'pgsql',
   database: 'pgsql',
-};
+} as const satisfies Record<string, 'http' | 'pgsql'>;
+/** A checker option that can be wrong. */
+export type CheckOption = keyof typeof CHECK_OF_OPTION;
+const CHECK_OPTIONS = Object.keys(CHECK_OF_OPTION) as CheckOption[];
 
 /**
  * A health checker refused one of its options (at configuration time, never per probe). `detail`
