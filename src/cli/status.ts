@@ -10,8 +10,7 @@
  */
 import { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
-import { loadConfig } from '../config/index.js';
-import { formatEndpoint } from '../config/index.js';
+import { formatEndpoint, loadConfig, tokenOfFileText } from '../config/index.js';
 import { LbError } from '../errors.js';
 import type { AdminState } from '../config/index.js';
 import type { DrainStatus, ReloadRecord, RunningConfig } from '../observability/index.js';
@@ -44,7 +43,7 @@ async function readTokenFile(file: string): Promise<string> {
   } catch (error) {
     throw new LbError('LB_ERR_INVALID_ARGUMENT', `--token-file "${file}": cannot read it (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
   }
-  const token = text.trim();
+  const token = tokenOfFileText(text);
   if (token === '') throw new LbError('LB_ERR_INVALID_ARGUMENT', `--token-file "${file}": the file is empty`);
   return token;
 }

@@ -4,7 +4,7 @@
  */
 export * from './types.js';
 export { ConfigError, formatProblem, type ConfigProblem } from '../errors.js';
-export { parseConfig, loadConfig, readConfig, detectFormat, type ConfigFormat, type ParseOptions } from './load.js';
+export { parseConfig, loadConfig, readConfig, tokenOfFileText, detectFormat, type ConfigFormat, type ParseOptions } from './load.js';
 export { summarizeConfig } from './summary.js';
 export { configSchema } from './schema.js';
 export { checkSpecOfConfig } from './health-fields.js';

@@ -119,9 +119,9 @@ function withTokenFile(config: Config, file: string): Config {
   const path = resolve(dirname(file), tokenFile);
   let token: string;
   try {
-    token = readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+    token = tokenOfFileText(readFileSync(path, 'utf8'));
   } catch (error) {
-    throw new ConfigError(file, [{ path: 'admin.tokenFile', message: `cannot read "${path}": ${readFailure(error).replace(/^cannot read the file: /, '')}` }]);
+    throw new ConfigError(file, [{ path: 'admin.tokenFile', message: `cannot read "${path}": ${readFailureReason(error)}` }]);
   }
   const checked = tokenField.safeParse(token, { error: errorMap });
   if (!checked.success) {
@@ -178,19 +178,33 @@ export function parseConfig(source: string, file: string, options: ParseOptions 
   throw new ConfigError(file, problems);
 }
 
-function readFailure(error: unknown): string {
+/** Why a file could not be read, in words (`it does not exist`, `permission denied`, …). */
+function readFailureReason(error: unknown): string {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'ENOENT':
-      return 'cannot read the file: it does not exist';
+      return 'it does not exist';
     case 'EACCES':
     case 'EPERM':
-      return 'cannot read the file: permission denied';
+      return 'permission denied';
     case 'EISDIR':
-      return 'cannot read the file: it is a directory';
+      return 'it is a directory';
     default:
-      return `cannot read the file: ${error instanceof Error ? error.message : String(error)}`;
+      return error instanceof Error ? error.message : String(error);
   }
+}
+
+function readFailure(error: unknown): string {
+  return `cannot read the file: ${readFailureReason(error)}`;
+}
+
+/**
+ * The token a token file holds: its text without surrounding white space (a token has none: it
+ * is printable ASCII without spaces), so `echo TOKEN > file` works. Shared by `admin.tokenFile`
+ * and the admin commands' `--token-file`, so both read a file alike.
+ */
+export function tokenOfFileText(text: string): string {
+  return text.trim();
 }
 
 /** Reads and parses `file`. Throws ConfigError (one line) if it cannot be read, else as parseConfig. */
