@@ -5,10 +5,10 @@
  * title (test/helpers/skip.ts).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createChecker, type CheckResult } from '../src/health/index.js';
+import { freePort } from './helpers/net.js';
 import { requirement } from './helpers/skip.js';
 
 const TIMEOUT_MS = 3000;
@@ -21,14 +21,6 @@ function serverUrl(variable: string): URL {
   const text = process.env[variable];
   if (!text) throw new Error(`CI=true but ${variable} is not set: .ci/run must start the server and export it`);
   return new URL(text);
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 interface RedisChild {

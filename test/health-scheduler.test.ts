@@ -7,6 +7,7 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { freePort } from './helpers/net.js';
 import {
   checkDelay,
   createChecker,
@@ -301,8 +302,10 @@ describe('scheduler with the real tcp checker', () => {
       await once(server, 'listening');
       return server;
     };
-    let server = await listen(0);
-    const port = (server.address() as net.AddressInfo).port;
+    // A claimed port, not listen(0): between the close and the listen again below, the kernel
+    // could give an ephemeral port to any other test's socket.
+    const port = await freePort();
+    let server = await listen(port);
     const scheduler = createHealthScheduler(
       { checker: createChecker({ type: 'tcp' }), intervalMs: 10, timeoutMs: 1000, rise: 2, fall: 2, initial: 'fully-down', firstCheckDelayMs: 0, random: seededRandom(42) },
       [{ id: 'db', target: target(port) }],

@@ -3,7 +3,10 @@
  * and promise helpers that wait on events (never on time).
  */
 import { once } from 'node:events';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export interface TestServer {
   readonly server: Server;
@@ -63,20 +66,55 @@ export function startNamedServer(name: string): Promise<TestServer> {
 /**
  * Ports handed out by freePort: below the kernel's ephemeral range (net.ipv4.ip_local_port_range,
  * 32768–60999 by default), so no `listen(0)` and no outgoing connection of any test can be given
- * one of them after we checked it; and a slice of its own for each vitest worker (VITEST_POOL_ID),
- * so two test files running side by side never pick the same one. A port from `listen(0)`, closed
- * and handed on, was free only until the kernel gave it to the next test that asked for any port:
- * a "dead" backend then answered, or a server could not bind its planned port.
+ * one of them after we checked it; a slice for each vitest worker (VITEST_POOL_ID), so test files
+ * of one run rarely look at the same ports; and a claim file per port handed out, so that not even
+ * a second run of the suite on the same machine (another checkout, CI beside a developer) can be
+ * given it while this process lives. Without the claim, two runs have workers with the same pool
+ * ids: a "dead" backend's port of one run was then bound by a server of the other, the dead
+ * backend answered, and a test waiting for connect-failed hung until its timeout.
  */
 const FREE_PORT_BASE = 10_000;
 const FREE_PORT_SLICE = 1_000;
 const FREE_PORT_SLICES = 22; // 10,000–31,999: below the ephemeral range
-/** Starts at a place of this process's own, so two suites run side by side rarely meet in a slice. */
+/** Where claims live; test/helpers/port-claims.ts removes those of exited processes after a run. */
+export const PORT_CLAIMS = join(tmpdir(), 'l4lb-test-ports');
+/** Starts at a place of this process's own, so two runs side by side rarely meet in a slice. */
 let freePortNext = process.pid % FREE_PORT_SLICE;
 
 function poolSlice(): number {
   const pool = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID ?? 1);
   return Number.isInteger(pool) && pool > 0 ? (pool - 1) % FREE_PORT_SLICES : 0;
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Claims `port` for this process: a file named after it holding our PID, created exclusively. A
+ * claim of a process that has exited is taken over; one of ours (an earlier test file in this
+ * worker) or of a live process is not. Claims last as long as the process (no test returns ports).
+ */
+function claim(port: number): boolean {
+  mkdirSync(PORT_CLAIMS, { recursive: true });
+  const file = join(PORT_CLAIMS, String(port));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const owner = Number(readFileSync(file, 'utf8'));
+    if (Number.isInteger(owner) && owner > 0 && alive(owner)) return false;
+    rmSync(file, { force: true }); // the owner exited: its ports are free to claim again
+  }
+  return false;
 }
 
 /** Whether 127.0.0.1:`port` can be bound now (nothing else holds it). */
@@ -93,14 +131,17 @@ async function bindable(port: number): Promise<boolean> {
   }
 }
 
-/** A port with nothing listening on 127.0.0.1 and that no other test will be given: connecting to it is refused. */
+/**
+ * A port with nothing listening on 127.0.0.1 and that no other test, of this run or of another
+ * on this machine, will be given: connecting to it is refused until the test listens on it.
+ */
 export async function freePort(): Promise<number> {
   const base = FREE_PORT_BASE + poolSlice() * FREE_PORT_SLICE;
   for (let tried = 0; tried < FREE_PORT_SLICE; tried++) {
     const port = base + (freePortNext++ % FREE_PORT_SLICE);
-    if (await bindable(port)) return port;
+    if (claim(port) && (await bindable(port))) return port;
   }
-  throw new Error(`freePort: no bindable port in ${base}–${base + FREE_PORT_SLICE - 1}`);
+  throw new Error(`freePort: no port of ${base}–${base + FREE_PORT_SLICE - 1} is both unclaimed and bindable`);
 }
 
 /** A connected client (allowHalfOpen), optionally from a chosen source address such as 127.3.4.5. */
