@@ -16,7 +16,6 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
-import { rssKib } from './proxy/cases.js';
 import { BenchError, ProcessGroup, freePort, waitForPort, type Started } from './proxy/procs.js';
 
 const REPO = new URL('../../', import.meta.url).pathname;
@@ -67,6 +66,20 @@ function childrenOf(pid: number): number[] {
   } catch {
     return [];
   }
+}
+
+/** Resident memory of `pids`, summed; a process that has ended (or is a zombie, without VmRSS) counts 0. */
+function residentKib(pids: readonly number[]): number {
+  let kib = 0;
+  for (const pid of pids) {
+    try {
+      const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      kib += match === null ? 0 : Number(match[1]);
+    } catch {
+      // ended between the listing and now
+    }
+  }
+  return kib;
 }
 
 function descriptors(pids: readonly number[]): number {
@@ -299,7 +312,7 @@ async function main(): Promise<void> {
       }
       const sample: Sample = {
         minute: (Date.now() - started) / 60_000,
-        rssMiB: rssKib(pids) / 1024,
+        rssMiB: residentKib(pids) / 1024,
         fds: descriptors(pids),
         heapMiB: metricValue(metrics, 'nodejs_heap_size_used_bytes') / 2 ** 20,
         loopP99Ms: metricValue(metrics, 'nodejs_eventloop_lag_p99_seconds') * 1000,
