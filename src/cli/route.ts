@@ -135,7 +135,8 @@ function selectService(services: readonly ServiceConfig[], file: string, name: s
 
 /** The router of a configured service. Rejects with ConfigError if the file is invalid. */
 export async function configuredRouter(file: string, name: string | undefined): Promise<Router> {
-  const config = await loadConfig(file);
+  // Routing needs no admin token: a file whose token file lives on another host routes here too.
+  const config = await loadConfig(file, { readTokenFile: false });
   const service = selectService(config.services, file, name);
   switch (service.mode) {
     case 'proxy':

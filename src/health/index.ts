@@ -12,8 +12,8 @@ import type { HealthChecker } from './types.js';
 
 export * from './types.js';
 export * from './reducer.js';
-export { describeStatusRanges, parseExpectedStatus, type ExpectedStatus, type HttpCheckOptions } from './http.js';
-export type { PgsqlCheckOptions } from './pgsql.js';
+export { describeStatusRanges, parseExpectedStatus, DEFAULT_HTTP_PATH, DEFAULT_EXPECTED_STATUS, type ExpectedStatus, type HttpCheckOptions } from './http.js';
+export { DEFAULT_PGSQL_USER, type PgsqlCheckOptions } from './pgsql.js';
 export * from './scheduler.js';
 
 /** A checker's configuration: its type plus that type's options. */

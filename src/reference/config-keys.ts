@@ -1,0 +1,331 @@
+/**
+ * What the configuration reference (docs/reference/configuration.md) says about each key beyond
+ * what the schema knows. The schema gives the key paths, their types, bounds, enums and the modes
+ * they apply to; this gives the meaning, the default (from DEFAULTS, never written twice), limits
+ * only code checks, and an example. test/reference.test.ts fails when a key of the schema has no
+ * entry here, or an entry names no key: the reference cannot fall behind the schema.
+ */
+import { DEFAULTS, HEALTH_DEFAULTS, formatDuration } from '../config/index.js';
+import { DEFAULT_EXPECTED_STATUS, DEFAULT_HTTP_PATH, DEFAULT_PGSQL_USER } from '../health/index.js';
+import { DEFAULT_MAX_SOURCES } from '../rules/index.js';
+
+export interface KeyDoc {
+  /** What the key does, in one or a few sentences of Markdown. */
+  readonly text: string;
+  /** The value an omitted key means, as written in a file; absent: no default (required or off, as `text` says). */
+  readonly default?: string;
+  /** The type in words where the schema's is too weak (durations, addresses, CIDR lists). */
+  readonly type?: string;
+  /** Limits beyond the schema's bounds, checked by `l4lb check`. */
+  readonly limits?: string;
+  /** A YAML fragment showing the key in place. */
+  readonly example?: string;
+  /** The HAProxy or nginx stream keyword it corresponds to. */
+  readonly peer?: string;
+}
+
+const ms = (value: number): string => formatDuration(value);
+const DURATION = 'duration: a number and a unit (`500ms`, `3s`, `30m`, `1h`)';
+const ADDRESS = 'address `HOST:PORT` (`[v6]:PORT` for IPv6), or a port alone';
+const CIDRS = 'list of CIDR blocks or addresses (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`), at least one';
+
+export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
+  admin: {
+    text: 'The admin API and stats page (see [operations.md](../operations.md#the-admin-api)). Without this key there is no admin listener at all.',
+    example: 'admin: { listen: 127.0.0.1:9900, tokenFile: admin.token }',
+    peer: 'HAProxy `stats socket` / `stats uri`',
+  },
+  'admin.listen': {
+    text: 'Where the admin API listens. A port alone (`9900`) means every IPv4 address, and then a token is required. Changing it needs a restart.',
+    type: `${ADDRESS}; an IP literal, not a host name`,
+    example: 'admin: { listen: 127.0.0.1:9900 }',
+  },
+  'admin.token': {
+    text: 'Every admin request must send `Authorization: Bearer <token>`, except `GET /` (the page asks for it) and, with `metricsPublic`, `GET /metrics`. Required (or `tokenFile`) when `admin.listen` is not a loopback address. Compared in constant time. Changing it takes effect on reload.',
+    limits: 'at least 16 printable characters, no spaces; not together with `tokenFile`',
+    example: 'admin: { listen: 0.0.0.0:9900, token: "${L4LB_ADMIN_TOKEN}" }',
+  },
+  'admin.tokenFile': {
+    text: 'Reads the token from this file (relative to the configuration file), at start and at each reload, so it is in neither the configuration nor a command line. Its line end is dropped.',
+    type: 'file name',
+    example: 'admin: { listen: 0.0.0.0:9900, tokenFile: /etc/l4lb/admin.token }',
+  },
+  'admin.metricsPublic': {
+    text: '`true`: `GET /metrics` answers without the token, so a Prometheus scraper holds no credential that can drain backends. `/stats` and state changes still need the token.',
+    default: 'false',
+    example: 'admin: { listen: 0.0.0.0:9900, tokenFile: admin.token, metricsPublic: true }',
+  },
+  workers: {
+    text: 'Processes that run the proxy services. `1`: one process. `N > 1`: `l4lb run` becomes a primary that forks N workers sharing every listener; health and admin state are decided once, in the primary. `auto`: one per CPU this process may use. Read at start only: a reload that changes it warns that the change applies at the next restart.',
+    default: String(DEFAULTS.workers),
+    example: 'workers: auto',
+    peer: 'HAProxy `nbthread`, nginx `worker_processes`',
+  },
+  log: {
+    text: 'How l4lb writes its own log lines (JSON, one per line, on stdout). Read at start only.',
+    example: 'log: { timestamp: iso, level: info }',
+  },
+  'log.timestamp': {
+    text: '`time` of every line: epoch milliseconds (`epoch`) or ISO 8601 UTC (`iso`).',
+    default: 'epoch',
+  },
+  'log.level': {
+    text: 'The least level written: `debug` adds per-check lines; `warn` keeps only what needs attention.',
+    default: 'info',
+  },
+  accessLog: {
+    text: 'Where access lines (one per connection, at its end) go; without it, stdout with the other lines. Read at start only.',
+    example: 'accessLog: { path: /var/log/l4lb/access.log }',
+    peer: 'HAProxy `log` + `option tcplog`, nginx stream `access_log`',
+  },
+  'accessLog.path': {
+    text: 'The file access lines are appended to; reopened on `SIGUSR1`, so logrotate can move it away (`postrotate kill -USR1 $(cat /run/l4lb.pid)`).',
+    type: 'absolute file path',
+  },
+  services: {
+    text: 'The services. Names are unique, and no two addresses this process listens on may collide (same port and address, or a wildcard covering the other).',
+    limits: 'at least one',
+  },
+  'services[].mode': {
+    text: '`proxy`: l4lb accepts each connection and splices it to a backend (HAProxy `mode tcp`). `dsr`: l4lb renders tables for an nftables direct-server-return director (see [dsr.md](../dsr.md)).',
+    default: DEFAULTS.mode,
+  },
+  'services[].name': {
+    text: 'The service\'s name in logs, metrics, `/stats` and admin commands.',
+    type: 'name: up to 63 letters, digits, `.`, `_` or `-`, starting with a letter or digit',
+    limits: 'unique among services',
+  },
+  'services[].listen': {
+    text: 'Where clients connect. A port alone (`6432`) means every IPv4 address, as nginx `listen 6432`. A listener that cannot be bound fails the start (or the reload, which then keeps the running configuration).',
+    type: `${ADDRESS}; an IP literal`,
+    example: 'listen: 127.0.0.1:6432',
+    peer: 'HAProxy `bind`, nginx `listen`',
+  },
+  'services[].balance': {
+    text: 'How a backend is chosen: `maglev`, `ring` and `rendezvous` hash the flow key (`hashKey`), so a client keeps its backend; `roundrobin` and `leastconn` keep no affinity (see [hashing.md](../hashing.md)).',
+    default: DEFAULTS.balance,
+    example: 'balance: ring',
+    peer: 'HAProxy `balance source` + `hash-type consistent`, `balance roundrobin|leastconn`; nginx `hash $remote_addr consistent`',
+  },
+  'services[].hashKey': {
+    text: 'What a flow is hashed on: the client address (`source-ip`: a client keeps its backend across connections) or address and port (`source-ip-port`: connections spread, each keeps its backend). Hashing balancers only.',
+    default: DEFAULTS.hashKey,
+  },
+  'services[].flowHash': {
+    text: 'How a flow key maps to a Maglev slot: `murmur3`, or `jhash`, the kernel\'s nft `jhash` mapping, so a proxy service and a DSR service with the same backends, `tableSize` and `hashSeed` choose alike. `maglev` only.',
+    default: DEFAULTS.flowHash,
+  },
+  'services[].hashSeed': {
+    text: 'Seed of the flow hash (for `dsr`: the nft `jhash … seed`). Services that must choose alike share it.',
+    default: String(DEFAULTS.hashSeed),
+  },
+  'services[].tableSize': {
+    text: 'Maglev lookup-table size M. The Maglev paper (NSDI \'16 §3.4) wants M ≫ backends: at least 100× the backends keeps imbalance under about 1%.',
+    default: String(DEFAULTS.tableSize),
+    limits: 'a prime, at least the number of backends; for `dsr` at most 262144 (the nft map the director loads)',
+    example: 'tableSize: 251',
+  },
+  'services[].balanceFactor': {
+    text: 'Bounded loads (Mirrokni, Thorup, Zadimoghaddam 2016): no backend takes more than `balanceFactor` × the mean load; a flow whose backend is full moves to its next candidate. Hashing balancers only. Off by default.',
+    limits: 'a number greater than 1',
+    example: 'balanceFactor: 1.25',
+    peer: 'HAProxy `hash-balance-factor` (given there as a percentage: 125 is 1.25 here)',
+  },
+  'services[].healthCheck': {
+    text: 'Active health checks of every backend (see [health.md](../health.md)). Without it every backend counts as up, and only failed connects (passive checks) are seen.',
+    example: 'healthCheck: { type: pgsql, interval: 2s, rise: 2, fall: 3, user: monitor, database: postgres }',
+    peer: 'HAProxy `check` with `option pgsql-check` etc.',
+  },
+  'services[].healthCheck.type': {
+    text: 'The probe: `tcp` (a connect), `redis` (`PING`), `pgsql` (a startup message), `mysql` (the handshake), `http` (a request, status matched by `expect`).',
+    default: HEALTH_DEFAULTS.type,
+    peer: 'HAProxy `option redis-check`, `pgsql-check`, `mysql-check`, `httpchk`',
+  },
+  'services[].healthCheck.interval': {
+    text: 'Time between probes of one backend.',
+    default: ms(HEALTH_DEFAULTS.interval),
+    type: DURATION,
+    peer: 'HAProxy `inter`',
+  },
+  'services[].healthCheck.timeout': {
+    text: 'How long a probe may take before it counts as failed.',
+    default: 'the interval',
+    type: DURATION,
+    peer: 'HAProxy `timeout check`',
+  },
+  'services[].healthCheck.rise': {
+    text: 'Consecutive passed probes that bring a down backend up.',
+    default: String(HEALTH_DEFAULTS.rise),
+    peer: 'HAProxy `rise`',
+  },
+  'services[].healthCheck.fall': {
+    text: 'Consecutive failed probes that take an up backend down.',
+    default: String(HEALTH_DEFAULTS.fall),
+    peer: 'HAProxy `fall`',
+  },
+  'services[].healthCheck.initial': {
+    text: 'Health at start and for a backend added by a reload: `up` or `fully-up` serve at once, `down` or `fully-down` wait for `rise` passed probes.',
+    default: HEALTH_DEFAULTS.initial,
+    peer: 'HAProxy `init-state`',
+  },
+  'services[].healthCheck.path': {
+    text: '`http` only: the request path.',
+    default: DEFAULT_HTTP_PATH,
+    example: 'healthCheck: { type: http, path: /healthz, expect: 2xx }',
+  },
+  'services[].healthCheck.host': {
+    text: '`http` only: the `Host` header.',
+    default: "the backend's address, and its port unless 80",
+  },
+  'services[].healthCheck.expect': {
+    text: '`http` only: the statuses that pass: a status (`200`), a class (`"2xx"`), a range (`"200-299"`, `"2xx-3xx"`) or a list of these.',
+    default: String(DEFAULT_EXPECTED_STATUS),
+    example: 'healthCheck: { type: http, path: /ready, expect: "2xx-3xx" }',
+    peer: 'HAProxy `http-check expect status` / `rstatus`',
+  },
+  'services[].healthCheck.user': {
+    text: '`pgsql` only: the user named in the startup message (a server that answers with an authentication request passes: it is up and speaking the protocol).',
+    default: DEFAULT_PGSQL_USER,
+  },
+  'services[].healthCheck.database': {
+    text: '`pgsql` only: the database named in the startup message.',
+    default: 'none (the server then uses the user name)',
+  },
+  'services[].onDown': {
+    text: 'What happens to the established connections of a backend that goes down: `keep` lets them run, `close` resets them so clients reconnect to a healthy backend at once.',
+    default: HEALTH_DEFAULTS.onDown,
+    limits: 'needs `healthCheck`',
+    peer: 'HAProxy `on-marked-down shutdown-sessions`',
+  },
+  'services[].maxConnections': {
+    text: 'Open connections for the service; beyond it new ones wait up to `timeouts.queue` for a slot, then are refused.',
+    default: String(DEFAULTS.maxConnections),
+    peer: 'HAProxy `maxconn` (frontend); the wait is `timeout queue`',
+  },
+  'services[].retries': {
+    text: 'Connect failures retried on the picker\'s next distinct candidate (another backend, not the same one again).',
+    default: String(DEFAULTS.retries),
+    peer: 'HAProxy `retries` + `option redispatch`',
+  },
+  'services[].timeouts': {
+    text: 'Each timeout may be given alone; the others keep their defaults.',
+    example: 'timeouts: { connect: 3s, idle: 30m, queue: 5s, drain: 30s }',
+  },
+  'services[].timeouts.connect': {
+    text: 'To establish a backend connection; a timeout counts as a failed connect (retried, and seen by passive health).',
+    default: ms(DEFAULTS.timeouts.connect),
+    type: DURATION,
+    peer: 'HAProxy `timeout connect`',
+  },
+  'services[].timeouts.idle': {
+    text: 'A connection with no bytes either way for this long is closed.',
+    default: ms(DEFAULTS.timeouts.idle),
+    type: DURATION,
+    peer: 'HAProxy `timeout client`/`timeout server`/`timeout tunnel` (one value here, for both sides)',
+  },
+  'services[].timeouts.queue': {
+    text: 'How long a connection waits for a free slot under `maxConnections` before it is refused.',
+    default: ms(DEFAULTS.timeouts.queue),
+    type: DURATION,
+    peer: 'HAProxy `timeout queue`',
+  },
+  'services[].timeouts.drain': {
+    text: 'On `SIGTERM`/`SIGINT`, how long open connections may finish before they are cut.',
+    default: ms(DEFAULTS.timeouts.drain),
+    type: DURATION,
+    peer: 'HAProxy `hard-stop-after`',
+  },
+  'services[].timeouts.proxyHeader': {
+    text: 'How long a trusted peer has to send its PROXY header. Only with `proxyProtocol.accept`.',
+    default: ms(DEFAULTS.proxyHeaderTimeout),
+    type: DURATION,
+    peer: 'HAProxy `timeout client` during `accept-proxy`',
+  },
+  'services[].backends': {
+    text: 'The backends. Hashing uses a backend\'s name, never its position, so reordering the list moves no client.',
+    limits: 'at least one; at least one that is not a backup',
+  },
+  'services[].backends[].name': {
+    text: 'The backend\'s identity for hashing, logs, metrics and admin commands.',
+    type: 'name, as a service name',
+    limits: 'unique within the service',
+  },
+  'services[].backends[].address': {
+    text: 'Where to connect (`proxy`: an IP literal or a host name, resolved at start and at each reload; `dsr`: an IPv4 address, its port left out or equal to the VIP\'s, since the director does not rewrite ports).',
+    type: ADDRESS,
+    example: 'backends: [{ name: pg1, address: 10.0.0.11:5432 }]',
+  },
+  'services[].backends[].weight': {
+    text: 'Relative share of flows.',
+    default: String(DEFAULTS.weight),
+    limits: 'greater than 0, at most 1000',
+    peer: 'HAProxy `weight`',
+  },
+  'services[].backends[].maxConnections': {
+    text: 'Open connections to this backend; a full backend is skipped like a failed candidate.',
+    peer: 'HAProxy `maxconn` (server)',
+  },
+  'services[].backends[].backup': {
+    text: 'Serves only when no primary backend is usable.',
+    default: 'false',
+    peer: 'HAProxy `backup`',
+  },
+  'services[].backends[].slowStart': {
+    text: 'Ramps a backend\'s share from 0 to full over this time after it becomes usable again.',
+    type: DURATION,
+    peer: 'HAProxy `slowstart`',
+  },
+  'services[].backends[].state': {
+    text: 'Administrative state at start: `active`, `draining` (keeps its connections, takes no new ones) or `maintenance` (takes nothing). Changed at run time by `l4lb drain|enable|maintenance` or the admin API, which also take HAProxy\'s words `ready`, `drain`, `maint`.',
+    default: HEALTH_DEFAULTS.state,
+    peer: 'HAProxy `disabled`, `set server … state`',
+  },
+  'services[].proxyProtocol': {
+    text: 'PROXY protocol (haproxy.org/download/2.9/doc/proxy-protocol.txt) towards backends and from trusted peers; needs `send` and/or `accept` (see [security.md](../security.md)).',
+    example: 'proxyProtocol: { send: v2, accept: [10.0.0.0/8] }',
+  },
+  'services[].proxyProtocol.send': {
+    text: 'Every backend connection starts with a PROXY header carrying the client and destination.',
+    peer: 'HAProxy `send-proxy` / `send-proxy-v2`, nginx `proxy_protocol on`',
+  },
+  'services[].proxyProtocol.accept': {
+    text: 'Peers that must start with a PROXY header (v1 or v2); its source is then the client for hashing, rules and logs. A header from any other peer closes its connection.',
+    type: CIDRS,
+    peer: 'HAProxy `accept-proxy` with an ACL of trusted sources; nginx `listen … proxy_protocol` + `set_real_ip_from`',
+  },
+  'services[].allow': {
+    text: 'Only these clients (the effective client: after a PROXY header) are served; the others are closed at accept and counted.',
+    type: CIDRS,
+    peer: 'HAProxy `tcp-request connection reject unless { src … }`, nginx `allow`',
+  },
+  'services[].deny': {
+    text: 'These clients are refused; deny wins over allow.',
+    type: CIDRS,
+    peer: 'nginx `deny`',
+  },
+  'services[].limits': {
+    text: 'Per-source limits; needs `perSourceConnections` and/or `perSourceRate`.',
+    example: 'limits: { perSourceConnections: 50, perSourceRate: 20/s }',
+    peer: 'HAProxy stick tables (`sc_conn_cur`, `sc_conn_rate`), nginx `limit_conn`',
+  },
+  'services[].limits.perSourceConnections': {
+    text: 'Open connections from one source (an IPv4 address, an IPv6 /64).',
+  },
+  'services[].limits.perSourceRate': {
+    text: 'New connections from one source: bursts of N, N per second or per minute (a token bucket).',
+    type: '`"N/s"` or `"N/m"`',
+  },
+  'services[].limits.maxSources': {
+    text: 'Sources the limiter tracks at most, so its memory is bounded; an idle source is forgotten first, one with open connections never.',
+    default: String(DEFAULT_MAX_SOURCES),
+  },
+  'services[].vip': {
+    text: 'The virtual address clients connect to, on the director\'s packet path (not a local socket).',
+    type: 'IPv4 `ADDRESS:PORT`',
+    example: 'vip: 192.0.2.10:80',
+  },
+  'services[].dscp': {
+    text: 'The DSCP value that tells a backend which VIP a packet was for (L3 DSR, as Yahoo\'s L3DSR). One value names one VIP address; services on the same VIP address may share it.',
+    example: 'dscp: 10',
+  },
+};
