@@ -116,7 +116,7 @@ describe('POST /services/:s/backends/:b/state', () => {
     expect(get.headers.get('allow')).toBe('POST');
     const put = await call('/stats', { method: 'DELETE' });
     expect(put.status).toBe(405);
-    expect(put.headers.get('allow')).toBe('GET');
+    expect(put.headers.get('allow')).toBe('GET, HEAD');
     const big = await post('/services/web/backends/a/state', JSON.stringify({ state: 'x'.repeat(5000) }));
     expect(big.status).toBe(413);
     expect(big.body.error.code).toBe('too-large');

@@ -28,7 +28,7 @@ const CASES: [string, string, string[]][] = [
   ['JSON duplicate key', '{ "services": [],\n  "services": [] }', ['c.json:2:3: JSON error: key "services" appears twice in one mapping']],
   ['JSON cut short', '{ "services": [', ['c.json:1:16: JSON syntax error: Unexpected end of JSON input']],
   ['YAML alias expansion bomb', 'a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n', [
-    'c.yaml: YAML error: Excessive alias count indicates a resource exhaustion attack',
+    'c.yaml: YAML error: Excessive alias count indicates a resource exhaustion attack (aliases may expand to at most 100 nodes; see "Limits" in docs/configuration.md)',
   ]],
   ['a __proto__ key is just an unknown key', '{ "__proto__": { "services": [] }, "services": [] }', [
     'c.json: services: expected at least 1 entry, got 0',

@@ -88,7 +88,9 @@ describe('l4lb run', () => {
     expect(await run.waitForRecord('connection')).toMatchObject({ end: 'shutdown' });
   });
 
-  it('SIGHUP: an invalid file keeps the old configuration serving and logs every problem; a valid one reloads', async () => {
+  // Each reload starts a worker thread that loads the config modules: about 1.5 s apiece on a
+  // host at load 12 on 2 cores, so two of them outgrow the default 5 s there.
+  it('SIGHUP: an invalid file keeps the old configuration serving and logs every problem; a valid one reloads', { timeout: 30_000 }, async () => {
     const b1 = await named('b1');
     const b2 = await named('b2');
     const port = await freePort();

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { loadConfig, type Config } from '../src/config/index.js';
+import { loadConfig, readConfig, type Config } from '../src/config/index.js';
 import { LbError, UnknownServiceError } from '../src/errors.js';
 import type { ServiceStatusStats } from '../src/proxy/index.js';
 import { DRAIN_PROGRESS_MS, runLifecycle } from '../src/runtime/lifecycle.js';
@@ -89,6 +89,9 @@ async function start(admin = false): Promise<{ runtime: ManualRuntime; signals: 
     config: await loadConfig(file),
     hash: 'start',
     clock,
+    // In this thread: a worker thread cannot load the TypeScript sources vitest runs (the worker
+    // path is covered through dist/ by test/reload-limits.test.ts).
+    read: (path) => readConfig(path),
     runtime,
     logger: log.logger,
     signals,

@@ -17,12 +17,19 @@
  * constant-time over SHA-256 digests (equal lengths, so timingSafeEqual never throws and the
  * token's length does not leak). Errors are JSON `{ "error": { "code", "message", "valid"? } }`
  * with 400 (bad body), 401 (no or wrong token), 404 (unknown path, service or backend — listing
- * the valid names), 405 (wrong method), 413 (body over 4 KiB), 422 (a reload refused: `problems`),
- * 503 (stopping), 500 (a bug, never a crash).
+ * the valid names), 405 (wrong method, with `Allow`), 413 (body over 4 KiB), 422 (a reload
+ * refused: `problems`), 503 (stopping), 500 (a bug, never a crash).
+ *
+ * A client cannot hold the API (ADMIN_LIMITS, as nginx's client_header_timeout and
+ * client_header_buffer_size bound a slow or fat request): its headers must arrive within 5 s and
+ * the whole request within 10 s (else 408 and the connection closes), headers over 8 KiB get 431,
+ * and at most 64 connections are open at once (the next ones are closed as they are accepted).
+ * An idle keep-alive connection is closed after 5 s.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { ADMIN_STATES, type AdminState } from '../config/index.js';
 import type { Endpoint } from '../config/index.js';
@@ -38,6 +45,28 @@ export interface AdminTarget extends StatsSource {
 
 export const MAX_BODY_BYTES = 4096;
 
+/** How long and how large an admin request may be, and how many connections may be open. */
+export interface AdminLimits {
+  /** Until the request's headers are in (Node's headersTimeout); then 408. */
+  readonly headersTimeoutMs: number;
+  /** Until the whole request is in (Node's requestTimeout); then 408. At least headersTimeoutMs. */
+  readonly requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  readonly keepAliveTimeoutMs: number;
+  /** Bytes of the request line and headers together (Node's maxHeaderSize); over it, 431. */
+  readonly maxHeaderBytes: number;
+  /** Connections open at once (server.maxConnections); further ones are closed on accept. */
+  readonly maxConnections: number;
+}
+
+export const ADMIN_LIMITS: AdminLimits = {
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  maxHeaderBytes: 8 * 1024,
+  maxConnections: 64,
+};
+
 export interface AdminOptions {
   readonly listen: Endpoint;
   readonly token?: string;
@@ -46,6 +75,8 @@ export interface AdminOptions {
   readonly logger?: Logger;
   /** The process lifecycle: its state in /stats and /metrics, and POST /reload. */
   readonly lifecycle?: LifecycleView;
+  /** Overrides of ADMIN_LIMITS (tests use small ones). */
+  readonly limits?: Partial<AdminLimits>;
 }
 
 export interface AdminServer {
@@ -58,7 +89,17 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-export type AdminErrorCode = 'bad-request' | 'unauthorized' | 'not-found' | 'method-not-allowed' | 'too-large' | 'reload-refused' | 'stopping' | 'internal';
+export type AdminErrorCode =
+  | 'bad-request'
+  | 'unauthorized'
+  | 'not-found'
+  | 'method-not-allowed'
+  | 'timeout'
+  | 'too-large'
+  | 'headers-too-large'
+  | 'reload-refused'
+  | 'stopping'
+  | 'internal';
 
 class HttpError extends Error {
   constructor(
@@ -143,10 +184,45 @@ function decode(segment: string): string {
   }
 }
 
-function allow(method: string | undefined, allowed: string): void {
+/** Throws 405 with `Allow` (RFC 9110 §15.5.6) unless `method` is `allowed` (GET also allows HEAD). */
+function allow(method: string | undefined, allowed: 'GET' | 'POST'): void {
   if (method !== allowed && !(allowed === 'GET' && method === 'HEAD')) {
-    throw new HttpError(405, 'method-not-allowed', `use ${allowed} for this path, not ${method ?? '?'}`, undefined, { allow: allowed });
+    throw new HttpError(405, 'method-not-allowed', `use ${allowed} for this path, not ${method ?? '?'}`, undefined, { allow: allowed === 'GET' ? 'GET, HEAD' : allowed });
   }
+}
+
+/** Throws 413 before reading a body whose Content-Length already says it is too large. */
+function assertBodySize(request: IncomingMessage): void {
+  const declared = Number(request.headers['content-length'] ?? 0);
+  if (declared > MAX_BODY_BYTES) throw new HttpError(413, 'too-large', `the body is over ${MAX_BODY_BYTES} bytes`);
+}
+
+/** What a request that never reached the router is told: its status and why. */
+function clientErrorStatus(code: string | undefined): [number, string] {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return [431, 'Request Header Fields Too Large'];
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return [408, 'Request Timeout'];
+    default:
+      return [400, 'Bad Request'];
+  }
+}
+
+/**
+ * Answers a request Node's parser refused (oversized headers, a timeout, malformed HTTP) with its
+ * status and a JSON error, then closes the connection; a connection already reset gets nothing.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, reason] = clientErrorStatus(error.code);
+  const code: AdminErrorCode = status === 431 ? 'headers-too-large' : status === 408 ? 'timeout' : 'bad-request';
+  const message = status === 431 ? 'the request line and headers are too large' : status === 408 ? 'the request did not arrive in time' : 'malformed HTTP request';
+  const body = `${JSON.stringify({ error: { code, message } })}\n`;
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
 /**
@@ -241,6 +317,7 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
       await assertRunning();
       const service = decode(serviceSegment);
       const backend = decode(backendSegment);
+      assertBodySize(request);
       const state = parseStateBody(await readBody(request));
       try {
         send(response, 200, balancer.setState(service, backend, state));
@@ -254,22 +331,35 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
     throw new HttpError(404, 'not-found', `no such path "${path}" (paths: GET /, GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state${lifecycle === undefined ? '' : ', POST /reload'})`);
   };
 
-  const server: Server = createServer((request, response) => {
-    route(request, response).catch((error: unknown) => {
-      if (response.headersSent) {
-        response.destroy();
-        return;
-      }
-      if (error instanceof HttpError) {
-        const body = { error: { code: error.code, message: error.message, ...(error.valid === undefined ? {} : { valid: error.valid }) } };
-        send(response, error.status, body, { ...error.headers, ...(error.status === 413 ? { connection: 'close' } : {}) });
-        return;
-      }
-      options.logger?.error({ error: error instanceof Error ? error.message : String(error) }, 'admin API internal error');
-      send(response, 500, { error: { code: 'internal', message: error instanceof Error ? error.message : String(error) } });
-    });
-  });
-  server.on('clientError', (_error, socket) => socket.destroy());
+  const limits: AdminLimits = { ...ADMIN_LIMITS, ...options.limits };
+  const server: Server = createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs),
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      maxHeaderSize: limits.maxHeaderBytes,
+      // Node checks both timeouts on this period (default 30 s): a quarter of the shorter one
+      // keeps a 5 s limit within 1.25 s of itself.
+      connectionsCheckingInterval: Math.max(10, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4)),
+    },
+    (request, response) => {
+      route(request, response).catch((error: unknown) => {
+        if (response.headersSent) {
+          response.destroy();
+          return;
+        }
+        if (error instanceof HttpError) {
+          const body = { error: { code: error.code, message: error.message, ...(error.valid === undefined ? {} : { valid: error.valid }) } };
+          send(response, error.status, body, { ...error.headers, ...(error.status === 413 ? { connection: 'close' } : {}) });
+          return;
+        }
+        options.logger?.error({ error: error instanceof Error ? error.message : String(error) }, 'admin API internal error');
+        send(response, 500, { error: { code: 'internal', message: error instanceof Error ? error.message : String(error) } });
+      });
+    },
+  );
+  server.maxConnections = limits.maxConnections;
+  server.on('clientError', answerClientError);
 
   await new Promise<void>((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {

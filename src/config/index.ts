@@ -4,8 +4,9 @@
  */
 export * from './types.js';
 export { ConfigError, formatProblem, type ConfigProblem } from '../errors.js';
-export { parseConfig, loadConfig, readConfig, tokenOfFileText, detectFormat, type ConfigFormat, type ParseOptions } from './load.js';
+export { parseConfig, loadConfig, readConfig, readConfigBytes, tokenOfFileText, type LoadedConfig, detectFormat, type ConfigFormat, type ParseOptions } from './load.js';
 export { summarizeConfig } from './summary.js';
+export { CONFIG_LIMITS } from './limits.js';
 export { configSchema } from './schema.js';
 export { checkSpecOfConfig } from './health-fields.js';
 export { DEFAULTS, HEALTH_DEFAULTS, LIMITS } from './defaults.js';

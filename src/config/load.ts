@@ -4,13 +4,14 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { dirname, extname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { crossServiceProblems, factsFromDocument, serviceProblemsFromDocument } from './rules.js';
 import { configSchema } from './schema.js';
 import { substituteEnv } from './env.js';
 import { tokenField } from './health-fields.js';
+import { CONFIG_LIMITS, fileSizeProblem, structureProblems, textDepthProblem } from './limits.js';
 import { errorMap, formatPath } from './messages.js';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import type { Config } from './types.js';
@@ -84,10 +85,11 @@ function parseYaml(text: string): Parsed {
     };
   }
   try {
-    return { ok: true, data: document.toJS() };
+    return { ok: true, data: document.toJS({ maxAliasCount: CONFIG_LIMITS.maxAliasCount }) };
   } catch (error) {
-    // e.g. an alias expanding past yaml's maxAliasCount ("billion laughs").
-    return { ok: false, problems: [{ path: '', message: `YAML error: ${error instanceof Error ? error.message : String(error)}` }] };
+    // An alias expanding past maxAliasCount ("billion laughs"): yaml's ReferenceError says so.
+    const detail = error instanceof Error ? error.message : String(error);
+    return { ok: false, problems: [{ path: '', message: `YAML error: ${detail} (aliases may expand to at most ${CONFIG_LIMITS.maxAliasCount} nodes; see "Limits" in docs/configuration.md)` }] };
   }
 }
 
@@ -140,11 +142,17 @@ function withTokenFile(config: Config, file: string): Config {
 export function parseConfig(source: string, file: string, options: ParseOptions = {}): Config {
   const { env = process.env, readTokenFile = true } = options;
   const text = source.startsWith('\uFEFF') ? source.slice(1) : source; // a byte-order mark is not content
+  // The limits (limits.ts) come before the work they bound: size and bracket nesting before the
+  // parser, counts before the schema.
+  const tooLarge = fileSizeProblem(Buffer.byteLength(text, 'utf8')) ?? textDepthProblem(text);
+  if (tooLarge !== undefined) throw new ConfigError(file, [tooLarge]);
   const parsed = detectFormat(text, file) === 'json' ? parseJson(text) : parseYaml(text);
   if (!parsed.ok) throw new ConfigError(file, parsed.problems);
   if (parsed.data === null || parsed.data === undefined) {
     throw new ConfigError(file, [{ path: '', message: 'the file is empty: expected a mapping with a "services" list' }]);
   }
+  const overLimits = structureProblems(parsed.data);
+  if (overLimits.length > 0) throw new ConfigError(file, overLimits);
   const substituted = substituteEnv(parsed.data, env);
   const document = substituted.data;
   const result = configSchema.safeParse(document, { error: errorMap, reportInput: true });
@@ -212,16 +220,42 @@ export async function loadConfig(file: string, options: ParseOptions = {}): Prom
   return (await readConfig(file, options)).config;
 }
 
+/** A configuration as loaded, with the sha256 (hex) of the bytes it was parsed from. */
+export interface LoadedConfig {
+  readonly config: Config;
+  readonly hash: string;
+}
+
 /**
- * As loadConfig, with the sha256 (hex) of the very bytes it parsed: what /stats and the reload
- * metrics name the running file by. The file is read once.
+ * The bytes of `file`, refused (ConfigError, one line) before they are read when the file is over
+ * maxFileBytes, and after when it grew past it while being read.
  */
-export async function readConfig(file: string, options: ParseOptions = {}): Promise<{ config: Config; hash: string }> {
+export async function readConfigBytes(file: string): Promise<Buffer> {
   let bytes: Buffer;
   try {
-    bytes = await readFile(file);
+    const handle = await open(file, 'r');
+    try {
+      const tooLarge = fileSizeProblem((await handle.stat()).size);
+      if (tooLarge !== undefined) throw new ConfigError(file, [tooLarge]);
+      bytes = await handle.readFile();
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     throw new ConfigError(file, [{ path: '', message: readFailure(error) }]);
   }
+  const grown = fileSizeProblem(bytes.length);
+  if (grown !== undefined) throw new ConfigError(file, [grown]);
+  return bytes;
+}
+
+/**
+ * As loadConfig, with the sha256 (hex) of the very bytes it parsed: what /stats and the reload
+ * metrics name the running file by. The file is read once. Runs on the calling thread: a reload
+ * of `l4lb run` goes through src/runtime's readConfigOffThread instead.
+ */
+export async function readConfig(file: string, options: ParseOptions = {}): Promise<LoadedConfig> {
+  const bytes = await readConfigBytes(file);
   return { config: parseConfig(bytes.toString('utf8'), file, options), hash: createHash('sha256').update(bytes).digest('hex') };
 }

@@ -66,8 +66,10 @@ export interface Balancer {
   reload(config: Config): Promise<void>;
   /** Stops accepting, drains open connections up to `drainMs` (default: the largest drain timeout), ends the rest. */
   close(drainMs?: number): Promise<void>;
-  /** Counters, health and state of every running service. */
+  /** Counters, health and state of every running service. Cost: O(backends + open connections). */
   stats(): ServiceStatusStats[];
+  /** Each running service's name, address and backend count. O(services): a reload's 'listening' lines need no more. */
+  listening(): { service: string; listen: Endpoint; backends: number }[];
   /** Sets a backend's admin state: see ServiceStates.setState. */
   setState(service: string, backend: string, state: AdminState): StateResult;
   /** Health changes, check results and state changes of every service. */
@@ -252,6 +254,10 @@ class RunningBalancer implements Balancer {
     await this.applying;
     await Promise.all([...closing, this.states.stop()]);
     this.services.clear();
+  }
+
+  listening(): { service: string; listen: Endpoint; backends: number }[] {
+    return [...this.services.values()].map((service) => ({ service: service.name, listen: service.listenAddress, backends: service.backendCount }));
   }
 
   stats(): ServiceStatusStats[] {

@@ -243,6 +243,16 @@ export class ProxyService implements ConnectionHost {
     await closed;
   }
 
+  /** Backends of the plan new connections are placed with. O(1). */
+  get backendCount(): number {
+    return this.plan.backends.length;
+  }
+
+  /** Where it listens: the bound address (port 0 resolved), else as configured. */
+  get listenAddress(): Endpoint {
+    return this.bound ?? this.plan.config.listen;
+  }
+
   /** Cost: O(open connections + backends); for the admin API and metrics, not the data path. */
   stats(): ServiceStats {
     const backends = this.plan.backends.map(
@@ -274,7 +284,7 @@ export class ProxyService implements ConnectionHost {
     }
     return {
       name: this.name,
-      listen: this.bound ?? this.plan.config.listen,
+      listen: this.listenAddress,
       current: this.active,
       queued: this.queue.length,
       total: this.counters.total,

@@ -6,4 +6,5 @@
 export { DRAIN_PROGRESS_MS, flushLogger, runLifecycle, type LifecycleOptions, type SignalSource } from './lifecycle.js';
 export type { Listening, ReloadOutcome, Runtime } from './runtime.js';
 export { largestDrain, workerCount } from './settings.js';
+export { readConfigOffThread, READ_MEMORY_MB, READ_TIMEOUT_MS, type ConfigReader, type OffThreadOptions } from './read-off-thread.js';
 export { startSingleProcess } from './single.js';

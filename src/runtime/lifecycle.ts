@@ -5,7 +5,9 @@
  * - SIGTERM or SIGINT: stop accepting and let open connections finish for up to the largest
  *   `timeouts.drain`, then exit 0; a second one ends them at once.
  * - SIGHUP: re-read the file and, if it is valid, apply it without refusing a connection; if not,
- *   keep running the previous configuration and log every problem. A SIGHUP that arrives while a
+ *   keep running the previous configuration and log every problem. The file is read, parsed and
+ *   validated in a worker thread (read-off-thread.ts), within the config limits, so a huge or
+ *   hostile file never holds the event loop that serves connections. A SIGHUP that arrives while a
  *   reload is in progress is coalesced: once that reload ends, the file is read once more,
  *   however many SIGHUPs came meanwhile (the last write of the file is what counts).
  * - SIGUSR1: reopen the log files (the access log) at their paths, after logrotate moved them
@@ -25,10 +27,11 @@ import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { startAdmin, type AdminServer } from '../admin/index.js';
 import { systemClock, type Clock } from '../clock.js';
-import { readConfig, type Config } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import { isLbError, LbError, problemsOf } from '../errors.js';
 import { openConnections, type DrainRecord, type LifecycleView, type ReloadAbandoned, type ReloadRecord, type ReloadResult } from '../observability/index.js';
 import { formatAddress, reopenLogFiles } from '../proxy/index.js';
+import { readConfigOffThread, type ConfigReader } from './read-off-thread.js';
 import type { Runtime } from './runtime.js';
 import { largestDrain, workerCount } from './settings.js';
 
@@ -49,8 +52,10 @@ export interface LifecycleOptions {
   readonly hash: string;
   /** Written with this process's PID once signals are handled, removed at exit (`run --pidfile`). */
   readonly pidfile?: string;
-  /** Times the drain's progress lines (default: the system clock). */
+  /** Times the drain's progress lines and the reload's read (default: the system clock). */
   readonly clock?: Clock;
+  /** Reads the file for a reload (default: readConfigOffThread, in a worker thread). */
+  readonly read?: ConfigReader;
 }
 
 /** How often a drain logs the connections it still waits for. */
@@ -91,6 +96,9 @@ export function flushLogger(logger: Logger): Promise<void> {
 export async function runLifecycle(options: LifecycleOptions): Promise<void> {
   const { file, runtime, logger } = options;
   const clock = options.clock ?? systemClock;
+  const read: ConfigReader = options.read ?? ((path, signal) => readConfigOffThread(path, { signal, clock }));
+  /** Aborts the read in progress: a stop does not wait for a file being parsed. */
+  const reading = new AbortController();
   let config = options.config;
   const fields = runtime.logFields;
 
@@ -137,7 +145,7 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
     let hash: string | null = null;
     const before = listeningNow();
     try {
-      ({ config: next, hash } = await readConfig(file));
+      ({ config: next, hash } = await read(file, reading.signal));
       if (stopping) {
         logger.info({ file }, 'reload abandoned: stopping');
         return 'abandoned';
@@ -236,6 +244,7 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
       return;
     }
     stopping = true;
+    reading.abort();
     const drainMs = largestDrain(config);
     const since = Date.now();
     drain = { signal, since, deadline: since + drainMs };

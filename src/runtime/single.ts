@@ -19,7 +19,7 @@ class SingleProcess implements Runtime {
   }
 
   listening(): Listening[] {
-    return this.balancer.stats().map((stats) => ({ service: stats.name, listen: stats.listen, backends: stats.backends.length }));
+    return this.balancer.listening();
   }
 
   async reload(next: Config): Promise<ReloadOutcome> {
