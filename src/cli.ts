@@ -9,6 +9,7 @@ import { demoCommand } from './cli/demo.js';
 import { dsrCommand } from './cli/dsr.js';
 import { checkCommand } from './cli/check.js';
 import { reloadCommand } from './cli/reload.js';
+import { upgradeCommand } from './cli/upgrade.js';
 import { adminCommands } from './cli/status.js';
 import { EXIT_USAGE } from './cli/common.js';
 import { VERSION } from './version.js';
@@ -25,6 +26,7 @@ program.addCommand(demoCommand());
 program.addCommand(dsrCommand());
 program.addCommand(checkCommand());
 program.addCommand(reloadCommand());
+program.addCommand(upgradeCommand());
 for (const command of adminCommands()) program.addCommand(command);
 
 /**
