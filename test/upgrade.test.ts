@@ -206,7 +206,6 @@ async function longFlow(port: number): Promise<{ echo(text: string): Promise<str
   };
 }
 
-
 describe.skipIf(procfs.skip)(procfs.title, () => {
   describe.each([
     { workers: 1, trigger: 'SIGUSR2' },
