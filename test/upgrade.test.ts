@@ -12,11 +12,13 @@
  * its log lines are read the same way. Every process is killed by PID at the end.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, startCli, type CliChild } from './helpers/child.js';
+import { CLI, runCli, startCli, type CliChild } from './helpers/child.js';
 import { freePort, readLine, startEchoServer, type TestServer } from './helpers/net.js';
 import { requirement } from './helpers/skip.js';
 
@@ -298,5 +300,42 @@ describe.skipIf(procfs.skip)(procfs.title, () => {
     expect(await flow.echo('still served')).toBe('still served');
     flow.end();
     expect(alive(oldPid)).toBe(true);
+  });
+
+  it('systemd socket activation: listens on the LISTEN_FDS sockets named after their services and closes the ones no service uses', { timeout: 60_000 }, async () => {
+    const setup = await files('activated', 1);
+    // Two listening sockets as systemd would pass them: fd 3 named `echo` (the service), fd 4 `spare`.
+    const sparePort = await freePort();
+    const servers = [createServer(), createServer()];
+    servers[0].listen(setup.listen, '127.0.0.1');
+    servers[1].listen(sparePort, '127.0.0.1');
+    await Promise.all(servers.map((server) => once(server, 'listening')));
+    const fds = servers.map((server) => (server as unknown as { _handle: { fd: number } })._handle.fd);
+    // `exec` keeps the shell's PID, which LISTEN_PID must name (sd_listen_fds(3)).
+    const child = spawn('/bin/sh', ['-c', `LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=echo:spare exec "${process.execPath}" "${CLI}" run -c "${setup.config}"`], { stdio: ['ignore', 'pipe', 'pipe', ...fds] });
+    if (child.pid !== undefined) pids.add(child.pid);
+    // This process's copies: the child holds its own.
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+    const { stdout, stderr } = child;
+    if (stdout === null || stderr === null) throw new Error('spawn gave no stdout/stderr pipe');
+    let out = '';
+    let errors = '';
+    stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    stderr.setEncoding('utf8').on('data', (chunk: string) => (errors += chunk));
+    const exited = once(child, 'exit').then(() => {
+      throw new Error(`l4lb exited before listening: ${errors}`);
+    });
+    exited.catch(() => undefined); // killed by PID at the end: that rejection is no failure
+    while (!out.includes('"msg":"admin API listening"')) await Promise.race([once(stdout, 'data'), exited]);
+    expect(out).toContain('"msg":"inherited listening sockets no service uses: closed"');
+    expect(out).toContain('"sockets":["spare"]');
+
+    const flow = await longFlow(setup.listen);
+    expect(await flow.echo('activated')).toBe('activated');
+    flow.end();
+    const [inode] = listeningInodes(setup.listen);
+    expect(child.pid !== undefined && holds(child.pid, inode)).toBe(true);
+    // The spare socket is closed everywhere: its port refuses.
+    expect(listeningInodes(sparePort)).toEqual([]);
   });
 });
