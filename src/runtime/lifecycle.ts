@@ -265,7 +265,9 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
     return upgrading;
   };
   const upgradeFailed = (error: UpgradeError): UpgradeOutcome => {
-    logger.error({ code: error.code, failure: error.failure, pid: error.pid, problems: error.lines() }, 'upgrade failed: still serving with this process');
+    const facts = { code: error.code, failure: error.failure, pid: error.pid, problems: error.lines() };
+    if (error.failure === 'stopping') logger.warn(facts, 'upgrade refused: this l4lb is stopping');
+    else logger.error(facts, 'upgrade failed: still serving with this process');
     return { result: 'failure', error };
   };
   const upgradeOnce = async (trigger: 'SIGUSR2' | 'admin API'): Promise<UpgradeOutcome> => {
