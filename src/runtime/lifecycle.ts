@@ -97,6 +97,15 @@ async function removePidfile(file: string, pid: number): Promise<void> {
   }
 }
 
+/** Writes `pid` to `file` if it names `failed` (best effort: a failure here changes nothing else). */
+async function reclaimPidfile(file: string, failed: number, pid: number): Promise<void> {
+  try {
+    if ((await readFile(file, 'utf8')).trim() === String(failed)) await writePidfile(file, pid);
+  } catch {
+    // Unreadable or unwritable: the upgrade's failure is logged all the same.
+  }
+}
+
 /** The part of `process` the lifecycle listens on. */
 export interface SignalSource {
   on(signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP' | 'SIGUSR1' | 'SIGUSR2', listener: (signal: NodeJS.Signals) => void): unknown;
@@ -292,7 +301,10 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
       else stop('SIGUSR2', 'handover');
       return { result: 'success', pid: successor.pid, previous: process.pid, readyMs: successor.readyMs };
     } catch (error) {
-      return upgradeFailed(error instanceof UpgradeError ? error : new UpgradeError({ failure: 'spawn', pid: null }, problemsOf(error)));
+      const failed = error instanceof UpgradeError ? error : new UpgradeError({ failure: 'spawn', pid: null }, problemsOf(error));
+      // A new l4lb that wrote the pidfile and then died: the pidfile names this process again.
+      if (options.pidfile !== undefined && failed.pid !== null) await reclaimPidfile(options.pidfile, failed.pid, process.pid);
+      return upgradeFailed(failed);
     } finally {
       handed.release();
     }
