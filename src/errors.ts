@@ -28,6 +28,7 @@ export const LB_ERROR_CODES = [
   'LB_ERR_PROXY_TOO_LONG',
   'LB_ERR_PROXY_UNSUPPORTED',
   'LB_ERR_WORKER_EXITED',
+  'LB_ERR_UPGRADE',
   'LB_ERR_INTERNAL',
 ] as const;
 
@@ -314,6 +315,33 @@ export class ClosedError extends LbError {
   }
 }
 
+/** Why an upgrade (SIGUSR2, `l4lb upgrade`) did not hand over: the running l4lb serves on in each case. */
+export const UPGRADE_FAILURES = ['stopping', 'sockets', 'spawn', 'exited', 'timeout'] as const;
+export type UpgradeFailure = (typeof UPGRADE_FAILURES)[number];
+
+/**
+ * An upgrade that did not hand over: l4lb was stopping, the listening sockets could not be had (no
+ * cluster worker running), the new process could not be started, exited before it was ready, or
+ * was not ready in time (then it is killed).
+ * `problems` is the sentence saying so, then the new process's own problems when it reported any
+ * (a configuration file it refused, a port it could not bind). `pid` is the new process's, if any.
+ */
+export class UpgradeError extends RefusedError {
+  readonly failure: UpgradeFailure;
+  readonly pid: number | null;
+
+  constructor(facts: { readonly failure: UpgradeFailure; readonly pid: number | null }, problems: readonly string[]) {
+    super('LB_ERR_UPGRADE', problems);
+    this.name = 'UpgradeError';
+    this.failure = facts.failure;
+    this.pid = facts.pid;
+  }
+
+  protected override wireFields(): WireFields {
+    return { failure: this.failure, pid: this.pid };
+  }
+}
+
 // -------------------------------------------------------------------------------------------------
 // Health checker options
 
@@ -426,6 +454,11 @@ const REBUILD: Readonly<Record<string, (wire: LbErrorWire) => LbError | undefine
     isString(fields.service) && isString(fields.backend) && isStringList(fields.known)
       ? new UnknownBackendError({ service: fields.service, backend: fields.backend, known: fields.known })
       : undefined,
+  UpgradeError: ({ fields, problems }) => {
+    const failure = UPGRADE_FAILURES.find((known) => known === fields.failure);
+    const pid = fields.pid === null || isPositiveInteger(fields.pid) ? fields.pid : undefined;
+    return failure === undefined || pid === undefined || problems === undefined ? undefined : new UpgradeError({ failure, pid }, problems);
+  },
   ClosedError: (wire) => (isString(wire.fields.component) ? new ClosedError({ component: wire.fields.component }, wire.message) : undefined),
   CheckOptionError: ({ fields }) => {
     const option = CHECK_OPTIONS.find((known) => known === fields.option);

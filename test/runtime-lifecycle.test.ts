@@ -10,10 +10,11 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { loadConfig, readConfig, type Config } from '../src/config/index.js';
-import { LbError, UnknownServiceError } from '../src/errors.js';
+import { LbError, UnknownServiceError, UpgradeError } from '../src/errors.js';
 import type { ServiceStatusStats } from '../src/proxy/index.js';
 import { DRAIN_PROGRESS_MS, runLifecycle } from '../src/runtime/lifecycle.js';
-import type { Listening, ReloadOutcome, Runtime } from '../src/runtime/runtime.js';
+import type { HandoverSockets, StartSuccessor, Successor, SuccessorOptions } from '../src/runtime/handover.js';
+import type { Listening, ReloadOutcome, Runtime, StopReason } from '../src/runtime/runtime.js';
 import type { ServiceStateEvents } from '../src/services/index.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
 
@@ -43,6 +44,9 @@ class ManualRuntime extends EventEmitter implements Runtime {
   readonly logFields = {};
   readonly reloads: { next: Config; done: ReturnType<typeof deferred<ReloadOutcome>> }[] = [];
   readonly stops: number[] = [];
+  readonly stopReasons: (StopReason | undefined)[] = [];
+  /** How many times the sockets handed over were released. */
+  released = 0;
   readonly drained = deferred<void>();
   /** Open connections /stats reports, per service. */
   open = 0;
@@ -65,8 +69,13 @@ class ManualRuntime extends EventEmitter implements Runtime {
     return done.promise;
   }
 
-  async stop(drainMs: number): Promise<void> {
+  async stop(drainMs: number, reason?: StopReason): Promise<void> {
     this.stops.push(drainMs);
+    this.stopReasons.push(reason);
+  }
+
+  handoverSockets(): Promise<HandoverSockets> {
+    return Promise.resolve({ sockets: [{ name: '127.0.0.1:7001', fd: 99 }], release: () => void this.released++ });
   }
 
   stopped(): Promise<void> {
@@ -74,7 +83,10 @@ class ManualRuntime extends EventEmitter implements Runtime {
   }
 }
 
-async function start(admin = false): Promise<{ runtime: ManualRuntime; signals: EventEmitter; log: CapturedLog; file: string; exited: Promise<number>; clock: ManualClock }> {
+async function start(
+  admin = false,
+  startSuccessor?: StartSuccessor,
+): Promise<{ runtime: ManualRuntime; signals: EventEmitter; log: CapturedLog; file: string; exited: Promise<number>; clock: ManualClock }> {
   const dir = mkdtempSync(join(tmpdir(), 'l4lb-lifecycle-'));
   dirs.push(dir);
   const file = join(dir, 'l4lb.yaml');
@@ -95,6 +107,7 @@ async function start(admin = false): Promise<{ runtime: ManualRuntime; signals: 
     runtime,
     logger: log.logger,
     signals,
+    startSuccessor,
     exit: (code) => exit.resolve(code),
     fail: (error) => {
       throw error;
@@ -236,5 +249,79 @@ describe('the lifecycle driver', () => {
     runtime.drained.resolve();
     expect(await exited).toBe(0);
     expect(runtime.reloads).toHaveLength(0);
+  });
+
+  describe('upgrade (SIGUSR2, POST /upgrade)', () => {
+    /** A successor start the test settles, recording what it was handed. */
+    function manualSuccessor(): { start: StartSuccessor; asked: SuccessorOptions[]; called: Promise<void>; outcome: ReturnType<typeof deferred<Successor>> } {
+      const asked: SuccessorOptions[] = [];
+      const outcome = deferred<Successor>();
+      const called = deferred<void>();
+      return {
+        asked,
+        outcome,
+        called: called.promise,
+        start: (options) => {
+          asked.push(options);
+          called.resolve();
+          return outcome.promise;
+        },
+      };
+    }
+
+    it('hands the runtime\'s sockets and the admin socket to the new l4lb, then stops accepting and drains with no cleanup outside the process', async () => {
+      const successor = manualSuccessor();
+      const { runtime, signals, log, exited } = await start(true, successor.start);
+      const admin = String((await log.waitFor((record) => record.msg === 'admin API listening')).admin);
+      signals.emit('SIGUSR2', 'SIGUSR2');
+      signals.emit('SIGUSR2', 'SIGUSR2');
+      await log.waitFor((record) => record.msg === 'upgrade requested: one is in progress; answered with its outcome');
+      await successor.called;
+      expect(successor.asked).toHaveLength(1);
+      expect(successor.asked[0].sockets.map(({ name }) => name)).toEqual(['127.0.0.1:7001', 'admin']);
+      expect(runtime.stops).toEqual([]);
+      successor.outcome.resolve({ pid: 4242, readyMs: 12 });
+      const ready = await log.waitFor((record) => record.msg === 'upgrade: the new l4lb is ready; this one stops accepting and drains');
+      expect(ready).toMatchObject({ pid: 4242 });
+      expect(await log.waitFor((record) => record.msg === 'stopping: no new connections, draining open ones')).toMatchObject({ signal: 'SIGUSR2', drainMs: 2000 });
+      expect(runtime.stopReasons).toEqual(['handover']);
+      expect(runtime.released).toBe(1);
+      // The new l4lb answers on the admin socket: this one no longer accepts there.
+      await expect(fetch(`http://${admin}/stats`)).rejects.toThrow();
+      runtime.drained.resolve();
+      expect(await exited).toBe(0);
+    });
+
+    it('serves on when the new l4lb fails, logs why, and answers POST /upgrade with the problems', async () => {
+      const { runtime, signals, log } = await start(true, () =>
+        Promise.reject(new UpgradeError({ failure: 'exited', pid: 77 }, ['upgrade: the new l4lb (PID 77) exited before it was ready (exit code 1)', 'l4lb.yaml: services[0].listen: expected an address'])),
+      );
+      const admin = String((await log.waitFor((record) => record.msg === 'admin API listening')).admin);
+      signals.emit('SIGUSR2', 'SIGUSR2');
+      const failed = await log.waitFor((record) => record.msg === 'upgrade failed: still serving with this process');
+      expect(failed).toMatchObject({ code: 'LB_ERR_UPGRADE', failure: 'exited', pid: 77 });
+      expect(failed.problems).toContain('l4lb.yaml: services[0].listen: expected an address');
+      const response = await fetch(`http://${admin}/upgrade`, { method: 'POST' });
+      expect(response.status).toBe(422);
+      expect(await response.json()).toMatchObject({ error: { code: 'upgrade-failed', failure: 'exited', pid: 77, problems: ['upgrade: the new l4lb (PID 77) exited before it was ready (exit code 1)', 'l4lb.yaml: services[0].listen: expected an address'] } });
+      expect(runtime.stops).toEqual([]);
+      expect(runtime.released).toBe(2);
+      expect((await fetch(`http://${admin}/stats`)).status).toBe(200);
+    });
+
+    it('answers POST /upgrade with the new PID once it is ready, and refuses an upgrade while stopping', async () => {
+      const successor = manualSuccessor();
+      const { runtime, log, exited } = await start(true, successor.start);
+      const admin = String((await log.waitFor((record) => record.msg === 'admin API listening')).admin);
+      const answer = fetch(`http://${admin}/upgrade`, { method: 'POST' });
+      await log.waitFor((record) => record.msg === 'upgrade requested through the admin API: starting a new l4lb from the files on disk');
+      successor.outcome.resolve({ pid: 4343, readyMs: 5 });
+      const response = await answer;
+      expect(response.status).toBe(200);
+      expect(await response.json()).toMatchObject({ upgrade: { result: 'success', pid: 4343, previous: process.pid } });
+      expect(runtime.stopReasons).toEqual(['handover']);
+      runtime.drained.resolve();
+      expect(await exited).toBe(0);
+    });
   });
 });

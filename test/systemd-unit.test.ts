@@ -2,7 +2,8 @@
  * docs/l4lb.service is a unit systemd accepts and that drives l4lb as it works: `systemd-analyze
  * verify` finds no problem (when the machine has it), and, read with a small parser of the unit
  * file syntax (systemd.syntax(7)), its commands name l4lb subcommands and flags that exist, run and
- * reload share the configuration file and pidfile (in the RuntimeDirectory), the stop gives the
+ * reload share the configuration file and pidfile (in the RuntimeDirectory, and PIDFile= names it so
+ * systemd follows the main PID after an upgrade), the stop gives the
  * default drain time and a margin, and the hardening and capabilities are set.
  */
 import { spawnSync } from 'node:child_process';
@@ -81,6 +82,8 @@ describe('docs/l4lb.service', () => {
     const pidfile = run.option('--pidfile');
     expect(pidfile).toBe(`/run/${one('RuntimeDirectory')}/l4lb.pid`);
     expect(reload.option('--pidfile')).toBe(pidfile);
+    // After an upgrade the new l4lb writes it; systemd follows it to the new main PID.
+    expect(one('PIDFile')).toBe(pidfile);
   });
 
   it('stops with SIGTERM and waits longer than the default drain; restarts on failure', () => {

@@ -7,6 +7,7 @@
  *   GET  /metrics                                Prometheus text format (src/observability)
  *   POST /services/:service/backends/:backend/state   body {"state": "active"|"draining"|"maintenance"}
  *   POST /reload                                 re-reads the file as SIGHUP does; answers with the outcome
+ *   POST /upgrade                                starts a new l4lb on these sockets as SIGUSR2 does; answers with the outcome
  *
  * With the lifecycle given, /stats also carries `config` (file, sha256, loadedAt), `lastReload` and
  * `drain` (null, or connections left and the deadline while stopping). While l4lb drains, reads
@@ -17,8 +18,8 @@
  * constant-time over SHA-256 digests (equal lengths, so timingSafeEqual never throws and the
  * token's length does not leak). Errors are JSON `{ "error": { "code", "message", "valid"? } }`
  * with 400 (bad body), 401 (no or wrong token), 404 (unknown path, service or backend — listing
- * the valid names), 405 (wrong method, with `Allow`), 413 (body over 4 KiB), 422 (a reload
- * refused: `problems`), 503 (stopping), 500 (a bug, never a crash).
+ * the valid names), 405 (wrong method, with `Allow`), 413 (body over 4 KiB), 422 (a reload or an
+ * upgrade refused: `problems`), 503 (stopping), 500 (a bug, never a crash).
  *
  * A client cannot hold the API (ADMIN_LIMITS, as nginx's client_header_timeout and
  * client_header_buffer_size bound a slow or fat request): its headers must arrive within 5 s and
@@ -73,10 +74,12 @@ export interface AdminOptions {
   /** GET /metrics answers without the token. */
   readonly metricsPublic?: boolean;
   readonly logger?: Logger;
-  /** The process lifecycle: its state in /stats and /metrics, and POST /reload. */
+  /** The process lifecycle: its state in /stats and /metrics, POST /reload and POST /upgrade. */
   readonly lifecycle?: LifecycleView;
   /** Overrides of ADMIN_LIMITS (tests use small ones). */
   readonly limits?: Partial<AdminLimits>;
+  /** A listening socket inherited from a previous l4lb (or systemd), listened on instead of binding `listen`. */
+  readonly fd?: number;
 }
 
 export interface AdminServer {
@@ -86,6 +89,10 @@ export interface AdminServer {
   setToken(token: string | undefined): void;
   /** A reload may open or close /metrics to scrapers without the token. */
   setMetricsPublic(open: boolean): void;
+  /** The listening socket (for a handover to a new l4lb). */
+  listener(): Server;
+  /** Stops accepting (a new l4lb answers from now on); requests in progress are answered. */
+  stopListening(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -98,6 +105,7 @@ export type AdminErrorCode =
   | 'too-large'
   | 'headers-too-large'
   | 'reload-refused'
+  | 'upgrade-failed'
   | 'stopping'
   | 'internal';
 
@@ -311,6 +319,19 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
       send(response, 422, { error: { code: 'reload-refused', message, problems: outcome.problems }, reload: outcome, config: lifecycle.running() });
       return;
     }
+    if (path === '/upgrade' && lifecycle !== undefined) {
+      allow(request.method, 'POST');
+      await assertRunning();
+      const outcome = await lifecycle.upgrade();
+      if (outcome.result === 'success') {
+        send(response, 200, { upgrade: outcome });
+        return;
+      }
+      const { error } = outcome;
+      const status = error.failure === 'stopping' ? 503 : 422;
+      send(response, status, { error: { code: status === 503 ? 'stopping' : 'upgrade-failed', message: error.problems[0] ?? error.message, problems: error.lines(), failure: error.failure, pid: error.pid } });
+      return;
+    }
     const [, serviceSegment, backendSegment] = STATE_PATH.exec(path) ?? [];
     if (serviceSegment !== undefined && backendSegment !== undefined) {
       allow(request.method, 'POST');
@@ -328,7 +349,7 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
       }
       return;
     }
-    throw new HttpError(404, 'not-found', `no such path "${path}" (paths: GET /, GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state${lifecycle === undefined ? '' : ', POST /reload'})`);
+    throw new HttpError(404, 'not-found', `no such path "${path}" (paths: GET /, GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state${lifecycle === undefined ? '' : ', POST /reload, POST /upgrade'})`);
   };
 
   const limits: AdminLimits = { ...ADMIN_LIMITS, ...options.limits };
@@ -368,13 +389,18 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
       reject(new LbError('LB_ERR_LISTEN', `admin.listen: cannot listen on ${where}: ${error.code === 'EADDRINUSE' ? 'address already in use' : (error.code ?? error.message)}`));
     };
     server.once('error', onError);
-    server.listen({ host: options.listen.host, port: options.listen.port }, () => {
+    server.listen(options.fd === undefined ? { host: options.listen.host, port: options.listen.port } : { fd: options.fd }, () => {
       server.removeListener('error', onError);
       server.on('error', listenerError(options.logger));
       resolve();
     });
   });
   const bound = server.address() as AddressInfo;
+  let closed: Promise<void> | undefined;
+  const stopListening = (): Promise<void> => {
+    closed ??= new Promise<void>((resolve) => server.close(() => resolve()));
+    return closed;
+  };
   return {
     address: () => ({ host: bound.address, port: bound.port }),
     setToken: (token) => {
@@ -383,10 +409,12 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
     setMetricsPublic: (open) => {
       metricsPublic = open;
     },
+    listener: () => server,
+    stopListening,
     close: async () => {
       metrics.close();
       server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await stopListening();
     },
   };
 }

@@ -9,6 +9,7 @@ import { demoCommand } from './demo.js';
 import { dsrCommand } from './dsr.js';
 import { checkCommand } from './check.js';
 import { reloadCommand } from './reload.js';
+import { upgradeCommand } from './upgrade.js';
 import { adminCommands } from './status.js';
 import { VERSION } from '../version.js';
 
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   program.addCommand(dsrCommand());
   program.addCommand(checkCommand());
   program.addCommand(reloadCommand());
+  program.addCommand(upgradeCommand());
   for (const command of adminCommands()) program.addCommand(command);
   configure(program);
   return program;

@@ -33,7 +33,7 @@ interface ReloadOptions {
   timeout: number;
 }
 
-interface AdminPlace {
+export interface AdminPlace {
   readonly url: string;
   readonly token: string | undefined;
 }
@@ -42,7 +42,7 @@ interface AdminPlace {
  * `admin.listen` and `admin.token` of a file that may not validate: read as plain YAML/JSON, so a
  * broken service elsewhere in it does not hide where to send the reload.
  */
-async function adminOfInvalidFile(file: string): Promise<AdminPlace | undefined> {
+export async function adminOfInvalidFile(file: string): Promise<AdminPlace | undefined> {
   let document: unknown;
   try {
     document = parseYaml(await readFile(file, 'utf8'));
@@ -57,7 +57,7 @@ async function adminOfInvalidFile(file: string): Promise<AdminPlace | undefined>
   return { url: `http://${where}`, token: typeof admin?.token === 'string' ? admin.token : undefined };
 }
 
-function adminOf(config: Config): AdminPlace | undefined {
+export function adminOf(config: Config): AdminPlace | undefined {
   return config.admin === undefined ? undefined : { url: `http://${formatEndpoint(config.admin.listen)}`, token: config.admin.token };
 }
 
@@ -134,7 +134,7 @@ async function reloadThroughPidfile(pidfile: string, file: string, problems: Con
   process.exit(0);
 }
 
-function duration(text: string): number {
+export function duration(text: string): number {
   const parsed = parseDuration(text);
   if (!parsed.ok) invalid(parsed.error);
   return parsed.value;

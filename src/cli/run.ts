@@ -15,7 +15,7 @@ import type { Logger } from 'pino';
 import { readConfig, type Config } from '../config/index.js';
 import { runWorker, startCluster, WORKER_SLOT_ENV } from '../cluster/index.js';
 import { createLogger, logOptions } from '../proxy/index.js';
-import { runLifecycle, startSingleProcess, workerCount, type Runtime } from '../runtime/index.js';
+import { InheritedSockets, reportFailure, runLifecycle, startSingleProcess, workerCount, type Runtime } from '../runtime/index.js';
 import { EXIT_FAILURE, fail } from './common.js';
 
 interface RunOptions {
@@ -30,12 +30,19 @@ export async function run(file: string, given?: Logger, pidfile?: string): Promi
     runWorker();
     return;
   }
+  // Listening sockets handed over by a previous l4lb (an upgrade) or by systemd (socket activation).
+  const inherited = InheritedSockets.fromEnvironment();
+  /** A start-up failure: told to the previous l4lb first, if one waits (it logs it and serves on). */
+  const failStart = async (error: unknown): Promise<never> => {
+    await reportFailure(inherited, error);
+    fail(error, EXIT_FAILURE);
+  };
   let config: Config;
   let hash: string;
   try {
     ({ config, hash } = await readConfig(file));
   } catch (error) {
-    fail(error, EXIT_FAILURE);
+    return failStart(error);
   }
   const workers = workerCount(config.workers);
   // A cluster primary writes no access line: its workers open the access log, each its own.
@@ -43,11 +50,21 @@ export async function run(file: string, given?: Logger, pidfile?: string): Promi
   const logger = given ?? createLogger(undefined, workers > 1 ? options : { ...options, accessLog });
   let runtime: Runtime;
   try {
-    runtime = workers > 1 ? await startCluster(config, workers, logger) : await startSingleProcess(config, logger);
+    runtime = workers > 1 ? await startCluster(config, workers, logger, inherited) : await startSingleProcess(config, logger, inherited);
   } catch (error) {
-    fail(error, EXIT_FAILURE);
+    return failStart(error);
   }
-  await runLifecycle({ file, config, hash, pidfile, runtime, logger, exit: (code) => process.exit(code), fail: (error) => fail(error, EXIT_FAILURE) });
+  await runLifecycle({
+    file,
+    config,
+    hash,
+    pidfile,
+    runtime,
+    logger,
+    inherited,
+    exit: (code) => process.exit(code),
+    fail: failStart,
+  });
 }
 
 export function runCommand(): Command {

@@ -9,18 +9,24 @@
 import type { Config, Endpoint } from '../config/index.js';
 import { LbError, isLbError, type LbErrorWire } from '../errors.js';
 import type { ServiceStatusStats } from '../proxy/index.js';
+import type { HandedSocket } from '../runtime/index.js';
 import type { SharedStatus } from '../services/index.js';
 
 /** Primary → worker. */
 export type PrimaryMessage =
-  /** Answer to `hello`: the configuration to run and the verdicts to start from. */
-  | { readonly type: 'start'; readonly config: Config; readonly statuses: readonly SharedStatus[] }
+  /**
+   * Answer to `hello`: the configuration to run and the verdicts to start from, and the listening
+   * sockets the primary inherited (fds of the primary: a worker's `listen({ fd })` is opened there).
+   */
+  | { readonly type: 'start'; readonly config: Config; readonly statuses: readonly SharedStatus[]; readonly sockets: readonly HandedSocket[] }
   /** Every backend's verdicts, after any change (full snapshot: idempotent, order-proof). */
   | { readonly type: 'health'; readonly statuses: readonly SharedStatus[] }
   /** A configuration the primary has validated and applied; answered by `reloaded`. */
   | { readonly type: 'reload'; readonly id: number; readonly config: Config }
   /** Answered by `stats`. */
   | { readonly type: 'stats'; readonly id: number }
+  /** Answered by one `socket` per listener, each with its handle, then `sockets` (an upgrade). */
+  | { readonly type: 'sockets'; readonly id: number }
   /** Close the listeners, drain up to `drainMs`, exit 0. A second one with 0 ends connections now. */
   | { readonly type: 'stop'; readonly drainMs: number };
 
@@ -36,11 +42,15 @@ export type WorkerMessage =
   /** `error` null: applied; else why not (the worker keeps its previous configuration). */
   | { readonly type: 'reloaded'; readonly id: number; readonly error: LbErrorWire | null }
   | { readonly type: 'stats'; readonly id: number; readonly services: readonly ServiceStatusStats[] }
+  /** One listening socket (its handle travels with the message), named by its listener key. */
+  | { readonly type: 'socket'; readonly id: number; readonly name: string }
+  /** Every `socket` of request `id` has been sent. */
+  | { readonly type: 'sockets'; readonly id: number }
   /** After `stop`: this worker's listeners are closed. */
   | { readonly type: 'draining' };
 
-const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['start', 'health', 'reload', 'stats', 'stop']);
-const WORKER_TYPES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['hello', 'started', 'failed', 'observe', 'reloaded', 'stats', 'draining']);
+const PRIMARY_TYPES: ReadonlySet<string> = new Set<PrimaryMessage['type']>(['start', 'health', 'reload', 'stats', 'sockets', 'stop']);
+const WORKER_TYPES: ReadonlySet<string> = new Set<WorkerMessage['type']>(['hello', 'started', 'failed', 'observe', 'reloaded', 'stats', 'socket', 'sockets', 'draining']);
 
 function typeOf(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null) return undefined;

@@ -14,7 +14,8 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { fromWire, LbError } from '../errors.js';
-import { logOptions, type ServiceStatusStats } from '../proxy/index.js';
+import { listenerName, logOptions, type ServiceStatusStats } from '../proxy/index.js';
+import { closeHandle, handleFd, type HandedSocket, type HandoverSockets } from '../runtime/index.js';
 import type { HealthAuthority } from './authority.js';
 import { isWorkerMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 import { mergeStats, retire } from './stats.js';
@@ -22,6 +23,8 @@ import { WORKER_LOG_ENV, WORKER_SLOT_ENV } from './worker.js';
 
 /** How long /stats waits for a worker's counters before using its last report. */
 export const STATS_TIMEOUT_MS = 1000;
+/** How long an upgrade waits for a worker to send its listening sockets. */
+const SOCKETS_TIMEOUT_MS = 5000;
 /** A worker that dies within this long of starting is restarted after a delay doubling each time (up to 10 s). */
 const QUICK_DEATH_MS = 5000;
 const MAX_RESTART_DELAY_MS = 10_000;
@@ -62,12 +65,22 @@ export class ClusterPrimary {
   private exits: (() => void) | undefined;
   /** The log options read at start: a worker restarted after a reload logs as its siblings do. */
   private readonly logEnv: string;
+  /** Listening sockets requested from a worker (an upgrade), by request id: the handles so far. */
+  private readonly socketRequests = new Map<number, { readonly slot: Slot; readonly handles: { name: string; handle: unknown }[]; resolve: (done: boolean) => void }>();
 
+  /**
+   * @param sockets Listening sockets this primary inherited for the services of `config` (fds of
+   *   this process). Every worker started or restarted listens on them (node:cluster opens a
+   *   `listen({ fd })` in the primary and shares it) for as long as one worker holds them open;
+   *   a reload that drops a service drops its socket, and once every worker is gone they are
+   *   closed, so workers started after that bind their endpoints.
+   */
   constructor(
     private config: Config,
     count: number,
     private readonly authority: HealthAuthority,
     private readonly logger: Logger,
+    private sockets: readonly HandedSocket[] = [],
   ) {
     this.logEnv = JSON.stringify(logOptions(config));
     this.slots = Array.from({ length: count }, (_, i): Slot => ({
@@ -133,8 +146,10 @@ export class ClusterPrimary {
     slot.startedAt = performance.now();
     const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot.id), [WORKER_LOG_ENV]: this.logEnv });
     slot.worker = worker;
-    worker.on('message', (message: unknown) => {
-      if (isWorkerMessage(message)) this.onMessage(slot, worker, message);
+    worker.on('message', (message: unknown, handle: unknown) => {
+      if (!isWorkerMessage(message)) return;
+      if (message.type === 'socket') this.socketRequests.get(message.id)?.handles.push({ name: message.name, handle });
+      else this.onMessage(slot, worker, message);
     });
     worker.on('exit', (code, signal) => this.onExit(slot, worker, code, signal));
     worker.on('error', (error: Error) => this.logger.warn({ worker: slot.id, error: error.message }, 'worker channel error'));
@@ -150,7 +165,7 @@ export class ClusterPrimary {
           return;
         }
         slot.running = this.config;
-        this.send(slot, { type: 'start', config: this.config, statuses: this.authority.shared() });
+        this.send(slot, { type: 'start', config: this.config, statuses: this.authority.shared(), sockets: this.sockets });
         return;
       case 'started':
         if (this.stopping) this.send(slot, { type: 'stop', drainMs: 0 }); // started as the stop went out
@@ -176,6 +191,11 @@ export class ClusterPrimary {
         waiting.resolve(message);
         return;
       }
+      case 'sockets':
+        this.socketRequests.get(message.id)?.resolve(true);
+        return;
+      case 'socket': // taken in fork(), with its handle
+        return;
       case 'draining':
         slot.drained?.();
         return;
@@ -195,6 +215,9 @@ export class ClusterPrimary {
       this.pending.delete(id);
       waiting.resolve(undefined);
     }
+    for (const request of this.socketRequests.values()) if (request.slot === slot) request.resolve(false);
+    // The last worker holding the inherited sockets is gone, and node:cluster has closed them.
+    if (this.slots.every((each) => each.worker === undefined)) this.sockets = [];
     if (slot.lastStats !== undefined) this.retired = mergeStats(retire(slot.lastStats), [this.retired]);
     slot.lastStats = undefined;
     slot.drained?.();
@@ -285,6 +308,9 @@ export class ClusterPrimary {
   private async reloadNow(next: Config, previous: Config): Promise<Refusal[]> {
     await this.authority.apply(next);
     this.config = next;
+    // A socket whose service is gone is closed by the workers' reload: never listen on its fd again.
+    const configured = new Set(next.services.flatMap((service) => (service.mode === 'proxy' ? [listenerName(service)] : [])));
+    this.sockets = this.sockets.filter(({ name }) => configured.has(name));
     this.broadcast();
     const replies = await Promise.all(
       this.slots.map(async (slot) => ({ slot, reply: slot.started ? await this.request(slot, { type: 'reload', id: this.nextId++, config: next }) : undefined })),
@@ -325,6 +351,45 @@ export class ClusterPrimary {
         }
       });
     }
+  }
+
+  /**
+   * The listening sockets, for a new l4lb (an upgrade): a started worker sends each of its
+   * listeners' handles (node:cluster shares one socket among all, so one worker's are every
+   * worker's); they arrive here as handles this process opens but never listens on. `release()`
+   * closes them once the new l4lb has its own copies. Rejects with LbError if no worker answers.
+   */
+  async handoverSockets(): Promise<HandoverSockets> {
+    const slot = this.slots.find((each) => each.started && each.worker?.isConnected() === true);
+    if (slot === undefined || this.stopping) throw new LbError('LB_ERR_WORKER_EXITED', 'no worker is running to hand its listening sockets over');
+    const id = this.nextId++;
+    const handles: { name: string; handle: unknown }[] = [];
+    const done = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), SOCKETS_TIMEOUT_MS);
+      this.socketRequests.set(id, {
+        slot,
+        handles,
+        resolve: (complete) => {
+          clearTimeout(timer);
+          resolve(complete);
+        },
+      });
+      this.send(slot, { type: 'sockets', id });
+    });
+    this.socketRequests.delete(id);
+    const release = (): void => {
+      for (const { handle } of handles) closeHandle(handle);
+    };
+    if (!done) {
+      release();
+      throw new LbError('LB_ERR_WORKER_EXITED', `worker ${slot.id} did not send its listening sockets within ${SOCKETS_TIMEOUT_MS} ms`);
+    }
+    const sockets: HandedSocket[] = [];
+    for (const { name, handle } of handles) {
+      const fd = handleFd(handle);
+      if (fd !== undefined) sockets.push({ name, fd });
+    }
+    return { sockets, release };
   }
 
   /** Tells every worker to stop accepting and drain; resolves once each has closed its listeners. */

@@ -8,7 +8,8 @@
 import type { Logger } from 'pino';
 import type { AdminTarget } from '../admin/index.js';
 import { formatEndpoint, type Config, type Endpoint } from '../config/index.js';
-import type { Listening, ReloadOutcome, Runtime } from '../runtime/index.js';
+import { listenerName } from '../proxy/index.js';
+import type { HandedSocket, HandoverSockets, InheritedSockets, Listening, ReloadOutcome, Runtime } from '../runtime/index.js';
 import { HealthAuthority } from './authority.js';
 import type { WorkerMessage } from './messages.js';
 import { ClusterPrimary } from './primary.js';
@@ -70,9 +71,16 @@ class ClusterRuntime implements Runtime {
     this.primary.signalWorkers('SIGUSR1');
   }
 
-  /** Resolves once every worker has closed its listeners (a second call: with drain 0). */
+  /**
+   * Resolves once every worker has closed its listeners (a second call: with drain 0). The same
+   * for a handover: the primary holds nothing outside its processes.
+   */
   stop(drainMs: number): Promise<void> {
     return this.primary.stop(drainMs);
+  }
+
+  handoverSockets(): Promise<HandoverSockets> {
+    return this.primary.handoverSockets();
   }
 
   async stopped(): Promise<void> {
@@ -83,9 +91,16 @@ class ClusterRuntime implements Runtime {
 
 /**
  * Resolves every service's backends and starts the checks here, then forks `count` workers and
- * resolves once all listen. Rejects with the first failure, having stopped whatever started.
+ * resolves once all listen, on the `inherited` sockets whose names match (taken from it here; the
+ * rest bind their endpoints). Rejects with the first failure, having stopped whatever started.
  */
-export async function startCluster(config: Config, count: number, logger: Logger): Promise<Runtime> {
+export async function startCluster(config: Config, count: number, logger: Logger, inherited?: InheritedSockets): Promise<Runtime> {
+  const sockets: HandedSocket[] = [];
+  for (const service of config.services) {
+    if (service.mode !== 'proxy') continue;
+    const fd = inherited?.forService(service);
+    if (fd !== undefined) sockets.push({ name: listenerName(service), fd });
+  }
   const authority = new HealthAuthority(logger);
   try {
     await authority.apply(config);
@@ -93,7 +108,7 @@ export async function startCluster(config: Config, count: number, logger: Logger
     await authority.stop();
     throw error;
   }
-  const primary = new ClusterPrimary(config, count, authority, logger);
+  const primary = new ClusterPrimary(config, count, authority, logger, sockets);
   let started: Extract<WorkerMessage, { type: 'started' }>;
   try {
     started = await primary.start();

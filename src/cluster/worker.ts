@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { ClosedError, problemsOf } from '../errors.js';
 import { createLogger, reopenLogFiles, startBalancer, type Balancer, type LogOptions } from '../proxy/index.js';
-import { largestDrain } from '../runtime/index.js';
+import { InheritedSockets, largestDrain, listeningHandle } from '../runtime/index.js';
 import { PrimaryVerdicts } from './link.js';
 import { errorToWire, isPrimaryMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
 
@@ -69,8 +69,10 @@ export function runWorker(): void {
     switch (message.type) {
       case 'start': {
         verdicts.apply(message.statuses);
+        // The primary's fds: listen({ fd }) in a worker is opened in the primary and shared.
+        const inherited = new InheritedSockets(message.sockets);
         try {
-          balancer = await startBalancer(message.config, { logger, verdicts: verdicts.sources });
+          balancer = await startBalancer(message.config, { logger, verdicts: verdicts.sources, inherited: (service) => inherited.forService(service) });
         } catch (error) {
           send({ type: 'failed', error: errorToWire(error) }, () => process.exit(1));
           return;
@@ -102,6 +104,15 @@ export function runWorker(): void {
       case 'stats':
         send({ type: 'stats', id: message.id, services: balancer?.stats() ?? [] });
         return;
+      case 'sockets': {
+        // Handles go one per message; the channel keeps their order, so `sockets` comes last.
+        for (const { name, server } of stopping ? [] : (balancer?.listeners() ?? [])) {
+          const handle = listeningHandle(server);
+          if (handle !== undefined) process.send?.({ type: 'socket', id: message.id, name } satisfies WorkerMessage, handle as never, {}, () => undefined);
+        }
+        send({ type: 'sockets', id: message.id });
+        return;
+      }
       case 'stop':
         stop(message.drainMs);
         return;

@@ -10,4 +10,5 @@ export {
   type ReloadRecord,
   type ReloadResult,
   type RunningConfig,
+  type UpgradeOutcome,
 } from './lifecycle.js';

@@ -7,6 +7,7 @@
  * `…_last_reload_success_timestamp_seconds`), under the `l4lb_` prefix.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { UpgradeError } from '../errors.js';
 import { MonotonicFeed } from './feed.js';
 import type { ServiceStatusStats } from '../proxy/index.js';
 
@@ -58,6 +59,19 @@ export interface DrainStatus {
 /** What a reload request answers when none ran: l4lb began stopping first. */
 export type ReloadAbandoned = 'abandoned';
 
+/** How an upgrade ended: a new l4lb serves (this one drains), or this one serves on. */
+export type UpgradeOutcome =
+  | {
+      readonly result: 'success';
+      /** The new l4lb's PID (the pidfile names it). */
+      readonly pid: number;
+      /** This process's PID: it drains and exits. */
+      readonly previous: number;
+      /** From starting the new l4lb to its ready message. */
+      readonly readyMs: number;
+    }
+  | { readonly result: 'failure'; readonly error: UpgradeError };
+
 export interface LifecycleView {
   running(): RunningConfig;
   lastReload(): ReloadRecord | null;
@@ -71,6 +85,11 @@ export interface LifecycleView {
    * outcome of the first reload that reads the file after this call.
    */
   reload(): Promise<ReloadRecord | ReloadAbandoned>;
+  /**
+   * Starts a new l4lb on this one's listening sockets, as SIGUSR2 does and coalesced with it:
+   * resolves once the new one is ready (this one then drains) or has failed (this one serves on).
+   */
+  upgrade(): Promise<UpgradeOutcome>;
 }
 
 /** Connections still open, summed over services. */

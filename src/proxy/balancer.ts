@@ -10,6 +10,7 @@
  * local checks, or from the cluster primary in a worker (`verdicts`).
  */
 import type { EventEmitter } from 'node:events';
+import type { Server } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { formatEndpoint, type AdminState, type Config, type Endpoint, type HealthCheckConfig, type ProxyServiceConfig } from '../config/index.js';
@@ -57,6 +58,11 @@ export interface BalancerOptions {
   readonly verdicts?: VerdictSources;
   /** What the data path's timeouts run on (idle, queue, PROXY header): the system clock, or one a test drives. */
   readonly clock?: Clock;
+  /**
+   * At start only: the fd of a listening socket this process inherited for a service (from a
+   * previous l4lb that handed it over, or from systemd), listened on instead of binding.
+   */
+  readonly inherited?: (service: ProxyServiceConfig) => number | undefined;
 }
 
 export interface Balancer {
@@ -74,13 +80,15 @@ export interface Balancer {
   setState(service: string, backend: string, state: AdminState): StateResult;
   /** Health changes, check results and state changes of every service. */
   readonly events: EventEmitter<ServiceStateEvents>;
+  /** Every listening socket, by listener name (listenerName), for a handover to a new l4lb. */
+  listeners(): { readonly name: string; readonly server: Server }[];
 }
 
 /**
- * A listener's identity across reloads: its configured endpoint. Port 0 (any free port) never
- * collides, so such listeners are told apart, and kept across reloads, by service name.
+ * A listener's identity across reloads and handovers to a new l4lb: its configured endpoint.
+ * Port 0 (any free port) never collides, so such listeners are told apart, and kept, by service name.
  */
-function listenerKey(service: ProxyServiceConfig): string {
+export function listenerName(service: ProxyServiceConfig): string {
   const endpoint = formatEndpoint(service.listen);
   return service.listen.port === 0 ? `${endpoint} ${service.name}` : endpoint;
 }
@@ -179,13 +187,13 @@ class RunningBalancer implements Balancer {
    * Applies `config`; one at a time (reload chains them). Rejects with ClosedError, having
    * closed whatever it opened, if close() began meanwhile (checked after every await).
    */
-  apply(config: Config): Promise<void> {
-    const run = this.applyNow(config);
+  apply(config: Config, inherited?: BalancerOptions['inherited']): Promise<void> {
+    const run = this.applyNow(config, inherited);
     this.applying = run.catch(() => undefined);
     return run;
   }
 
-  private async applyNow(config: Config): Promise<void> {
+  private async applyNow(config: Config, inherited: BalancerOptions['inherited']): Promise<void> {
     this.assertOpen();
     const prepared = await this.prepare(config);
     this.assertOpen();
@@ -193,7 +201,7 @@ class RunningBalancer implements Balancer {
     const opened: ProxyService[] = [];
     try {
       for (const { config: service, plan, where } of prepared) {
-        const key = listenerKey(service);
+        const key = listenerName(service);
         if (next.has(key)) throw new LbError('LB_ERR_LISTEN', `${where}: ${key} is already used by another service`);
         const kept = this.services.get(key);
         if (kept !== undefined) {
@@ -202,7 +210,7 @@ class RunningBalancer implements Balancer {
         }
         const { logger, counters } = this.kept(service.name);
         const fresh = new ProxyService(plan, logger, counters, this.timing);
-        await fresh.listen(where);
+        await fresh.listen(where, inherited?.(service));
         opened.push(fresh);
         next.set(key, fresh);
         this.assertOpen();
@@ -218,7 +226,7 @@ class RunningBalancer implements Balancer {
     }
     this.states.retain(new Set(prepared.map(({ config: service }) => service.name)));
     for (const { config: service, plan } of prepared) {
-      const running = next.get(listenerKey(service));
+      const running = next.get(listenerName(service));
       if (running === undefined || opened.includes(running)) continue;
       const { logger, counters } = this.kept(service.name);
       running.update(plan, logger, counters);
@@ -275,6 +283,10 @@ class RunningBalancer implements Balancer {
   setState(service: string, backend: string, state: AdminState): StateResult {
     return this.states.setState(service, backend, state);
   }
+
+  listeners(): { readonly name: string; readonly server: Server }[] {
+    return [...this.services].map(([name, service]) => ({ name, server: service.listener }));
+  }
 }
 
 /**
@@ -284,6 +296,6 @@ class RunningBalancer implements Balancer {
  */
 export async function startBalancer(config: Config, options: BalancerOptions): Promise<Balancer> {
   const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks, options.clock);
-  await balancer.apply(config);
+  await balancer.apply(config, options.inherited);
   return balancer;
 }

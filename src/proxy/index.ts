@@ -4,6 +4,7 @@
  */
 export {
   startBalancer,
+  listenerName,
   type Balancer,
   type BalancerOptions,
   type BackendStats,

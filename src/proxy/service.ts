@@ -93,15 +93,24 @@ export class ProxyService implements ConnectionHost {
     return this.plan.config.name;
   }
 
-  /** Resolves with the bound address; rejects with LbError (LB_ERR_LISTEN) naming the endpoint. */
-  listen(where: string): Promise<Endpoint> {
+  /** The listening socket (for a handover to a new l4lb, src/runtime/handover.ts). */
+  get listener(): Server {
+    return this.server;
+  }
+
+  /**
+   * Resolves with the bound address; rejects with LbError (LB_ERR_LISTEN) naming the endpoint.
+   * With `fd` (a listening socket inherited from a previous l4lb or from systemd) it listens on
+   * that socket instead of binding the configured endpoint.
+   */
+  listen(where: string, fd?: number): Promise<Endpoint> {
     const { host, port } = this.plan.config.listen;
     return new Promise((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException): void => {
         reject(new ListenError({ where, address: formatAddress(host, port), failure: listenFailureOf(error.code), cause: error.code ?? error.message }));
       };
       this.server.once('error', onError);
-      this.server.listen({ host, port }, () => {
+      this.server.listen(fd === undefined ? { host, port } : { fd }, () => {
         this.server.removeListener('error', onError);
         this.server.on('error', (error) => this.logger.error({ error: error.message }, 'listener error'));
         const address = this.server.address();

@@ -20,6 +20,7 @@ const IDLE_LIFECYCLE: LifecycleView = {
   lastSuccess: () => 0,
   drain: () => null,
   reload: () => Promise.reject(new Error('the reference generator reloads nothing')),
+  upgrade: () => Promise.reject(new Error('the reference generator upgrades nothing')),
 };
 
 function labelNamesOf(metric: object): string[] {

@@ -4,7 +4,22 @@
  * src/cluster.
  */
 export { DRAIN_PROGRESS_MS, flushLogger, runLifecycle, type LifecycleOptions, type SignalSource } from './lifecycle.js';
-export type { Listening, ReloadOutcome, Runtime } from './runtime.js';
+export type { Listening, ReloadOutcome, Runtime, StopReason } from './runtime.js';
+export {
+  ADMIN_SOCKET,
+  closeHandle,
+  handleFd,
+  InheritedSockets,
+  listeningFd,
+  listeningHandle,
+  reportFailure,
+  reportReady,
+  startSuccessor,
+  UPGRADE_TIMEOUT_MS,
+  type HandedSocket,
+  type HandoverSockets,
+  type StartSuccessor,
+} from './handover.js';
 export { largestDrain, workerCount } from './settings.js';
 export { readConfigOffThread, READ_MEMORY_MB, READ_TIMEOUT_MS, type ConfigReader, type OffThreadOptions } from './read-off-thread.js';
 export { startSingleProcess } from './single.js';

@@ -12,6 +12,13 @@
  *   however many SIGHUPs came meanwhile (the last write of the file is what counts).
  * - SIGUSR1: reopen the log files (the access log) at their paths, after logrotate moved them
  *   (nginx's USR1); with workers the primary forwards it to each worker, which reopens its own.
+ * - SIGUSR2 (nginx's binary upgrade; POST /upgrade, `l4lb upgrade`): start a new l4lb from the
+ *   files on disk on this one's listening sockets, admin API's included (src/runtime/handover.ts);
+ *   once it is ready, stop accepting (the admin API too: the new one answers) and drain as on
+ *   SIGTERM, with no cleanup outside this process. If it fails, log why and serve on. One upgrade
+ *   at a time: a SIGUSR2 during one waits for its outcome.
+ * - Started by a previous l4lb (or by systemd with LISTEN_FDS), listen on the sockets inherited,
+ *   close those no listener took, and tell the previous l4lb once ready (after the pidfile).
  * - POST /reload on the admin API runs the same reload, coalesced with SIGHUPs, and answers with
  *   the outcome of the first reload that reads the file after the request.
  * - 'listening' lines are written only once every signal is handled (and the pidfile written):
@@ -28,11 +35,12 @@ import type { Logger } from 'pino';
 import { startAdmin, type AdminServer } from '../admin/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
-import { isLbError, LbError, problemsOf } from '../errors.js';
-import { openConnections, type DrainRecord, type LifecycleView, type ReloadAbandoned, type ReloadRecord, type ReloadResult } from '../observability/index.js';
+import { isLbError, LbError, problemsOf, UpgradeError } from '../errors.js';
+import { openConnections, type DrainRecord, type LifecycleView, type ReloadAbandoned, type ReloadRecord, type ReloadResult, type UpgradeOutcome } from '../observability/index.js';
 import { formatAddress, reopenLogFiles } from '../proxy/index.js';
+import { ADMIN_SOCKET, InheritedSockets, listeningFd, reportReady, startSuccessor, type HandoverSockets, type StartSuccessor } from './handover.js';
 import { readConfigOffThread, type ConfigReader } from './read-off-thread.js';
-import type { Runtime } from './runtime.js';
+import type { Runtime, StopReason } from './runtime.js';
 import { largestDrain, workerCount } from './settings.js';
 
 export interface LifecycleOptions {
@@ -44,8 +52,11 @@ export interface LifecycleOptions {
   readonly logger: Logger;
   /** Ends the process (after a stop: 0, the logger flushed). Injected so tests and embedders can keep it. */
   readonly exit: (code: number) => void;
-  /** Start-up failure after the runtime started (the admin port taken): the runtime is stopped first. */
-  readonly fail: (error: unknown) => never;
+  /**
+   * Start-up failure after the runtime started (the admin port taken): the runtime is stopped
+   * first. Never settles (it ends the process), or rejects; nothing after it runs.
+   */
+  readonly fail: (error: unknown) => Promise<never>;
   /** Where SIGTERM, SIGINT and SIGHUP come from: the process, or what a test emits. */
   readonly signals?: SignalSource;
   /** sha256 (hex) of the bytes `config` was loaded from (see readConfig). */
@@ -56,6 +67,15 @@ export interface LifecycleOptions {
   readonly clock?: Clock;
   /** Reads the file for a reload (default: readConfigOffThread, in a worker thread). */
   readonly read?: ConfigReader;
+  /**
+   * Listening sockets this process inherited (the runtime took its services' ones): the admin
+   * API's is used here, the rest closed; a previous l4lb waiting for this one is told when ready.
+   */
+  readonly inherited?: InheritedSockets;
+  /** What starts a new l4lb on SIGUSR2 (default: startSuccessor, this process's own command). */
+  readonly startSuccessor?: StartSuccessor;
+  /** How long a new l4lb may take to be ready (default UPGRADE_TIMEOUT_MS). */
+  readonly upgradeTimeoutMs?: number;
 }
 
 /** How often a drain logs the connections it still waits for. */
@@ -82,9 +102,18 @@ async function removePidfile(file: string, pid: number): Promise<void> {
   }
 }
 
+/** Writes `pid` to `file` if it names `failed` (best effort: a failure here changes nothing else). */
+async function reclaimPidfile(file: string, failed: number, pid: number): Promise<void> {
+  try {
+    if ((await readFile(file, 'utf8')).trim() === String(failed)) await writePidfile(file, pid);
+  } catch {
+    // Unreadable or unwritable: the upgrade's failure is logged all the same.
+  }
+}
+
 /** The part of `process` the lifecycle listens on. */
 export interface SignalSource {
-  on(signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP' | 'SIGUSR1', listener: (signal: NodeJS.Signals) => void): unknown;
+  on(signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP' | 'SIGUSR1' | 'SIGUSR2', listener: (signal: NodeJS.Signals) => void): unknown;
 }
 
 /** Resolves once everything the logger buffered is written. */
@@ -223,24 +252,77 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
         reload('admin API');
       });
     },
+    upgrade: () => upgrade('admin API'),
   };
 
+  const inherited = options.inherited ?? InheritedSockets.none();
   let admin: AdminServer | undefined;
   if (config.admin !== undefined) {
     try {
-      admin = await startAdmin(runtime.admin, { listen: config.admin.listen, token: config.admin.token, metricsPublic: config.admin.metricsPublic, logger, lifecycle: view });
+      admin = await startAdmin(runtime.admin, { listen: config.admin.listen, fd: inherited.take(ADMIN_SOCKET), token: config.admin.token, metricsPublic: config.admin.metricsPublic, logger, lifecycle: view });
     } catch (error) {
       await runtime.stop(0);
       await runtime.stopped();
-      options.fail(error);
+      return options.fail(error);
     }
   }
+  const inheritedUnused = inherited.closeUnused();
+  if (inheritedUnused.length > 0) logger.info({ sockets: inheritedUnused }, 'inherited listening sockets no service uses: closed');
 
-  const stop = (signal: NodeJS.Signals): void => {
+  /** The upgrade in progress, if any: a second request waits for its outcome. */
+  let upgrading: Promise<UpgradeOutcome> | undefined;
+  const upgrade = (trigger: 'SIGUSR2' | 'admin API'): Promise<UpgradeOutcome> => {
+    if (upgrading !== undefined) {
+      logger.info({ trigger }, 'upgrade requested: one is in progress; answered with its outcome');
+      return upgrading;
+    }
+    upgrading = upgradeOnce(trigger).finally(() => {
+      upgrading = undefined;
+    });
+    return upgrading;
+  };
+  const upgradeFailed = (error: UpgradeError): UpgradeOutcome => {
+    const facts = { code: error.code, failure: error.failure, pid: error.pid, problems: error.lines() };
+    if (error.failure === 'stopping') logger.warn(facts, 'upgrade refused: this l4lb is stopping');
+    else logger.error(facts, 'upgrade failed: still serving with this process');
+    return { result: 'failure', error };
+  };
+  const upgradeOnce = async (trigger: 'SIGUSR2' | 'admin API'): Promise<UpgradeOutcome> => {
+    if (stopping) return upgradeFailed(new UpgradeError({ failure: 'stopping', pid: null }, ['upgrade refused: this l4lb is stopping']));
+    logger.info({ trigger, file }, `${trigger === 'SIGUSR2' ? 'SIGUSR2' : 'upgrade requested through the admin API'}: starting a new l4lb from the files on disk`);
+    // The sockets are those of the configuration running once any reload in progress has ended.
+    await reloading;
+    let handed: HandoverSockets;
+    try {
+      handed = await runtime.handoverSockets();
+    } catch (error) {
+      return upgradeFailed(new UpgradeError({ failure: 'sockets', pid: null }, [`upgrade: cannot hand the listening sockets over: ${problemsOf(error).join('; ')}`]));
+    }
+    const adminFd = admin === undefined ? undefined : listeningFd(admin.listener());
+    const sockets = adminFd === undefined ? handed.sockets : [...handed.sockets, { name: ADMIN_SOCKET, fd: adminFd }];
+    try {
+      const successor = await (options.startSuccessor ?? startSuccessor)({ sockets, logger, timeoutMs: options.upgradeTimeoutMs });
+      logger.info({ pid: successor.pid, readyMs: Math.round(successor.readyMs), ...fields }, 'upgrade: the new l4lb is ready; this one stops accepting and drains');
+      // The new l4lb answers on the admin socket from now on; requests in progress here are answered.
+      void admin?.stopListening();
+      if (stopping) logger.warn({ pid: successor.pid }, 'a stop signal came during the upgrade: the new l4lb serves on (stop it by its PID)');
+      else stop('SIGUSR2', 'handover');
+      return { result: 'success', pid: successor.pid, previous: process.pid, readyMs: successor.readyMs };
+    } catch (error) {
+      const failed = error instanceof UpgradeError ? error : new UpgradeError({ failure: 'spawn', pid: null }, problemsOf(error));
+      // A new l4lb that wrote the pidfile and then died: the pidfile names this process again.
+      if (options.pidfile !== undefined && failed.pid !== null) await reclaimPidfile(options.pidfile, failed.pid, process.pid);
+      return upgradeFailed(failed);
+    } finally {
+      handed.release();
+    }
+  };
+
+  const stop = (signal: NodeJS.Signals, reason: StopReason = 'stop'): void => {
     if (stopping) {
       logger.warn({ signal }, 'second stop signal: closing open connections now');
       if (drain !== null) drain = { ...drain, deadline: Date.now() };
-      void runtime.stop(0);
+      void runtime.stop(0, reason);
       return;
     }
     stopping = true;
@@ -258,7 +340,7 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
       }, DRAIN_PROGRESS_MS),
     );
     void runtime
-      .stop(drainMs)
+      .stop(drainMs, reason)
       // True when written: no listener accepts any more.
       .then(() => logger.info({ signal, drainMs, deadline: new Date(since + drainMs).toISOString(), ...fields }, 'stopping: no new connections, draining open ones'))
       .then(() => runtime.stopped())
@@ -273,8 +355,9 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
   };
 
   const signals = options.signals ?? process;
-  signals.on('SIGTERM', stop);
-  signals.on('SIGINT', stop);
+  signals.on('SIGTERM', (signal) => stop(signal));
+  signals.on('SIGINT', (signal) => stop(signal));
+  signals.on('SIGUSR2', () => void upgrade('SIGUSR2'));
   signals.on('SIGHUP', () => {
     if (!stopping) reload('SIGHUP');
   });
@@ -290,9 +373,13 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
       await admin?.close();
       await runtime.stop(0);
       await runtime.stopped();
-      options.fail(error);
+      return options.fail(error);
     }
   }
   logListening(new Set());
   if (admin !== undefined) logger.info({ admin: formatAddress(admin.address().host, admin.address().port) }, 'admin API listening');
+  if (inherited.fromPredecessor) {
+    await reportReady(inherited);
+    logger.info({ pid: process.pid }, 'upgrade: serving on the sockets of the previous l4lb, which now drains');
+  }
 }

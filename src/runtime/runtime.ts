@@ -6,6 +6,7 @@
  */
 import type { AdminTarget } from '../admin/index.js';
 import type { Config, Endpoint } from '../config/index.js';
+import type { HandoverSockets } from './handover.js';
 
 /** One service's listener, for the 'listening' line. */
 export interface Listening {
@@ -13,6 +14,9 @@ export interface Listening {
   readonly listen: Endpoint;
   readonly backends: number;
 }
+
+/** Why a runtime stops: asked to (SIGTERM, SIGINT), or a new l4lb took its sockets over (upgrade). */
+export type StopReason = 'stop' | 'handover';
 
 /** How a reload ended when it was not refused as a whole. */
 export type ReloadOutcome =
@@ -38,9 +42,18 @@ export interface Runtime {
   reload(next: Config, previous: Config): Promise<ReloadOutcome>;
   /**
    * Stops accepting: resolves once no listener accepts any more, while open connections drain
-   * for up to `drainMs`. A second call ends the open connections at once.
+   * for up to `drainMs`. A second call ends the open connections at once. `reason` 'handover': a
+   * new l4lb has taken the listening sockets over (an upgrade), so whatever this runtime set up
+   * outside the process for its services (kernel tables of `mode: nat`/`dsr` services) must be
+   * left as it is for the new one: only this process's own sockets and connections end.
    */
-  stop(drainMs: number): Promise<void>;
+  stop(drainMs: number, reason?: StopReason): Promise<void>;
+  /**
+   * The listening sockets of every proxy service, as fds of this process, for a new l4lb to take
+   * over (src/runtime/handover.ts). Rejects with LbError when they cannot be had (no cluster
+   * worker is running).
+   */
+  handoverSockets(): Promise<HandoverSockets>;
   /**
    * SIGUSR1, beside the driver reopening this process's log files: a cluster forwards it to its
    * workers, each of which reopens its own. One process has nothing more to do.

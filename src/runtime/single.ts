@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { startBalancer, type Balancer } from '../proxy/index.js';
+import { listeningFd, type HandedSocket, type HandoverSockets, type InheritedSockets } from './handover.js';
 import type { Listening, ReloadOutcome, Runtime } from './runtime.js';
 
 class SingleProcess implements Runtime {
@@ -34,12 +35,25 @@ class SingleProcess implements Runtime {
     return Promise.resolve();
   }
 
+  /** This process's own listening sockets: nothing is opened to get them, nothing to release. */
+  handoverSockets(): Promise<HandoverSockets> {
+    const sockets: HandedSocket[] = [];
+    for (const { name, server } of this.balancer.listeners()) {
+      const fd = listeningFd(server);
+      if (fd !== undefined) sockets.push({ name, fd });
+    }
+    return Promise.resolve({ sockets, release: () => undefined });
+  }
+
   stopped(): Promise<void> {
     return this.closed ?? Promise.resolve();
   }
 }
 
-/** Starts every proxy service of `config` in this process. Rejects as startBalancer does. */
-export async function startSingleProcess(config: Config, logger: Logger): Promise<Runtime> {
-  return new SingleProcess(await startBalancer(config, { logger }));
+/**
+ * Starts every proxy service of `config` in this process, on the `inherited` sockets whose names
+ * match (the rest bind their endpoints). Rejects as startBalancer does.
+ */
+export async function startSingleProcess(config: Config, logger: Logger, inherited?: InheritedSockets): Promise<Runtime> {
+  return new SingleProcess(await startBalancer(config, { logger, inherited: inherited === undefined ? undefined : (service) => inherited.forService(service) }));
 }
