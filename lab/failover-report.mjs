@@ -136,14 +136,16 @@ if (scenario === 'failover') {
   check(`control: with another seed on the survivors, flows of the failed director break (${brokenFailed} of ${ofFailed.length})`, brokenFailed > 0);
   check('control: the survivors\' own flows do not break (their pins and table agree)', others.every((s) => !flows.get(s).broken));
 } else if (scenario === 'early-announce') {
-  const window = [at('announce') + 2 * interval, at('loaded')];
+  // From the moment the router sends flows to the director again (plus an interval for echoes in flight).
+  const rejoined = firstRoute(at('announce'), true) ?? at('loaded');
+  const window = [rejoined + interval, at('loaded')];
   const stalled = count(ofFailed, (s) => !flows.get(s).echoes.some((t) => t > window[0] && t < window[1]));
   const probeDev = pairs('probe-devs');
   const probes = lines('probes');
   const toFailed = probes.filter(([sport]) => probeDev.get(sport) === opt.dev);
   const failedProbes = count(toFailed, (p) => p[1] === 'ERROR');
   const otherFailed = count(probes, (p) => p[1] === 'ERROR' && probeDev.get(p[0]) !== opt.dev);
-  out('CONTROL_UNLOADED_S', seconds(window[1] - at('announce')));
+  out('CONTROL_UNLOADED_IN_ROUTE_S', seconds(window[1] - rejoined));
   out('CONTROL_STALLED_FLOWS', `${stalled}/${ofFailed.length}`);
   out('CONTROL_FAILED_NEW_FLOWS', `${failedProbes}/${toFailed.length}`);
   out('CONTROL_FAILED_NEW_FLOWS_ELSEWHERE', otherFailed);

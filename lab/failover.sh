@@ -172,16 +172,25 @@ if [ "$CONTROL" = other-seed ]; then
     [ "$d" = "$FAIL" ] || in_ns "${DIRECTOR_NAMESPACES[$((d - 1))]}" nft -f "$RUN_TMP/other-seed.nft"
   done
 fi
-in_ns "$ROUTER_NS" node "$LAB_DIR/route-watch.mjs" "$VIP" >"$RUN_TMP/route" &
+# Started with ip netns exec itself (not a shell function), so that $! is the process, and without
+# the lab lock's fd 9.
+ip netns exec "$ROUTER_NS" node "$LAB_DIR/route-watch.mjs" "$VIP" >"$RUN_TMP/route" 9<&- &
 RUN_PIDS+=($!)
 mkfifo "$RUN_TMP/control"
-in_ns "$CLIENT_NS" node "$LAB_DIR/client.mjs" stream "$VIP" "$PORT" "$FIRST_SPORT" "$FLOWS" "$INTERVAL_MS" <"$RUN_TMP/control" >"$RUN_TMP/stream" &
+ip netns exec "$CLIENT_NS" node "$LAB_DIR/client.mjs" stream "$VIP" "$PORT" "$FIRST_SPORT" "$FLOWS" "$INTERVAL_MS" <"$RUN_TMP/control" >"$RUN_TMP/stream" 9<&- &
 RUN_PIDS+=($!)
 exec 3>"$RUN_TMP/control"
 for _ in $(seq 1 300); do grep -q ' READY$' "$RUN_TMP/stream" && break; sleep 0.1; done
 grep -q ' READY$' "$RUN_TMP/stream" || die "the client did not open its flows within 30 s"
-[ -s "$RUN_TMP/route" ] || die "the route watcher printed nothing"
+for _ in $(seq 1 100); do [ -s "$RUN_TMP/route" ] && break; sleep 0.1; done
+[ -s "$RUN_TMP/route" ] || die "the route watcher printed nothing within 10 s"
 predict_owners
+if [ "$CONTROL" = early-announce ]; then
+  # Where the router will send each new connection of the control, while every director is in the route.
+  for sport in $(seq "$PROBE_SPORT" $((PROBE_SPORT + FLOWS - 1))); do
+    echo "$sport $(in_ns "$ROUTER_NS" ip route get "$VIP" from "$CLIENT_IP" iif r-client ipproto tcp sport "$sport" dport "$PORT" | grep -o 'dev [^ ]*' | awk '{print $2}')"
+  done >"$RUN_TMP/probe-devs"
+fi
 mark start
 owners before
 
@@ -194,9 +203,6 @@ if [ "$CONTROL" = early-announce ]; then
   in_ns "$FAILED_NS" nft delete table ip l4lb_dsr
   mark announce; director_hook announce "$FAIL" --force --wait
   L4LB_LAB_TIMEOUT_MS=2000 in_ns "$CLIENT_NS" node "$LAB_DIR/client.mjs" probe "$VIP" "$PORT" "$PROBE_SPORT" "$FLOWS" "$FLOWS" >"$RUN_TMP/probes"
-  for sport in $(seq "$PROBE_SPORT" $((PROBE_SPORT + FLOWS - 1))); do
-    echo "$sport $(in_ns "$ROUTER_NS" ip route get "$VIP" from "$CLIENT_IP" iif r-client ipproto tcp sport "$sport" dport "$PORT" | grep -o 'dev [^ ]*' | awk '{print $2}')"
-  done >"$RUN_TMP/probe-devs"
   mark loaded; in_ns "$FAILED_NS" nft -f "$LAB_STATE/director.nft"
   wait_flowing "$(now)" 20
 else

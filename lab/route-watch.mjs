@@ -21,6 +21,13 @@ const report = (state) => {
 };
 
 const monitor = spawn('ip', ['-o', 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'inherit'] });
+// Stopped by PID (SIGTERM): take the monitor along, which would otherwise outlive us.
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    monitor.kill();
+    process.exit(0);
+  });
+}
 // Read the route as it is only once the monitor listens, so no change falls in between.
 await new Promise((resolve) => setTimeout(resolve, 100));
 report(devices(execFileSync('ip', ['route', 'show', `${vip}/32`], { encoding: 'utf8' })));
