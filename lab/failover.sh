@@ -85,6 +85,9 @@ finish() {
   exit "$status"
 }
 trap finish EXIT
+# Interrupted or stopped, it still leaves the lab as it found it.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 now() { date +%s%3N; }
 mark() { echo "$1 $(now)" >>"$RUN_TMP/phases"; }
