@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
     --control) CONTROL=${2:-}; shift 2 ;;
     --backend-change) BACKEND_CHANGE=1; shift ;;
     --sync-pins) SYNC_PINS=1; shift ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) die "unknown argument \"$1\" ($usage)" ;;
   esac
 done

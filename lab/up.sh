@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --directors) DIRECTORS=${2:-}; shift 2 ;;
     --routing) ROUTING=${2:-}; shift 2 ;;
     --bfd) BFD=on; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) die "unknown argument \"$1\" ($usage)" ;;
   esac
 done
