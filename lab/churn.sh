@@ -34,9 +34,11 @@ HELD_SPORT=22000
 NEW_SPORT=24000
 
 run_tmp
+# Runs "$@" in every director (one, or all of a scale-out lab: they must hold the same tables).
+on_directors() { local ns; for ns in "${DIRECTOR_NAMESPACES[@]}"; do in_ns "$ns" "$@" || return 1; done; }
 restore() {
   # Back to the full ruleset of the lab's config: the state up.sh left, whatever happened here.
-  "${L4LB[@]}" dsr render -c "$CONFIG" --method "$MODE" >"$RUN_TMP/original.nft" && in_ns "$DIRECTOR_NS" nft -f "$RUN_TMP/original.nft" || log "could not restore the director ruleset"
+  "${L4LB[@]}" dsr render -c "$CONFIG" --method "$MODE" >"$RUN_TMP/original.nft" && on_directors nft -f "$RUN_TMP/original.nft" || log "could not restore the director ruleset"
 }
 finish() { exec 3>&- 2>/dev/null || true; restore; run_cleanup; }
 trap finish EXIT
@@ -44,7 +46,15 @@ restore
 
 failures=0
 check() { local what=$1; shift; if "$@"; then echo "ok    $what"; else echo "FAIL  $what"; failures=$((failures + 1)); fi; }
-kernel_slots() { in_ns "$DIRECTOR_NS" nft -j list map ip l4lb_dsr "slots_$SERVICE" | node "$LAB_DIR/slots.mjs" kernel; }
+# The first director's map; with several, the others must equal it (else "differ" is printed).
+kernel_slots() {
+  local ns first=""
+  for ns in "${DIRECTOR_NAMESPACES[@]}"; do
+    in_ns "$ns" nft -j list map ip l4lb_dsr "slots_$SERVICE" | node "$LAB_DIR/slots.mjs" kernel >"$RUN_TMP/slots.$ns"
+    if [ -z "$first" ]; then first=$ns; elif ! cmp -s "$RUN_TMP/slots.$first" "$RUN_TMP/slots.$ns"; then echo "differ $ns"; fi
+  done
+  cat "$RUN_TMP/slots.$first"
+}
 wait_for_line() { # wait_for_line FILE TEXT: until FILE has a line TEXT (30 s at most)
   local i
   for i in $(seq 1 300); do grep -qx "$2" "$1" && return 0; sleep 0.1; done
@@ -69,7 +79,7 @@ grep -v -E "^ +- \{ name: $REMOVE, " "$CONFIG" >"$NEW_CONFIG"
 predicted=$(awk -v s="$SERVICE" '$1 == "#" && $2 == "service" && $3 == s ":" { print $4 }' "$RUN_TMP/diff.nft")
 size=$(awk -v s="$SERVICE" '$1 == "#" && $2 == "service" && $3 == s ":" { print $6 }' "$RUN_TMP/diff.nft")
 kernel_slots >"$RUN_TMP/slots-before"
-in_ns "$DIRECTOR_NS" nft -f "$RUN_TMP/diff.nft"
+on_directors nft -f "$RUN_TMP/diff.nft"
 kernel_slots >"$RUN_TMP/slots-after"
 "${L4LB[@]}" dsr render -c "$NEW_CONFIG" --service "$SERVICE" --method "$MODE" | node "$LAB_DIR/slots.mjs" rendered "slots_$SERVICE" >"$RUN_TMP/slots-expected"
 
@@ -110,7 +120,7 @@ check "$new_agree of $NEW new flows on the backend of the new table ($new_ok ans
 check "$new_on_removed new flows reached $REMOVE" test "$new_on_removed" -eq 0
 
 # --- back to the original table ------------------------------------------------------------------
-in_ns "$DIRECTOR_NS" nft -f "$RUN_TMP/undo.nft"
+on_directors nft -f "$RUN_TMP/undo.nft"
 kernel_slots >"$RUN_TMP/slots-restored"
 check "the reverse diff restores the original map" cmp -s "$RUN_TMP/slots-restored" "$RUN_TMP/slots-before"
 

@@ -8,6 +8,15 @@
 //                                                READY; on each stdin line "check", asks every flow
 //                                                again and prints "SPORT BACKEND|CLOSED", then CHECKED;
 //                                                on end of stdin, resets the flows and exits
+//   stream VIP PORT FIRST_SPORT COUNT [INTERVAL_MS]  long-lived flows that keep talking: each sends a
+//                                                line every INTERVAL_MS (200) and the backend echoes
+//                                                its name. Prints, with T = Date.now() in ms:
+//                                                "T SPORT OPEN BACKEND" (or "T SPORT BROKEN CODE"),
+//                                                then "T READY"; "T SPORT ECHO BACKEND" per echo;
+//                                                "T SPORT BROKEN CODE" when a flow is reset, closed or
+//                                                silent for 20 s; on end of stdin "T DONE", resets the
+//                                                flows and exits. A flow that sends nothing would never
+//                                                notice a dead path; these notice within one interval.
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 
@@ -15,11 +24,13 @@ const [mode, vip, portText, firstText, countText, parallelText] = process.argv.s
 const port = Number(portText);
 const first = Number(firstText);
 const count = Number(countText);
-if (!['probe', 'hold'].includes(mode) || !vip || !(port > 0) || !(first > 0) || !(count > 0)) {
-  process.stderr.write('usage: client.mjs probe|hold VIP PORT FIRST_SPORT COUNT [PARALLEL]\n');
+if (!['probe', 'hold', 'stream'].includes(mode) || !vip || !(port > 0) || !(first > 0) || !(count > 0)) {
+  process.stderr.write('usage: client.mjs probe|hold|stream VIP PORT FIRST_SPORT COUNT [PARALLEL|INTERVAL_MS]\n');
   process.exit(2);
 }
-const TIMEOUT_MS = 5000;
+const TIMEOUT_MS = Number(process.env.L4LB_LAB_TIMEOUT_MS ?? 5000);
+/** A streaming flow that gets no echo for this long is declared broken (an application would give up). */
+const SILENT_LIMIT_MS = 20_000;
 
 /** One flow: resolves with the socket and the first line, or rejects. */
 function open(sport) {
@@ -64,7 +75,68 @@ function nextLine(socket) {
   });
 }
 
-if (mode === 'probe') {
+/** Streams on one flow until stopped; reports each echo and the flow's end. */
+function stream(sport, socket, interval, say) {
+  let buffered = '';
+  let lastEcho = Date.now();
+  let ended = false;
+  const end = (code) => {
+    if (ended) return;
+    ended = true;
+    clearInterval(ticker);
+    say(`${sport} BROKEN ${code}`);
+    socket.destroy();
+  };
+  const ticker = setInterval(() => {
+    if (Date.now() - lastEcho > SILENT_LIMIT_MS) end('SILENT');
+    else socket.write('ping\n');
+  }, interval);
+  socket.on('data', (chunk) => {
+    buffered += chunk.toString('latin1');
+    let newline;
+    while ((newline = buffered.indexOf('\n')) >= 0) {
+      lastEcho = Date.now();
+      say(`${sport} ECHO ${buffered.slice(0, newline)}`);
+      buffered = buffered.slice(newline + 1);
+    }
+  });
+  socket.on('error', (error) => end(error.code ?? 'ERROR'));
+  socket.on('close', () => end('CLOSED'));
+  return () => {
+    ended = true;
+    clearInterval(ticker);
+    socket.removeAllListeners('close');
+    socket.on('error', () => {});
+    if (!socket.destroyed) socket.resetAndDestroy();
+  };
+}
+
+if (mode === 'stream') {
+  const interval = Math.max(10, Number(parallelText ?? 200));
+  const say = (text) => process.stdout.write(`${Date.now()} ${text}\n`);
+  const opened = await Promise.all(
+    Array.from({ length: count }, async (_, index) => {
+      const sport = first + index;
+      try {
+        const { socket, line } = await open(sport);
+        socket.removeAllListeners('close');
+        socket.removeAllListeners('error');
+        say(`${sport} OPEN ${line}`);
+        return { sport, socket };
+      } catch (error) {
+        say(`${sport} BROKEN ${error.code ?? error.message}`);
+        return undefined;
+      }
+    }),
+  );
+  say('READY');
+  const stops = opened.filter((flow) => flow !== undefined).map(({ sport, socket }) => stream(sport, socket, interval, say));
+  for await (const _ of createInterface({ input: process.stdin })) {
+    // Commands are not used: the flows run until stdin ends.
+  }
+  say('DONE');
+  for (const stop of stops) stop();
+} else if (mode === 'probe') {
   const parallel = Math.max(1, Number(parallelText ?? 16));
   const results = new Array(count);
   let next = 0;

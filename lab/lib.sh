@@ -4,8 +4,8 @@
 #
 # Everything lives in network namespaces named l4lb-*, joined by veth pairs created directly inside
 # them, never in (or connected to) the host's namespace; all addresses are documentation ranges
-# (RFC 5737): clients 198.51.100.0/24, router–director link 192.0.2.0/25, VIP 192.0.2.200, backends
-# 203.0.113.0/24. Processes started inside a namespace are recorded by PID in $LAB_STATE/pids and
+# (RFC 5737): clients 198.51.100.0/24, router–director links in 192.0.2.0/25 (one /25 with a single
+# director; a /30 per director with several), VIP 192.0.2.200, backends 203.0.113.0/24. Processes started inside a namespace are recorded by PID in $LAB_STATE/pids and
 # stopped by PID (they outlive `ip netns del`).
 set -euo pipefail
 
@@ -18,7 +18,8 @@ L4LB=(node "$REPO_DIR/dist/cli.js")
 
 CLIENT_NS=l4lb-client
 ROUTER_NS=l4lb-router
-DIRECTOR_NS=l4lb-director
+DIRECTOR_PREFIX=l4lb-director
+DIRECTOR_NS=$DIRECTOR_PREFIX
 BACKEND_PREFIX=l4lb-be
 CLIENT_IP=198.51.100.10
 ROUTER_CLIENT_IP=198.51.100.1
@@ -33,6 +34,11 @@ DSCP=10
 TABLE_SIZE=251
 HASH_SEED=19508
 MAX_BACKENDS=8
+MAX_DIRECTORS=4
+# BGP between the router and the directors (lab/up.sh --routing bgp): eBGP, one AS for all directors.
+ROUTER_AS=65000
+DIRECTOR_AS=65001
+BIRD_DIR="$LAB_STATE/bird"
 
 log() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -53,8 +59,19 @@ fi
 backend_ip() { echo "203.0.113.$((10 + $1))"; }
 backend_ns() { echo "${BACKEND_PREFIX}$1"; }
 
+# Director I of N (1-based). One director keeps the single-director names and /25 link; with several,
+# director I is l4lb-directorI on its own /30: router side 192.0.2.(4I-3), director 192.0.2.(4I-2).
+director_ns() { if [ "$2" -eq 1 ]; then echo "$DIRECTOR_PREFIX"; else echo "$DIRECTOR_PREFIX$1"; fi; }
+director_ip() { echo "192.0.2.$((4 * $1 - 2))"; }
+router_director_ip() { echo "192.0.2.$((4 * $1 - 3))"; }
+director_prefix() { if [ "$1" -eq 1 ]; then echo 25; else echo 30; fi; }
+# The router's end of director I's link.
+router_director_dev() { if [ "$2" -eq 1 ]; then echo r-director; else echo "r-d$1"; fi; }
+# Director I's address on the backends' bridge (l2 mode).
+director_lan_ip() { echo "203.0.113.$((1 + $1))"; }
+
 # Every l4lb lab namespace that exists now, one a line.
-lab_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^(l4lb-client|l4lb-router|l4lb-director|${BACKEND_PREFIX}[0-9]+)$" || true; }
+lab_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^(l4lb-client|l4lb-router|l4lb-director[0-9]*|${BACKEND_PREFIX}[0-9]+)$" || true; }
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
@@ -63,6 +80,15 @@ require_tools() {
   local tool
   for tool in ip nft node iperf3; do command -v "$tool" >/dev/null || die "missing tool: $tool"; done
   [ -f "$REPO_DIR/dist/cli.js" ] || die "dist/cli.js is missing: run \`npm run build\` first"
+}
+
+# BIRD 2 (Debian package bird2) runs the BGP sessions of `lab/up.sh --routing bgp`.
+require_bird() {
+  local tool
+  for tool in bird birdc; do
+    command -v "$tool" >/dev/null || die "missing tool: $tool (BIRD 2, needed by --routing bgp): install the Debian package bird2 (apt-get install bird2)"
+  done
+  bird --version 2>&1 | grep -q 'BIRD version 2\.' || die "bird is not BIRD 2 ($(bird --version 2>&1 | head -1)): install the Debian package bird2"
 }
 
 # Starts "$@" inside namespace $1 in the background, output to $LAB_STATE/$2.log; records its PID.
@@ -119,6 +145,11 @@ load_env() {
   . "$LAB_ENV"
   IFS=, read -r -a BACKEND_NAMESPACES <<<"$BACKEND_NS"
   IFS=, read -r -a BACKEND_NAMES <<<"$BACKENDS"
+  # A single-director lab (lab.env without DIRECTORS) has one director namespace, DIRECTOR_NS.
+  DIRECTORS=${DIRECTORS:-1}
+  ROUTING=${ROUTING:-static}
+  BFD=${BFD:-off}
+  IFS=, read -r -a DIRECTOR_NAMESPACES <<<"$DIRECTOR_NS"
 }
 
 # Temporary files and client processes of one script run, removed by the EXIT trap of that script.
@@ -140,4 +171,85 @@ ns_bytes() {
 # Packets of named counter $2 in table ip $1 of namespace $3.
 counter_packets() {
   ip netns exec "$3" nft -j list counter ip "$1" "$2" | node -e 'let t="";process.stdin.on("data",d=>t+=d).on("end",()=>{const c=JSON.parse(t).nftables.find(e=>e.counter).counter;console.log(c.packets)})'
+}
+
+# --- routing to the VIP: the router's route and BIRD (lab/up.sh --routing bgp) ----------------------
+
+# The router's devices towards directors in its route to the VIP, sorted, one a line (none: no route).
+route_devs() { in_ns "$ROUTER_NS" ip route show "$VIP/32" | grep -o 'dev [^ ]*' | awk '{print $2}' | sort; }
+
+# Waits until the router's route to the VIP has $1 nexthops, for at most $2 seconds.
+wait_route_nexthops() {
+  local want=$1 seconds=$2 i
+  for i in $(seq 1 $((seconds * 10))); do
+    [ "$(route_devs | wc -l)" -eq "$want" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# BIRD timers (tuned; see docs/scale-out.md): keepalive 1 s, hold 3 s; BIRD's default restart timers
+# keep a director that came back out of the route for 45–60 s, these bring it back in under a second.
+BIRD_SESSION_TIMERS='hold time 3; keepalive time 1; connect delay time 1; connect retry time 2; error wait time 1, 10;'
+BIRD_BFD_TIMERS='min rx interval 100 ms; min tx interval 100 ms; multiplier 3;'
+
+# The router's BIRD config for $1 directors, BFD $2 (on|off): one eBGP session per director, and a
+# kernel protocol that merges the directors' equal routes into one multipath route.
+write_bird_router_conf() {
+  local count=$1 bfd=$2 d
+  echo "# Written by lab/up.sh: the lab router's BIRD 2 ($count directors, BFD $bfd)."
+  echo "log stderr all;"
+  echo "router id $ROUTER_CLIENT_IP;"
+  echo "protocol device { }"
+  echo "protocol kernel {"
+  echo "	ipv4 { import none; export all; };"
+  echo "	merge paths on;	# one multipath route over every director; without it, one nexthop only"
+  echo "}"
+  if [ "$bfd" = on ]; then
+    printf 'protocol bfd {\n\tinterface "r-d*" { %s };\n}\n' "$BIRD_BFD_TIMERS"
+  fi
+  echo "template bgp director {"
+  echo "	local as $ROUTER_AS;"
+  echo "	$BIRD_SESSION_TIMERS"
+  echo "	bfd $bfd;"
+  echo "	ipv4 { import where net = $VIP/32; export none; };"
+  echo "}"
+  for d in $(seq 1 "$count"); do
+    echo "protocol bgp director$d from director { neighbor $(director_ip "$d") as $DIRECTOR_AS; }"
+  done
+}
+
+# Director $1's (of $2) BIRD config, BFD $3: announces the VIP to the router while its static
+# protocol `vip` is enabled — disabled at start; lab/director.sh announce|withdraw turns it on and
+# off. No kernel protocol: BIRD never touches the director's forwarding table.
+write_bird_director_conf() {
+  local d=$1 count=$2 bfd=$3
+  echo "# Written by lab/up.sh: director $d's BIRD 2 (BFD $bfd)."
+  echo "log stderr all;"
+  echo "router id $(director_ip "$d");"
+  echo "protocol device { }"
+  echo "protocol static vip { disabled yes; ipv4; route $VIP/32 blackhole; }"
+  if [ "$bfd" = on ]; then
+    printf 'protocol bfd {\n\tinterface "d-up" { %s };\n}\n' "$BIRD_BFD_TIMERS"
+  fi
+  echo "protocol bgp uplink {"
+  echo "	local as $DIRECTOR_AS; neighbor $(router_director_ip "$d") as $ROUTER_AS;"
+  echo "	$BIRD_SESSION_TIMERS"
+  echo "	bfd $bfd;"
+  echo "	ipv4 { import none; export where net = $VIP/32; };"
+  echo "}"
+}
+
+bird_socket() { echo "$BIRD_DIR/$1.ctl"; }
+
+# Starts BIRD named $2 (router, directorN) in namespace $1 with its config, control socket and PID
+# file in $BIRD_DIR; waits until its control socket answers.
+start_bird() {
+  local ns=$1 name=$2 i
+  start_in_ns "$ns" "bird-$name" bird -f -c "$BIRD_DIR/$name.conf" -s "$(bird_socket "$name")" -P "$BIRD_DIR/$name.pid"
+  for i in $(seq 1 50); do
+    birdc -s "$(bird_socket "$name")" show status >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  die "BIRD $name did not answer on $(bird_socket "$name"): $(cat "$LAB_STATE/bird-$name.log")"
 }

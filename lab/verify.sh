@@ -6,7 +6,10 @@
 #   3. replies come from the VIP and bypass the director: the router counts replies arriving from the
 #      backends, the director counts zero packets from the VIP;
 #   4. a bulk download (iperf3 -R) reaches the client while the director's interfaces see only a
-#      tiny fraction of the bytes (both numbers printed).
+#      tiny fraction of the bytes (both numbers printed);
+#   5. with several directors (lab/up.sh --directors N): the flows and packets each director carried,
+#      every director carrying some, and every director holding the same slot tables (the same as
+#      `l4lb dsr render` of the lab's config) — what lets a flow survive a move between directors.
 # Prints KEY=VALUE result lines; exits 1 if any check fails. Changes nothing in the lab.
 #   lab/verify.sh [--flows N] [--seconds S]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -36,6 +39,13 @@ check() { # check DESCRIPTION CONDITION...
   if "$@"; then echo "ok    $what"; else echo "FAIL  $what"; failures=$((failures + 1)); fi
 }
 
+if [ "$DIRECTORS" -gt 1 ]; then
+  for ns in "${DIRECTOR_NAMESPACES[@]}"; do
+    in_ns "$ns" nft flush set ip l4lb_lab_director seen
+    in_ns "$ns" nft reset counter ip l4lb_lab_director to_vip >/dev/null
+  done
+fi
+
 # --- 1. many flows, each on its predicted backend ------------------------------------------------
 in_ns "$CLIENT_NS" node "$LAB_DIR/client.mjs" probe "$VIP" "$PORT" "$FIRST_SPORT" "$FLOWS" 16 >"$RUN_TMP/observed"
 awk -v ip="$CLIENT_IP" '{print ip ":" $1}' "$RUN_TMP/observed" | "${L4LB[@]}" dsr lookup -c "$CONFIG" --service "$SERVICE" >"$RUN_TMP/predicted"
@@ -63,7 +73,8 @@ done
 printf '%s\n' "${spread[@]}"
 
 # --- 3. replies bypass the director --------------------------------------------------------------
-from_vip=$(counter_packets l4lb_dsr from_vip "$DIRECTOR_NS")
+from_vip=0
+for ns in "${DIRECTOR_NAMESPACES[@]}"; do from_vip=$((from_vip + $(counter_packets l4lb_dsr from_vip "$ns"))); done
 replies=$(counter_packets l4lb_lab_router replies_from_backends "$ROUTER_NS")
 requests=$(counter_packets l4lb_lab_router to_director "$ROUTER_NS")
 echo "DIRECTOR_PACKETS_FROM_VIP=$from_vip"
@@ -74,9 +85,10 @@ check "router forwarded $replies reply packets from the VIP arriving from the ba
 
 # --- 4. bulk download: client bytes vs director bytes --------------------------------------------
 bulk_backend=$("${L4LB[@]}" dsr lookup -c "$CONFIG" --service "$BULK_SERVICE" "$CLIENT_IP" | cut -f4)
-director_before=$(ns_bytes "$DIRECTOR_NS")
+directors_bytes() { local ns total=0; for ns in "${DIRECTOR_NAMESPACES[@]}"; do total=$((total + $(ns_bytes "$ns"))); done; echo "$total"; }
+director_before=$(directors_bytes)
 in_ns "$CLIENT_NS" iperf3 --client "$VIP" --port "$BULK_PORT" --reverse --time "$SECONDS_BULK" --json >"$RUN_TMP/iperf3.json"
-director_after=$(ns_bytes "$DIRECTOR_NS")
+director_after=$(directors_bytes)
 client_bytes=$(node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); if(r.error){console.error(r.error);process.exit(1)} console.log(r.end.sum_received.bytes)' "$RUN_TMP/iperf3.json")
 director_bytes=$((director_after - director_before))
 echo "BULK_BACKEND=$bulk_backend"
@@ -84,6 +96,35 @@ echo "BULK_CLIENT_BYTES=$client_bytes"
 echo "BULK_DIRECTOR_BYTES=$director_bytes"
 echo "bulk download from $bulk_backend through $VIP:$BULK_PORT: the client received $client_bytes bytes; the director's interfaces saw $director_bytes bytes (rx+tx, $(awk -v a="$director_bytes" -v b="$client_bytes" 'BEGIN { printf "%.3f", 100 * a / b }')%)"
 check "director bytes are under 5% of the bytes the client received" test $((director_bytes * 20)) -lt "$client_bytes"
+
+# --- 5. several directors: each carries flows, all hold the same tables ----------------------------
+if [ "$DIRECTORS" -gt 1 ]; then
+  printf '%-16s %6s %8s %8s\n' director flows share packets
+  per_director=""
+  for d in $(seq 1 "$DIRECTORS"); do
+    ns=${DIRECTOR_NAMESPACES[$((d - 1))]}
+    flows=$(in_ns "$ns" nft -j list set ip l4lb_lab_director seen | node -e 'let t="";process.stdin.on("data",c=>t+=c).on("end",()=>{const s=JSON.parse(t).nftables.find(e=>e.set).set;const lo=+process.argv[1],hi=+process.argv[2];console.log((s.elem??[]).filter(p=>p>=lo&&p<hi).length)})' "$FIRST_SPORT" $((FIRST_SPORT + FLOWS)))
+    packets=$(counter_packets l4lb_lab_director to_vip "$ns")
+    printf '%-16s %6d %7.1f%% %8d\n' "$ns" "$flows" "$(percent "$flows" "$FLOWS")" "$packets"
+    echo "DIRECTOR_$d=$ns flows=$flows packets=$packets"
+    per_director+="${per_director:+/}$flows"
+    check "director $d ($ns) carried $flows of $FLOWS flows" test "$flows" -gt 0
+  done
+  echo "DIRECTOR_FLOWS=$per_director"
+  identical=yes
+  for map in $(awk '$1 == "map" && $2 ~ /^slots_/ { print $2 }' "$LAB_STATE/director.nft"); do
+    "${L4LB[@]}" dsr render -c "$CONFIG" --method "$MODE" | node "$LAB_DIR/slots.mjs" rendered "$map" >"$RUN_TMP/$map.rendered"
+    for ns in "${DIRECTOR_NAMESPACES[@]}"; do
+      in_ns "$ns" nft -j list map ip l4lb_dsr "$map" | node "$LAB_DIR/slots.mjs" kernel >"$RUN_TMP/$map.$ns"
+      if ! cmp -s "$RUN_TMP/$map.rendered" "$RUN_TMP/$map.$ns"; then
+        identical=no
+        echo "$ns: $map differs from the render of $CONFIG in $(diff "$RUN_TMP/$map.rendered" "$RUN_TMP/$map.$ns" | grep -c '^>') slots" >&2
+      fi
+    done
+  done
+  echo "DIRECTOR_TABLES_IDENTICAL=$identical"
+  check "all $DIRECTORS directors hold identical slot tables (the render of the lab's config)" test "$identical" = yes
+fi
 
 if [ "$failures" -ne 0 ]; then echo "VERIFY=FAIL"; exit 1; fi
 echo "VERIFY=OK"

@@ -23,10 +23,10 @@ describe.skipIf(vagrantfile.skip)(vagrantfile.title, () => {
     expect(result.stdout.trim()).toBe('Syntax OK');
   });
 
-  it('uses a Debian 12 box and installs Node.js 20 or later, nftables, iproute2, iperf3', () => {
+  it('uses a Debian 12 box and installs Node.js 20 or later, nftables, iproute2, iperf3, bird2', () => {
     expect(text).toMatch(/config\.vm\.box = 'debian\/bookworm64'/);
     expect(text).toContain('setup_20.x');
-    for (const pkg of ['nftables', 'iproute2', 'iperf3']) expect(text).toMatch(new RegExp(`apt-get install[^\\n]*\\b${pkg}\\b`));
+    for (const pkg of ['nftables', 'iproute2', 'iperf3', 'bird2']) expect(text).toMatch(new RegExp(`apt-get install[^\\n]*\\b${pkg}\\b`));
   });
 
   it('calls only lab scripts that exist and are executable, up.sh then verify.sh', () => {

@@ -11,11 +11,18 @@
  * lab/lib.sh takes, /run/lock/l4lb-lab.lock) for the whole suite, telling the scripts so with
  * L4LB_LAB_LOCK_HELD=1: two test runs on one machine (two checkouts, two helpers) take turns instead of
  * tearing down each other's lab. afterAll always runs lab/down.sh and checks no namespace remains.
+ *
+ * The scale-out lab (2 directors behind a router that spreads flows by BGP ECMP, BIRD 2 with BFD)
+ * runs in the same suite and lock: verify.sh (flows on every director, identical tables), the
+ * failover of a director that dies as a dead host (0 broken flows, every echo from the flow's first
+ * backend, flows back after recovery, a planned drain without a retransmission), the other-seed
+ * control that must break flows, and the known limit of a backend change followed by a director
+ * failure, with and without pin synchronisation. It also needs bird and birdc (Debian's bird2).
  */
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type DsrServiceConfig, type ProxyServiceConfig } from '../src/config/index.js';
 import { planDirector } from '../src/dsr/index.js';
@@ -91,7 +98,7 @@ function labNamespaces(): string[] {
   return run('ip', ['netns', 'list'])
     .stdout.split('\n')
     .map((line) => line.split(' ')[0])
-    .filter((name) => /^l4lb-(client|router|director|be\d+)$/.test(name));
+    .filter((name) => /^l4lb-(client|router|director\d*|be\d+)$/.test(name));
 }
 
 /** True if some .ts file under src/ has no .js under dist/ at least as new (npm test's pretest has just built). */
@@ -110,6 +117,27 @@ function distIsStale(dir = `${REPO}src`): boolean {
 
 const missing = missingCapability();
 const lab = requirement('DSR lab', missing && `${missing}; runs as root`);
+const missingBird = run('sh', ['-c', 'command -v bird && command -v birdc']).status === 0 ? undefined : 'no bird/birdc (Debian package bird2)';
+const scaleOut = requirement('scale-out: 2 directors behind BGP ECMP with BFD', missingBird);
+
+/** PIDs in the BIRD PID files of the lab's state directory. */
+function birdPids(): number[] {
+  const dir = '/run/l4lb-lab/bird';
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((name) => name.endsWith('.pid'))
+    .map((name) => Number(readFileSync(`${dir}/${name}`, 'utf8').trim()))
+    .filter((pid) => pid > 0);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 describe.skipIf(lab.skip)(lab.title, () => {
   let lock: LockHolder | undefined;
@@ -231,4 +259,87 @@ describe.skipIf(lab.skip)(lab.title, () => {
       }, STEP_TIMEOUT);
     });
   }
+  describe.skipIf(scaleOut.skip).sequential(scaleOut.title, () => {
+    let birds: number[] = [];
+
+    it('up.sh --directors 2 --routing bgp --bfd: BIRD in the router and both directors, one multipath route', () => {
+      if (missingBird !== undefined) throw new Error(`the scale-out lab needs BIRD 2: ${missingBird} (CI=true, so this fails instead of skipping)`);
+      const up = script('up.sh', '--directors', '2', '--routing', 'bgp', '--bfd');
+      expect(up.status, up.transcript).toBe(0);
+      expect(up.values).toMatchObject({ DIRECTORS: '2', ROUTING: 'bgp', BFD: 'on', DIRECTOR_NS: 'l4lb-director1,l4lb-director2' });
+      expect(labNamespaces().sort()).toEqual(['l4lb-client', 'l4lb-director1', 'l4lb-director2', 'l4lb-router', ...up.values.BACKEND_NS.split(',')].sort());
+      const route = run('ip', ['-n', 'l4lb-router', 'route', 'show', '192.0.2.200/32']).stdout;
+      expect(route).toMatch(/proto bird/);
+      expect(route).toMatch(/nexthop via 192\.0\.2\.2 dev r-d1/);
+      expect(route).toMatch(/nexthop via 192\.0\.2\.6 dev r-d2/);
+      birds = birdPids();
+      expect(birds).toHaveLength(3);
+      expect(birds.every(alive)).toBe(true);
+    }, STEP_TIMEOUT);
+
+    it('verify.sh: every director carries flows and all hold identical slot tables', () => {
+      const verify = script('verify.sh', '--flows', '200', '--seconds', '1');
+      expect(verify.status, verify.transcript).toBe(0);
+      const v = verify.values;
+      expect(v.VERIFY).toBe('OK');
+      expect(v.DIRECTOR_TABLES_IDENTICAL).toBe('yes');
+      const perDirector = v.DIRECTOR_FLOWS.split('/').map(Number);
+      expect(perDirector).toHaveLength(2);
+      expect(perDirector.every((n) => n > 0)).toBe(true);
+      expect(perDirector.reduce((a, b) => a + b, 0)).toBe(Number(v.FLOWS));
+      process.stdout.write(`[lab scale-out] flows per director: ${v.DIRECTOR_FLOWS}\n`);
+    }, STEP_TIMEOUT);
+
+    it('failover.sh: a director dies as a dead host; 0 broken flows, same backends, flows back after recovery; a drain loses nothing', () => {
+      const failover = script('failover.sh');
+      expect(failover.status, failover.transcript).toBe(0);
+      const f = failover.values;
+      expect(f.RESULT).toBe('OK');
+      expect(Number(f.FLOWS)).toBe(40);
+      expect(Number(f.FLOWS_OF_FAILED)).toBeGreaterThan(0);
+      expect(Number(f.BROKEN)).toBe(0);
+      expect(Number(f.WRONG_BACKEND_ECHOES)).toBe(0);
+      expect(f.FAILED_FLOWS_ON_SURVIVORS).toBe(`${f.FLOWS_OF_FAILED}/${f.FLOWS_OF_FAILED}`);
+      expect(f.FAILED_FLOWS_BACK).toBe(`${f.FLOWS_OF_FAILED}/${f.FLOWS_OF_FAILED}`);
+      expect(f.OTHER_FLOWS_MOVED).toMatch(/^0\//);
+      expect(Number(f.DRAIN_RETRANSMITS)).toBe(0);
+      process.stdout.write(`[lab scale-out] BFD failover: route lost after ${f.ROUTE_LOSS_S} s, longest stall ${f.LONGEST_STALL_FAILED_S} s, failback ${f.FAILBACK_S} s, ${f.BROKEN} broken; drain stall ${f.LONGEST_STALL_DRAIN_S} s\n`);
+    }, STEP_TIMEOUT);
+
+    it('control: a survivor with another seed breaks the failed director\'s flows (the checks can fail)', () => {
+      const control = script('failover.sh', '--control', 'other-seed');
+      expect(control.status, control.transcript).toBe(0);
+      const c = control.values;
+      expect(c.RESULT).toBe('OK');
+      expect(Number(c.BROKEN)).toBeGreaterThan(0);
+      expect(Number(c.CONTROL_BROKEN_FAILED_FLOWS.split('/')[0])).toBeGreaterThan(0);
+      expect(c.CONTROL_BROKEN_OTHER_FLOWS).toMatch(/^0\//);
+      process.stdout.write(`[lab scale-out] other-seed control: ${c.CONTROL_BROKEN_FAILED_FLOWS} of the failed director's flows broke\n`);
+    }, STEP_TIMEOUT);
+
+    it('known limit: a backend change then a director failure breaks exactly the moved flows of that director; synchronised pins break none', () => {
+      const limit = script('failover.sh', '--backend-change');
+      expect(limit.status, limit.transcript).toBe(0);
+      const l = limit.values;
+      expect(l.RESULT).toBe('OK');
+      const atRisk = Number(l.LIMIT_FLOWS_AT_RISK.split('/')[0]);
+      expect(atRisk).toBeGreaterThan(0);
+      expect(Number(l.BROKEN)).toBe(atRisk);
+      const synced = script('failover.sh', '--backend-change', '--sync-pins');
+      expect(synced.status, synced.transcript).toBe(0);
+      expect(synced.values.RESULT).toBe('OK');
+      expect(Number(synced.values.LIMIT_FLOWS_AT_RISK.split('/')[0])).toBeGreaterThan(0);
+      expect(Number(synced.values.BROKEN)).toBe(0);
+      expect(Number(synced.values.PINS_COPIED)).toBeGreaterThan(0);
+      process.stdout.write(`[lab scale-out] backend change then failure: ${l.BROKEN} of ${l.LIMIT_FLOWS_AT_RISK} at-risk flows broke; with pins synchronised: ${synced.values.BROKEN}\n`);
+    }, 2 * STEP_TIMEOUT);
+
+    it('down.sh withdraws, stops every BIRD by PID and removes every namespace', () => {
+      const down = script('down.sh');
+      expect(down.status, down.transcript).toBe(0);
+      expect(labNamespaces()).toEqual([]);
+      expect(birds.filter(alive)).toEqual([]);
+      expect(existsSync('/run/l4lb-lab')).toBe(false);
+    }, STEP_TIMEOUT);
+  });
 });
