@@ -8,7 +8,8 @@ export { parseConfig, loadConfig, readConfig, tokenOfFileText, detectFormat, typ
 export { summarizeConfig } from './summary.js';
 export { configSchema } from './schema.js';
 export { checkSpecOfConfig } from './health-fields.js';
-export { DEFAULTS, HEALTH_DEFAULTS, LIMITS } from './defaults.js';
+export { DEFAULTS, DNS_DEFAULTS, DNS_LIMITS, HEALTH_DEFAULTS, LIMITS } from './defaults.js';
 export { parseDuration, formatDuration, MAX_DURATION_MS } from './durations.js';
 export { parseEndpoint, parseAddress, formatEndpoint, endpointsOverlap, isHostname, type EndpointRule, type HostRule } from './endpoints.js';
 export { configJsonSchema } from './json-schema.js';
+export { isPlainName } from './fields.js';
