@@ -43,7 +43,7 @@ function tableOf(balancer: Balancer): MaglevTable {
 }
 
 /** Slot owners by name: what two tables must agree on. */
-const owners = (table: MaglevTable): string[] => Array.from(table.slots, (index) => table.backends[index]!.name);
+const owners = (table: MaglevTable): string[] => Array.from(table.slots, (index) => table.backends[index].name);
 
 describe('a runtime change builds the table a file change builds', () => {
   const cases: { label: string; change: Parameters<Balancer['changeBackends']>[1]; file: () => BackendConfig[] }[] = [
@@ -56,8 +56,8 @@ describe('a runtime change builds the table a file change builds', () => {
       const tableSize = 4099;
       const running = await start(proxyService(named(3), { tableSize }));
       const before = tableOf(running);
-      const result = await running.changeBackends('svc', change.kind === 'add' ? { kind: 'add', backend: { ...change.backend, address: { host: '127.0.0.1', port: servers[3]!.port } } } : change);
-      const fromFile = await start(proxyService(file().map((each) => (each.name === 'b4' ? backend('b4', servers[3]!.port) : each)), { tableSize, listen: { host: '127.0.0.1', port: 0 } }));
+      const result = await running.changeBackends('svc', change.kind === 'add' ? { kind: 'add', backend: { ...change.backend, address: { host: '127.0.0.1', port: servers[3].port } } } : change);
+      const fromFile = await start(proxyService(file().map((each) => (each.name === 'b4' ? backend('b4', servers[3].port) : each)), { tableSize, listen: { host: '127.0.0.1', port: 0 } }));
       expect(owners(tableOf(running))).toEqual(owners(tableOf(fromFile)));
       const diff = diffMaglevTables(before, tableOf(running));
       expect(result.moves).toMatchObject({ balance: 'maglev', unit: 'slots', total: tableSize, moved: diff.length });
@@ -76,7 +76,7 @@ describe('a runtime change builds the table a file change builds', () => {
     const balancer = await start(service);
     const original = owners(tableOf(balancer));
     await balancer.changeBackends('svc', { kind: 'weight', backend: 'b3', weight: 5 });
-    await balancer.changeBackends('svc', { kind: 'add', backend: backend('b4', servers[3]!.port) });
+    await balancer.changeBackends('svc', { kind: 'add', backend: backend('b4', servers[3].port) });
     await balancer.changeBackends('svc', { kind: 'remove', backend: 'b1' });
     expect(balancer.stats()[0]?.runtime).toEqual({ added: ['b4'], removed: ['b1'], weights: { b3: 5 } });
     expect(balancer.stats()[0]?.backends.map((row) => row.name)).toEqual(['b2', 'b3', 'b4']);
@@ -87,7 +87,7 @@ describe('a runtime change builds the table a file change builds', () => {
 
   it('ring: moves measured over sampled keys; roundrobin: none move, weights reported', async () => {
     const ring = await start(proxyService(named(3), { balance: 'ring' }));
-    const added = await ring.changeBackends('svc', { kind: 'add', backend: backend('b4', servers[3]!.port) });
+    const added = await ring.changeBackends('svc', { kind: 'add', backend: backend('b4', servers[3].port) });
     expect(added.moves).toMatchObject({ balance: 'ring', unit: 'keys', total: 65_536 });
     expect(added.moves.share).toBeGreaterThan(0.1);
     expect(added.moves.share).toBeLessThan(0.45);
@@ -100,8 +100,8 @@ describe('a runtime change builds the table a file change builds', () => {
 
   it('a backend added under a health check starts in the check\'s initial state; the others keep theirs', async () => {
     const balancer = await start(proxyService(named(2), { healthCheck: { type: 'tcp', interval: 60_000, timeout: 1000, rise: 2, fall: 3, initial: 'down' } }));
-    await balancer.changeBackends('svc', { kind: 'add', backend: backend('b4', servers[3]!.port) });
-    const rows = balancer.stats()[0]!.backends;
+    await balancer.changeBackends('svc', { kind: 'add', backend: backend('b4', servers[3].port) });
+    const rows = balancer.stats()[0].backends;
     expect(rows.find((row) => row.name === 'b4')).toMatchObject({ health: 'down', reason: 'initial state down' });
   });
 });
@@ -121,7 +121,7 @@ describe('refusals are typed', () => {
   });
 
   it('the last primary cannot be removed; a backend that does not fit the table cannot be added', async () => {
-    const balancer = await start(proxyService([...named(1), backend('spare', servers[1]!.port, { backup: true })], { tableSize: 2 }));
+    const balancer = await start(proxyService([...named(1), backend('spare', servers[1].port, { backup: true })], { tableSize: 2 }));
     await expect(balancer.changeBackends('svc', { kind: 'remove', backend: 'b1' })).rejects.toMatchObject({ code: 'LB_ERR_RUNTIME_CHANGE', reason: 'no-primary', backend: 'b1' });
     await expect(balancer.changeBackends('svc', { kind: 'add', backend: backend('b9', 1) })).rejects.toMatchObject({ code: 'LB_ERR_RUNTIME_CHANGE', reason: 'table-too-small' });
   });
@@ -152,7 +152,7 @@ describe('admin API and CLI', () => {
     const weighted = await call('POST', '/services/svc/backends/b1/weight', { weight: 2 });
     expect(weighted.status).toBe(200);
     expect(weighted.body).toMatchObject({ service: 'svc', change: 'weight', backend: 'b1', backends: 3, moves: { unit: 'slots', total: 4099 } });
-    const added = await call('POST', '/services/svc/backends', { name: 'b4', address: `127.0.0.1:${servers[3]!.port}`, weight: 1 });
+    const added = await call('POST', '/services/svc/backends', { name: 'b4', address: `127.0.0.1:${servers[3].port}`, weight: 1 });
     expect(added.body).toMatchObject({ change: 'add', backends: 4 });
     expect((await call('POST', '/services/svc/backends', { name: 'b4', address: '127.0.0.1:1' })).status).toBe(409);
     expect((await call('POST', '/services/svc/backends', { name: 'b5' })).status).toBe(400);
@@ -167,7 +167,7 @@ describe('admin API and CLI', () => {
 
   it('l4lb set-weight / add-backend / remove-backend print what moved; a bad name exits 2', async () => {
     const options = ['--admin', base.replace('http://', ''), '--token', TOKEN];
-    const added = await runCli(['add-backend', 'svc', 'b9', `127.0.0.1:${servers[3]!.port}`, '--weight', '2', ...options]);
+    const added = await runCli(['add-backend', 'svc', 'b9', `127.0.0.1:${servers[3].port}`, '--weight', '2', ...options]);
     expect(added.code).toBe(0);
     expect(added.stdout).toMatch(/^svc\/b9 added: \d+ of 4099 slots moved \(\d+\.\d%\)\n/);
     expect(added.stdout).toMatch(/\n {2}b9: 0 -> \d+ \(\+\d+\)\n/);
