@@ -119,6 +119,8 @@ export interface Balancer {
    * or ClosedError; nothing changes then.
    */
   changeBackends(service: string, change: BackendChangeRequest): Promise<BackendChangeResult>;
+  /** Resolves once every reload, DNS change and runtime change queued so far has been applied (or refused). */
+  settled(): Promise<void>;
   /** The plan new connections of service `name` are placed with now. Throws UnknownServiceError. */
   plan(name: string): ServicePlan;
   /** The DNS watcher of this balancer's `dns:`/`srv:` entries: 'backends' on every change of a service's discovered set. */
@@ -390,6 +392,10 @@ class RunningBalancer implements Balancer {
   /** Reloads (and DNS and runtime changes) run one at a time, in call order. */
   reload(config: Config): Promise<void> {
     return this.enqueue(() => this.apply(config));
+  }
+
+  settled(): Promise<void> {
+    return this.reloading;
   }
 
   plan(name: string): ServicePlan {
