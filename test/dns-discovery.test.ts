@@ -7,7 +7,7 @@
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import type { DnsBackendConfig } from '../src/config/index.js';
+import { parseConfig, type ConfigError, type DnsBackendConfig } from '../src/config/index.js';
 import { backendsOfAnswer, DnsWatcher, nextQueryDelayMs, type AddressRecord, type DnsClient, type ResolutionEvent, type ServiceRecord } from '../src/services/index.js';
 import { captureLog } from './helpers/log.js';
 
@@ -146,5 +146,39 @@ describe('the watcher', () => {
     expect(watcher.backends('pg').map((backend) => backend.name)).toEqual(['127.0.0.2:6000']);
     expect(sets.at(-1)).toEqual(['127.0.0.2:6000']);
     await watcher.stop();
+  });
+});
+
+describe('configuration', () => {
+  const file = (backends: string, top = ''): string => `${top}services:\n  - name: pg\n    listen: 127.0.0.1:6432\n    backends:\n${backends}`;
+  const problems = (text: string): string[] => {
+    try {
+      parseConfig(text, 'c.yaml');
+      return [];
+    } catch (error) {
+      return (error as ConfigError).lines();
+    }
+  };
+
+  it('dns: and srv: entries beside named backends, and resolvers', () => {
+    const config = parseConfig(file('      - { dns: db.test, port: 5432, refresh: 2s, weight: 2 }\n      - { srv: _pg._tcp.db.test }\n      - { name: b1, address: 127.0.0.1:5000 }\n', 'resolvers: ["127.0.0.1:5353", "::1"]\n'), 'c.yaml');
+    expect(config.resolvers).toEqual([{ host: '127.0.0.1', port: 5353 }, { host: '::1', port: 53 }]);
+    const service = config.services[0];
+    expect(service.mode === 'proxy' && service.backends.map((backend) => backend.name)).toEqual(['b1']);
+    expect(service.mode === 'proxy' && service.dnsBackends).toEqual([
+      { type: 'dns', name: 'db.test', port: 5432, refresh: 2000, weight: 2 },
+      { type: 'srv', name: '_pg._tcp.db.test', refresh: 10_000, weight: 1 },
+    ]);
+  });
+
+  it.each([
+    ['a refresh out of bounds', file('      - { dns: db.test, port: 5432, refresh: 10ms }\n'), 'c.yaml: services[0].backends[0].refresh: must be 100ms–1h, got 10ms'],
+    ['a port on an srv: entry', file('      - { srv: _pg._tcp.db.test, port: 5432 }\n'), 'c.yaml: services[0].backends[0]: unknown key "port" in an srv: backend entry (it applies only to dns: entries (an SRV record carries its own port, weight and priority))'],
+    ['a dns: entry without a port', file('      - { dns: db.test }\n'), 'c.yaml: services[0].backends[0].port: missing: expected a port 1–65535'],
+    ['the same entry twice', file('      - { dns: db.test, port: 5432 }\n      - { dns: DB.test, port: 5432 }\n'), 'c.yaml: services[0].backends[1]: the same dns: entry as backends[0]'],
+    ['a cluster', file('      - { dns: db.test, port: 5432 }\n', 'workers: 2\n'), 'c.yaml: services[0].backends: dns:/srv: entries need workers: 1 (this file has workers: 2): a cluster does not resolve them yet'],
+    ['a resolver that is a name', file('      - { dns: db.test, port: 5432 }\n', 'resolvers: [dns.example]\n'), 'c.yaml: resolvers[0]: expected the IP address of a DNS server, got the name "dns.example" (a resolver is not itself resolved)'],
+  ])('%s is refused', (_label, text, expected) => {
+    expect(problems(text)).toEqual([expected]);
   });
 });

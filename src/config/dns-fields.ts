@@ -5,6 +5,7 @@
  * (`dns`, `srv`, else a backend with `name` and `address`), so each form reports its own problems
  * rather than a union's "matches none of the accepted forms".
  */
+import { isIP } from 'node:net';
 import * as z from 'zod';
 import { DNS_DEFAULTS, DNS_LIMITS } from './defaults.js';
 import { durationField, expecting, positiveInteger, weightField } from './fields.js';
@@ -109,13 +110,17 @@ export function backendEntryField<S extends z.ZodType>(backendObject: S) {
     });
 }
 
-const RESOLVER_RULE: EndpointRule = { host: 'ip', minPort: 1 };
+const RESOLVER_RULE: EndpointRule = { host: 'ip-or-hostname', minPort: 1 };
 
 /** Top-level `resolvers`: `IP` (port 53) or `IP:PORT` / `[v6]:PORT`, at least one. */
 export const resolversField = z
   .array(
     z.string({ error: expecting('a DNS server address IP or IP:PORT') }).transform((text, ctx): Endpoint => {
       const parsed = parseAddress(text, RESOLVER_RULE);
+      if (parsed.ok && isIP(parsed.value.host) === 0) {
+        ctx.addIssue({ code: 'custom', message: `expected the IP address of a DNS server, got the name "${parsed.value.host}" (a resolver is not itself resolved)` });
+        return z.NEVER;
+      }
       if (parsed.ok) return { host: parsed.value.host, port: parsed.value.port ?? DNS_DEFAULTS.port };
       ctx.addIssue({ code: 'custom', message: parsed.error });
       return z.NEVER;
