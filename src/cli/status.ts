@@ -263,7 +263,7 @@ export function formatChange(result: BackendChangeResult): string {
   ];
   for (const backend of moves.backends) {
     if (backend.gained === 0 && backend.lost === 0) continue;
-    const change = backend.gained > 0 ? `+${backend.gained}` : `-${backend.lost}`;
+    const change = [backend.gained > 0 ? `+${backend.gained}` : '', backend.lost > 0 ? `-${backend.lost}` : ''].filter((part) => part !== '').join(' ');
     lines.push(`  ${backend.name}: ${backend.before} -> ${backend.after} (${change})`);
   }
   return `${lines.join('\n')}\n`;
