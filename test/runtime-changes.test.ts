@@ -173,6 +173,8 @@ describe('admin API and CLI', () => {
     expect(added.stdout).toMatch(/\n {2}b9: 0 -> \d+ \(\+\d+\)\n/);
     const weighted = await runCli(['set-weight', 'svc', 'b9', '1', ...options]);
     expect(weighted.stdout).toMatch(/^svc\/b9 weight set: \d+ of 4099 slots moved/);
+    const status = await runCli(['status', ...options]);
+    expect(status.stdout).toContain('  runtime changes until the next reload: added b9; b1 weight 2\n');
     const removed = await runCli(['remove-backend', 'svc', 'b9', ...options]);
     expect(removed.stdout).toMatch(/^svc\/b9 removed: /);
     const unknown = await runCli(['remove-backend', 'svc', 'b9', ...options]);

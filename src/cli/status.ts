@@ -212,7 +212,17 @@ export function formatStatus(services: readonly ServiceStatusStats[], status: Pr
         lastCheckCell(backend),
       ]);
     }
-    lines.push(...table(rows), '');
+    lines.push(...table(rows));
+    for (const entry of service.dns ?? []) {
+      const age = entry.lastSuccessAgeSeconds === null ? 'no good answer yet' : `last good answer ${entry.lastSuccessAgeSeconds} s ago`;
+      lines.push(`  ${entry.entry}: ${entry.state}${entry.lastError === null ? '' : ` (${entry.lastError})`}, ${entry.backends.length} backend(s), ${age}`);
+    }
+    if (service.runtime !== undefined) {
+      const { added, removed, weights } = service.runtime;
+      const parts = [added.length > 0 ? `added ${added.join(', ')}` : '', removed.length > 0 ? `removed ${removed.join(', ')}` : '', ...Object.entries(weights).map(([name, weight]) => `${name} weight ${weight}`)];
+      lines.push(`  runtime changes until the next reload: ${parts.filter((part) => part !== '').join('; ')}`);
+    }
+    lines.push('');
   }
   lines.push(...configLines(status));
   return lines.join('\n');
