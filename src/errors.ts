@@ -22,6 +22,7 @@ export const LB_ERROR_CODES = [
   'LB_ERR_RESOLVE',
   'LB_ERR_UNKNOWN_SERVICE',
   'LB_ERR_UNKNOWN_BACKEND',
+  'LB_ERR_RUNTIME_CHANGE',
   'LB_ERR_ADMIN',
   'LB_ERR_CLOSED',
   'LB_ERR_PROXY_MALFORMED',
@@ -293,6 +294,50 @@ export class UnknownBackendError extends LbError {
   }
 }
 
+/** A runtime `add` names a backend its service already has (in the file, from DNS, or added before). */
+export class BackendExistsError extends LbError {
+  readonly service: string;
+  readonly backend: string;
+
+  constructor(facts: { readonly service: string; readonly backend: string }) {
+    super('LB_ERR_DUPLICATE_BACKEND', `service "${facts.service}" already has a backend "${facts.backend}" (remove it first, or set its weight)`);
+    this.name = 'BackendExistsError';
+    this.service = facts.service;
+    this.backend = facts.backend;
+  }
+
+  protected override wireFields(): WireFields {
+    return { service: this.service, backend: this.backend };
+  }
+}
+
+/**
+ * Why a runtime change of a service's backends was refused: a value out of range (`bad-weight`,
+ * `bad-name`, `bad-address`), a result the file could not hold either (`table-too-small`: more
+ * backends than Maglev slots; `no-primary`: no backend left but backups), or a runtime that
+ * cannot apply it (`not-supported`: a cluster).
+ */
+const RUNTIME_CHANGE_REASONS = ['bad-weight', 'bad-name', 'bad-address', 'table-too-small', 'no-primary', 'not-supported'] as const;
+export type RuntimeChangeReason = (typeof RUNTIME_CHANGE_REASONS)[number];
+
+export class RuntimeChangeError extends LbError {
+  readonly service: string;
+  readonly backend: string;
+  readonly reason: RuntimeChangeReason;
+
+  constructor(facts: { readonly service: string; readonly backend: string; readonly reason: RuntimeChangeReason }, message: string) {
+    super('LB_ERR_RUNTIME_CHANGE', message);
+    this.name = 'RuntimeChangeError';
+    this.service = facts.service;
+    this.backend = facts.backend;
+    this.reason = facts.reason;
+  }
+
+  protected override wireFields(): WireFields {
+    return { service: this.service, backend: this.backend, reason: this.reason };
+  }
+}
+
 // -------------------------------------------------------------------------------------------------
 // Lifecycle
 
@@ -458,6 +503,12 @@ const REBUILD: Readonly<Record<string, (wire: LbErrorWire) => LbError | undefine
     const failure = UPGRADE_FAILURES.find((known) => known === fields.failure);
     const pid = fields.pid === null || isPositiveInteger(fields.pid) ? fields.pid : undefined;
     return failure === undefined || pid === undefined || problems === undefined ? undefined : new UpgradeError({ failure, pid }, problems);
+  },
+  BackendExistsError: ({ fields }) => (isString(fields.service) && isString(fields.backend) ? new BackendExistsError({ service: fields.service, backend: fields.backend }) : undefined),
+  RuntimeChangeError: (wire) => {
+    const reason = RUNTIME_CHANGE_REASONS.find((known) => known === wire.fields.reason);
+    const { service, backend } = wire.fields;
+    return reason === undefined || !isString(service) || !isString(backend) ? undefined : new RuntimeChangeError({ service, backend, reason }, wire.message);
   },
   ClosedError: (wire) => (isString(wire.fields.component) ? new ClosedError({ component: wire.fields.component }, wire.message) : undefined),
   CheckOptionError: ({ fields }) => {

@@ -103,7 +103,7 @@ describe('POST /services/:s/backends/:b/state', () => {
     ['/services/web/backends/a/state', '{"state":"drained"}', 400, { code: 'bad-request', message: '"state" must be one of active, draining, maintenance (or HAProxy\'s ready, drain, maint), got "drained"', valid: ['active', 'draining', 'maintenance'] }],
     ['/services/web/backends/a/state', '{"state":"draining","force":true}', 400, { code: 'bad-request', message: 'unknown key "force" (expected only "state")' }],
     ['/services/web/backends/a/state', '{}', 400, { code: 'bad-request', message: '"state" must be one of active, draining, maintenance (or HAProxy\'s ready, drain, maint), got nothing', valid: ['active', 'draining', 'maintenance'] }],
-    ['/nope', '{}', 404, { code: 'not-found', message: 'no such path "/nope" (paths: GET /, GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state)' }],
+    ['/nope', '{}', 404, { code: 'not-found', message: 'no such path "/nope" (paths: GET /, GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state, POST /services/SERVICE/backends/BACKEND/weight, POST /services/SERVICE/backends, DELETE /services/SERVICE/backends/BACKEND)' }],
   ])('POST %s %s → %i', async (path, body, status, error) => {
     const response = await post(path, body);
     expect(response.status).toBe(status);

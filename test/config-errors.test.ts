@@ -32,7 +32,7 @@ const CASES: [string, string, string[]][] = [
   ]],
   ['a __proto__ key is just an unknown key', '{ "__proto__": { "services": [] }, "services": [] }', [
     'c.json: services: expected at least 1 entry, got 0',
-    'c.json: unknown key "__proto__" (expected one of: admin, workers, log, accessLog, services)',
+    'c.json: unknown key "__proto__" (expected one of: admin, workers, log, accessLog, resolvers, services)',
   ]],
   ['JSON file, schema error', '{ "services": [{ "name": "a", "listen": true, "backends": [] }] }', [
     'c.json: services[0].listen: expected an address HOST:PORT or a port, got the boolean true',

@@ -105,7 +105,7 @@ const BLOCKS = DOC_FILES.flatMap(blocksOf);
 const CONFIG_BLOCKS = BLOCKS.filter((block) => ['yaml', 'yml', 'json'].includes(block.lang) && block.marker?.kind !== 'not-config');
 const RUNNABLE = BLOCKS.filter((block) => block.marker?.kind === 'runnable');
 
-const TOP_LEVEL = new Set(['admin', 'workers', 'log', 'accessLog', 'services']);
+const TOP_LEVEL = new Set(['admin', 'workers', 'log', 'accessLog', 'resolvers', 'services']);
 const DSR_ONLY = new Set(['vip', 'dscp']);
 const backend = { name: 'doc-b1', address: '127.0.0.1:15432' };
 

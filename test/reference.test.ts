@@ -36,13 +36,17 @@ function loggedMessages(): LoggedMessage[] {
     const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
     const visit = (node: ts.Node): void => {
       if (ts.isCallExpression(node) && ts.isPropertyAccessExpression(node.expression) && LEVELS.has(node.expression.name.text) && node.arguments.length > 0) {
-        const last = node.arguments[node.arguments.length - 1];
+        const argument = node.arguments[node.arguments.length - 1];
+        // `cond ? 'a' : 'b'`: both messages can be written.
+        const candidates = ts.isConditionalExpression(argument) ? [argument.whenTrue, argument.whenFalse] : [argument];
+        for (const last of candidates) {
         const where = `${file.slice(REPO.length)}:${source.getLineAndCharacterOfPosition(node.getStart()).line + 1}`;
         if (ts.isStringLiteral(last) || ts.isNoSubstitutionTemplateLiteral(last)) {
           found.push({ where, text: last.text, pattern: new RegExp(`^${escape(last.text)}$`) });
         } else if (ts.isTemplateExpression(last)) {
           const parts = [escape(last.head.text), ...last.templateSpans.map((span) => `.*${escape(span.literal.text)}`)];
           found.push({ where, text: last.getText(), pattern: new RegExp(`^${parts.join('')}$`) });
+        }
         }
       }
       ts.forEachChild(node, visit);

@@ -55,6 +55,7 @@ class ManualRuntime extends EventEmitter implements Runtime {
     setState: (service: string): never => {
       throw new UnknownServiceError({ service, known: [] });
     },
+    changeBackends: (service: string): Promise<never> => Promise.reject(new UnknownServiceError({ service, known: [] })),
     events: new EventEmitter<ServiceStateEvents>(),
   };
 

@@ -6,8 +6,15 @@
  *   GET  /stats                                  JSON: services, backends, health, state, counts, bytes
  *   GET  /metrics                                Prometheus text format (src/observability)
  *   POST /services/:service/backends/:backend/state   body {"state": "active"|"draining"|"maintenance"}
+ *   POST /services/:service/backends/:backend/weight  body {"weight": 3}
+ *   POST /services/:service/backends                  body {"name": "b4", "address": "10.0.0.4:5432", "weight"?, "backup"?, "maxConnections"?, "slowStart"?}
+ *   DELETE /services/:service/backends/:backend
  *   POST /reload                                 re-reads the file as SIGHUP does; answers with the outcome
  *   POST /upgrade                                starts a new l4lb on these sockets as SIGUSR2 does; answers with the outcome
+ *
+ * Weight, add and remove are HAProxy's runtime API (`set server weight`, `add server`, `del
+ * server`): a runtime overlay the next reload of the file replaces (src/services/backends.ts),
+ * each answered with what moved (`moves`: Maglev slots, or sampled keys for ring and rendezvous).
  *
  * With the lifecycle given, /stats also carries `config` (file, sha256, loadedAt), `lastReload` and
  * `drain` (null, or connections left and the deadline while stopping). While l4lb drains, reads
@@ -17,9 +24,11 @@
  * page's HTML and, with `metricsPublic`, GET /metrics (read-only, for a scraper); the comparison is
  * constant-time over SHA-256 digests (equal lengths, so timingSafeEqual never throws and the
  * token's length does not leak). Errors are JSON `{ "error": { "code", "message", "valid"? } }`
- * with 400 (bad body), 401 (no or wrong token), 404 (unknown path, service or backend — listing
- * the valid names), 405 (wrong method, with `Allow`), 413 (body over 4 KiB), 422 (a reload or an
- * upgrade refused: `problems`), 503 (stopping), 500 (a bug, never a crash).
+ * with 400 (bad body, or a runtime change out of range), 401 (no or wrong token), 404 (unknown
+ * path, service or backend — listing the valid names), 405 (wrong method, with `Allow`), 409 (a
+ * runtime change that conflicts: a name taken, no primary left, a full table), 413 (body over
+ * 4 KiB), 422 (a reload or an upgrade refused: `problems`), 501 (a runtime change this runtime
+ * cannot make: a cluster), 503 (stopping), 500 (a bug, never a crash).
  *
  * A client cannot hold the API (ADMIN_LIMITS, as nginx's client_header_timeout and
  * client_header_buffer_size bound a slow or fat request): its headers must arrive within 5 s and
@@ -32,9 +41,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { ADMIN_STATES, type AdminState } from '../config/index.js';
+import { ADMIN_STATES, DEFAULTS, parseDuration, parseEndpoint, type AdminState, type BackendConfig } from '../config/index.js';
 import type { Endpoint } from '../config/index.js';
-import { LbError, UnknownBackendError, UnknownServiceError } from '../errors.js';
+import { BackendExistsError, LbError, ResolveError, RuntimeChangeError, UnknownBackendError, UnknownServiceError } from '../errors.js';
 import { createMetrics, drainStatus, type LifecycleView, type Metrics, type StatsSource } from '../observability/index.js';
 import type { Balancer } from '../proxy/index.js';
 import { STATS_PAGE_HEADERS, STATS_PAGE_HTML } from './stats-page.js';
@@ -42,6 +51,7 @@ import { STATS_PAGE_HEADERS, STATS_PAGE_HTML } from './stats-page.js';
 /** What the admin API drives: a runtime's stats, state changes and events (one process's balancer, or a cluster primary's). */
 export interface AdminTarget extends StatsSource {
   setState: Balancer['setState'];
+  changeBackends: Balancer['changeBackends'];
 }
 
 export const MAX_BODY_BYTES = 4096;
@@ -101,11 +111,13 @@ export type AdminErrorCode =
   | 'unauthorized'
   | 'not-found'
   | 'method-not-allowed'
+  | 'conflict'
   | 'timeout'
   | 'too-large'
   | 'headers-too-large'
   | 'reload-refused'
   | 'upgrade-failed'
+  | 'not-supported'
   | 'stopping'
   | 'internal';
 
@@ -182,7 +194,82 @@ export function parseStateBody(text: string): AdminState {
 
 const HAPROXY_STATE_WORDS: Readonly<Record<string, AdminState>> = { ready: 'active', drain: 'draining', maint: 'maintenance' };
 
+/** `text` as a JSON object with only `allowed` keys; HttpError 400 naming what was wrong and showing `example`. */
+function parseObjectBody(text: string, allowed: readonly string[], example: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, 'bad-request', `the body must be JSON such as ${example}, got ${text.trim() === '' ? 'an empty body' : JSON.stringify(text.slice(0, 40))}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new HttpError(400, 'bad-request', `the body must be a JSON object such as ${example}`);
+  const extra = Object.keys(value).filter((key) => !allowed.includes(key));
+  if (extra.length > 0) throw new HttpError(400, 'bad-request', `unknown key ${extra.map((key) => `"${key}"`).join(', ')} (expected ${allowed.map((key) => `"${key}"`).join(', ')})`);
+  return value as Record<string, unknown>;
+}
+
+/** Parses `{"weight": 3}`; HttpError 400 saying what was wrong (the range is the balancer's to check). */
+export function parseWeightBody(text: string): number {
+  const { weight } = parseObjectBody(text, ['weight'], '{"weight": 3}');
+  if (typeof weight !== 'number') throw new HttpError(400, 'bad-request', `"weight" must be a number, got ${weight === undefined ? 'nothing' : JSON.stringify(weight)}`);
+  return weight;
+}
+
+const ADD_KEYS = ['name', 'address', 'weight', 'backup', 'maxConnections', 'slowStart'];
+
+/** Parses the body of POST /services/S/backends into a backend; HttpError 400 saying what was wrong. */
+export function parseAddBody(text: string): BackendConfig {
+  const body = parseObjectBody(text, ADD_KEYS, '{"name": "b4", "address": "10.0.0.4:5432"}');
+  const bad = (message: string): never => {
+    throw new HttpError(400, 'bad-request', message);
+  };
+  if (typeof body.name !== 'string') bad(`"name" must be a string, got ${body.name === undefined ? 'nothing' : JSON.stringify(body.name)}`);
+  if (typeof body.address !== 'string') bad(`"address" must be a string HOST:PORT, got ${body.address === undefined ? 'nothing' : JSON.stringify(body.address)}`);
+  const address = parseEndpoint(body.address as string, { host: 'ip-or-hostname', minPort: 1 });
+  if (!address.ok) return bad(`"address": ${address.error}`);
+  const backend: BackendConfig = { name: body.name as string, address: address.value, weight: DEFAULTS.weight };
+  if (body.weight !== undefined) backend.weight = typeof body.weight === 'number' ? body.weight : bad(`"weight" must be a number, got ${JSON.stringify(body.weight)}`);
+  if (body.backup !== undefined) backend.backup = typeof body.backup === 'boolean' ? body.backup : bad(`"backup" must be true or false, got ${JSON.stringify(body.backup)}`);
+  if (body.maxConnections !== undefined) {
+    const max = body.maxConnections;
+    backend.maxConnections = typeof max === 'number' && Number.isInteger(max) && max >= 1 ? max : bad(`"maxConnections" must be a positive integer, got ${JSON.stringify(max)}`);
+  }
+  if (body.slowStart !== undefined) {
+    const parsed = typeof body.slowStart === 'string' ? parseDuration(body.slowStart) : { ok: false as const, error: `expected a duration such as "10s", got ${JSON.stringify(body.slowStart)}` };
+    backend.slowStart = parsed.ok ? parsed.value : bad(`"slowStart": ${parsed.error}`);
+  }
+  return backend;
+}
+
+/** A runtime change's typed refusal as the HTTP answer that says it. */
+function changeRefusal(error: unknown): unknown {
+  if (error instanceof UnknownServiceError || error instanceof UnknownBackendError) return new HttpError(404, 'not-found', error.message, [...error.known]);
+  if (error instanceof BackendExistsError) return new HttpError(409, 'conflict', error.message);
+  if (error instanceof ResolveError) return new HttpError(400, 'bad-request', error.message);
+  if (error instanceof RuntimeChangeError) {
+    switch (error.reason) {
+      case 'bad-weight':
+      case 'bad-name':
+      case 'bad-address':
+        return new HttpError(400, 'bad-request', error.message);
+      case 'table-too-small':
+      case 'no-primary':
+        return new HttpError(409, 'conflict', error.message);
+      case 'not-supported':
+        return new HttpError(501, 'not-supported', error.message);
+      default: {
+        const never: never = error.reason;
+        return new HttpError(500, 'internal', String(never));
+      }
+    }
+  }
+  return error;
+}
+
 const STATE_PATH = /^\/services\/([^/]+)\/backends\/([^/]+)\/state$/;
+const WEIGHT_PATH = /^\/services\/([^/]+)\/backends\/([^/]+)\/weight$/;
+const BACKENDS_PATH = /^\/services\/([^/]+)\/backends$/;
+const BACKEND_PATH = /^\/services\/([^/]+)\/backends\/([^/]+)$/;
 
 function decode(segment: string): string {
   try {
@@ -193,7 +280,7 @@ function decode(segment: string): string {
 }
 
 /** Throws 405 with `Allow` (RFC 9110 §15.5.6) unless `method` is `allowed` (GET also allows HEAD). */
-function allow(method: string | undefined, allowed: 'GET' | 'POST'): void {
+function allow(method: string | undefined, allowed: 'GET' | 'POST' | 'DELETE'): void {
   if (method !== allowed && !(allowed === 'GET' && method === 'HEAD')) {
     throw new HttpError(405, 'method-not-allowed', `use ${allowed} for this path, not ${method ?? '?'}`, undefined, { allow: allowed === 'GET' ? 'GET, HEAD' : allowed });
   }
@@ -349,7 +436,44 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
       }
       return;
     }
-    throw new HttpError(404, 'not-found', `no such path "${path}" (paths: GET /, GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state${lifecycle === undefined ? '' : ', POST /reload, POST /upgrade'})`);
+    const change = async (run: () => ReturnType<AdminTarget['changeBackends']>): Promise<void> => {
+      await assertRunning();
+      try {
+        send(response, 200, await run());
+      } catch (error) {
+        throw changeRefusal(error);
+      }
+    };
+    const [, weightService, weightBackend] = WEIGHT_PATH.exec(path) ?? [];
+    if (weightService !== undefined && weightBackend !== undefined) {
+      allow(request.method, 'POST');
+      const service = decode(weightService);
+      const backend = decode(weightBackend);
+      const weight = parseWeightBody(await readBody(request));
+      await change(() => balancer.changeBackends(service, { kind: 'weight', backend, weight }));
+      return;
+    }
+    const [, addService] = BACKENDS_PATH.exec(path) ?? [];
+    if (addService !== undefined) {
+      allow(request.method, 'POST');
+      const service = decode(addService);
+      const backend = parseAddBody(await readBody(request));
+      await change(() => balancer.changeBackends(service, { kind: 'add', backend }));
+      return;
+    }
+    const [, removeService, removeBackend] = BACKEND_PATH.exec(path) ?? [];
+    if (removeService !== undefined && removeBackend !== undefined) {
+      allow(request.method, 'DELETE');
+      const service = decode(removeService);
+      const backend = decode(removeBackend);
+      await change(() => balancer.changeBackends(service, { kind: 'remove', backend }));
+      return;
+    }
+    throw new HttpError(
+      404,
+      'not-found',
+      `no such path "${path}" (paths: GET /, GET /stats, GET /metrics, POST /services/SERVICE/backends/BACKEND/state, POST /services/SERVICE/backends/BACKEND/weight, POST /services/SERVICE/backends, DELETE /services/SERVICE/backends/BACKEND${lifecycle === undefined ? '' : ', POST /reload, POST /upgrade'})`,
+    );
   };
 
   const limits: AdminLimits = { ...ADMIN_LIMITS, ...options.limits };

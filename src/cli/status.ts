@@ -1,6 +1,8 @@
 /**
- * `l4lb status` and `l4lb drain|enable|maintenance SERVICE BACKEND`: clients of the admin API
- * (src/admin/server.ts), as `hatop`/`socat` are for HAProxy's runtime API.
+ * `l4lb status`, `l4lb drain|enable|maintenance SERVICE BACKEND`, and the runtime changes
+ * `l4lb set-weight|add-backend|remove-backend`: clients of the admin API (src/admin/server.ts), as
+ * `hatop`/`socat` are for HAProxy's runtime API. A runtime change lasts until the next reload of
+ * the file (docs/operations.md).
  *
  * Where the API is: `--admin URL`, else the `admin.listen` of `-c FILE`, else
  * http://127.0.0.1:9900. The token: `--token`, else `--token-file`, else $L4LB_TOKEN, else the admin
@@ -15,6 +17,7 @@ import { LbError } from '../errors.js';
 import type { AdminState } from '../config/index.js';
 import type { DrainStatus, ReloadRecord, RunningConfig } from '../observability/index.js';
 import type { BackendStatusStats, ServiceStatusStats } from '../proxy/index.js';
+import type { BackendChangeResult } from '../proxy/index.js';
 import type { StateResult } from '../services/index.js';
 import { EXIT_FAILURE, EXIT_USAGE, fail } from './common.js';
 
@@ -209,7 +212,17 @@ export function formatStatus(services: readonly ServiceStatusStats[], status: Pr
         lastCheckCell(backend),
       ]);
     }
-    lines.push(...table(rows), '');
+    lines.push(...table(rows));
+    for (const entry of service.dns ?? []) {
+      const age = entry.lastSuccessAgeSeconds === null ? 'no good answer yet' : `last good answer ${entry.lastSuccessAgeSeconds} s ago`;
+      lines.push(`  ${entry.entry}: ${entry.state}${entry.lastError === null ? '' : ` (${entry.lastError})`}, ${entry.backends.length} backend(s), ${age}`);
+    }
+    if (service.runtime !== undefined) {
+      const { added, removed, weights } = service.runtime;
+      const parts = [added.length > 0 ? `added ${added.join(', ')}` : '', removed.length > 0 ? `removed ${removed.join(', ')}` : '', ...Object.entries(weights).map(([name, weight]) => `${name} weight ${weight}`)];
+      lines.push(`  runtime changes until the next reload: ${parts.filter((part) => part !== '').join('; ')}`);
+    }
+    lines.push('');
   }
   lines.push(...configLines(status));
   return lines.join('\n');
@@ -244,7 +257,83 @@ function stateCommand(name: string, state: AdminState, description: string): Com
     });
 }
 
-/** `status`, `drain`, `enable`, `maintenance`. */
+const percent = (share: number): string => `${(share * 100).toFixed(share > 0 && share < 0.001 ? 3 : 1)}%`;
+
+/**
+ * One runtime change's answer for a person: the change, then what moved, e.g.
+ * `pg/b4 added: 13107 of 65537 slots moved (20.0%)` and one line per backend that gained or lost.
+ */
+export function formatChange(result: BackendChangeResult): string {
+  const done = result.change === 'add' ? 'added' : result.change === 'remove' ? 'removed' : 'weight set';
+  const { moves } = result;
+  const lines = [
+    moves.unit === 'weight'
+      ? `${result.service}/${result.backend} ${done}: ${result.backends} backends; ${moves.balance} keeps no client on a backend, so none moved`
+      : `${result.service}/${result.backend} ${done}: ${moves.moved} of ${moves.total} ${moves.unit === 'slots' ? 'slots' : 'sampled keys'} moved (${percent(moves.share)})`,
+  ];
+  for (const backend of moves.backends) {
+    if (backend.gained === 0 && backend.lost === 0) continue;
+    const change = [backend.gained > 0 ? `+${backend.gained}` : '', backend.lost > 0 ? `-${backend.lost}` : ''].filter((part) => part !== '').join(' ');
+    lines.push(`  ${backend.name}: ${backend.before} -> ${backend.after} (${change})`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function changeCommand(name: string, description: string): Command {
+  return withAdminOptions(new Command(name)).description(`${description}; lasts until the next reload of the file`);
+}
+
+const backendPath = (service: string, backend?: string): string =>
+  `/services/${encodeURIComponent(service)}/backends${backend === undefined ? '' : `/${encodeURIComponent(backend)}`}`;
+
+/** `set-weight`, `add-backend`, `remove-backend`: HAProxy's `set server weight`, `add server`, `del server`. */
+function runtimeCommands(): Command[] {
+  const setWeight = changeCommand('set-weight', "set a backend's weight (HAProxy: set server weight)")
+    .argument('<service>', 'service name')
+    .argument('<backend>', 'backend name (a discovered one is ADDRESS:PORT)')
+    .argument('<weight>', 'a number > 0, at most 1000')
+    .action(async (service: string, backend: string, weightText: string, options: AdminCliOptions) => {
+      const weight = Number(weightText);
+      if (weightText.trim() === '' || !Number.isFinite(weight)) fail(new LbError('LB_ERR_INVALID_ARGUMENT', `<weight>: expected a number, got "${weightText}"`), EXIT_USAGE);
+      const target = await targetOrExit(options);
+      const result = await request<BackendChangeResult>(target, `${backendPath(service, backend)}/weight`, { method: 'POST', body: JSON.stringify({ weight }) });
+      process.stdout.write(formatChange(result));
+    });
+  const addBackend = changeCommand('add-backend', 'add a backend to a service (HAProxy: add server)')
+    .argument('<service>', 'service name')
+    .argument('<name>', 'the new backend\'s name')
+    .argument('<address>', 'HOST:PORT (a host name is resolved once, now)')
+    .option('--weight <weight>', 'weight, a number > 0 (default 1)')
+    .option('--backup', 'serve only when no primary backend is usable')
+    .option('--max-connections <n>', 'connections to it at most')
+    .option('--slow-start <duration>', 'ramp its share up over this long when it becomes usable')
+    .action(async (service: string, name: string, address: string, options: AdminCliOptions & { weight?: string; backup?: boolean; maxConnections?: string; slowStart?: string }) => {
+      const body: Record<string, unknown> = { name, address };
+      const number = (flag: string, text: string): number => {
+        const value = Number(text);
+        if (text.trim() === '' || !Number.isFinite(value)) fail(new LbError('LB_ERR_INVALID_ARGUMENT', `${flag}: expected a number, got "${text}"`), EXIT_USAGE);
+        return value;
+      };
+      if (options.weight !== undefined) body.weight = number('--weight', options.weight);
+      if (options.backup === true) body.backup = true;
+      if (options.maxConnections !== undefined) body.maxConnections = number('--max-connections', options.maxConnections);
+      if (options.slowStart !== undefined) body.slowStart = options.slowStart;
+      const target = await targetOrExit(options);
+      const result = await request<BackendChangeResult>(target, backendPath(service), { method: 'POST', body: JSON.stringify(body) });
+      process.stdout.write(formatChange(result));
+    });
+  const removeBackend = changeCommand('remove-backend', 'remove a backend from a service (HAProxy: del server); its open connections continue')
+    .argument('<service>', 'service name')
+    .argument('<backend>', 'backend name (a discovered one is ADDRESS:PORT)')
+    .action(async (service: string, backend: string, options: AdminCliOptions) => {
+      const target = await targetOrExit(options);
+      const result = await request<BackendChangeResult>(target, backendPath(service, backend), { method: 'DELETE' });
+      process.stdout.write(formatChange(result));
+    });
+  return [setWeight, addBackend, removeBackend];
+}
+
+/** `status`, `drain`, `enable`, `maintenance`, and the runtime changes. */
 export function adminCommands(): Command[] {
   const status = withAdminOptions(new Command('status'))
     .description('show services and backends: health, state, connections, bytes, last check')
@@ -259,5 +348,6 @@ export function adminCommands(): Command[] {
     stateCommand('drain', 'draining', 'stop sending new clients to a backend; open connections continue'),
     stateCommand('enable', 'active', 'make a backend active again (it still needs to be healthy to get traffic)'),
     stateCommand('maintenance', 'maintenance', 'take a backend out of service: no new clients'),
+    ...runtimeCommands(),
   ];
 }

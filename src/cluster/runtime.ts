@@ -8,6 +8,7 @@
 import type { Logger } from 'pino';
 import type { AdminTarget } from '../admin/index.js';
 import { formatEndpoint, type Config, type Endpoint } from '../config/index.js';
+import { RuntimeChangeError } from '../errors.js';
 import { listenerName } from '../proxy/index.js';
 import type { HandedSocket, HandoverSockets, InheritedSockets, Listening, ReloadOutcome, Runtime } from '../runtime/index.js';
 import { HealthAuthority } from './authority.js';
@@ -34,6 +35,15 @@ class ClusterRuntime implements Runtime {
     this.admin = {
       stats: () => primary.stats(),
       setState: (service, backend, state) => authority.setState(service, backend, state),
+      // Every worker builds its own plans: a runtime change would have to reach all of them as one
+      // change, which the IPC protocol does not carry yet.
+      changeBackends: (service, change) =>
+        Promise.reject(
+          new RuntimeChangeError(
+            { service, backend: change.kind === 'add' ? change.backend.name : change.backend, reason: 'not-supported' },
+            `runtime changes of backends need workers: 1 (this process runs ${primary.workers} workers): edit the file and reload`,
+          ),
+        ),
       events: authority.events,
     };
   }

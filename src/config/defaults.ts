@@ -35,6 +35,15 @@ export const LIMITS = {
 } as const;
 
 /**
+ * `dns:`/`srv:` backends (src/services/dns.ts): how often a name is asked again, and the bounds
+ * a TTL is held to. A name is re-queried after its answer's TTL, but never sooner than `minTtl`
+ * (a TTL of 0, as dnsmasq gives its hosts files, must not mean a query per tick) and never later
+ * than the entry's `refresh`. Each query waits `queryTimeout` per try, `queryTries` tries (c-ares).
+ */
+export const DNS_DEFAULTS = { refresh: 10_000, port: 53, queryTimeout: 1_000, queryTries: 2 } as const;
+export const DNS_LIMITS = { minRefresh: 100, maxRefresh: 3_600_000, minTtl: 1_000 } as const;
+
+/**
  * `healthCheck` keys left out, and a backend's `state` and a service's `onDown`: HAProxy's defaults
  * (`inter 2s`, `rise 2`, `fall 3`, timeout = inter, `init-state up`), the ones src/health uses.
  */

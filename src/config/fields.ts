@@ -16,6 +16,11 @@ export const DSR_RULE: EndpointRule = { host: 'ipv4', minPort: 1 };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
+/** Whether `text` may name a service or backend (as the file's names must: no ":", so never a discovered backend's). */
+export function isPlainName(text: string): boolean {
+  return NAME.test(text);
+}
+
 /** A message for a field whose value has the wrong type (or is missing), naming the expected form. */
 export const expecting = (expected: string) => (issue: { code?: string; input?: unknown }) => {
   if (issue.code !== 'invalid_type') return undefined; // other codes: the per-parse error map words them

@@ -30,8 +30,18 @@ export interface ProxyServiceFields {
   balanceFactor?: number;
   healthCheck?: HealthCheckConfig;
   onDown?: OnDown;
-  /** A name left undefined did not parse (its own problem is reported); the name rules skip it. */
-  backends: readonly { name?: string; backup?: boolean }[];
+  /**
+   * A name left undefined did not parse (its own problem is reported); the name rules skip it.
+   * `discovers` is set for a dns:/srv: entry: what it asks for (`dns NAME:PORT`, `srv NAME`).
+   */
+  backends: readonly { name?: string; backup?: boolean; discovers?: string }[];
+}
+
+/** What a dns:/srv: entry as written asks for, to refuse the same one twice; undefined for a named backend. */
+export function discoveryKey(entry: Record<string, unknown>): string | undefined {
+  if (typeof entry.dns === 'string') return `dns ${entry.dns.toLowerCase()}:${String(entry.port)}`;
+  if (typeof entry.srv === 'string') return `srv ${entry.srv.toLowerCase()}`;
+  return undefined;
 }
 
 /** Keys a proxy service's balance may make meaningless. */
@@ -85,6 +95,13 @@ export function checkProxyService(service: ProxyServiceFields, ctx: Issues): voi
   }
   if (balance === 'maglev') checkTableFits(service.tableSize ?? DEFAULTS.tableSize, service.backends.length, ctx);
   checkUniqueBackendNames(service.backends, ctx);
+  const asked = new Map<string, number>();
+  service.backends.forEach((backend, index) => {
+    if (backend.discovers === undefined) return;
+    const earlier = asked.get(backend.discovers);
+    if (earlier === undefined) asked.set(backend.discovers, index);
+    else ctx.addIssue({ code: 'custom', path: ['backends', index], message: `the same ${backend.discovers.split(' ')[0] ?? ''}: entry as backends[${earlier}]` });
+  });
 }
 
 export function checkDsrService(service: DsrServiceFields, ctx: Issues): void {
@@ -178,6 +195,14 @@ export function checkServices(config: Config, ctx: Issues): void {
   for (const problem of crossServiceProblems(config.admin?.listen, config.services.map(factsOf))) {
     ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
   }
+  // A cluster's workers would each resolve on their own clock and could hash one client to two
+  // backends; until the primary resolves for them, discovery runs in one process only.
+  if (config.workers === undefined || config.workers === 1) return;
+  config.services.forEach((service, index) => {
+    if (service.mode === 'proxy' && service.dnsBackends !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['services', index, 'backends'], message: `dns:/srv: entries need workers: 1 (this file has workers: ${config.workers}): a cluster does not resolve them yet` });
+    }
+  });
 }
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -225,7 +250,7 @@ const stringOrUndefined = (value: unknown): string | undefined => (typeof value 
 function proxyFieldsOf(service: Record<string, unknown>): ProxyServiceFields {
   const backends = Array.isArray(service.backends) ? service.backends : [];
   const fields: ProxyServiceFields = {
-    backends: backends.map((backend) => (isRecord(backend) ? { name: stringOrUndefined(backend.name), backup: backend.backup === true } : {})),
+    backends: backends.map((backend) => (isRecord(backend) ? { name: stringOrUndefined(backend.name), backup: backend.backup === true, discovers: discoveryKey(backend) } : {})),
   };
   if (service.balance !== undefined) {
     if (!HASHING_BALANCES.includes(service.balance as Balance) && service.balance !== 'roundrobin' && service.balance !== 'leastconn') return fields;

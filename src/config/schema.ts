@@ -31,8 +31,9 @@ import {
   weightField,
   workersField,
 } from './fields.js';
+import { backendEntryField, resolversField } from './dns-fields.js';
 import { describeObject } from './messages.js';
-import { checkDsrService, checkProxyService, checkServices } from './rules.js';
+import { checkDsrService, checkProxyService, checkServices, discoveryKey, type ProxyServiceFields } from './rules.js';
 import { checkSourceRules, cidrListField, limitsObject, proxyProtocolObject } from './source-fields.js';
 import { BALANCES, FLOW_HASHES, type Balance, type BackendConfig, type Config, type DsrServiceConfig, type FlowHash, type ProxyServiceConfig } from './types.js';
 
@@ -86,7 +87,7 @@ const PROXY_SERVICE_SHAPE = {
   maxConnections: positiveInteger.optional(),
   retries: integer(`an integer 0–${LIMITS.maxRetries}`).min(0).max(LIMITS.maxRetries).optional(),
   timeouts: timeoutsObject.optional(),
-  backends: z.array(proxyBackendObject, { error: expecting('a list of backends') }).min(1),
+  backends: z.array(backendEntryField(proxyBackendObject), { error: expecting('a list of backends') }).min(1),
   proxyProtocol: proxyProtocolObject.optional(),
   allow: cidrListField.optional(),
   deny: cidrListField.optional(),
@@ -114,6 +115,18 @@ const dsrServiceObject = describeObject(z.strictObject(DSR_SERVICE_SHAPE), {
 });
 
 type ProxyServiceInput = z.output<typeof proxyServiceObject>;
+
+/** What the per-service rules read of a parsed proxy service (dns:/srv: entries by what they ask for). */
+function proxyFields(service: ProxyServiceInput): ProxyServiceFields {
+  return {
+    ...service,
+    backends: service.backends.map((entry) => {
+      if (entry.kind === 'backend') return { name: entry.backend.name, backup: entry.backend.backup };
+      const { type, name, port, backup } = entry.entry;
+      return { backup, discovers: discoveryKey(type === 'dns' ? { dns: name, port } : { srv: name }) };
+    }),
+  };
+}
 type DsrServiceInput = z.output<typeof dsrServiceObject>;
 
 // ---------------------------------------------------------------------------------------------
@@ -139,7 +152,7 @@ function toProxyService(service: ProxyServiceInput): ProxyServiceConfig {
       queue: service.timeouts?.queue ?? DEFAULTS.timeouts.queue,
       drain: service.timeouts?.drain ?? DEFAULTS.timeouts.drain,
     },
-    backends: service.backends.map((backend) => {
+    backends: service.backends.flatMap((entry) => (entry.kind === 'backend' ? [entry.backend] : [])).map((backend) => {
       const result: BackendConfig = { name: backend.name, address: backend.address, weight: backend.weight ?? DEFAULTS.weight };
       if (backend.maxConnections !== undefined) result.maxConnections = backend.maxConnections;
       if (backend.backup !== undefined) result.backup = backend.backup;
@@ -148,6 +161,8 @@ function toProxyService(service: ProxyServiceInput): ProxyServiceConfig {
       return result;
     }),
   };
+  const dnsBackends = service.backends.flatMap((entry) => (entry.kind === 'dns' ? [entry.entry] : []));
+  if (dnsBackends.length > 0) result.dnsBackends = dnsBackends;
   if (service.balanceFactor !== undefined) result.balanceFactor = service.balanceFactor;
   if (service.proxyProtocol !== undefined) result.proxyProtocol = service.proxyProtocol;
   if (service.proxyProtocol?.accept !== undefined) result.timeouts.proxyHeader = service.timeouts?.proxyHeader ?? DEFAULTS.proxyHeaderTimeout;
@@ -179,7 +194,7 @@ const serviceSchema = z.preprocess(
   z.discriminatedUnion(
     'mode',
     [
-      proxyServiceObject.superRefine(checkProxyService).superRefine(checkSourceRules).transform(toProxyService),
+      proxyServiceObject.superRefine((service, ctx) => checkProxyService(proxyFields(service), ctx)).superRefine(checkSourceRules).transform(toProxyService),
       dsrServiceObject.superRefine(checkDsrService).transform(toDsrService),
     ],
     { error: expecting('a service (a mapping)') },
@@ -212,6 +227,7 @@ export const configSchema = describeObject(
     workers: workersField.optional(),
     log: logObject.optional(),
     accessLog: accessLogObject.optional(),
+    resolvers: resolversField.optional(),
     services: z.array(serviceSchema, { error: expecting('a list of services') }).min(1),
   }),
   { label: 'the top level' },
@@ -220,6 +236,7 @@ export const configSchema = describeObject(
   ...(value.workers === undefined ? {} : { workers: value.workers }),
   ...(value.log === undefined ? {} : { log: value.log }),
   ...(value.accessLog === undefined ? {} : { accessLog: value.accessLog }),
+  ...(value.resolvers === undefined ? {} : { resolvers: value.resolvers }),
   services: value.services,
 }))
   .superRefine(checkServices);

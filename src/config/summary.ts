@@ -2,14 +2,22 @@
  * The one-line description of a valid configuration that `l4lb check` prints and `run` can log.
  */
 import { formatEndpoint } from './endpoints.js';
-import type { Config, ServiceConfig } from './types.js';
+import type { Config, ProxyServiceConfig, ServiceConfig } from './types.js';
 
 const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
+/** `3 backends`, `2 dns:/srv: entries`, or `1 backend and 1 dns:/srv: entry`. */
+function backendsOf(service: ProxyServiceConfig): string {
+  const entries = service.dnsBackends?.length ?? 0;
+  if (entries === 0) return count(service.backends.length, 'backend');
+  const discovered = `${entries} dns:/srv: ${entries === 1 ? 'entry' : 'entries'}`;
+  return service.backends.length === 0 ? discovered : `${count(service.backends.length, 'backend')} and ${discovered}`;
+}
 
 function describeService(service: ServiceConfig): string {
   switch (service.mode) {
     case 'proxy':
-      return `${service.name}: ${service.balance} over ${count(service.backends.length, 'backend')} on ${formatEndpoint(service.listen)}`;
+      return `${service.name}: ${service.balance} over ${backendsOf(service)} on ${formatEndpoint(service.listen)}`;
     case 'dsr':
       return `${service.name}: dsr maglev over ${count(service.backends.length, 'backend')} on VIP ${formatEndpoint(service.vip)} dscp ${service.dscp}`;
     default: {

@@ -27,6 +27,31 @@ export interface BackendConfig {
   state?: AdminState;
 }
 
+/**
+ * A backend entry that stands for every server a DNS name lists (HAProxy's `server-template` with
+ * `resolvers`, nginx's `server … resolve`, Envoy's STRICT_DNS): `dns` takes every A and AAAA
+ * record of `name` at `port`; `srv` every SRV record of `name` (RFC 2782: target, port, weight,
+ * priority). Each discovered server becomes a backend named by its identity (src/services
+ * discovery.ts): `ADDRESS:PORT` for `dns`, `TARGET:PORT` for `srv`.
+ */
+export interface DnsBackendConfig {
+  type: DnsBackendType;
+  /** The name queried: `pg.service.consul`, `_postgresql._tcp.db.example`. */
+  name: string;
+  /** `dns` only: the port every address is reached on. */
+  port?: number;
+  /** ms: the longest time between two queries (a shorter TTL re-queries sooner, never under DNS_LIMITS.minTtl). */
+  refresh: number;
+  /** `dns` only: the weight of every discovered backend (`srv` takes each record's weight). */
+  weight: number;
+  maxConnections?: number;
+  /** `dns` only: every discovered backend is a backup (`srv`: records of a higher priority number are). */
+  backup?: boolean;
+  slowStart?: number;
+}
+
+export type DnsBackendType = 'dns' | 'srv';
+
 /** All in milliseconds. */
 export interface Timeouts {
   connect: number;
@@ -116,7 +141,10 @@ export interface ProxyServiceConfig {
   maxConnections: number;
   retries: number;
   timeouts: Timeouts;
+  /** The backends named in the file (empty when every entry is a `dns:`/`srv:` one). */
   backends: BackendConfig[];
+  /** `dns:`/`srv:` entries of `backends`, in file order; absent when there are none. */
+  dnsBackends?: DnsBackendConfig[];
   /** Absent when not configured. */
   proxyProtocol?: ProxyProtocolConfig;
   /** CIDR blocks matched on the effective client (after a PROXY header); deny wins. */
@@ -161,5 +189,7 @@ export interface Config {
   log?: { timestamp?: 'epoch' | 'iso'; level?: 'debug' | 'info' | 'warn' | 'error' };
   /** Access lines to this file instead of stdout, reopened on SIGUSR1. Read at start. */
   accessLog?: { path: string };
+  /** DNS servers `dns:`/`srv:` backends are resolved through (port 53 unless given); absent: the system's (/etc/resolv.conf). */
+  resolvers?: Endpoint[];
   services: ServiceConfig[];
 }

@@ -9,7 +9,7 @@ import { ALGORITHMS, type Algorithm, type Backend, type Picker } from './types.j
 
 export * from './types.js';
 export { withBoundedLoads, type LoadView } from './bounded.js';
-export { buildMaglevTable, diffMaglevTables, slotOwner, DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, type MaglevTable, type SlotChange, type SlotHash } from './maglev.js';
+export { buildMaglevTable, createMaglevPicker, diffMaglevTables, slotOwner, DEFAULT_MAGLEV_TABLE_SIZE, MAX_MAGLEV_TABLE_SIZE, type MaglevTable, type SlotChange, type SlotHash } from './maglev.js';
 export { jhashSlotHash, nftJhashSlot } from './jhash.js';
 export { addressBytes, flowKey } from './keys.js';
 export { isPrime } from './validate.js';

@@ -74,6 +74,12 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
     registers,
   });
 
+  const dnsLabels = ['service', 'entry'] as const;
+  const dnsResolutions = new Counter({ name: 'l4lb_dns_resolutions_total', help: 'DNS queries of a dns:/srv: backend entry, by result: ok (records), empty (no records: the last good set is kept), failed (no answer: kept too)', labelNames: ['service', 'entry', 'result'] as const, registers });
+  const dnsBackends = new Gauge({ name: 'l4lb_dns_backends', help: 'Backends a dns:/srv: entry stands for now (its last good answer)', labelNames: dnsLabels, registers });
+  const dnsAge = new Gauge({ name: 'l4lb_dns_last_success_age_seconds', help: 'Seconds since a dns:/srv: entry last got a good answer (absent before the first)', labelNames: dnsLabels, registers });
+  const dnsAnswering = new Gauge({ name: 'l4lb_dns_answer_ok', help: '1 when the last query of a dns:/srv: entry got records, 0 when it failed or was empty (the last good set is kept)', labelNames: dnsLabels, registers });
+
   const buildInfo = new Gauge({ name: 'l4lb_build_info', help: 'Always 1; the version label says which l4lb runs', labelNames: ['version'] as const, registers });
   buildInfo.set({ version: VERSION }, 1);
   collectDefaultMetrics({ register: registry });
@@ -84,6 +90,7 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
     refused: new MonotonicFeed(refusedTotal),
     rejected: new MonotonicFeed(rejectedTotal),
     bytes: new MonotonicFeed(bytesTotal),
+    dnsResolutions: new MonotonicFeed(dnsResolutions),
     backendTotal: new MonotonicFeed(backendTotal),
     backendErrors: new MonotonicFeed(backendErrors),
     backendBytes: new MonotonicFeed(backendBytes),
@@ -118,8 +125,18 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
     backendCurrent.reset();
     backendUp.reset();
     backendState.reset();
+    dnsBackends.reset();
+    dnsAge.reset();
+    dnsAnswering.reset();
     for (const service of services) {
       const name = service.name;
+      for (const entry of service.dns ?? []) {
+        const labels = { service: name, entry: entry.entry };
+        for (const [result, count] of Object.entries(entry.resolutions)) feeds.dnsResolutions.set({ ...labels, result }, count);
+        dnsBackends.set(labels, entry.backends.length);
+        if (entry.lastSuccessAgeSeconds !== null) dnsAge.set(labels, entry.lastSuccessAgeSeconds);
+        dnsAnswering.set(labels, entry.state === 'ok' ? 1 : 0);
+      }
       connectionsCurrent.set({ service: name }, service.current);
       connectionsQueued.set({ service: name }, service.queued);
       feeds.connections.set({ service: name }, service.total);

@@ -8,24 +8,47 @@
  * anything is swapped, so a failed reload leaves the running configuration untouched.
  * Health and admin state live in src/services (one ServiceStates per process); verdicts come from
  * local checks, or from the cluster primary in a worker (`verdicts`).
+ *
+ * A service's backends may change between reloads too: its `dns:`/`srv:` entries' answers (the
+ * DNS watcher) and runtime changes (`changeBackends`, the admin API's weight/add/remove). Each
+ * goes through the same path as a reload: the effective backends (src/services backends.ts), the
+ * plan builder, the health gate and ServiceState.update (backends that stay keep their health;
+ * new ones start in the check's initial state). Reloads, DNS changes and runtime changes are
+ * applied one at a time, in order.
  */
+import { isIP } from 'node:net';
 import type { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { formatEndpoint, type AdminState, type Config, type Endpoint, type HealthCheckConfig, type ProxyServiceConfig } from '../config/index.js';
+import { formatEndpoint, type AdminState, type BackendConfig, type Config, type Endpoint, type HealthCheckConfig, type ProxyServiceConfig } from '../config/index.js';
 import { ClosedError, LbError, UnknownServiceError } from '../errors.js';
 import {
   buildPlan,
+  checkResult,
+  DnsWatcher,
+  effectiveService,
   gatePlan,
+  isEmptyOverlay,
   localChecks,
+  movesBetween,
+  NO_OVERLAY,
+  overlaySummary,
   resolveBackends,
+  resolveHost,
+  sameBackends,
+  withChange,
   ServiceLoads,
   ServiceStates,
   systemLookup,
+  type BackendChange,
   type BackendStatusFields,
+  type DnsClientFactory,
+  type DnsEntryStatus,
   type Lookup,
+  type Moves,
   type ResolvedAddress,
+  type RuntimeOverlay,
   type ServicePlan,
   type ServiceStateEvents,
   type StateResult,
@@ -44,6 +67,23 @@ export interface BackendStatusStats extends BackendStats, BackendStatusFields {}
 export interface ServiceStatusStats extends Omit<ServiceStats, 'backends'> {
   healthCheck: HealthCheckConfig | null;
   backends: BackendStatusStats[];
+  /** The service's `dns:`/`srv:` entries and how their last queries went (absent: it has none). */
+  dns?: DnsEntryStatus[];
+  /** Runtime changes in force since the file was applied (absent: none). */
+  runtime?: { added: string[]; removed: string[]; weights: Record<string, number> };
+}
+
+/** A runtime change as asked for: `add` may name a host, resolved once when the change is made. */
+export type BackendChangeRequest = Exclude<BackendChange, { kind: 'add' }> | { readonly kind: 'add'; readonly backend: BackendConfig };
+
+/** The answer to a runtime change: what it did and what moved. */
+export interface BackendChangeResult {
+  readonly service: string;
+  readonly change: BackendChange['kind'];
+  readonly backend: string;
+  /** Backends of the service after the change. */
+  readonly backends: number;
+  readonly moves: Moves;
 }
 
 export interface BalancerOptions {
@@ -56,13 +96,15 @@ export interface BalancerOptions {
    * that decides them (a cluster worker follows its primary: src/cluster/link.ts).
    */
   readonly verdicts?: VerdictSources;
-  /** What the data path's timeouts run on (idle, queue, PROXY header): the system clock, or one a test drives. */
+  /** What the data path's timeouts run on (idle, queue, PROXY header), and the waits between DNS queries: the system clock, or one a test drives. */
   readonly clock?: Clock;
   /**
    * At start only: the fd of a listening socket this process inherited for a service (from a
    * previous l4lb that handed it over, or from systemd), listened on instead of binding.
    */
   readonly inherited?: (service: ProxyServiceConfig) => number | undefined;
+  /** How `dns:`/`srv:` entries are asked (default: c-ares, through the file's `resolvers`). */
+  readonly dnsClient?: DnsClientFactory;
 }
 
 export interface Balancer {
@@ -78,6 +120,19 @@ export interface Balancer {
   listening(): { service: string; listen: Endpoint; backends: number }[];
   /** Sets a backend's admin state: see ServiceStates.setState. */
   setState(service: string, backend: string, state: AdminState): StateResult;
+  /**
+   * Sets a backend's weight, adds or removes a backend, as a runtime overlay the next reload
+   * replaces (src/services/backends.ts). Rejects with UnknownServiceError, UnknownBackendError,
+   * BackendExistsError, RuntimeChangeError, ResolveError (an added host that resolves nowhere),
+   * or ClosedError; nothing changes then.
+   */
+  changeBackends(service: string, change: BackendChangeRequest): Promise<BackendChangeResult>;
+  /** Resolves once every reload, DNS change and runtime change queued so far has been applied (or refused). */
+  settled(): Promise<void>;
+  /** The plan new connections of service `name` are placed with now. Throws UnknownServiceError. */
+  plan(name: string): ServicePlan;
+  /** The DNS watcher of this balancer's `dns:`/`srv:` entries: 'backends' on every change of a service's discovered set. */
+  readonly dns: DnsWatcher;
   /** Health changes, check results and state changes of every service. */
   readonly events: EventEmitter<ServiceStateEvents>;
   /** Every listening socket, by listener name (listenerName), for a handover to a new l4lb. */
@@ -104,6 +159,22 @@ interface Prepared {
   resolved: readonly ResolvedAddress[];
   plan: ServicePlan;
   where: string;
+  /** The file's backends' resolved addresses, by name. */
+  statics: ReadonlyMap<string, Endpoint>;
+}
+
+/** Where a running service's backends come from, and the plan built from them. */
+interface BackendSources {
+  /** The service as the file says (its `backends` are the file's named ones). */
+  readonly file: ProxyServiceConfig;
+  readonly statics: ReadonlyMap<string, Endpoint>;
+  overlay: RuntimeOverlay;
+  plan: ServicePlan;
+}
+
+/** The services of `config` whose entries the DNS watcher asks. */
+function watchedServices(services: readonly ProxyServiceConfig[]): { name: string; entries: NonNullable<ProxyServiceConfig['dnsBackends']> }[] {
+  return services.map((service) => ({ name: service.name, entries: service.dnsBackends ?? [] }));
 }
 
 class RunningBalancer implements Balancer {
@@ -117,6 +188,11 @@ class RunningBalancer implements Balancer {
   private readonly byService = new Map<string, KeptByService>();
   /** Health and admin state by service name: they outlive plans. */
   private readonly states: ServiceStates;
+  /** By service name: what its effective backends are made of, and its plan now. */
+  private sources = new Map<string, BackendSources>();
+  /** The `resolvers` and proxy services of the configuration in service (a refused reload goes back to them). */
+  private applied: { resolvers: Config['resolvers']; services: ProxyServiceConfig[] } = { resolvers: undefined, services: [] };
+  readonly dns: DnsWatcher;
   private readonly retiring = new Set<Promise<void>>();
   private drainMs = 0;
   private closing = false;
@@ -132,8 +208,13 @@ class RunningBalancer implements Balancer {
     private readonly lookup: Lookup,
     verdicts: VerdictSources,
     clock: Clock | undefined,
+    dnsClient: DnsClientFactory | undefined,
   ) {
     this.timing = clock === undefined ? {} : { clock, idleSweeper: new IdleSweeper(clock) };
+    this.dns = new DnsWatcher({ logger, clock, client: dnsClient });
+    this.dns.on('backends', ({ service }) => void this.enqueue(() => this.replan(service)).catch((error: unknown) => {
+      this.logger.error({ service, error: error instanceof Error ? error.message : String(error) }, 'dns: the new backends could not be applied: keeping the previous ones');
+    }));
     this.states = new ServiceStates({
       logger,
       verdicts,
@@ -161,21 +242,72 @@ class RunningBalancer implements Balancer {
     return undefined;
   }
 
-  /** Resolves every proxy service's backends and builds its plan; nothing is started. */
+  /**
+   * Resolves every proxy service's backends (the file's names once; `dns:`/`srv:` entries through
+   * the watcher, which keeps the answers of entries it already asks) and builds its plan; nothing
+   * is started.
+   */
   private async prepare(config: Config): Promise<Prepared[]> {
-    const prepared: Prepared[] = [];
+    const proxies: { service: ProxyServiceConfig; where: string }[] = [];
     for (const [index, service] of config.services.entries()) {
       const where = `services[${index}] (${service.name})`;
       if (service.mode === 'dsr') {
         this.logger.info({ service: service.name }, 'dsr service: rendered by `l4lb dsr`, not proxied by `l4lb run`');
         continue;
       }
-      const resolved = await resolveBackends(service, where, this.lookup);
+      proxies.push({ service, where });
+    }
+    await this.dns.watch(config.resolvers, watchedServices(proxies.map(({ service }) => service)));
+    const prepared: Prepared[] = [];
+    for (const { service, where } of proxies) {
+      const statics = new Map((await resolveBackends(service, where, this.lookup)).map(({ name, address }) => [name, address]));
+      const { service: effective, truncated } = effectiveService(service, this.dns.backends(service.name));
+      if (truncated > 0) this.logger.warn({ service: service.name, left: truncated, tableSize: service.tableSize }, 'dns: more backends than Maglev slots: the first tableSize by name are used');
+      const resolved = addressesOf(effective, statics);
       const { loads } = this.kept(service.name);
-      const plan = buildPlan(service, resolved, loads);
-      prepared.push({ config: service, plan: gatePlan(plan, this.states.of(service.name), loads), where, resolved });
+      const plan = buildPlan(effective, resolved, loads);
+      prepared.push({ config: effective, plan: gatePlan(plan, this.states.of(service.name), loads), where, resolved, statics });
     }
     return prepared;
+  }
+
+  /** Runs `step` after every reload and change before it: one change of plans at a time. */
+  private enqueue<T>(step: () => Promise<T> | T): Promise<T> {
+    const next = this.reloading.then(step);
+    this.reloading = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    return next;
+  }
+
+  /**
+   * Puts `effective` in service for `name`: builds its plan through the plan builder and the
+   * health gate, updates ServiceState (backends that stay keep their health) and swaps the
+   * listener's plan. Returns what moved. Pre: `name` is running; `effective` is its file
+   * configuration with effective backends.
+   */
+  private install(name: string, sources: BackendSources, effective: ProxyServiceConfig): Moves {
+    const resolved = addressesOf(effective, sources.statics);
+    const kept = this.kept(name);
+    const plan = gatePlan(buildPlan(effective, resolved, kept.loads), this.states.of(name), kept.loads);
+    const moves = movesBetween(sources.plan, plan);
+    this.states.of(name).update(effective, resolved);
+    kept.loads.setMembers(new Set(plan.backends.map((backend) => backend.name)));
+    this.serviceNamed(name)?.update(plan, kept.logger, kept.counters);
+    sources.plan = plan;
+    return moves;
+  }
+
+  /** A service's discovered set changed: re-plans it if its effective backends did. */
+  private replan(name: string): void {
+    const sources = this.sources.get(name);
+    if (sources === undefined || this.closing) return;
+    const { service: effective, truncated } = effectiveService(sources.file, this.dns.backends(name), sources.overlay);
+    if (sameBackends(effective.backends, sources.plan.config.backends)) return;
+    if (truncated > 0) this.logger.warn({ service: name, left: truncated, tableSize: effective.tableSize }, 'dns: more backends than Maglev slots: the first tableSize by name are used');
+    const moves = this.install(name, sources, effective);
+    this.kept(name).logger.info({ backends: effective.backends.length, moved: moves.moved, of: moves.total, unit: moves.unit }, 'dns: backends applied');
   }
 
   /** Throws ClosedError once close() has begun: an apply must not start anything after that. */
@@ -195,8 +327,14 @@ class RunningBalancer implements Balancer {
 
   private async applyNow(config: Config, inherited: BalancerOptions['inherited']): Promise<void> {
     this.assertOpen();
-    const prepared = await this.prepare(config);
-    this.assertOpen();
+    let prepared: Prepared[];
+    try {
+      prepared = await this.prepare(config);
+      this.assertOpen();
+    } catch (error) {
+      await this.restoreWatch();
+      throw error;
+    }
     const next = new Map<string, ProxyService>();
     const opened: ProxyService[] = [];
     try {
@@ -217,13 +355,22 @@ class RunningBalancer implements Balancer {
       }
     } catch (error) {
       await Promise.all(opened.map((service) => service.close(0)));
+      await this.restoreWatch();
       throw error;
     }
     // Nothing can fail from here on: swap plans, retire listeners no longer configured.
-    for (const { config: service, resolved, plan } of prepared) {
+    const sources = new Map<string, BackendSources>();
+    for (const { config: service, resolved, plan, statics } of prepared) {
       this.states.of(service.name).update(service, resolved);
       this.kept(service.name).loads.setMembers(new Set(plan.backends.map((backend) => backend.name)));
+      const overlay = this.sources.get(service.name)?.overlay ?? NO_OVERLAY;
+      if (!isEmptyOverlay(overlay)) this.kept(service.name).logger.info({ runtime: overlaySummary(overlay) }, 'runtime changes replaced by the reloaded file');
+      const file = config.services.find((each): each is ProxyServiceConfig => each.mode === 'proxy' && each.name === service.name);
+      if (file !== undefined) sources.set(service.name, { file, statics, overlay: NO_OVERLAY, plan });
     }
+    this.sources = sources;
+    this.applied = { resolvers: config.resolvers, services: [...sources.values()].map(({ file }) => file) };
+    this.dns.retain(watchedServices(this.applied.services));
     this.states.retain(new Set(prepared.map(({ config: service }) => service.name)));
     for (const { config: service, plan } of prepared) {
       const running = next.get(listenerName(service));
@@ -240,17 +387,60 @@ class RunningBalancer implements Balancer {
     this.drainMs = Math.max(0, ...prepared.map(({ config: service }) => service.timeouts.drain));
   }
 
+  /** After a refused apply: the watcher asks exactly what the configuration in service needs. */
+  private async restoreWatch(): Promise<void> {
+    await this.dns.watch(this.applied.resolvers, watchedServices(this.applied.services));
+    this.dns.retain(watchedServices(this.applied.services));
+  }
+
   address(name: string): Endpoint {
     const service = this.serviceNamed(name);
     if (service === undefined) throw new UnknownServiceError({ service: name, known: [...this.services.values()].map((running) => running.name) });
     return service.address();
   }
 
-  /** Reloads run one at a time, in call order. */
+  /** Reloads (and DNS and runtime changes) run one at a time, in call order. */
   reload(config: Config): Promise<void> {
-    const next = this.reloading.then(() => this.apply(config));
-    this.reloading = next.catch(() => undefined);
-    return next;
+    return this.enqueue(() => this.apply(config));
+  }
+
+  /** The first apply, queued like a reload (DNS answers may arrive meanwhile), with the inherited sockets. */
+  start(config: Config, inherited: BalancerOptions['inherited']): Promise<void> {
+    return this.enqueue(() => this.apply(config, inherited));
+  }
+
+  settled(): Promise<void> {
+    return this.reloading;
+  }
+
+  plan(name: string): ServicePlan {
+    const sources = this.sources.get(name);
+    if (sources === undefined) throw new UnknownServiceError({ service: name, known: [...this.sources.keys()] });
+    return sources.plan;
+  }
+
+  changeBackends(service: string, change: BackendChangeRequest): Promise<BackendChangeResult> {
+    return this.enqueue(() => this.changeNow(service, change));
+  }
+
+  private async changeNow(service: string, request: BackendChangeRequest): Promise<BackendChangeResult> {
+    this.assertOpen();
+    let change: BackendChange = request;
+    if (request.kind === 'add' && isIP(request.backend.address.host) === 0) {
+      const host = await resolveHost(request.backend.address.host, `runtime add ${service}/${request.backend.name}`, this.lookup);
+      change = { kind: 'add', backend: { ...request.backend, address: { host, port: request.backend.address.port } } };
+      this.assertOpen();
+    }
+    const sources = this.sources.get(service);
+    if (sources === undefined) throw new UnknownServiceError({ service, known: [...this.sources.keys()] });
+    const overlay = withChange(sources.plan.config, sources.overlay, change);
+    const result = effectiveService(sources.file, this.dns.backends(service), overlay);
+    checkResult(change, result);
+    sources.overlay = overlay;
+    const moves = this.install(service, sources, result.service);
+    const backend = change.kind === 'add' ? change.backend.name : change.backend;
+    this.kept(service).logger.info({ change: change.kind, backend, ...(change.kind === 'weight' ? { weight: change.weight } : {}), moved: moves.moved, of: moves.total, unit: moves.unit }, 'runtime change applied');
+    return { service, change: change.kind, backend, backends: result.service.backends.length, moves };
   }
 
   async close(drainMs = this.drainMs): Promise<void> {
@@ -260,7 +450,7 @@ class RunningBalancer implements Balancer {
     // An apply in flight sees `closing` after its next await, closes what it opened and rejects;
     // only then is the set of health checks final.
     await this.applying;
-    await Promise.all([...closing, this.states.stop()]);
+    await Promise.all([...closing, this.states.stop(), this.dns.stop()]);
     this.services.clear();
   }
 
@@ -272,10 +462,14 @@ class RunningBalancer implements Balancer {
     const now = performance.now();
     return [...this.services.values()].map((service) => {
       const stats = service.stats();
+      const sources = this.sources.get(stats.name);
+      const runtime = sources === undefined ? null : overlaySummary(sources.overlay);
       return {
         ...stats,
         healthCheck: this.states.healthCheck(stats.name),
         backends: stats.backends.map((backend): BackendStatusStats => ({ ...backend, ...this.states.statusFields(stats.name, backend.name, now) })),
+        ...(sources?.file.dnsBackends === undefined ? {} : { dns: this.dns.status(stats.name) }),
+        ...(runtime === null ? {} : { runtime }),
       };
     });
   }
@@ -295,7 +489,24 @@ class RunningBalancer implements Balancer {
  * cannot be bound — after closing whatever it had opened.
  */
 export async function startBalancer(config: Config, options: BalancerOptions): Promise<Balancer> {
-  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks, options.clock);
-  await balancer.apply(config, options.inherited);
+  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks, options.clock, options.dnsClient);
+  try {
+    await balancer.start(config, options.inherited);
+  } catch (error) {
+    await balancer.dns.stop();
+    throw error;
+  }
   return balancer;
+}
+
+/**
+ * The addresses connections to `service`'s backends go to: an IP literal as it is, a file
+ * backend's host name as it was resolved when the file was applied (never per change).
+ */
+function addressesOf(service: ProxyServiceConfig, statics: ReadonlyMap<string, Endpoint>): ResolvedAddress[] {
+  return service.backends.map((backend) => {
+    const address = isIP(backend.address.host) === 0 ? statics.get(backend.name) : backend.address;
+    if (address === undefined) throw new LbError('LB_ERR_INVALID_ARGUMENT', `service ${service.name}: backend ${backend.name} has no resolved address`);
+    return { name: backend.name, address };
+  });
 }

@@ -11,6 +11,8 @@ export {
   type ServiceStats,
   type BackendStatusStats,
   type ServiceStatusStats,
+  type BackendChangeRequest,
+  type BackendChangeResult,
 } from './balancer.js';
 export { createLogger, logOptions, reopenLogFiles, formatAddress, type LogOptions, END_REASON_TEXT, ACCESS_MESSAGE, type AccessRecord, type EndReason } from './access-log.js';
 export type { SpliceEnd } from './splice.js';

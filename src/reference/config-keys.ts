@@ -5,7 +5,7 @@
  * only code checks, and an example. test/reference.test.ts fails when a key of the schema has no
  * entry here, or an entry names no key: the reference cannot fall behind the schema.
  */
-import { DEFAULTS, HEALTH_DEFAULTS, formatDuration } from '../config/index.js';
+import { DEFAULTS, DNS_DEFAULTS, HEALTH_DEFAULTS, formatDuration } from '../config/index.js';
 import { DEFAULT_EXPECTED_STATUS, DEFAULT_HTTP_PATH, DEFAULT_PGSQL_USER } from '../health/index.js';
 import { DEFAULT_MAX_SOURCES } from '../rules/index.js';
 
@@ -81,6 +81,12 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
   'accessLog.path': {
     text: 'The file access lines are appended to; reopened on `SIGUSR1`, so logrotate can move it away (`postrotate kill -USR1 $(cat /run/l4lb.pid)`).',
     type: 'absolute file path',
+  },
+  resolvers: {
+    text: 'The DNS servers that `dns:` and `srv:` backend entries are asked (port 53 unless given), like HAProxy\'s `resolvers` section. Without it, the servers of `/etc/resolv.conf` (through c-ares, which does not read `/etc/hosts`). A change applies from each entry\'s next query. See [operations.md](../operations.md) for what happens when they fail.',
+    type: 'list of `IP` or `IP:PORT` (`[v6]:PORT`), at least one',
+    example: 'resolvers: [127.0.0.1:8600]',
+    peer: 'HAProxy `resolvers` + `nameserver`, nginx `resolver`',
   },
   services: {
     text: 'The services. Names are unique, and no two addresses this process listens on may collide (same port and address, or a wildcard covering the other).',
@@ -254,6 +260,29 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
     text: 'Where to connect (`proxy`: an IP literal or a host name, resolved at start and at each reload; `dsr`: an IPv4 address, its port left out or equal to the VIP\'s, since the director does not rewrite ports).',
     type: ADDRESS,
     example: 'backends: [{ name: pg1, address: 10.0.0.11:5432 }]',
+  },
+  'services[].backends[].dns': {
+    text: 'A backend entry that stands for every A and AAAA record of this name: each address becomes a backend named `ADDRESS:PORT`, so a reordered answer moves no client and an added or removed address moves only its own clients. Asked again when the answer\'s TTL runs out (at least every second, at most every `refresh`); a failed or empty answer keeps the last good set. A name that does not resolve at start is not fatal: the service serves from whatever resolves later. Not with `workers` other than 1.',
+    type: 'DNS name',
+    example: 'backends: [{ dns: pg.service.consul, port: 5432, refresh: 10s }]',
+    peer: 'HAProxy `server-template` with `resolvers`, nginx `server … resolve`',
+  },
+  'services[].backends[].srv': {
+    text: 'A backend entry that stands for every SRV record of this name: each target and port becomes a backend named `TARGET:PORT`, with the record\'s weight (clamped to 1–1000); records of a higher priority number are backups. Asked every `refresh` (Node\'s resolver reports no SRV TTL).',
+    type: 'DNS name of SRV records (`_service._tcp.domain`)',
+    example: 'backends: [{ srv: _postgresql._tcp.db.example }]',
+    peer: 'HAProxy `server-template … _srv._tcp…`',
+  },
+  'services[].backends[].port': {
+    text: 'With `dns:`: the port of every address the name resolves to (`srv:` takes each record\'s port).',
+    limits: 'required with `dns`',
+  },
+  'services[].backends[].refresh': {
+    text: 'With `dns:` or `srv:`: the longest time between two queries of the name.',
+    default: ms(DNS_DEFAULTS.refresh),
+    type: DURATION,
+    limits: 'from 100ms to 1h',
+    peer: 'HAProxy `hold valid`, nginx `resolver … valid=`',
   },
   'services[].backends[].weight': {
     text: 'Relative share of flows.',

@@ -54,6 +54,11 @@ class HealthGate implements Chooser<ResolvedBackend> {
     this.backends = plan.backends;
   }
 
+  /** The plan's Maglev table: the gate filters picks, it never changes the table. */
+  get table(): Chooser<ResolvedBackend>['table'] {
+    return this.plan.chooser.table;
+  }
+
   /** Roundrobin and leastconn have no key to keep: they are rebuilt over the usable set. */
   private strategy(): Chooser<ResolvedBackend> | undefined {
     if (this.plan.hashes) return this.plan.chooser;

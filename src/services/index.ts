@@ -28,3 +28,28 @@ export {
 } from './state.js';
 export { localChecks } from './verdicts.js';
 export { ServiceStates, type BackendStatusFields, type ServiceStatesOptions, type StateResult } from './registry.js';
+export {
+  backendsOfAnswer,
+  entryLabel,
+  nextQueryDelayMs,
+  sameBackends,
+  type AddressRecord,
+  type DnsAnswer,
+  type ResolutionResult,
+  type ServiceRecord,
+} from './discovery.js';
+export {
+  cAresClient,
+  DnsWatcher,
+  type DiscoveredBackends,
+  type DnsClient,
+  type DnsClientFactory,
+  type DnsEntryState,
+  type DnsEntryStatus,
+  type DnsWatcherEvents,
+  type DnsWatcherOptions,
+  type ResolutionEvent,
+  type WatchedService,
+} from './dns.js';
+export { checkResult, effectiveService, isEmptyOverlay, NO_OVERLAY, overlaySummary, withChange, type BackendChange, type RuntimeOverlay } from './backends.js';
+export { movesBetween, SAMPLE_KEYS, type BackendMove, type Moves } from './moves.js';

@@ -10,7 +10,7 @@
  */
 import type { Balance } from '../config/index.js';
 import { LbError } from '../errors.js';
-import { createPicker, withBoundedLoads, type Backend, type HashKey, type LoadView, type Picker, type SlotHash } from '../hashing/index.js';
+import { createMaglevPicker, createPicker, withBoundedLoads, type Backend, type HashKey, type LoadView, type MaglevTable, type Picker, type SlotHash } from '../hashing/index.js';
 
 /** What a strategy knows of one connection: its hash key and, once chosen, its first backend's index. */
 export interface Flow {
@@ -23,6 +23,8 @@ export interface Chooser<B extends Backend> {
   readonly backends: readonly B[];
   /** Attempts 0..n-1 give n distinct backends for one flow; then undefined. Attempt 0 comes first. */
   pick(flow: Flow, attempt: number): B | undefined;
+  /** balance: maglev only: the table picks read (what a kernel table and a moved-slots report are made of). */
+  readonly table?: MaglevTable<B>;
 }
 
 export interface ChooserOptions {
@@ -39,6 +41,7 @@ class HashChooser<B extends Backend> implements Chooser<B> {
   constructor(
     readonly balance: Balance,
     private readonly picker: Picker<B>,
+    readonly table: MaglevTable<B> | undefined,
   ) {
     this.backends = picker.backends;
   }
@@ -121,19 +124,37 @@ class LeastConnChooser<B extends Backend> implements Chooser<B> {
   }
 }
 
-/** Builds the strategy `balance` over `backends`; throws LbError on bad input (as createPicker does). */
+/**
+ * A service with no backend at all (every `dns:` name of it unresolved so far): every pick is
+ * undefined, so the proxy refuses each connection as it does when no backend is usable.
+ */
+class EmptyChooser<B extends Backend> implements Chooser<B> {
+  readonly backends: readonly B[] = [];
+  constructor(readonly balance: Balance) {}
+
+  pick(): B | undefined {
+    return undefined;
+  }
+}
+
+/**
+ * Builds the strategy `balance` over `backends` (none: a chooser that never picks); throws LbError
+ * on bad input (as createPicker does).
+ */
 export function createChooser<B extends Backend>(balance: Balance, backends: readonly B[], options: ChooserOptions): Chooser<B> {
   switch (balance) {
     case 'maglev':
     case 'ring':
     case 'rendezvous': {
-      let picker = createPicker(balance, backends, { tableSize: options.tableSize, slotHash: options.slotHash });
+      if (backends.length === 0) return new EmptyChooser(balance);
+      const maglev = balance === 'maglev' ? createMaglevPicker(backends, { tableSize: options.tableSize, slotHash: options.slotHash }) : undefined;
+      let picker: Picker<B> = maglev ?? createPicker(balance, backends);
       if (options.balanceFactor !== undefined) picker = withBoundedLoads(picker, options.balanceFactor, options.loads);
-      return new HashChooser(balance, picker);
+      return new HashChooser(balance, picker, maglev?.table);
     }
     case 'roundrobin':
     case 'leastconn': {
-      if (backends.length === 0) throw new LbError('LB_ERR_NO_BACKENDS', 'no backends');
+      if (backends.length === 0) return new EmptyChooser(balance);
       const sorted = [...backends].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       return balance === 'roundrobin' ? new RoundRobinChooser(sorted) : new LeastConnChooser(sorted, options.loads);
     }
