@@ -7,7 +7,7 @@
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import type { BackendConfig, DsrServiceConfig, ProxyServiceConfig } from '../src/config/index.js';
+import { BALANCES, type BackendConfig, type DsrServiceConfig, type ProxyServiceConfig } from '../src/config/index.js';
 import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
@@ -186,6 +186,26 @@ describe('access log', () => {
       end: 'client-close',
     });
     for (const field of ['connectMs', 'durationMs', 'queueMs']) expect(record[field]).toBeGreaterThanOrEqual(0);
+  });
+
+  // The client's address and port are on every line whatever the algorithm: hashing ones read
+  // them to build the key, roundrobin and leastconn never do, and once the socket is closed
+  // Node can no longer tell them.
+  it.each(BALANCES)('%s: every line carries the client address and port, served or not', async (balance) => {
+    const b1 = await named('b1');
+    const served = await balancerFor(proxyService([backend('b1', b1.port)], { name: `served-${balance}`, balance }));
+    const socket = await client(served.port, '127.0.7.7');
+    expect(await readLine(socket)).toBe('b1');
+    const clientPort = socket.localPort;
+    socket.end();
+    await readAll(socket);
+    expect((await served.log.waitForAccess(1))[0]).toMatchObject({ end: 'client-close', client: `127.0.7.7:${clientPort}` });
+
+    const failed = await balancerFor(proxyService([backend('dead', await freePort())], { name: `failed-${balance}`, balance, retries: 0 }));
+    const refused = await client(failed.port, '127.0.7.8');
+    const refusedPort = refused.localPort;
+    await peerClosed(refused);
+    expect((await failed.log.waitForAccess(1))[0]).toMatchObject({ end: 'connect-failed', client: `127.0.7.8:${refusedPort}` });
   });
 });
 

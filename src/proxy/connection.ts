@@ -291,12 +291,21 @@ export class ClientConnection implements Flow {
   private firstBytesScreen: ClientScreen | undefined;
   /** Refused by source rules: summarised by the service instead of an access-log line. */
   private refused = false;
+  /**
+   * The TCP peer, read once at accept: Node asks the kernel (getpeername) on first use only, and
+   * once the socket is closed it can no longer tell, so a connection that never read it before
+   * its end (roundrobin and leastconn do not hash) would log `?:?`.
+   */
+  private readonly peerHost: string | undefined;
+  private readonly peerPort: number | undefined;
 
   constructor(
     private readonly host: ConnectionHost,
     readonly client: Socket,
   ) {
     this.acceptedAt = host.clock.now();
+    this.peerHost = client.remoteAddress;
+    this.peerPort = client.remotePort;
     const owned: ClientSocket = client;
     owned[CONNECTION] = this;
     client.on('error', onEarlyClientError);
@@ -340,21 +349,27 @@ export class ClientConnection implements Flow {
     return formatAddress(this.clientHost, this.clientPort);
   }
 
-  /** The effective client address, for hashing and rules; undefined once the socket is gone. */
+  /** The TCP peer's address as read at accept (the proxy in front, when a PROXY header names another client). */
+  get peerAddress(): string | undefined {
+    return this.peerHost;
+  }
+
+  /** The effective client address, for hashing and rules; undefined if the socket was gone at accept. */
   get clientHost(): string | undefined {
-    return this.proxied === undefined ? this.client.remoteAddress : this.proxied.source.address;
+    return this.proxied === undefined ? this.peerHost : this.proxied.source.address;
   }
 
   get clientPort(): number | undefined {
-    return this.proxied === undefined ? this.client.remotePort : this.proxied.source.port;
+    return this.proxied === undefined ? this.peerPort : this.proxied.source.port;
   }
 
   /** What a header sent on to the backend carries: the effective client and the destination it asked for. */
   get endpoints(): ConnectionEndpoints | undefined {
     if (this.proxied !== undefined) return this.proxied;
-    const { remoteAddress, remotePort, localAddress, localPort } = this.client;
-    if (remoteAddress === undefined || remotePort === undefined || localAddress === undefined || localPort === undefined) return undefined;
-    return { source: { address: remoteAddress, port: remotePort }, destination: { address: localAddress, port: localPort } };
+    const { peerHost, peerPort } = this;
+    const { localAddress, localPort } = this.client;
+    if (peerHost === undefined || peerPort === undefined || localAddress === undefined || localPort === undefined) return undefined;
+    return { source: { address: peerHost, port: peerPort }, destination: { address: localAddress, port: localPort } };
   }
 
   /** A trusted peer's PROXY header named `endpoints` (undefined: LOCAL or UNKNOWN, the socket's own apply). Pre: not placed. */
@@ -439,7 +454,7 @@ export class ClientConnection implements Flow {
       this,
       {
         client: this.clientAddress,
-        ...(this.proxied === undefined ? {} : { peer: formatAddress(this.client.remoteAddress, this.client.remotePort) }),
+        ...(this.proxied === undefined ? {} : { peer: formatAddress(this.peerHost, this.peerPort) }),
         backend: shown?.name ?? null,
         backendAddress: shown === undefined ? null : formatAddress(shown.address.host, shown.address.port),
         queueMs: roundMs(this.queueMs),
