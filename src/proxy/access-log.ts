@@ -31,6 +31,7 @@ export type EndReason =
   | 'connect-timeout' // the last backend tried did not answer within timeouts.connect
   | 'connect-failed' // the last backend tried refused or failed (ECONNREFUSED, …)
   | 'no-backend' // the strategy offered no backend (none configured, none eligible)
+  | 'shutdown' // waiting in the service queue when the balancer stopped
   | 'refused-queue-full' // service at maxConnections and its wait queue full
   | 'refused-queue-timeout' // waited timeouts.queue without a free slot
   | 'client-aborted' // the client went away while queued or while the backend was connecting
@@ -45,8 +46,9 @@ export const END_REASON_TEXT: Readonly<Record<EndReason, string>> = {
   'client-reset': 'reset by client',
   'backend-reset': 'reset by backend',
   'idle-timeout': 'idle timeout',
-  'backend-down': 'closed: backend went down (onDown: close)',
-  shutdown: 'closed by balancer shutdown',
+  'backend-down': 'reset by the balancer: backend went down (onDown: close)',
+  'drain-timeout': 'reset by the balancer: still open at the drain deadline',
+  shutdown: 'closed by balancer shutdown while queued',
   'connect-timeout': 'connect timeout',
   'connect-failed': 'connect failed',
   'no-backend': 'no backend',
@@ -72,6 +74,7 @@ const END_REASON_LEVEL: Readonly<Record<EndReason, Extract<Level, 'info' | 'warn
   'backend-reset': 'warn',
   'idle-timeout': 'info',
   'backend-down': 'warn',
+  'drain-timeout': 'warn',
   shutdown: 'info',
   'connect-timeout': 'warn',
   'connect-failed': 'warn',

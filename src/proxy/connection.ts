@@ -27,7 +27,7 @@ import type { IdleSweeper } from './idle-sweeper.js';
 import type { Flow, ResolvedBackend, ServicePlan } from '../services/index.js';
 import { writeProxyHeader } from './proxy-header.js';
 import { nextReadBuffer } from './read-buffers.js';
-import { Splice, spliceRead, type ClientScreen, type SpliceOptions } from './splice.js';
+import { resetSocket, Splice, spliceRead, type ClientScreen, type CutReason, type SpliceOptions } from './splice.js';
 
 export type ConnectionState = 'accepted' | 'queued' | 'connecting' | 'spliced' | 'ended';
 
@@ -80,6 +80,11 @@ type BackendConnectOptions = TcpNetConnectOpts & { writableHighWaterMark: number
 const BACKEND_READS = { buffer: nextReadBuffer, callback: spliceRead };
 
 function ignoreError(): void {}
+
+/** Whether the balancer cut the connection (its client is then reset, not closed). */
+function isCut(reason: EndReason): reason is CutReason {
+  return reason === 'drain-timeout' || reason === 'backend-down';
+}
 
 /** A client socket points at its connection, a backend socket at its placement; set before any listener is added. */
 const CONNECTION = Symbol('l4lb.connection');
@@ -253,7 +258,7 @@ class Placement implements SpliceOptions {
   /** SpliceOptions: both sockets closed. */
   onEnd(splice: Splice): void {
     if (splice.reason === 'backend-reset' && this.holdsSlot) this.plan.observe?.(this.backend.name, false);
-    this.connection.finish(splice.reason ?? 'shutdown', splice.errorCode);
+    this.connection.finish(splice.reason ?? 'client-close', splice.errorCode);
   }
 
   /** The connection ended: closes an attempt still connecting, gives the slot back with the splice's bytes. */
@@ -427,10 +432,14 @@ export class ClientConnection implements Flow {
     return new Splice(this.client, backend, placement);
   }
 
-  /** Ends the connection now whatever its state (balancer shutdown, or its backend went down). */
-  abort(reason: 'shutdown' | 'backend-down' = 'shutdown'): void {
+  /**
+   * Cuts the connection now whatever its state (the drain deadline passed, or its backend went
+   * down with onDown: close): spliced, both sockets are reset; not yet spliced, the client is
+   * reset and an attempt under way abandoned. Logged with `reason`.
+   */
+  cut(reason: CutReason): void {
     const splice = this.splice;
-    if (splice !== undefined) splice.destroy(reason);
+    if (splice !== undefined) splice.cut(reason);
     else this.finish(reason);
   }
 
@@ -445,7 +454,8 @@ export class ClientConnection implements Flow {
     this.stage = 'ended';
     const placement = typeof stage === 'string' ? undefined : stage;
     placement?.release();
-    if (!this.client.destroyed) this.client.destroy();
+    if (isCut(reason)) resetSocket(this.client);
+    else if (!this.client.destroyed) this.client.destroy();
     this.lease?.release();
     const shown = placement?.lastTried;
     const splice = placement?.splice;

@@ -6,7 +6,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import type { Endpoint } from '../config/index.js';
 import { LbError, ListenError, listenFailureOf } from '../errors.js';
 import { flowKey } from '../hashing/index.js';
@@ -210,7 +210,7 @@ export class ProxyService implements ConnectionHost {
 
   /** Ends the established and connecting connections of backend `name` (onDown: close). O(open connections). */
   closeBackend(name: string): void {
-    for (const connection of [...this.open]) if (connection.currentBackend?.name === name) connection.abort('backend-down');
+    for (const connection of [...this.open]) if (connection.currentBackend?.name === name) connection.cut('backend-down');
   }
 
   /** Whether a new connection could start now (for a health change that made candidates usable again). */
@@ -220,7 +220,8 @@ export class ProxyService implements ConnectionHost {
 
   /**
    * Stops accepting (the listener closes), refuses queued clients, lets open connections finish
-   * for up to `drainMs`, then ends the rest. Resolves once every connection has ended.
+   * for up to `drainMs` on the service's clock, then cuts the rest (reset, `drain-timeout`).
+   * Resolves once every connection has ended.
    */
   async close(drainMs: number): Promise<void> {
     this.accepting = false;
@@ -229,14 +230,16 @@ export class ProxyService implements ConnectionHost {
     for (const waiter of this.queue.drain()) waiter.finish('shutdown');
     if (this.open.size > 0) {
       const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, drainMs);
-      });
-      await Promise.race([idle, deadline]);
-      clearTimeout(timer);
+      if (drainMs > 0) {
+        let timer: TimerHandle | undefined;
+        const deadline = new Promise<void>((resolve) => {
+          timer = this.clock.setTimeout(resolve, drainMs);
+        });
+        await Promise.race([idle, deadline]);
+        this.clock.clearTimer(timer);
+      }
       if (this.open.size > 0) {
-        for (const connection of [...this.open]) connection.abort();
+        for (const connection of [...this.open]) connection.cut('drain-timeout');
         await idle;
       }
     }
