@@ -30,7 +30,9 @@ import {
   type StateResult,
   type VerdictSources,
 } from '../services/index.js';
-import type { Clock } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
+import type { Dial } from './connection.js';
+import { LocalErrors } from './local-errors.js';
 import { IdleSweeper } from './idle-sweeper.js';
 import { ServiceCounters } from './queue.js';
 import { ProxyService, type BackendStats, type ProxyServiceOptions, type ServiceStats } from './service.js';
@@ -55,8 +57,10 @@ export interface BalancerOptions {
    * that decides them (a cluster worker follows its primary: src/cluster/link.ts).
    */
   readonly verdicts?: VerdictSources;
-  /** What the data path's timeouts run on (idle, queue, PROXY header): the system clock, or one a test drives. */
+  /** What the data path's timeouts run on (idle, queue, PROXY header, drain, local-error pauses): the system clock, or one a test drives. */
   readonly clock?: Clock;
+  /** Opens backend connections: `net.connect` (the default), or one a test makes fail. */
+  readonly dial?: Dial;
 }
 
 export interface Balancer {
@@ -114,16 +118,21 @@ class RunningBalancer implements Balancer {
   /** The apply in progress (settled when none): close() waits for it, so none outlives close. */
   private applying: Promise<void> = Promise.resolve();
 
-  /** Every service's timers: the system clock and the process's idle sweeper, or one clock and one sweeper on it. */
+  /** Every service's timers (the system clock and the process's idle sweeper, or one clock and one sweeper on it) and local-error state. */
   private readonly timing: ProxyServiceOptions;
+  private readonly localErrors: LocalErrors;
 
   constructor(
     private readonly logger: Logger,
     private readonly lookup: Lookup,
     verdicts: VerdictSources,
     clock: Clock | undefined,
+    dial: Dial | undefined,
   ) {
-    this.timing = clock === undefined ? {} : { clock, idleSweeper: new IdleSweeper(clock) };
+    // One local-error state for every service: a shortage of descriptors is the process's.
+    this.localErrors = new LocalErrors({ logger, clock: clock ?? systemClock });
+    const shared = { localErrors: this.localErrors, ...(dial === undefined ? {} : { dial }) };
+    this.timing = clock === undefined ? shared : { ...shared, clock, idleSweeper: new IdleSweeper(clock) };
     this.states = new ServiceStates({
       logger,
       verdicts,
@@ -251,6 +260,7 @@ class RunningBalancer implements Balancer {
     // only then is the set of health checks final.
     await this.applying;
     await Promise.all([...closing, this.states.stop()]);
+    this.localErrors.close();
     this.services.clear();
   }
 
@@ -277,7 +287,7 @@ class RunningBalancer implements Balancer {
  * cannot be bound — after closing whatever it had opened.
  */
 export async function startBalancer(config: Config, options: BalancerOptions): Promise<Balancer> {
-  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks, options.clock);
+  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks, options.clock, options.dial);
   await balancer.apply(config);
   return balancer;
 }

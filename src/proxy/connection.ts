@@ -17,8 +17,9 @@
  * Listeners are module functions shared by every connection (`this` is the socket, which points
  * at its owner), so a connection allocates no closures.
  */
-import { connect, type Socket, type TcpNetConnectOpts } from 'node:net';
+import type { Socket, TcpNetConnectOpts } from 'node:net';
 import type { Clock } from '../clock.js';
+import { localErrnoOf, type LocalErrno } from '../errors.js';
 import type { HashKey } from '../hashing/index.js';
 import type { ConnectionEndpoints } from '../proxy-protocol/index.js';
 import type { SourceLease } from '../rules/index.js';
@@ -45,7 +46,14 @@ export interface ConnectionHost {
   connectionEnded(connection: ClientConnection, record: AccessRecord, from: ConnectionState): void;
   /** A backend slot was given back while the connection goes on (a failed attempt). */
   backendReleased(): void;
+  /** Opens the backend connection: `net.connect`, or what a test injects. */
+  readonly dial: Dial;
+  /** A connect to `backend` failed on l4lb's own side with `code` (the connection then ends with `local-error`). */
+  localError(code: LocalErrno, backend: ResolvedBackend): void;
 }
+
+/** Opens a TCP connection to a backend (`net.connect`'s options form). */
+export type Dial = (options: TcpNetConnectOpts) => Socket;
 
 /** `undefined`: every remaining candidate is at its maxConnections; `null`: no candidate at all. */
 type Candidate = ResolvedBackend | undefined | null;
@@ -212,7 +220,7 @@ class Placement implements SpliceOptions {
       writableHighWaterMark: 1,
       onread: BACKEND_READS,
     };
-    const socket: BackendSocket = connect(options);
+    const socket: BackendSocket = this.host.dial(options);
     socket.setTimeout(this.plan.config.timeouts.connect);
     socket[PLACEMENT] = this;
     socket.on('connect', onBackendConnect);
@@ -235,11 +243,22 @@ class Placement implements SpliceOptions {
    * The attempt on `socket` failed: give its slot back, report it (which may mark the backend
    * down at once), then retry on the first untried candidate with room in the gate's order as it
    * is now, or give up and end the connection.
+   * A failure of l4lb's own (LOCAL_ERRNOS: out of descriptors, memory, ports) is not reported
+   * against the backend nor counted in its failures: the service hears of it instead, and the
+   * connection ends with `local-error`, without a retry, which would need the same resources.
    */
   connectFailed(socket: Socket, failure: 'connect-timeout' | 'connect-failed', code: string | undefined): void {
     discard(detach(socket));
     const backend = this.backend;
     this.releaseSlot();
+    const local = failure === 'connect-failed' ? localErrnoOf(code) : undefined;
+    if (local !== undefined) {
+      this.link = undefined;
+      this.host.localError(local, backend);
+      this.connection.finish('local-error', local);
+      this.host.backendReleased();
+      return;
+    }
     backend.counters.failures++;
     (this.failed ??= []).push(backend.name);
     this.plan.observe?.(backend.name, false);
@@ -257,7 +276,8 @@ class Placement implements SpliceOptions {
 
   /** SpliceOptions: both sockets closed. */
   onEnd(splice: Splice): void {
-    if (splice.reason === 'backend-reset' && this.holdsSlot) this.plan.observe?.(this.backend.name, false);
+    // A backend socket that failed on l4lb's side (ENOBUFS, ENOMEM on a write) says nothing of the backend.
+    if (splice.reason === 'backend-reset' && this.holdsSlot && localErrnoOf(splice.errorCode) === undefined) this.plan.observe?.(this.backend.name, false);
     this.connection.finish(splice.reason ?? 'client-close', splice.errorCode);
   }
 
