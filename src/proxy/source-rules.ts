@@ -138,7 +138,7 @@ export class SourceGate {
   receive(connection: ClientConnection, place: (connection: ClientConnection) => void): void {
     const acceptFrom = this.acceptFrom;
     if (acceptFrom !== undefined) {
-      const peer = connection.client.remoteAddress;
+      const peer = connection.peerAddress;
       if (peer !== undefined && acceptFrom.has(peer)) {
         readProxyHeader(
           connection.client,
