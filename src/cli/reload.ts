@@ -134,6 +134,24 @@ async function reloadThroughPidfile(pidfile: string, file: string, problems: Con
   process.exit(0);
 }
 
+/**
+ * Where the l4lb that runs `file` answers (`--admin URL` first, else the file's admin.listen),
+ * and the file's problems if it is invalid (its admin.listen is then read as far as it parses).
+ */
+export async function locateRunning(file: string, admin: string | undefined): Promise<{ problems: ConfigError | undefined; place: AdminPlace | undefined }> {
+  let config: Config | undefined;
+  let problems: ConfigError | undefined;
+  try {
+    config = await loadConfig(file);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) fail(error);
+    problems = error;
+  }
+  const inFile = config !== undefined ? adminOf(config) : await adminOfInvalidFile(file);
+  const place = admin !== undefined ? { url: admin, token: inFile?.token } : inFile;
+  return { problems, place };
+}
+
 export function duration(text: string): number {
   const parsed = parseDuration(text);
   if (!parsed.ok) invalid(parsed.error);
@@ -149,16 +167,7 @@ export function reloadCommand(): Command {
     .option('--pidfile <file>', 'without an admin API: the pidfile `l4lb run --pidfile` wrote; FILE is checked here, then the PID gets SIGHUP')
     .option('--timeout <duration>', 'how long to wait for the outcome (resolving names, binding ports)', duration, 60_000)
     .action(async (options: ReloadOptions) => {
-      let config: Config | undefined;
-      let problems: ConfigError | undefined;
-      try {
-        config = await loadConfig(options.config);
-      } catch (error) {
-        if (!(error instanceof ConfigError)) fail(error);
-        problems = error;
-      }
-      const inFile = config !== undefined ? adminOf(config) : await adminOfInvalidFile(options.config);
-      const place = options.admin !== undefined ? { url: options.admin, token: inFile?.token } : inFile;
+      const { problems, place } = await locateRunning(options.config, options.admin);
       if (place !== undefined) await reloadThroughAdmin(place, options.token ?? place.token, options.config, options.timeout);
       if (options.pidfile !== undefined) await reloadThroughPidfile(options.pidfile, options.config, problems);
       if (problems !== undefined) {

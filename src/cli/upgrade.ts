@@ -15,10 +15,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
-import { ConfigError, loadConfig, type Config } from '../config/index.js';
+import type { ConfigError } from '../config/index.js';
 import { LbError } from '../errors.js';
 import { EXIT_FAILURE, EXIT_USAGE, fail } from './common.js';
-import { adminOf, adminOfInvalidFile, duration, type AdminPlace } from './reload.js';
+import { duration, locateRunning, type AdminPlace } from './reload.js';
 
 interface UpgradeOptions {
   config: string;
@@ -128,16 +128,7 @@ export function upgradeCommand(): Command {
     .option('--pidfile <file>', 'without an admin API: the pidfile `l4lb run --pidfile` wrote; FILE is checked here, then the PID gets SIGUSR2')
     .option('--timeout <duration>', 'how long to wait for the new l4lb to be ready', duration, 70_000)
     .action(async (options: UpgradeOptions) => {
-      let config: Config | undefined;
-      let problems: ConfigError | undefined;
-      try {
-        config = await loadConfig(options.config);
-      } catch (error) {
-        if (!(error instanceof ConfigError)) fail(error);
-        problems = error;
-      }
-      const inFile = config !== undefined ? adminOf(config) : await adminOfInvalidFile(options.config);
-      const place = options.admin !== undefined ? { url: options.admin, token: inFile?.token } : inFile;
+      const { problems, place } = await locateRunning(options.config, options.admin);
       if (place !== undefined) await upgradeThroughAdmin(place, options.token ?? place.token, options.timeout);
       if (options.pidfile !== undefined) await upgradeThroughPidfile(options.pidfile, options.config, problems, options.timeout);
       fail(new LbError('LB_ERR_INVALID_ARGUMENT', `${options.config} has no admin.listen: give --admin URL, or --pidfile FILE of \`l4lb run --pidfile\``), EXIT_USAGE);
