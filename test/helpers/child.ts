@@ -30,14 +30,9 @@ function parse(line: string): Record<string, unknown> | undefined {
   }
 }
 
-/**
- * Starts `l4lb ARGS`. `wrapper` runs it under a command that execs it (`['prlimit', '--nofile=128']`),
- * so the child's PID is still l4lb's.
- */
-export function startCli(args: string[], wrapper: readonly string[] = []): CliChild {
+export function startCli(args: string[]): CliChild {
   if (!existsSync(CLI)) throw new Error('dist/cli.js is missing: run `npm run build` (npm test does it first)');
-  const [command, ...before] = [...wrapper, process.execPath];
-  const child = spawn(command, [...before, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let errors = '';
   let partial = '';
