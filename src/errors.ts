@@ -189,29 +189,6 @@ export class ResolveError extends LbError {
   }
 }
 
-/**
- * Errno codes that mean this host ran short, not that the peer failed: out of descriptors
- * (EMFILE for the process, ENFILE for the system), of kernel buffers or memory (ENOBUFS, ENOMEM),
- * of local ports toward one destination (EADDRNOTAVAIL). A connect or a probe that fails with one
- * says nothing about the backend, so it must never count against the backend's health.
- */
-export const LOCAL_ERRNOS = ['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL'] as const;
-export type LocalErrno = (typeof LOCAL_ERRNOS)[number];
-
-/** `errno` when it is one of LOCAL_ERRNOS, else undefined. Called on failures only. */
-export function localErrnoOf(errno: string | undefined): LocalErrno | undefined {
-  return LOCAL_ERRNOS.find((code) => code === errno);
-}
-
-/**
- * Whether a shortage calls for pausing accept (descriptors or kernel memory: every new client
- * makes it worse, as HAProxy's and nginx's listeners judge); EADDRNOTAVAIL concerns one
- * destination's ports, not accepting.
- */
-export function pausesAccept(errno: LocalErrno): boolean {
-  return errno !== 'EADDRNOTAVAIL';
-}
-
 /** Why a listener could not bind, for callers that advise (the demo suggests another port). */
 const LISTEN_FAILURES = ['address-in-use', 'permission-denied', 'other'] as const;
 export type ListenFailure = (typeof LISTEN_FAILURES)[number];

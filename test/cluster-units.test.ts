@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { workerCount } from '../src/runtime/settings.js';
 import { PrimaryVerdicts } from '../src/cluster/link.js';
-import { mergeStats, noLocalErrors, noRejections, retire } from '../src/cluster/stats.js';
+import { mergeStats, noRejections, retire } from '../src/cluster/stats.js';
 import type { WorkerMessage } from '../src/cluster/messages.js';
 import { startBalancer, type Balancer, type ServiceStatusStats } from '../src/proxy/index.js';
 import { ServiceState, type SharedStatus } from '../src/services/index.js';
@@ -41,7 +41,6 @@ function row(name: string, counts: Partial<ServiceStatusStats>, backends: [strin
     bytesDown: 0,
     buffered: 0,
     rejected: noRejections(),
-    localErrors: noLocalErrors(),
     healthCheck: null,
     ...counts,
     backends: backends.map(([backendName, current, total]) => ({
@@ -70,14 +69,10 @@ describe('mergeStats', () => {
     skeleton[0].backends[1].reason = 'primary verdict';
     const w1 = [{ ...row('svc', { current: 1, total: 5, bytesUp: 50, bytesDown: 100, listen: { host: '127.0.0.1', port: 4242 } }, [['b1', 1, 5], ['gone', 3, 3]]) }];
     w1[0].rejected['refused-denied'] = 2;
-    w1[0].localErrors.EMFILE = 3;
     const w2 = [row('svc', { current: 2, total: 7, refused: 1, queued: 1 }, [['b1', 0, 4], ['b2', 2, 3]]), row('other', { total: 99 }, [])];
-    w2[0].localErrors.EMFILE = 4;
-    w2[0].localErrors.EADDRNOTAVAIL = 1;
     const [merged] = mergeStats(skeleton, [w1, w2]);
     expect(merged).toMatchObject({ name: 'svc', current: 3, total: 12, refused: 1, queued: 1, bytesUp: 50, bytesDown: 100, listen: { port: 4242 } });
     expect(merged.rejected['refused-denied']).toBe(2);
-    expect(merged.localErrors).toEqual({ EMFILE: 7, ENFILE: 0, ENOBUFS: 0, ENOMEM: 0, EADDRNOTAVAIL: 1 });
     expect(merged.backends.map((b) => [b.name, b.current, b.total, b.bytesUp, b.health, b.reason])).toEqual([
       ['b1', 1, 9, 90, 'up', 'worker view'],
       ['b2', 2, 3, 30, 'down', 'primary verdict'],
@@ -87,10 +82,10 @@ describe('mergeStats', () => {
 
   it('a retired report keeps its totals and drops its gauges, so a restarted worker does not lower the sums', () => {
     const skeleton = [row('svc', {}, [['b1', 0, 0]])];
-    const dead = retire([row('svc', { current: 4, total: 10, buffered: 100, localErrors: { ...noLocalErrors(), ENFILE: 2 } }, [['b1', 4, 10]])]);
+    const dead = retire([row('svc', { current: 4, total: 10, buffered: 100 }, [['b1', 4, 10]])]);
     const fresh = [row('svc', { current: 1, total: 1 }, [['b1', 1, 1]])];
     const [merged] = mergeStats(skeleton, [dead, fresh]);
-    expect(merged).toMatchObject({ current: 1, total: 11, buffered: 0, localErrors: { ENFILE: 2 } });
+    expect(merged).toMatchObject({ current: 1, total: 11, buffered: 0 });
     expect(merged.backends[0]).toMatchObject({ current: 1, total: 11 });
   });
 });

@@ -7,7 +7,7 @@
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { BALANCES, type BackendConfig, type DsrServiceConfig, type ProxyServiceConfig } from '../src/config/index.js';
+import type { BackendConfig, DsrServiceConfig, ProxyServiceConfig } from '../src/config/index.js';
 import { createPicker } from '../src/hashing/index.js';
 import { flowKey } from '../src/hashing/keys.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
@@ -16,7 +16,7 @@ import { ProxyService } from '../src/proxy/service.js';
 import { buildPlan, resolveBackends, ServiceLoads, slotHashOf } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
-import { closed, connectClient, peerClosed, freePort, waitUntil, readAll, readBytes, readLine, startBlackhole, startNamedServer, startServer, type TestServer } from './helpers/net.js';
+import { connectClient, peerClosed, freePort, readAll, readBytes, readLine, startBlackhole, startNamedServer, startServer, type TestServer } from './helpers/net.js';
 
 /** Everything a test starts, stopped after it whatever happened. */
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -187,26 +187,6 @@ describe('access log', () => {
     });
     for (const field of ['connectMs', 'durationMs', 'queueMs']) expect(record[field]).toBeGreaterThanOrEqual(0);
   });
-
-  // The client's address and port are on every line whatever the algorithm: hashing ones read
-  // them to build the key, roundrobin and leastconn never do, and once the socket is closed
-  // Node can no longer tell them.
-  it.each(BALANCES)('%s: every line carries the client address and port, served or not', async (balance) => {
-    const b1 = await named('b1');
-    const served = await balancerFor(proxyService([backend('b1', b1.port)], { name: `served-${balance}`, balance }));
-    const socket = await client(served.port, '127.0.7.7');
-    expect(await readLine(socket)).toBe('b1');
-    const clientPort = socket.localPort;
-    socket.end();
-    await readAll(socket);
-    expect((await served.log.waitForAccess(1))[0]).toMatchObject({ end: 'client-close', client: `127.0.7.7:${clientPort}` });
-
-    const failed = await balancerFor(proxyService([backend('dead', await freePort())], { name: `failed-${balance}`, balance, retries: 0 }));
-    const refused = await client(failed.port, '127.0.7.8');
-    const refusedPort = refused.localPort;
-    await peerClosed(refused);
-    expect((await failed.log.waitForAccess(1))[0]).toMatchObject({ end: 'connect-failed', client: `127.0.7.8:${refusedPort}` });
-  });
 });
 
 describe('IPv6', () => {
@@ -296,59 +276,23 @@ describe('start-up and shutdown', () => {
     expect(() => balancer.address('web')).toThrow(/no service "web"/);
   });
 
-  it('close(drain) stops accepting, lets open connections finish with a FIN, then resets the rest (drain-timeout)', async () => {
+  it('close(drain) stops accepting, lets open connections finish, then ends the rest', async () => {
     const b1 = await named('b1');
-    const clock = new ManualClock();
     const log = captureLog();
-    const balancer = await startBalancer(configOf(proxyService([backend('b1', b1.port)])), { logger: log.logger, clock });
-    cleanups.push(() => balancer.close(0));
+    const balancer = await startBalancer(configOf(proxyService([backend('b1', b1.port)])), { logger: log.logger });
     const port = balancer.address('svc').port;
     const polite = await client(port);
-    expect(await readLine(polite)).toBe('b1');
-    const politeBackend = await b1.nextConnection();
     const stubborn = await client(port);
+    expect(await readLine(polite)).toBe('b1');
     expect(await readLine(stubborn)).toBe('b1');
-    const stubbornBackend = await b1.nextConnection();
-    const closing = balancer.close(1000);
+    const closing = balancer.close(300);
     await expect(connectClient(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     polite.write('still served while draining\n');
     expect(await readLine(polite)).toBe('still served while draining');
-    const politeEnd = peerClosed(polite);
     polite.end();
-    expect(await politeEnd).toBeUndefined(); // a FIN: the flow finished
-    expect(await closed(politeBackend)).toBeUndefined();
-
-    const stubbornEnd = peerClosed(stubborn);
-    const stubbornBackendEnd = peerClosed(stubbornBackend);
-    clock.advance(999);
-    expect(balancer.stats()[0].current).toBe(1);
-    clock.advance(1);
-    expect(await stubbornEnd).toMatchObject({ code: 'ECONNRESET' }); // cut: the client can tell
-    expect(await stubbornBackendEnd).toMatchObject({ code: 'ECONNRESET' });
     await closing;
-    const ends = (await log.waitForAccess(2)).map((record) => [record.end, record.level]);
-    expect(ends).toEqual([
-      ['client-close', 30],
-      ['drain-timeout', 40],
-    ]);
-  });
-
-  it('a connection still connecting at the drain deadline: its client is reset too', async () => {
-    const hole = await startBlackhole();
-    cleanups.push(() => hole.close());
-    const clock = new ManualClock();
-    const log = captureLog();
-    const timeouts = { connect: 60_000, idle: 60_000, queue: 1000, drain: 1000 };
-    const balancer = await startBalancer(configOf(proxyService([backend('hole', hole.port)], { timeouts })), { logger: log.logger, clock });
-    cleanups.push(() => balancer.close(0));
-    const stuck = await client(balancer.address('svc').port);
-    const stuckEnd = peerClosed(stuck);
-    await waitUntil(() => balancer.stats()[0].current === 1);
-    const closing = balancer.close(500);
-    clock.advance(500);
-    expect(await stuckEnd).toMatchObject({ code: 'ECONNRESET' });
-    await closing;
-    expect((await log.waitForAccess(1))[0]).toMatchObject({ backend: 'hole', end: 'drain-timeout', connectMs: -1 });
+    const ends = (await log.waitForAccess(2)).map((record) => record.end);
+    expect(ends).toEqual(['client-close', 'shutdown']);
   });
 });
 

@@ -20,7 +20,7 @@ import {
   type StateResult,
 } from '../services/index.js';
 import { formatEndpoint } from '../config/index.js';
-import { noLocalErrors, noRejections } from './stats.js';
+import { noRejections } from './stats.js';
 
 export class HealthAuthority {
   private readonly states: ServiceStates;
@@ -83,7 +83,6 @@ export class HealthAuthority {
       bytesDown: 0,
       buffered: 0,
       rejected: noRejections(),
-      localErrors: noLocalErrors(),
       healthCheck: this.states.healthCheck(service.name),
       backends: service.backends.map((backend) => ({
         name: backend.name,

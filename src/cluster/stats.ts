@@ -6,7 +6,6 @@
  * 0) and added to every later sum, so the totals /metrics turns into Prometheus counters do not
  * fall back when a worker is restarted (they miss only what it counted after its last report).
  */
-import { LOCAL_ERRNOS, type LocalErrno } from '../errors.js';
 import { REJECTIONS, type BackendStatusStats, type Rejection, type ServiceStatusStats } from '../proxy/index.js';
 
 type Counted = Pick<ServiceStatusStats, 'current' | 'queued' | 'total' | 'refused' | 'bytesUp' | 'bytesDown' | 'buffered'>;
@@ -23,7 +22,7 @@ const BACKEND_FIELDS: readonly (keyof BackendCounted)[] = ['current', 'total', '
  */
 export function mergeStats(skeleton: readonly ServiceStatusStats[], reports: readonly (readonly ServiceStatusStats[])[]): ServiceStatusStats[] {
   return skeleton.map((base) => {
-    const service: ServiceStatusStats = { ...base, rejected: { ...base.rejected }, localErrors: { ...base.localErrors }, backends: base.backends.map((backend) => ({ ...backend })) };
+    const service: ServiceStatusStats = { ...base, rejected: { ...base.rejected }, backends: base.backends.map((backend) => ({ ...backend })) };
     let listen: ServiceStatusStats['listen'] | undefined;
     for (const report of reports) {
       const row = report.find((candidate) => candidate.name === base.name);
@@ -31,7 +30,6 @@ export function mergeStats(skeleton: readonly ServiceStatusStats[], reports: rea
       listen ??= row.listen;
       for (const field of SERVICE_FIELDS) service[field] += row[field];
       for (const reason of REJECTIONS) service.rejected[reason] = (service.rejected[reason] ?? 0) + (row.rejected[reason] ?? 0);
-      for (const code of LOCAL_ERRNOS) service.localErrors[code] = (service.localErrors[code] ?? 0) + row.localErrors[code];
       for (const backend of service.backends) {
         const counted = row.backends.find((candidate) => candidate.name === backend.name);
         if (counted !== undefined) for (const field of BACKEND_FIELDS) backend[field] += counted[field];
@@ -50,7 +48,6 @@ export function retire(report: readonly ServiceStatusStats[]): ServiceStatusStat
     queued: 0,
     buffered: 0,
     rejected: { ...service.rejected },
-    localErrors: { ...service.localErrors },
     backends: service.backends.map((backend) => ({ ...backend, current: 0 })),
   }));
 }
@@ -58,9 +55,4 @@ export function retire(report: readonly ServiceStatusStats[]): ServiceStatusStat
 /** Zero counters for every rejection reason (the skeleton's `rejected`). */
 export function noRejections(): Record<Rejection, number> {
   return Object.fromEntries(REJECTIONS.map((reason) => [reason, 0])) as Record<Rejection, number>;
-}
-
-/** Zero counters for every local errno code (the skeleton's `localErrors`). */
-export function noLocalErrors(): Record<LocalErrno, number> {
-  return Object.fromEntries(LOCAL_ERRNOS.map((code) => [code, 0])) as Record<LocalErrno, number>;
 }

@@ -6,13 +6,12 @@
  */
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { localErrnoOf } from '../errors.js';
 import type { CheckResult, FailureKind, HealthTarget } from './types.js';
 
 /** What a decoder concludes from the bytes it has seen. */
 export type Verdict =
   | { readonly ok: true; readonly detail: string; readonly farewell?: Uint8Array }
-  | { readonly ok: false; readonly kind: Exclude<FailureKind, 'connect' | 'timeout' | 'aborted' | 'local'>; readonly reason: string };
+  | { readonly ok: false; readonly kind: Exclude<FailureKind, 'connect' | 'timeout' | 'aborted'>; readonly reason: string };
 
 /** A protocol's half of a probe: pure, no I/O, testable on byte arrays. */
 export interface ProbeProtocol {
@@ -154,7 +153,7 @@ export function runProbe(
     socket.on('error', (error: Error) => {
       if (verdict !== undefined) return;
       if (!connected) {
-        finish(failure(started, localErrnoOf((error as NodeJS.ErrnoException).code) === undefined ? 'connect' : 'local', describeSocketError(error)));
+        finish(failure(started, 'connect', describeSocketError(error)));
       } else {
         // A reset after some bytes: let the decoder judge what arrived, as if the server closed.
         if (!decide(true)) finish(failure(started, 'closed', `connection error after ${received} bytes: ${describeSocketError(error)}`));

@@ -255,14 +255,10 @@ export class HealthScheduler extends EventEmitter<HealthSchedulerEvents> {
     this.apply(entry, result, 'active');
   }
 
-  /**
-   * Feeds one result to the reducer and emits; state is consistent before any listener runs. A
-   * `local` failure (this host out of descriptors, …) is emitted but not fed: it is no evidence
-   * about the backend either way.
-   */
+  /** Feeds one result to the reducer and emits; state is consistent before any listener runs. */
   private apply(entry: Entry, result: CheckResult, source: ResultSource): void {
     const previous = entry.state;
-    if (result.ok || result.kind !== 'local') entry.state = next(previous, result.ok, this.rise, this.fall);
+    entry.state = next(previous, result.ok, this.rise, this.fall);
     this.emit('result', { backend: entry.backend.id, source, passed: result.ok, result, state: entry.state });
     if (entry.state.health !== previous.health) {
       this.emit('change', { backend: entry.backend.id, health: entry.state.health, previous: previous.health, reason: describeResult(result) });

@@ -23,12 +23,9 @@ export const CHECK_TYPES: readonly CheckType[] = ['tcp', 'redis', 'pgsql', 'mysq
  * - `invalid`: bytes that are not the protocol, or a reply larger than the read bound (L7RSP);
  * - `status`: a well-formed answer that says "not serving" (L7STS: `-LOADING`, an ErrorResponse,
  *   a MySQL error packet, an unexpected HTTP status);
- * - `aborted`: the caller's AbortSignal fired (a scheduler stopping), not the server's fault;
- * - `local`: the probe could not be made on this host (out of descriptors, memory or ports:
- *   LOCAL_ERRNOS in src/errors.ts), not the server's fault either: the scheduler does not feed it
- *   to the reducer.
+ * - `aborted`: the caller's AbortSignal fired (a scheduler stopping), not the server's fault.
  */
-export type FailureKind = 'connect' | 'timeout' | 'closed' | 'invalid' | 'status' | 'aborted' | 'local';
+export type FailureKind = 'connect' | 'timeout' | 'closed' | 'invalid' | 'status' | 'aborted';
 
 /** One probe's outcome. `durationMs` runs from the start of the connect to the verdict. */
 export type CheckResult =

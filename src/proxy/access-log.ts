@@ -31,9 +31,6 @@ export type EndReason =
   | 'connect-timeout' // the last backend tried did not answer within timeouts.connect
   | 'connect-failed' // the last backend tried refused or failed (ECONNREFUSED, …)
   | 'no-backend' // the strategy offered no backend (none configured, none eligible)
-  | 'shutdown' // waiting in the service queue when the balancer stopped
-  | 'local-error' // the connect to the backend failed on l4lb's side (EMFILE, ENOBUFS, …): not the backend's fault
-  | 'refused-paused' // reset at accept: accepting is paused while l4lb is short of descriptors (counted, not logged one by one)
   | 'refused-queue-full' // service at maxConnections and its wait queue full
   | 'refused-queue-timeout' // waited timeouts.queue without a free slot
   | 'client-aborted' // the client went away while queued or while the backend was connecting
@@ -48,11 +45,8 @@ export const END_REASON_TEXT: Readonly<Record<EndReason, string>> = {
   'client-reset': 'reset by client',
   'backend-reset': 'reset by backend',
   'idle-timeout': 'idle timeout',
-  'backend-down': 'reset by the balancer: backend went down (onDown: close)',
-  'drain-timeout': 'reset by the balancer: still open at the drain deadline',
-  shutdown: 'closed by balancer shutdown while queued',
-  'local-error': 'l4lb ran short (descriptors, memory or ports) connecting to the backend',
-  'refused-paused': 'reset at accept: accepting paused (l4lb short of descriptors)',
+  'backend-down': 'closed: backend went down (onDown: close)',
+  shutdown: 'closed by balancer shutdown',
   'connect-timeout': 'connect timeout',
   'connect-failed': 'connect failed',
   'no-backend': 'no backend',
@@ -78,10 +72,7 @@ const END_REASON_LEVEL: Readonly<Record<EndReason, Extract<Level, 'info' | 'warn
   'backend-reset': 'warn',
   'idle-timeout': 'info',
   'backend-down': 'warn',
-  'drain-timeout': 'warn',
   shutdown: 'info',
-  'local-error': 'warn',
-  'refused-paused': 'warn',
   'connect-timeout': 'warn',
   'connect-failed': 'warn',
   'no-backend': 'warn',

@@ -54,9 +54,7 @@ import {
   type StateResult,
   type VerdictSources,
 } from '../services/index.js';
-import { systemClock, type Clock } from '../clock.js';
-import type { Dial } from './connection.js';
-import { LocalErrors } from './local-errors.js';
+import type { Clock } from '../clock.js';
 import { IdleSweeper } from './idle-sweeper.js';
 import { ServiceCounters } from './queue.js';
 import { ProxyService, type BackendStats, type ProxyServiceOptions, type ServiceStats } from './service.js';
@@ -98,7 +96,7 @@ export interface BalancerOptions {
    * that decides them (a cluster worker follows its primary: src/cluster/link.ts).
    */
   readonly verdicts?: VerdictSources;
-  /** What the data path's timeouts run on (idle, queue, PROXY header, drain, local-error pauses), and the waits between DNS queries: the system clock, or one a test drives. */
+  /** What the data path's timeouts run on (idle, queue, PROXY header), and the waits between DNS queries: the system clock, or one a test drives. */
   readonly clock?: Clock;
   /**
    * At start only: the fd of a listening socket this process inherited for a service (from a
@@ -107,8 +105,6 @@ export interface BalancerOptions {
   readonly inherited?: (service: ProxyServiceConfig) => number | undefined;
   /** How `dns:`/`srv:` entries are asked (default: c-ares, through the file's `resolvers`). */
   readonly dnsClient?: DnsClientFactory;
-  /** Opens backend connections: `net.connect` (the default), or one a test makes fail. */
-  readonly dial?: Dial;
 }
 
 export interface Balancer {
@@ -204,9 +200,8 @@ class RunningBalancer implements Balancer {
   /** The apply in progress (settled when none): close() waits for it, so none outlives close. */
   private applying: Promise<void> = Promise.resolve();
 
-  /** Every service's timers (the system clock and the process's idle sweeper, or one clock and one sweeper on it) and local-error state. */
+  /** Every service's timers: the system clock and the process's idle sweeper, or one clock and one sweeper on it. */
   private readonly timing: ProxyServiceOptions;
-  private readonly localErrors: LocalErrors;
 
   constructor(
     private readonly logger: Logger,
@@ -214,12 +209,8 @@ class RunningBalancer implements Balancer {
     verdicts: VerdictSources,
     clock: Clock | undefined,
     dnsClient: DnsClientFactory | undefined,
-    dial: Dial | undefined,
   ) {
-    // One local-error state for every service: a shortage of descriptors is the process's.
-    this.localErrors = new LocalErrors({ logger, clock: clock ?? systemClock });
-    const shared = { localErrors: this.localErrors, ...(dial === undefined ? {} : { dial }) };
-    this.timing = clock === undefined ? shared : { ...shared, clock, idleSweeper: new IdleSweeper(clock) };
+    this.timing = clock === undefined ? {} : { clock, idleSweeper: new IdleSweeper(clock) };
     this.dns = new DnsWatcher({ logger, clock, client: dnsClient });
     this.dns.on('backends', ({ service }) => void this.enqueue(() => this.replan(service)).catch((error: unknown) => {
       this.logger.error({ service, error: error instanceof Error ? error.message : String(error) }, 'dns: the new backends could not be applied: keeping the previous ones');
@@ -460,7 +451,6 @@ class RunningBalancer implements Balancer {
     // only then is the set of health checks final.
     await this.applying;
     await Promise.all([...closing, this.states.stop(), this.dns.stop()]);
-    this.localErrors.close();
     this.services.clear();
   }
 
@@ -499,7 +489,7 @@ class RunningBalancer implements Balancer {
  * cannot be bound — after closing whatever it had opened.
  */
 export async function startBalancer(config: Config, options: BalancerOptions): Promise<Balancer> {
-  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks, options.clock, options.dnsClient, options.dial);
+  const balancer = new RunningBalancer(options.logger, options.lookup ?? systemLookup, options.verdicts ?? localChecks, options.clock, options.dnsClient);
   try {
     await balancer.start(config, options.inherited);
   } catch (error) {

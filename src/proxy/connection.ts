@@ -17,9 +17,8 @@
  * Listeners are module functions shared by every connection (`this` is the socket, which points
  * at its owner), so a connection allocates no closures.
  */
-import type { Socket, TcpNetConnectOpts } from 'node:net';
+import { connect, type Socket, type TcpNetConnectOpts } from 'node:net';
 import type { Clock } from '../clock.js';
-import { localErrnoOf, type LocalErrno } from '../errors.js';
 import type { HashKey } from '../hashing/index.js';
 import type { ConnectionEndpoints } from '../proxy-protocol/index.js';
 import type { SourceLease } from '../rules/index.js';
@@ -28,7 +27,7 @@ import type { IdleSweeper } from './idle-sweeper.js';
 import type { Flow, ResolvedBackend, ServicePlan } from '../services/index.js';
 import { writeProxyHeader } from './proxy-header.js';
 import { nextReadBuffer } from './read-buffers.js';
-import { resetSocket, Splice, spliceRead, type ClientScreen, type CutReason, type SpliceOptions } from './splice.js';
+import { Splice, spliceRead, type ClientScreen, type SpliceOptions } from './splice.js';
 
 export type ConnectionState = 'accepted' | 'queued' | 'connecting' | 'spliced' | 'ended';
 
@@ -46,14 +45,7 @@ export interface ConnectionHost {
   connectionEnded(connection: ClientConnection, record: AccessRecord, from: ConnectionState): void;
   /** A backend slot was given back while the connection goes on (a failed attempt). */
   backendReleased(): void;
-  /** Opens the backend connection: `net.connect`, or what a test injects. */
-  readonly dial: Dial;
-  /** A connect to `backend` failed on l4lb's own side with `code` (the connection then ends with `local-error`). */
-  localError(code: LocalErrno, backend: ResolvedBackend): void;
 }
-
-/** Opens a TCP connection to a backend (`net.connect`'s options form). */
-export type Dial = (options: TcpNetConnectOpts) => Socket;
 
 /** `undefined`: every remaining candidate is at its maxConnections; `null`: no candidate at all. */
 type Candidate = ResolvedBackend | undefined | null;
@@ -88,11 +80,6 @@ type BackendConnectOptions = TcpNetConnectOpts & { writableHighWaterMark: number
 const BACKEND_READS = { buffer: nextReadBuffer, callback: spliceRead };
 
 function ignoreError(): void {}
-
-/** Whether the balancer cut the connection (its client is then reset, not closed). */
-function isCut(reason: EndReason): reason is CutReason {
-  return reason === 'drain-timeout' || reason === 'backend-down';
-}
 
 /** A client socket points at its connection, a backend socket at its placement; set before any listener is added. */
 const CONNECTION = Symbol('l4lb.connection');
@@ -220,7 +207,7 @@ class Placement implements SpliceOptions {
       writableHighWaterMark: 1,
       onread: BACKEND_READS,
     };
-    const socket: BackendSocket = this.host.dial(options);
+    const socket: BackendSocket = connect(options);
     socket.setTimeout(this.plan.config.timeouts.connect);
     socket[PLACEMENT] = this;
     socket.on('connect', onBackendConnect);
@@ -243,22 +230,11 @@ class Placement implements SpliceOptions {
    * The attempt on `socket` failed: give its slot back, report it (which may mark the backend
    * down at once), then retry on the first untried candidate with room in the gate's order as it
    * is now, or give up and end the connection.
-   * A failure of l4lb's own (LOCAL_ERRNOS: out of descriptors, memory, ports) is not reported
-   * against the backend nor counted in its failures: the service hears of it instead, and the
-   * connection ends with `local-error`, without a retry, which would need the same resources.
    */
   connectFailed(socket: Socket, failure: 'connect-timeout' | 'connect-failed', code: string | undefined): void {
     discard(detach(socket));
     const backend = this.backend;
     this.releaseSlot();
-    const local = failure === 'connect-failed' ? localErrnoOf(code) : undefined;
-    if (local !== undefined) {
-      this.link = undefined;
-      this.host.localError(local, backend);
-      this.connection.finish('local-error', local);
-      this.host.backendReleased();
-      return;
-    }
     backend.counters.failures++;
     (this.failed ??= []).push(backend.name);
     this.plan.observe?.(backend.name, false);
@@ -276,9 +252,8 @@ class Placement implements SpliceOptions {
 
   /** SpliceOptions: both sockets closed. */
   onEnd(splice: Splice): void {
-    // A backend socket that failed on l4lb's side (ENOBUFS, ENOMEM on a write) says nothing of the backend.
-    if (splice.reason === 'backend-reset' && this.holdsSlot && localErrnoOf(splice.errorCode) === undefined) this.plan.observe?.(this.backend.name, false);
-    this.connection.finish(splice.reason ?? 'client-close', splice.errorCode);
+    if (splice.reason === 'backend-reset' && this.holdsSlot) this.plan.observe?.(this.backend.name, false);
+    this.connection.finish(splice.reason ?? 'shutdown', splice.errorCode);
   }
 
   /** The connection ended: closes an attempt still connecting, gives the slot back with the splice's bytes. */
@@ -316,21 +291,12 @@ export class ClientConnection implements Flow {
   private firstBytesScreen: ClientScreen | undefined;
   /** Refused by source rules: summarised by the service instead of an access-log line. */
   private refused = false;
-  /**
-   * The TCP peer, read once at accept: Node asks the kernel (getpeername) on first use only, and
-   * once the socket is closed it can no longer tell, so a connection that never read it before
-   * its end (roundrobin and leastconn do not hash) would log `?:?`.
-   */
-  private readonly peerHost: string | undefined;
-  private readonly peerPort: number | undefined;
 
   constructor(
     private readonly host: ConnectionHost,
     readonly client: Socket,
   ) {
     this.acceptedAt = host.clock.now();
-    this.peerHost = client.remoteAddress;
-    this.peerPort = client.remotePort;
     const owned: ClientSocket = client;
     owned[CONNECTION] = this;
     client.on('error', onEarlyClientError);
@@ -374,27 +340,21 @@ export class ClientConnection implements Flow {
     return formatAddress(this.clientHost, this.clientPort);
   }
 
-  /** The TCP peer's address as read at accept (the proxy in front, when a PROXY header names another client). */
-  get peerAddress(): string | undefined {
-    return this.peerHost;
-  }
-
-  /** The effective client address, for hashing and rules; undefined if the socket was gone at accept. */
+  /** The effective client address, for hashing and rules; undefined once the socket is gone. */
   get clientHost(): string | undefined {
-    return this.proxied === undefined ? this.peerHost : this.proxied.source.address;
+    return this.proxied === undefined ? this.client.remoteAddress : this.proxied.source.address;
   }
 
   get clientPort(): number | undefined {
-    return this.proxied === undefined ? this.peerPort : this.proxied.source.port;
+    return this.proxied === undefined ? this.client.remotePort : this.proxied.source.port;
   }
 
   /** What a header sent on to the backend carries: the effective client and the destination it asked for. */
   get endpoints(): ConnectionEndpoints | undefined {
     if (this.proxied !== undefined) return this.proxied;
-    const { peerHost, peerPort } = this;
-    const { localAddress, localPort } = this.client;
-    if (peerHost === undefined || peerPort === undefined || localAddress === undefined || localPort === undefined) return undefined;
-    return { source: { address: peerHost, port: peerPort }, destination: { address: localAddress, port: localPort } };
+    const { remoteAddress, remotePort, localAddress, localPort } = this.client;
+    if (remoteAddress === undefined || remotePort === undefined || localAddress === undefined || localPort === undefined) return undefined;
+    return { source: { address: remoteAddress, port: remotePort }, destination: { address: localAddress, port: localPort } };
   }
 
   /** A trusted peer's PROXY header named `endpoints` (undefined: LOCAL or UNKNOWN, the socket's own apply). Pre: not placed. */
@@ -452,14 +412,10 @@ export class ClientConnection implements Flow {
     return new Splice(this.client, backend, placement);
   }
 
-  /**
-   * Cuts the connection now whatever its state (the drain deadline passed, or its backend went
-   * down with onDown: close): spliced, both sockets are reset; not yet spliced, the client is
-   * reset and an attempt under way abandoned. Logged with `reason`.
-   */
-  cut(reason: CutReason): void {
+  /** Ends the connection now whatever its state (balancer shutdown, or its backend went down). */
+  abort(reason: 'shutdown' | 'backend-down' = 'shutdown'): void {
     const splice = this.splice;
-    if (splice !== undefined) splice.cut(reason);
+    if (splice !== undefined) splice.destroy(reason);
     else this.finish(reason);
   }
 
@@ -474,8 +430,7 @@ export class ClientConnection implements Flow {
     this.stage = 'ended';
     const placement = typeof stage === 'string' ? undefined : stage;
     placement?.release();
-    if (isCut(reason)) resetSocket(this.client);
-    else if (!this.client.destroyed) this.client.destroy();
+    if (!this.client.destroyed) this.client.destroy();
     this.lease?.release();
     const shown = placement?.lastTried;
     const splice = placement?.splice;
@@ -484,7 +439,7 @@ export class ClientConnection implements Flow {
       this,
       {
         client: this.clientAddress,
-        ...(this.proxied === undefined ? {} : { peer: formatAddress(this.peerHost, this.peerPort) }),
+        ...(this.proxied === undefined ? {} : { peer: formatAddress(this.client.remoteAddress, this.client.remotePort) }),
         backend: shown?.name ?? null,
         backendAddress: shown === undefined ? null : formatAddress(shown.address.host, shown.address.port),
         queueMs: roundMs(this.queueMs),

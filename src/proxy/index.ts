@@ -16,5 +16,4 @@ export {
 } from './balancer.js';
 export { createLogger, logOptions, reopenLogFiles, formatAddress, type LogOptions, END_REASON_TEXT, ACCESS_MESSAGE, type AccessRecord, type EndReason } from './access-log.js';
 export type { SpliceEnd } from './splice.js';
-export type { Dial } from './connection.js';
 export { REJECTIONS, type Rejection } from './rejections.js';

@@ -7,7 +7,6 @@
  * the service's maxConnections), so an overload never grows memory without limit.
  */
 import type { Clock, TimerHandle } from '../clock.js';
-import { LOCAL_ERRNOS, type LocalErrno } from '../errors.js';
 import { REJECTIONS, type Rejection } from './rejections.js';
 
 /**
@@ -119,6 +118,4 @@ export class ServiceCounters {
   /** Bytes of connections that have ended, client → backend and back. */
   closedBytesUp = 0;
   closedBytesDown = 0;
-  /** l4lb's own shortages met at accept or connect, per errno code (every code present). */
-  readonly localErrors = new Map<LocalErrno, number>(LOCAL_ERRNOS.map((code) => [code, 0]));
 }

@@ -1,11 +1,11 @@
 /**
- * The ways the admission checks (source rules, limits, PROXY headers, a pause of accepting) end a connection: the
+ * The ways the admission checks (source rules, limits, PROXY headers) end a connection: the
  * reasons of a service's `rejected` counters and of the l4lb_connections_rejected_total metric.
  */
 import type { EndReason, SourceRefusal } from './access-log.js';
 
-/** Every way the source rules, limits, PROXY header checks and a paused listener (src/proxy/local-errors.ts) end a connection. */
-export type Rejection = SourceRefusal | 'proxy-header-invalid' | 'proxy-header-timeout' | 'proxy-header-not-allowed' | 'refused-paused';
+/** Every way the source rules, limits and PROXY header checks end a connection. */
+export type Rejection = SourceRefusal | 'proxy-header-invalid' | 'proxy-header-timeout' | 'proxy-header-not-allowed';
 
 export const REJECTIONS: readonly Rejection[] = [
   'refused-denied',
@@ -17,7 +17,6 @@ export const REJECTIONS: readonly Rejection[] = [
   'proxy-header-invalid',
   'proxy-header-timeout',
   'proxy-header-not-allowed',
-  'refused-paused',
 ];
 
 const REJECTION_SET: ReadonlySet<string> = new Set(REJECTIONS);

@@ -4,23 +4,19 @@
  * arrives paused (`pauseOnConnect`), so nothing is read from a client until its backend is
  * connected and the splice takes over.
  */
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
 import type { Endpoint } from '../config/index.js';
-import { LbError, ListenError, listenFailureOf, localErrnoOf, type LocalErrno } from '../errors.js';
+import { LbError, ListenError, listenFailureOf } from '../errors.js';
 import { flowKey } from '../hashing/index.js';
 import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
-import { ClientConnection, nextCandidate, type ConnectionHost, type ConnectionState, type Dial } from './connection.js';
-import { LocalErrors } from './local-errors.js';
-import { resetSocket } from './splice.js';
+import { ClientConnection, nextCandidate, type ConnectionHost, type ConnectionState } from './connection.js';
 import { IdleSweeper, idleSweeper } from './idle-sweeper.js';
 import { WaitQueue, type ServiceCounters } from './queue.js';
-import type { ResolvedBackend, ServicePlan } from '../services/index.js';
+import type { ServicePlan } from '../services/index.js';
 import { isRejection, type Rejection } from './rejections.js';
 import { SourceGate } from './source-rules.js';
-
-function ignoreError(): void {}
 
 export interface BackendStats {
   name: string;
@@ -47,10 +43,8 @@ export interface ServiceStats {
   /** Bytes held in this process's socket buffers for open connections (the backpressure bound). */
   buffered: number;
   backends: BackendStats[];
-  /** Connections ended by the PROXY header checks, refused by source rules or reset while accepting was paused, by reason. */
+  /** Connections ended by the PROXY header checks or refused by source rules, by reason. */
   rejected: Record<Rejection, number>;
-  /** l4lb's own shortages met by this service at accept or connect, per errno code (src/proxy/local-errors.ts). */
-  localErrors: Record<LocalErrno, number>;
 }
 
 
@@ -63,13 +57,6 @@ export interface ProxyServiceOptions {
    * the system clock, or a sweeper of the service's own on `clock` when one is given.
    */
   readonly idleSweeper?: IdleSweeper;
-  /**
-   * The process's local-error state (burst log, pause of accepting), shared by every service of a
-   * balancer. Default: one of the service's own, on its clock.
-   */
-  readonly localErrors?: LocalErrors;
-  /** Opens backend connections. Default: `net.connect`; a test injects failures here. */
-  readonly dial?: Dial;
 }
 
 export class ProxyService implements ConnectionHost {
@@ -83,10 +70,6 @@ export class ProxyService implements ConnectionHost {
   private readonly gate: SourceGate;
   readonly clock: Clock;
   readonly idleSweeper: IdleSweeper;
-  readonly dial: Dial;
-  private readonly local: LocalErrors;
-  /** Whether `local` is this service's own (no balancer gave one): then close() closes it. */
-  private readonly ownsLocal: boolean;
 
   /** Throws LbError LB_ERR_INVALID_ARGUMENT when `options.idleSweeper` runs on another clock than `options.clock`. */
   constructor(
@@ -99,9 +82,6 @@ export class ProxyService implements ConnectionHost {
     this.clock = options.clock ?? options.idleSweeper?.clock ?? systemClock;
     this.idleSweeper = options.idleSweeper ?? (this.clock === systemClock ? idleSweeper : new IdleSweeper(this.clock));
     if (this.idleSweeper.clock !== this.clock) throw new LbError('LB_ERR_INVALID_ARGUMENT', 'ProxyService: the idle sweeper must run on the service clock');
-    this.ownsLocal = options.localErrors === undefined;
-    this.local = options.localErrors ?? new LocalErrors({ logger, clock: this.clock });
-    this.dial = options.dial ?? connect;
     const { maxConnections, timeouts } = plan.config;
     this.queue = new WaitQueue(maxConnections, timeouts.queue, this.onQueueExpired, this.clock);
     this.gate = new SourceGate(plan.config, logger, this.clock);
@@ -132,7 +112,7 @@ export class ProxyService implements ConnectionHost {
       this.server.once('error', onError);
       this.server.listen(fd === undefined ? { host, port } : { fd }, () => {
         this.server.removeListener('error', onError);
-        this.server.on('error', this.onListenerError);
+        this.server.on('error', (error) => this.logger.error({ error: error.message }, 'listener error'));
         const address = this.server.address();
         this.bound = typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : { host, port };
         resolve(this.bound);
@@ -156,44 +136,12 @@ export class ProxyService implements ConnectionHost {
     this.pump();
   }
 
-  /**
-   * An error on the listening socket: accept(2) failed. libuv meets EMFILE/ENFILE itself (it
-   * accepts and closes what is pending, and reports only when that fails too), so what reaches
-   * here is rare; a shortage is recorded like a connect's, anything else logged. Never fatal.
-   */
-  private readonly onListenerError = (error: NodeJS.ErrnoException): void => {
-    const local = localErrnoOf(error.code);
-    if (local === undefined) {
-      this.logger.error({ error: error.message, code: error.code }, 'listener error');
-      return;
-    }
-    this.countLocal(local);
-    this.local.record(local, 'accept', this.name);
-  };
-
-  private countLocal(code: LocalErrno): void {
-    this.counters.localErrors.set(code, (this.counters.localErrors.get(code) ?? 0) + 1);
-  }
-
-  localError(code: LocalErrno, backend: ResolvedBackend): void {
-    this.countLocal(code);
-    this.local.record(code, 'connect', this.name, backend.name);
-  }
-
   private readonly onConnection = (socket: Socket): void => {
     if (!this.accepting) {
       socket.destroy();
       return;
     }
     this.counters.total++;
-    if (this.local.paused) {
-      // Short of descriptors: give this one back at once, with a reset the client cannot mistake.
-      this.counters.rejected.set('refused-paused', (this.counters.rejected.get('refused-paused') ?? 0) + 1);
-      this.local.refusedWhilePaused();
-      socket.on('error', ignoreError);
-      resetSocket(socket);
-      return;
-    }
     const connection = new ClientConnection(this, socket);
     this.open.add(connection);
     this.gate.receive(connection, this.place);
@@ -271,7 +219,7 @@ export class ProxyService implements ConnectionHost {
 
   /** Ends the established and connecting connections of backend `name` (onDown: close). O(open connections). */
   closeBackend(name: string): void {
-    for (const connection of [...this.open]) if (connection.currentBackend?.name === name) connection.cut('backend-down');
+    for (const connection of [...this.open]) if (connection.currentBackend?.name === name) connection.abort('backend-down');
   }
 
   /** Whether a new connection could start now (for a health change that made candidates usable again). */
@@ -281,8 +229,7 @@ export class ProxyService implements ConnectionHost {
 
   /**
    * Stops accepting (the listener closes), refuses queued clients, lets open connections finish
-   * for up to `drainMs` on the service's clock, then cuts the rest (reset, `drain-timeout`).
-   * Resolves once every connection has ended.
+   * for up to `drainMs`, then ends the rest. Resolves once every connection has ended.
    */
   async close(drainMs: number): Promise<void> {
     this.accepting = false;
@@ -291,21 +238,18 @@ export class ProxyService implements ConnectionHost {
     for (const waiter of this.queue.drain()) waiter.finish('shutdown');
     if (this.open.size > 0) {
       const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
-      if (drainMs > 0) {
-        let timer: TimerHandle | undefined;
-        const deadline = new Promise<void>((resolve) => {
-          timer = this.clock.setTimeout(resolve, drainMs);
-        });
-        await Promise.race([idle, deadline]);
-        this.clock.clearTimer(timer);
-      }
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, drainMs);
+      });
+      await Promise.race([idle, deadline]);
+      clearTimeout(timer);
       if (this.open.size > 0) {
-        for (const connection of [...this.open]) connection.cut('drain-timeout');
+        for (const connection of [...this.open]) connection.abort();
         await idle;
       }
     }
     await closed;
-    if (this.ownsLocal) this.local.close();
   }
 
   /** Backends of the plan new connections are placed with. O(1). */
@@ -359,7 +303,6 @@ export class ProxyService implements ConnectionHost {
       buffered,
       backends,
       rejected: Object.fromEntries(this.counters.rejected) as Record<Rejection, number>,
-      localErrors: Object.fromEntries(this.counters.localErrors) as Record<LocalErrno, number>,
     };
   }
 }

@@ -138,7 +138,7 @@ export class SourceGate {
   receive(connection: ClientConnection, place: (connection: ClientConnection) => void): void {
     const acceptFrom = this.acceptFrom;
     if (acceptFrom !== undefined) {
-      const peer = connection.peerAddress;
+      const peer = connection.client.remoteAddress;
       if (peer !== undefined && acceptFrom.has(peer)) {
         readProxyHeader(
           connection.client,

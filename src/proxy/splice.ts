@@ -40,16 +40,8 @@ export type SpliceEnd =
   | 'backend-reset' // the backend socket failed: the client was reset
   | 'idle-timeout' // no byte moved either way for the idle timeout
   | 'proxy-header-not-allowed' // a peer outside proxyProtocol.accept started with a PROXY header (the screen refused it)
-  | CutReason;
-
-/**
- * Why the balancer cut a flow in the middle: both sides are reset, not closed with a FIN, so
- * neither peer can take a cut stream for a finished one (for a database protocol, a FIN after a
- * partial result set is silent data loss).
- */
-export type CutReason =
-  | 'backend-down' // its backend went down and the service says onDown: close
-  | 'drain-timeout'; // still open when the drain deadline passed (stop, or a listener a reload retired)
+  | 'backend-down' // ended by the balancer: its backend went down and the service says onDown: close
+  | 'shutdown'; // ended by the balancer (drain deadline passed)
 
 /**
  * Looks at the client's first bytes before they are forwarded (src/proxy/proxy-header.ts): returns
@@ -113,14 +105,6 @@ function onSocketError(this: Socket, error: NodeJS.ErrnoException): void {
 
 function onSocketClose(this: Socket): void {
   spliceOf(this).socketClosed();
-}
-
-/**
- * Resets `socket` (RST instead of FIN) unless it is already destroyed. Pre: it is connected (a
- * socket whose handle is gone is destroyed with an error instead, which its 'error' listener takes).
- */
-export function resetSocket(socket: Socket): void {
-  if (!socket.destroyed) socket.resetAndDestroy();
 }
 
 /**
@@ -220,21 +204,11 @@ export class Splice implements IdleWatched {
     return client.readableLength + client.writableLength + backend.readableLength + backend.writableLength;
   }
 
-  /** Ends the connection now, each socket closed with a FIN (idle timeout, screen refusal); `onEnd` follows once both have closed. */
-  private destroy(reason: SpliceEnd): void {
+  /** Ends the connection now (both sockets destroyed); `onEnd` follows once both have closed. */
+  destroy(reason: SpliceEnd = 'shutdown'): void {
     this.abortReason ??= reason;
     this.client.destroy();
     this.backend.destroy();
-  }
-
-  /**
-   * Cuts the flow: each socket still open is reset (SO_LINGER 0, then close: an RST, and what was
-   * queued for it is discarded); `onEnd` follows once both have closed, with `reason`.
-   */
-  cut(reason: CutReason): void {
-    this.abortReason ??= reason;
-    resetSocket(this.client);
-    resetSocket(this.backend);
   }
 
   /**
@@ -351,7 +325,8 @@ export class Splice implements IdleWatched {
       this.abortReason = clientFailed ? 'client-reset' : 'backend-reset';
       this.errorCode = error.code ?? error.message;
     }
-    resetSocket(clientFailed ? this.backend : this.client);
+    const peer = clientFailed ? this.backend : this.client;
+    if (!peer.destroyed) peer.resetAndDestroy();
   }
 
   /** Both closed: no write refers to the private buffers any more; they go back to the pool. */
