@@ -6,6 +6,8 @@
  * - the access log's fields are the ones docs/proxy.md lists, and `backend` on a connect-failed
  *   line is the last backend tried, as the page now says (it once said null);
  * - "is there an admin listener by default?" has one answer: none without an `admin` key;
+ * - `l4lb check` refuses a DSR tableSize that `dsr render` refuses, in the same words (it once
+ *   accepted 262147);
  * - a configuration example stays valid under every edit its own comments suggest
  *   (`balance: maglev  # maglev | ring | rendezvous` is checked with each of the three).
  */
@@ -141,5 +143,26 @@ describe('configuration examples under the edits their comments suggest', () => 
     });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
+  }, CHECK_TIMEOUT);
+});
+
+describe('check refuses what dsr render refuses, in the same words', () => {
+  const scratch = mkdtempSync(`${tmpdir()}/l4lb-doc-dsr-`);
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+  it('a DSR tableSize of 262147 (a prime over the nft limit): check and dsr render both refuse it', async () => {
+    const file = `${scratch}/big.yaml`;
+    writeFileSync(file, 'services:\n  - { name: web, mode: dsr, vip: 192.0.2.10:80, dscp: 10, tableSize: 262147, backends: [{ name: a, address: 192.0.2.11 }] }\n');
+    const run = (args: string[]) =>
+      new Promise<{ code: number; stderr: string }>((resolve) => {
+        execFile(process.execPath, [CLI, ...args, '-c', file], { encoding: 'utf8' }, (error, _stdout, stderr) => resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stderr }));
+      });
+    const words = 'tableSize 262147 is too large for the nft director (at most 262144)';
+    const check = await run(['check', '--no-resolve']);
+    expect(check.code).toBe(1);
+    expect(check.stderr).toContain(`services[0].tableSize: ${words}`);
+    const render = await run(['dsr', 'render']);
+    expect(render.code).toBe(1);
+    expect(render.stderr).toContain(words);
   }, CHECK_TIMEOUT);
 });

@@ -7,7 +7,7 @@
  * pass reports a rule across fields alongside a bad value elsewhere in the same service.
  */
 import type * as z from 'zod';
-import { DEFAULTS } from './defaults.js';
+import { DEFAULTS, LIMITS } from './defaults.js';
 import { endpointsOverlap, formatEndpoint, parseAddress, parseEndpoint, type EndpointRule } from './endpoints.js';
 import { DSR_RULE, LISTEN_RULE, listenText } from './fields.js';
 import type { Balance, Config, Endpoint, FlowHash, HashKeyKind, HealthCheckConfig, OnDown, ServiceConfig } from './types.js';
@@ -106,6 +106,10 @@ export function checkProxyService(service: ProxyServiceFields, ctx: Issues): voi
 
 export function checkDsrService(service: DsrServiceFields, ctx: Issues): void {
   checkTableFits(service.tableSize ?? DEFAULTS.tableSize, service.backends.length, ctx);
+  // The words `dsr render` would use (src/dsr/director-plan.ts), so check refuses first what render refuses.
+  if (service.tableSize !== undefined && service.tableSize > LIMITS.maxDsrTableSize) {
+    ctx.addIssue({ code: 'custom', path: ['tableSize'], message: `tableSize ${service.tableSize} is too large for the nft director (at most ${LIMITS.maxDsrTableSize})` });
+  }
   checkUniqueBackendNames(service.backends, ctx);
   service.backends.forEach((backend, index) => {
     if (backend.address?.port !== undefined && backend.address.port !== service.vip.port) {

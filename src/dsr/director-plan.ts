@@ -8,7 +8,7 @@
  * `jhash KEY mod M seed S` (net/netfilter/nft_hash.c), the same slot `jhashSlotHash` computes.
  */
 import { isIPv4 } from 'node:net';
-import type { DsrServiceConfig, HashKeyKind } from '../config/index.js';
+import { LIMITS, type DsrServiceConfig, type HashKeyKind } from '../config/index.js';
 import { LbError } from '../errors.js';
 import { buildMaglevTable, type Backend, type MaglevTable } from '../hashing/index.js';
 
@@ -20,12 +20,8 @@ export function isDsrMethod(value: string): value is DsrMethod {
   return (DSR_METHODS as readonly string[]).includes(value);
 }
 
-/**
- * Largest Maglev table the director accepts. nft loads a map of 65,537 elements in under a second
- * here; 2^18 slots take a few seconds and tens of MB of kernel memory, and more buys nothing (the
- * paper's M ≥ 100·N rule needs M ≈ 2^17 only for about a thousand backends).
- */
-export const MAX_DSR_TABLE_SIZE = 262_144;
+/** Largest Maglev table the director accepts: the configuration's limit (src/config/defaults.ts), which `check` applies too. */
+export const MAX_DSR_TABLE_SIZE = LIMITS.maxDsrTableSize;
 
 /** Name of the nft table the director's ruleset owns; nothing else is touched. */
 export const DIRECTOR_TABLE = 'l4lb_dsr';
