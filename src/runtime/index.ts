@@ -21,5 +21,5 @@ export {
   type StartSuccessor,
 } from './handover.js';
 export { largestDrain, workerCount } from './settings.js';
-export { readConfigOffThread, READ_MEMORY_MB, READ_TIMEOUT_MS, type ConfigReader, type OffThreadOptions } from './read-off-thread.js';
+export { readConfigForReload, readConfigOffThread, IN_THREAD_MAX_BYTES, READ_MEMORY_MB, READ_TIMEOUT_MS, type ConfigReader, type OffThreadOptions } from './read-off-thread.js';
 export { startSingleProcess } from './single.js';

@@ -39,7 +39,7 @@ import { isLbError, LbError, problemsOf, UpgradeError } from '../errors.js';
 import { openConnections, type DrainRecord, type LifecycleView, type ReloadAbandoned, type ReloadRecord, type ReloadResult, type UpgradeOutcome } from '../observability/index.js';
 import { formatAddress, reopenLogFiles } from '../proxy/index.js';
 import { ADMIN_SOCKET, InheritedSockets, listeningFd, reportReady, startSuccessor, type HandoverSockets, type StartSuccessor } from './handover.js';
-import { readConfigOffThread, type ConfigReader } from './read-off-thread.js';
+import { readConfigForReload, type ConfigReader } from './read-off-thread.js';
 import type { Runtime, StopReason } from './runtime.js';
 import { largestDrain, workerCount } from './settings.js';
 
@@ -65,7 +65,7 @@ export interface LifecycleOptions {
   readonly pidfile?: string;
   /** Times the drain's progress lines and the reload's read (default: the system clock). */
   readonly clock?: Clock;
-  /** Reads the file for a reload (default: readConfigOffThread, in a worker thread). */
+  /** Reads the file for a reload (default: readConfigForReload: a small file here, a large one in a worker thread). */
   readonly read?: ConfigReader;
   /**
    * Listening sockets this process inherited (the runtime took its services' ones): the admin
@@ -125,7 +125,7 @@ export function flushLogger(logger: Logger): Promise<void> {
 export async function runLifecycle(options: LifecycleOptions): Promise<void> {
   const { file, runtime, logger } = options;
   const clock = options.clock ?? systemClock;
-  const read: ConfigReader = options.read ?? ((path, signal) => readConfigOffThread(path, { signal, clock }));
+  const read: ConfigReader = options.read ?? ((path, signal) => readConfigForReload(path, { signal, clock }));
   /** Aborts the read in progress: a stop does not wait for a file being parsed. */
   const reading = new AbortController();
   let config = options.config;
