@@ -67,8 +67,8 @@ interface ReloadAnswer {
   error?: { code: string; message: string; problems?: string[] };
 }
 
-/** POST /reload; prints the outcome and exits with its code. */
-async function reloadThroughAdmin(place: AdminPlace, token: string | undefined, file: string, timeoutMs: number): Promise<never> {
+/** The admin API's base URL and request headers; a bad `--admin` ends the command (exit 2). */
+export function adminRequest(place: AdminPlace, token: string | undefined): { base: URL; headers: Record<string, string> } {
   let base: URL;
   try {
     base = new URL(place.url);
@@ -77,6 +77,28 @@ async function reloadThroughAdmin(place: AdminPlace, token: string | undefined, 
   }
   const headers: Record<string, string> = { accept: 'application/json' };
   if (token !== undefined) headers.authorization = `Bearer ${token}`;
+  return { base, headers };
+}
+
+/** A request that got no answer ends the command with why (exit 1). */
+export function unreachable(error: unknown, base: URL, timeoutMs: number): never {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  const why = (error as { name?: string }).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error)));
+  fail(new LbError('LB_ERR_ADMIN', `cannot reach the admin API at ${base.origin}: ${why} (is l4lb running with admin.listen there?)`), EXIT_FAILURE);
+}
+
+/** The JSON of an admin answer; anything else ends the command (exit 1). */
+export async function answerOf<T>(response: Response, base: URL): Promise<T> {
+  try {
+    return JSON.parse(await response.text()) as T;
+  } catch {
+    fail(new LbError('LB_ERR_ADMIN', `${base.origin} answered HTTP ${response.status} with something that is not the l4lb admin API`), EXIT_FAILURE);
+  }
+}
+
+/** POST /reload; prints the outcome and exits with its code. */
+async function reloadThroughAdmin(place: AdminPlace, token: string | undefined, file: string, timeoutMs: number): Promise<never> {
+  const { base, headers } = adminRequest(place, token);
   let response: Response;
   try {
     // The running l4lb re-reads its own file: refuse, before asking, when that is not FILE.
@@ -87,16 +109,9 @@ async function reloadThroughAdmin(place: AdminPlace, token: string | undefined, 
     }
     response = await fetch(new URL('/reload', base), { method: 'POST', headers, signal: AbortSignal.timeout(timeoutMs) });
   } catch (error) {
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    const why = (error as { name?: string }).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error)));
-    fail(new LbError('LB_ERR_ADMIN', `cannot reach the admin API at ${base.origin}: ${why} (is l4lb running with admin.listen there?)`), EXIT_FAILURE);
+    unreachable(error, base, timeoutMs);
   }
-  let answer: ReloadAnswer;
-  try {
-    answer = JSON.parse(await response.text()) as ReloadAnswer;
-  } catch {
-    fail(new LbError('LB_ERR_ADMIN', `${base.origin} answered HTTP ${response.status} with something that is not the l4lb admin API`), EXIT_FAILURE);
-  }
+  const answer = await answerOf<ReloadAnswer>(response, base);
   if (response.ok && answer.reload !== undefined) {
     process.stdout.write(`reloaded ${answer.config?.file ?? file} (sha256 ${answer.reload.hash ?? '?'})\n`);
     process.exit(0);

@@ -18,7 +18,7 @@ import { Command } from 'commander';
 import type { ConfigError } from '../config/index.js';
 import { LbError } from '../errors.js';
 import { EXIT_FAILURE, EXIT_USAGE, fail } from './common.js';
-import { duration, locateRunning, type AdminPlace } from './reload.js';
+import { adminRequest, answerOf, duration, locateRunning, unreachable, type AdminPlace } from './reload.js';
 
 interface UpgradeOptions {
   config: string;
@@ -38,28 +38,14 @@ interface UpgradeAnswer {
 
 /** POST /upgrade; prints the outcome and exits with its code. */
 async function upgradeThroughAdmin(place: AdminPlace, token: string | undefined, timeoutMs: number): Promise<never> {
-  let base: URL;
-  try {
-    base = new URL(place.url);
-  } catch {
-    fail(new LbError('LB_ERR_INVALID_ARGUMENT', `--admin "${place.url}": expected a URL such as http://127.0.0.1:9900`), EXIT_USAGE);
-  }
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (token !== undefined) headers.authorization = `Bearer ${token}`;
+  const { base, headers } = adminRequest(place, token);
   let response: Response;
   try {
     response = await fetch(new URL('/upgrade', base), { method: 'POST', headers, signal: AbortSignal.timeout(timeoutMs) });
   } catch (error) {
-    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    const why = (error as { name?: string }).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error)));
-    fail(new LbError('LB_ERR_ADMIN', `cannot reach the admin API at ${base.origin}: ${why} (is l4lb running with admin.listen there?)`), EXIT_FAILURE);
+    unreachable(error, base, timeoutMs);
   }
-  let answer: UpgradeAnswer;
-  try {
-    answer = JSON.parse(await response.text()) as UpgradeAnswer;
-  } catch {
-    fail(new LbError('LB_ERR_ADMIN', `${base.origin} answered HTTP ${response.status} with something that is not the l4lb admin API`), EXIT_FAILURE);
-  }
+  const answer = await answerOf<UpgradeAnswer>(response, base);
   if (response.ok && answer.upgrade !== undefined) {
     const { pid, previous, readyMs } = answer.upgrade;
     process.stdout.write(`upgraded: l4lb runs as PID ${pid}, ready in ${Math.round(readyMs)} ms; PID ${previous} drains its open connections and exits\n`);
