@@ -58,6 +58,8 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
   const connectionsTotal = new Counter({ name: 'l4lb_connections_total', help: 'Connections accepted, per service', labelNames: serviceLabels, registers });
   const refusedTotal = new Counter({ name: 'l4lb_connections_refused_total', help: 'Connections refused for want of a slot (queue full or queue timeout), per service', labelNames: serviceLabels, registers });
   const rejectedTotal = new Counter({ name: 'l4lb_connections_rejected_total', help: 'Connections ended by source rules, per-source limits or PROXY header checks before any backend, per service and reason', labelNames: ['service', 'reason'] as const, registers });
+  const localErrorsTotal = new Counter({ name: 'l4lb_local_errors_total', help: "Backend connects that failed on l4lb's own side (EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL), per service and code; never counted against a backend", labelNames: ['service', 'code'] as const, registers });
+  const pausedRefusedTotal = new Counter({ name: 'l4lb_connections_paused_refused_total', help: 'Connections reset at accept while the listener was paused for a descriptor shortage, per service', labelNames: serviceLabels, registers });
   const bytesTotal = new Counter({ name: 'l4lb_bytes_total', help: 'Bytes relayed, per service and direction (up: client to backend)', labelNames: ['service', 'direction'] as const, registers });
   const backendCurrent = new Gauge({ name: 'l4lb_backend_connections_current', help: 'Connections to a backend, connecting or spliced', labelNames: backendLabels, registers });
   const backendTotal = new Counter({ name: 'l4lb_backend_connections_total', help: 'Connection attempts to a backend', labelNames: backendLabels, registers });
@@ -89,6 +91,8 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
     connections: new MonotonicFeed(connectionsTotal),
     refused: new MonotonicFeed(refusedTotal),
     rejected: new MonotonicFeed(rejectedTotal),
+    localErrors: new MonotonicFeed(localErrorsTotal),
+    pausedRefused: new MonotonicFeed(pausedRefusedTotal),
     bytes: new MonotonicFeed(bytesTotal),
     dnsResolutions: new MonotonicFeed(dnsResolutions),
     backendTotal: new MonotonicFeed(backendTotal),
@@ -142,6 +146,8 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
       feeds.connections.set({ service: name }, service.total);
       feeds.refused.set({ service: name }, service.refused);
       for (const [reason, count] of Object.entries(service.rejected)) feeds.rejected.set({ service: name, reason }, count);
+      for (const [code, count] of Object.entries(service.localErrors ?? {})) feeds.localErrors.set({ service: name, code }, count);
+      feeds.pausedRefused.set({ service: name }, service.pausedRefused ?? 0);
       feeds.bytes.set({ service: name, direction: 'up' }, service.bytesUp);
       feeds.bytes.set({ service: name, direction: 'down' }, service.bytesDown);
       for (const backend of service.backends) {

@@ -13,6 +13,7 @@ import { flowKey } from '../hashing/index.js';
 import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
 import { ClientConnection, nextCandidate, type ConnectionHost, type ConnectionState } from './connection.js';
 import { IdleSweeper, idleSweeper } from './idle-sweeper.js';
+import { ACCEPT_PAUSE_MS, BurstGate, pausesAccepting, type LocalErrorCode } from './local-errors.js';
 import { WaitQueue, type ServiceCounters } from './queue.js';
 import type { ServicePlan } from '../services/index.js';
 import { isRejection, type Rejection } from './rejections.js';
@@ -45,6 +46,10 @@ export interface ServiceStats {
   backends: BackendStats[];
   /** Connections ended by the PROXY header checks or refused by source rules, by reason. */
   rejected: Record<Rejection, number>;
+  /** Backend connects that failed on l4lb's own side (EMFILE, …), by code: not counted against any backend. */
+  localErrors: Record<string, number>;
+  /** Connections reset at accept while the listener was paused for a descriptor shortage. */
+  pausedRefused: number;
 }
 
 
@@ -68,6 +73,9 @@ export class ProxyService implements ConnectionHost {
   private bound: Endpoint | undefined;
   private idleWaiters: (() => void)[] = [];
   private readonly gate: SourceGate;
+  /** Until this clock time, accepted sockets are reset at once (descriptors are short). */
+  private pausedUntil = Number.NEGATIVE_INFINITY;
+  private readonly localBursts = new BurstGate();
   readonly clock: Clock;
   readonly idleSweeper: IdleSweeper;
 
@@ -139,6 +147,14 @@ export class ProxyService implements ConnectionHost {
   private readonly onConnection = (socket: Socket): void => {
     if (!this.accepting) {
       socket.destroy();
+      return;
+    }
+    if (this.clock.now() < this.pausedUntil) {
+      // Paused for a descriptor shortage: give the descriptor back at once, with a reset so the
+      // client retries rather than reading an empty stream (HAProxy stops polling its listeners).
+      this.counters.pausedRefused++;
+      socket.on('error', () => {});
+      socket.resetAndDestroy();
       return;
     }
     this.counters.total++;
@@ -215,6 +231,19 @@ export class ProxyService implements ConnectionHost {
 
   backendReleased(): void {
     this.pump();
+  }
+
+  localError(code: LocalErrorCode): void {
+    this.counters.localErrors.set(code, (this.counters.localErrors.get(code) ?? 0) + 1);
+    const now = this.clock.now();
+    if (pausesAccepting(code)) this.pausedUntil = now + ACCEPT_PAUSE_MS;
+    const { startsBurst, previous } = this.localBursts.note(now);
+    if (startsBurst) {
+      this.logger.warn(
+        { code, previousBurst: previous, pauseMs: pausesAccepting(code) ? ACCEPT_PAUSE_MS : 0 },
+        "backend connect failed on l4lb's side; backends not marked down",
+      );
+    }
   }
 
   /** Ends the established and connecting connections of backend `name` (onDown: close). O(open connections). */
@@ -298,6 +327,8 @@ export class ProxyService implements ConnectionHost {
       queued: this.queue.length,
       total: this.counters.total,
       refused: this.counters.refused,
+      localErrors: Object.fromEntries(this.counters.localErrors),
+      pausedRefused: this.counters.pausedRefused,
       bytesUp,
       bytesDown,
       buffered,
