@@ -13,7 +13,7 @@ import type { ProxyService } from '../src/proxy/service.js';
 import type { ProxyServiceConfig } from '../src/config/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog } from './helpers/log.js';
-import { closed, connectClient, readLine, startNamedServer, startServer, waitUntil, type TestServer } from './helpers/net.js';
+import { closed, connectClient, peerClosed, readLine, startNamedServer, startServer, waitUntil, type TestServer } from './helpers/net.js';
 
 /** The next backend connect made by l4lb fails with this code (one shot), as the kernel would report it. */
 const injected: { code: string | undefined; port: number } = { code: undefined, port: -1 };
@@ -75,9 +75,11 @@ describe('health path', () => {
 
     injected.code = 'EMFILE';
     const client = await connectClient(port);
-    await closed(client);
+    const clientPort = client.localPort;
+    await peerClosed(client); // the connection ends at once (a FIN: nothing was cut)
+    client.destroy();
     const [record] = await log.waitForAccess(1);
-    expect(record).toMatchObject({ end: 'local-error', error: 'EMFILE', client: `127.0.0.1:${client.localPort}` });
+    expect(record).toMatchObject({ end: 'local-error', error: 'EMFILE', client: `127.0.0.1:${clientPort}` });
     const [row] = balancer.stats();
     expect(row.backends[0]).toMatchObject({ health: 'up', failures: 0 });
     expect(row.localErrors).toEqual({ EMFILE: 1 });
@@ -88,20 +90,23 @@ describe('health path', () => {
     // once the pause is over clients reach the backend again.
     let reached = false;
     while (!reached) {
-      const next = await connectClient(port);
-      next.on('error', () => {});
-      reached = await readLine(next).then(
-        (name) => name === 'x',
+      reached = await connectClient(port).then(
+        async (next) => {
+          next.on('error', () => {});
+          const name = await readLine(next).catch(() => '');
+          next.destroy();
+          return name === 'x';
+        },
         () => false,
       );
-      next.destroy();
     }
     expect(balancer.stats()[0].backends[0]).toMatchObject({ health: 'up' });
 
     // The control: the same path with a backend's own failure does mark it down.
     injected.code = 'ECONNREFUSED';
     const refused = await connectClient(port);
-    await closed(refused);
+    await peerClosed(refused);
+    refused.destroy();
     await waitUntil(() => balancer.stats()[0].backends[0].health === 'down');
     expect(balancer.stats()[0].backends[0].failures).toBe(1);
   });
