@@ -5,7 +5,7 @@
  * it down. Also: every access line has the client address, and cut flows reset the client.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { createMetrics } from '../src/observability/metrics.js';
 import { BurstGate, isLocalError, LOCAL_ERROR_CODES } from '../src/proxy/local-errors.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
@@ -19,7 +19,7 @@ import { closed, connectClient, peerClosed, readLine, startNamedServer, startSer
 const injected: { code: string | undefined; port: number } = { code: undefined, port: -1 };
 
 vi.mock('node:net', async (importOriginal) => {
-  const actual = await importOriginal<typeof import('node:net')>();
+  const actual = await importOriginal<typeof net>();
   const connect = (...args: Parameters<typeof actual.connect>): net.Socket => {
     const code = injected.code;
     const options = args[0];
