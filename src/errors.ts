@@ -531,3 +531,17 @@ export function fromWire(wire: LbErrorWire): LbError {
   rebuilt.message = wire.message;
   return rebuilt;
 }
+
+/**
+ * Errno codes of a connect that failed on l4lb's own host (descriptors, buffers, memory, local
+ * ports), not because of the peer: never a verdict on a backend (src/proxy/local-errors.ts).
+ */
+export const LOCAL_ERROR_CODES = ['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL'] as const;
+export type LocalErrorCode = (typeof LOCAL_ERROR_CODES)[number];
+
+const LOCAL_ERRORS = new Set<string>(LOCAL_ERROR_CODES);
+
+/** Whether `code` (an errno name such as 'EMFILE') is a shortage of l4lb's own host. */
+export function isLocalError(code: string | undefined): code is LocalErrorCode {
+  return code !== undefined && LOCAL_ERRORS.has(code);
+}

@@ -5,16 +5,9 @@
  * `observe layer4`, and pauses its listeners while descriptors are short).
  */
 
-/** Codes of a connect that failed on l4lb's side. */
-export const LOCAL_ERROR_CODES = ['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL'] as const;
-export type LocalErrorCode = (typeof LOCAL_ERROR_CODES)[number];
+import type { LocalErrorCode } from '../errors.js';
 
-const LOCAL = new Set<string>(LOCAL_ERROR_CODES);
-
-/** Whether `code` (an errno name such as 'EMFILE') is a shortage of l4lb's own host. */
-export function isLocalError(code: string | undefined): code is LocalErrorCode {
-  return code !== undefined && LOCAL.has(code);
-}
+export { isLocalError, LOCAL_ERROR_CODES, type LocalErrorCode } from '../errors.js';
 
 /** Whether the shortage is of descriptors: accepting more would only make it worse, so listeners pause. */
 export function pausesAccepting(code: LocalErrorCode): boolean {
