@@ -134,6 +134,8 @@ describe('formatStatus', () => {
       {
         name: 'db', listen: { host: '::1', port: 6432 }, current: 1, queued: 0, total: 2048, refused: 3, bytesUp: 1536, bytesDown: 5 * 1024 * 1024, buffered: 0,
         rejected: {} as ServiceStatusStats['rejected'],
+        localErrors: {},
+        pausedRefused: 0,
         healthCheck: { type: 'redis', interval: 2000, timeout: 2000, rise: 2, fall: 3, initial: 'up' },
         backends: [
           { ...row, name: 'r1', address: '10.0.0.1:6379', health: 'up', slowStart: 0.4, reason: 'PONG', lastCheck: { ok: true, source: 'active', durationMs: 0.7, detail: 'PONG', at: '' } },

@@ -41,6 +41,8 @@ function row(name: string, counts: Partial<ServiceStatusStats>, backends: [strin
     bytesDown: 0,
     buffered: 0,
     rejected: noRejections(),
+    localErrors: {},
+    pausedRefused: 0,
     healthCheck: null,
     ...counts,
     backends: backends.map(([backendName, current, total]) => ({

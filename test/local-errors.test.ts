@@ -22,8 +22,8 @@ vi.mock('node:net', async (importOriginal) => {
   const actual = await importOriginal<typeof net>();
   const connect = (...args: Parameters<typeof actual.connect>): net.Socket => {
     const code = injected.code;
-    const options = args[0];
-    if (code === undefined || typeof options !== 'object' || options === null || !('port' in options) || Number(options.port) !== injected.port) return actual.connect(...args);
+    const target = typeof args[0] === 'object' ? (args[0] as { port?: unknown }).port : undefined;
+    if (code === undefined || Number(target) !== injected.port) return actual.connect(...args);
     injected.code = undefined;
     const socket = new actual.Socket();
     process.nextTick(() => socket.destroy(Object.assign(new Error(`connect ${code}`), { code })));
