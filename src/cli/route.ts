@@ -14,7 +14,7 @@ import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { isIP } from 'node:net';
 import { ConfigError, loadConfig, type DsrServiceConfig, type HashKeyKind, type ProxyServiceConfig, type ServiceConfig } from '../config/index.js';
-import { planDirector } from '../dsr/index.js';
+import { planDirector } from '../kernel/index.js';
 import { LbError } from '../errors.js';
 import { ALGORITHMS, createPicker, DEFAULT_MAGLEV_TABLE_SIZE, flowKey, isAlgorithm, nftJhashSlot, slotOwner, type Algorithm, type Backend, type HashKey } from '../hashing/index.js';
 import { buildPlan, gatePlan, ServiceLoads, ServiceState, type VerdictSource } from '../services/index.js';

@@ -106,7 +106,7 @@ export function checkProxyService(service: ProxyServiceFields, ctx: Issues): voi
 
 export function checkDsrService(service: DsrServiceFields, ctx: Issues): void {
   checkTableFits(service.tableSize ?? DEFAULTS.tableSize, service.backends.length, ctx);
-  // The words `dsr render` would use (src/dsr/director-plan.ts), so check refuses first what render refuses.
+  // The words `dsr render` would use (src/kernel/director-plan.ts), so check refuses first what render refuses.
   if (service.tableSize !== undefined && service.tableSize > LIMITS.maxDsrTableSize) {
     ctx.addIssue({ code: 'custom', path: ['tableSize'], message: `tableSize ${service.tableSize} is too large for the nft director (at most ${LIMITS.maxDsrTableSize})` });
   }
