@@ -18,6 +18,7 @@ function service(overrides: Partial<DsrServiceConfig> = {}, count = 3): DsrServi
     hashKey: 'source-ip-port',
     hashSeed: 0x4c34,
     tableSize: 251,
+    onDown: 'close',
     backends: Array.from({ length: count }, (_, i) => ({ name: `be${i + 1}`, address: { host: `203.0.113.${11 + i}`, port: 80 }, weight: 1 })),
     ...overrides,
   };
