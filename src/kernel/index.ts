@@ -27,3 +27,5 @@ export {
   type NatService,
   type SlotDelta,
 } from './nat.js';
+export { systemNft, mapElements, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
+export { KernelWriter, conntrackCounter, natServices, removeTables, type KernelBackendStats, type KernelCounters, type KernelServiceStats, type KernelWriterOptions } from './writer.js';
