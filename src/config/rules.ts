@@ -253,6 +253,9 @@ export function checkServices(config: Config, ctx: Issues): void {
   // backends; until the primary resolves for them, discovery runs in one process only.
   if (config.workers === undefined || config.workers === 1) return;
   config.services.forEach((service, index) => {
+    if (service.mode === 'nat') {
+      ctx.addIssue({ code: 'custom', path: ['services', index, 'mode'], message: `mode: nat needs workers: 1 (this file has workers: ${config.workers}): the kernel writer runs in a single process` });
+    }
     if (service.mode === 'proxy' && service.dnsBackends !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['services', index, 'backends'], message: `dns:/srv: entries need workers: 1 (this file has workers: ${config.workers}): a cluster does not resolve them yet` });
     }

@@ -18,6 +18,7 @@
 import { VERSION } from '../version.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ADMIN_STATES } from '../config/index.js';
+import type { KernelCounters, KernelServiceStats } from '../kernel/index.js';
 import type { Balancer, ServiceStatusStats } from '../proxy/index.js';
 import type { CheckEvent } from '../services/index.js';
 import { MonotonicFeed } from './feed.js';
@@ -30,6 +31,10 @@ import { lifecycleMetrics, type LifecycleView } from './lifecycle.js';
 export interface StatsSource {
   stats(): ServiceStatusStats[] | Promise<ServiceStatusStats[]>;
   readonly events: Balancer['events'];
+  /** Kernel services (mode: nat): rows with counters read from nft now; absent: none run here. */
+  kernel?(): Promise<KernelServiceStats[]>;
+  /** The kernel writer's transactions; undefined when it does not run. */
+  kernelCounters?(): KernelCounters | undefined;
 }
 
 type ServiceLabels = 'service';
