@@ -78,7 +78,7 @@ describe('renderNatTable', () => {
   });
 
   it('masquerades by default, SNATs to snat when given, and resets dead flows in forward and output', () => {
-    expect(text).toContain('meta l4proto tcp ct original ip daddr 203.0.113.100 ct original proto-dst 80 ct status dnat masquerade');
+    expect(text).toContain('meta l4proto tcp ct original ip daddr 203.0.113.100 ct original proto-dst 80 ct status dnat oifname != "lo" masquerade');
     expect(renderNatTable([assignment(natService({ snat: '192.0.2.254' }))])).toContain('ct status dnat snat ip to 192.0.2.254');
     const reset = 'ct reply ip saddr . ct reply proto-src @dead_web_nat reject with tcp reset';
     expect(text).toMatch(new RegExp(`chain reset_forward \\{\\n\\t\\ttype filter hook forward priority filter; policy accept;\\n\\t\\t.*${reset.replace(/[.@]/g, '\\$&')}`));

@@ -186,7 +186,9 @@ function dnatRule(service: NatService): string {
 
 function snatRule(service: NatService): string {
   const ip = ipOf(service.family);
-  return `${flowMatch(service)} ct status dnat ${service.snat === undefined ? 'masquerade' : `snat ${ip} to ${service.snat}`}`;
+  // Masquerade has no address to take on loopback (a local client to a local backend: the packet is
+  // dropped, measured here); such flows need no SNAT, replies come back through this host anyway.
+  return `${flowMatch(service)} ct status dnat ${service.snat === undefined ? 'oifname != "lo" masquerade' : `snat ${ip} to ${service.snat}`}`;
 }
 
 function resetRule(service: NatService): string {
