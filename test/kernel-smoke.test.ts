@@ -162,7 +162,7 @@ describe.skipIf(smoke.skip)(smoke.title, () => {
       ].join('\n'),
     );
     l4lb = new NsProcess([process.execPath, CLI, 'run', '-c', file]);
-    await l4lb.waitFor((line) => line.includes('"kernel: table loaded"') || line.includes('l4lb:'));
+    await l4lb.waitFor((line) => line.includes('"kernel table loaded"') || line.includes('l4lb:'));
   }, 30_000);
 
   afterAll(async () => {
@@ -173,7 +173,7 @@ describe.skipIf(smoke.skip)(smoke.title, () => {
   });
 
   it('loads the table with the predicted slots, and connections land on the predicted backends', () => {
-    expect(l4lb?.transcript()).toContain('kernel: table loaded');
+    expect(l4lb?.transcript()).toContain('kernel table loaded');
     expect(loadedSlots()).toEqual(predicted([]));
     const ports = Array.from({ length: 40 }, (_, i) => 30000 + i);
     const landed = connectAll(ports);
@@ -186,7 +186,7 @@ describe.skipIf(smoke.skip)(smoke.title, () => {
     const before = loadedSlots();
     const from = l4lb?.seen ?? 0;
     await backends.get('b2')?.stop();
-    await l4lb?.waitFor((line) => line.includes('"kernel: slots rewritten"'), from);
+    await l4lb?.waitFor((line) => line.includes('"kernel slots rewritten"'), from);
     const after = loadedSlots();
     const moved = before.flatMap((name, slot) => (name === after[slot] ? [] : [slot]));
     expect(moved).toEqual(before.flatMap((name, slot) => (name === 'b2' ? [slot] : [])));

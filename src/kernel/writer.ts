@@ -184,7 +184,7 @@ export class KernelWriter {
       this.loaded = desired;
     } catch (error) {
       // The kernel keeps the previous table and so does this writer; the next change retries.
-      this.options.logger.error({ table: TABLE, error: error instanceof Error ? error.message : String(error) }, 'kernel: transaction refused: the previous table stays');
+      this.options.logger.error({ table: TABLE, error: error instanceof Error ? error.message : String(error) }, 'kernel transaction refused: the previous table stays');
     }
   }
 
@@ -200,7 +200,7 @@ export class KernelWriter {
     this.counters.applied++;
     this.counters.lastSeconds = seconds;
     this.counters.totalSeconds += seconds;
-    this.options.logger.info({ table: TABLE, ...fields, ms: Math.round(seconds * 1000) }, `kernel: ${message}`);
+    this.options.logger.info({ table: TABLE, ...fields, ms: Math.round(seconds * 1000) }, `kernel ${message}`);
   }
 
   /** Resolves once every change queued so far has been written (or refused). */

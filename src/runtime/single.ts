@@ -87,7 +87,7 @@ class SingleProcess implements Runtime {
         kernel === undefined
           ? Promise.resolve()
           : (cleanup ? kernel.remove() : kernel.stop()).catch((error: unknown) => {
-              this.logger.error({ error: error instanceof Error ? error.message : String(error) }, 'kernel: the tables could not be removed');
+              this.logger.error({ error: error instanceof Error ? error.message : String(error) }, 'kernel tables could not be removed');
             });
       this.closed = Promise.all([this.balancer.close(drainMs), kernelDone]).then(() => undefined);
     } else void this.balancer.close(0);
