@@ -85,7 +85,7 @@ export function objectsOf(listing: readonly NftObject[], kind: string): Map<stri
 function elementText(value: unknown): string {
   if (typeof value === 'number') return String(value);
   if (typeof value === 'string') return value;
-  if (typeof value === 'object' && value !== null && 'concat' in value && Array.isArray((value as { concat: unknown }).concat)) {
+  if (typeof value === 'object' && value !== null && 'concat' in value && Array.isArray((value).concat)) {
     return (value as { concat: unknown[] }).concat.map(elementText).join(' . ');
   }
   return JSON.stringify(value);
