@@ -133,6 +133,7 @@ describe.skipIf(smoke.skip)(smoke.title, () => {
   const dir = mkdtempSync(`${tmpdir()}/l4k-smoke-`);
   const backends = new Map<string, NsProcess>();
   let l4lb: NsProcess | undefined;
+  let configFile = '';
 
   beforeAll(async () => {
     if (missing !== undefined) throw new Error(`kernel smoke needs ${missing}`);
@@ -161,6 +162,7 @@ describe.skipIf(smoke.skip)(smoke.title, () => {
         '',
       ].join('\n'),
     );
+    configFile = file;
     l4lb = new NsProcess([process.execPath, CLI, 'run', '-c', file]);
     await l4lb.waitFor((line) => line.includes('"kernel table loaded"') || line.includes('l4lb:'));
   }, 30_000);
@@ -195,5 +197,21 @@ describe.skipIf(smoke.skip)(smoke.title, () => {
     const landed = connectAll(ports);
     for (const port of ports) expect(`${port} ${landed.get(port)}`).toBe(`${port} ${after[slotOf(port)]}`);
     expect(inNs(['nft', 'list', 'set', 'inet', 'l4lb_nat', 'dead_web']).stdout).toContain('127.0.0.1 . 8002');
+  }, 30_000);
+
+  it('SIGTERM leaves the table; a new l4lb adopts it by a delta, never a whole reload', async () => {
+    const before = loadedSlots();
+    await l4lb?.stop();
+    expect(loadedSlots()).toEqual(before);
+    // b2 is still dead, but a new process starts with every backend up (healthCheck.initial: up):
+    // it adopts the table by a delta (never a whole reload), and its first failed check of b2
+    // moves b2's slots away again, to exactly where they were.
+    const next = new NsProcess([process.execPath, CLI, 'run', '-c', configFile]);
+    l4lb = next;
+    await next.waitFor((line) => line.includes('"backend health changed"'));
+    const changedAt = next.transcript().split('\n').findIndex((line) => line.includes('"backend health changed"'));
+    await next.waitFor((line) => line.includes('"kernel slots rewritten"'), changedAt + 1);
+    expect(next.transcript()).not.toContain('kernel table loaded');
+    expect(loadedSlots()).toEqual(before);
   }, 30_000);
 });
