@@ -133,11 +133,11 @@ export function checkCommand(): Command {
   return new Command('check')
     .description('validate a configuration file and resolve its backend host names (as haproxy -c and nginx -t do): print a one-line summary, or every problem, one per line')
     .requiredOption('-c, --config <file>', 'the configuration file (YAML, or JSON by its .json name or leading "{")')
-    .option('--no-resolve', 'do not resolve backend host names nor read admin.tokenFile (a file checked away from the host it runs on)')
+    .option('--no-resolve', 'do not resolve backend host names nor read admin.tokenFile, nor check the host (a file checked away from the host it runs on)')
     .option('--no-host', 'skip the host checks of mode: nat services (nft 1.0 or later on PATH, bridge-nf-call-iptables off, nf_conntrack_max)')
     .action(async (options: CheckOptions) => {
       try {
-        process.stdout.write(`${await checkFile(options.config, options.resolve, systemLookup, options.host ? readHostFacts : undefined)}\n`);
+        process.stdout.write(`${await checkFile(options.config, options.resolve, systemLookup, options.host && options.resolve ? readHostFacts : undefined)}\n`);
       } catch (error) {
         if (!(error instanceof ConfigError)) fail(error);
         process.stderr.write(`${error.lines().join('\n')}\n`);
