@@ -148,4 +148,29 @@ describe('KernelWriter', () => {
     await expect(third.apply(config)).rejects.toMatchObject({ code: 'LB_ERR_KERNEL', cause: 'table-owned' });
     await third.stop();
   });
+
+  it('drives a dsr service too: the director table at start, then only its moved slots', async () => {
+    const nft = new FakeNft();
+    const { writer, sinks } = writerWith(nft);
+    const dsr: Config = {
+      services: [
+        {
+          mode: 'dsr', name: 'web', vip: { host: '192.0.2.200', port: 80 }, dscp: 10, hashKey: 'source-ip-port', hashSeed: 1, tableSize: 31, onDown: 'close',
+          healthCheck: { type: 'tcp', interval: 1000, timeout: 1000, rise: 1, fall: 1, initial: 'up' },
+          backends: [1, 2, 3].map((i) => ({ name: `b${i}`, address: { host: `203.0.113.1${i}`, port: 80 }, weight: 1 })),
+        },
+      ],
+    };
+    await writer.apply(dsr);
+    expect(nft.scripts).toHaveLength(1);
+    expect(nft.scripts[0]).toContain('table ip l4lb_dsr {');
+    sinks.get('web')?.applyHealth('b2', 'down', 'refused');
+    await writer.settled();
+    expect(nft.scripts).toHaveLength(2);
+    const moved = movedSlots(expectedSlots([]), expectedSlots(['b2']));
+    const deleted = /delete element ip l4lb_dsr slots_web \{\n([^}]*)\n\}/.exec(nft.scripts[1] ?? '')?.[1] ?? '';
+    expect(deleted.split(/[,\s]+/).filter(Boolean).map(Number)).toEqual(moved);
+    expect(nft.scripts[1]).not.toContain('203.0.113.12');
+    await writer.stop();
+  });
 });

@@ -14,12 +14,14 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { AdminState, Config, NatServiceConfig } from '../config/index.js';
+import type { AdminState, Config, DsrServiceConfig, NatServiceConfig } from '../config/index.js';
 import { KernelError } from '../errors.js';
 import { ServiceStates, type StateResult, type VerdictSources } from '../services/index.js';
 import { NAT_FAMILY, NAT_TABLE, OWNER_SET, counterName, natDelta, natShape, natValue, planNat, renderNatTable, renderSlotDelta, type NatAssignment, type NatService } from './nat.js';
 import { mapElements, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
 import { gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
+import { DIRECTOR_TABLE, planDirector, type DirectorService } from './director-plan.js';
+import { renderDirector } from './director.js';
 
 /** One backend's row of /stats `kernel`. */
 export interface KernelBackendStats {
@@ -66,6 +68,18 @@ interface Planned {
 
 const TABLE = `${NAT_FAMILY} ${NAT_TABLE}`;
 
+/** The dsr services of a configuration. */
+export function dsrServices(config: Config): DsrServiceConfig[] {
+  return config.services.filter((service): service is DsrServiceConfig => service.mode === 'dsr');
+}
+
+const DSR_TABLE = `ip ${DIRECTOR_TABLE}`;
+
+/** What must match for a DSR delta: everything the director's rules name, not the slot elements. */
+function dsrShape(services: readonly DirectorService[]): string {
+  return JSON.stringify(services.map((service) => [service.id, service.vip, service.port, service.dscp, service.hashKey, service.seed, service.table.size, service.table.backends.map((backend) => [backend.name, backend.address])]));
+}
+
 /** The nat services of a configuration. */
 export function natServices(config: Config): NatServiceConfig[] {
   return config.services.filter((service): service is NatServiceConfig => service.mode === 'nat');
@@ -102,6 +116,9 @@ export class KernelWriter {
   private loaded: NatAssignment[] | undefined;
   private queue: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** mode: dsr services (table ip l4lb_dsr, method l3), and the gated tables last loaded. */
+  private dsrPlanned: DirectorService[] = [];
+  private dsrLoaded: DirectorService[] | undefined;
 
   constructor(private readonly options: KernelWriterOptions) {
     this.states = new ServiceStates({ logger: options.logger, verdicts: options.verdicts });
@@ -112,12 +129,12 @@ export class KernelWriter {
 
   /** Whether `config` has services this writer drives. */
   static wanted(config: Config): boolean {
-    return natServices(config).length > 0;
+    return natServices(config).length > 0 || dsrServices(config).length > 0;
   }
 
   /** Services this writer drives now. */
   has(service: string): boolean {
-    return this.planned.some((entry) => entry.service.name === service);
+    return this.planned.some((entry) => entry.service.name === service) || this.dsrPlanned.some((entry) => entry.name === service);
   }
 
   /**
@@ -129,8 +146,11 @@ export class KernelWriter {
       const configs = natServices(config);
       const services = planNat(configs);
       const planned = services.map((service) => ({ service, slots: kernelSlots(service.backends, service.tableSize) }));
+      const dsrConfigs = dsrServices(config);
+      const dsrPlanned = dsrConfigs.length === 0 ? [] : planDirector(dsrConfigs);
       configs.forEach((service) => this.states.of(service.name).update(service, service.backends));
-      this.states.retain(new Set(configs.map((service) => service.name)));
+      dsrConfigs.forEach((service) => this.states.of(service.name).update(service, service.backends));
+      this.states.retain(new Set([...configs, ...dsrConfigs].map((service) => service.name)));
       const previous = this.planned;
       this.planned = planned;
       try {
@@ -139,6 +159,7 @@ export class KernelWriter {
         this.planned = previous;
         throw error;
       }
+      await this.programDsr(dsrPlanned);
     });
   }
 
@@ -173,9 +194,57 @@ export class KernelWriter {
     });
   }
 
+  /** Each dsr service with its Maglev table seen through the gate (slot i → its gated backend). */
+  private gatedDsr(services: readonly DirectorService[]): DirectorService[] {
+    return services.map((service) => {
+      const { table } = service;
+      const slots = kernelSlots(table.backends.map((backend) => ({ name: backend.name, weight: backend.weight, address: { host: backend.address, port: service.port } })), table.size);
+      const names = gatedSlotNames(slots, this.states.of(service.name));
+      const index = new Map(table.backends.map((backend, i) => [backend.name, i]));
+      return { ...service, table: { ...table, slots: Int32Array.from(names.map((name) => index.get(name) ?? 0)) } };
+    });
+  }
+
+  /**
+   * The DSR director's table: whole at start and when its shape changes (renderDirector, l3), else
+   * one transaction of the moved slots. Pins in flows_ID keep established flows on their backend.
+   */
+  private async programDsr(planned: readonly DirectorService[]): Promise<void> {
+    const previous = this.dsrLoaded;
+    this.dsrPlanned = [...planned];
+    if (planned.length === 0) {
+      this.dsrLoaded = undefined;
+      return;
+    }
+    const desired = this.gatedDsr(planned);
+    if (previous === undefined || dsrShape(previous) !== dsrShape(desired)) {
+      await this.transaction(renderDirector(desired, 'l3'), 'table loaded', { services: desired.length, table: DSR_TABLE }, DSR_TABLE);
+    } else {
+      await this.dsrDelta(previous, desired);
+    }
+    this.dsrLoaded = desired;
+  }
+
+  private async dsrDelta(before: readonly DirectorService[], after: readonly DirectorService[]): Promise<void> {
+    const values = (service: DirectorService): string[] => Array.from(service.table.slots, (index) => service.table.backends[index]?.address ?? '');
+    const script = renderSlotDelta(after.map((service, i) => ({ table: DSR_TABLE, map: `slots_${service.id}`, before: values(before[i] ?? service), after: values(service) })));
+    if (script !== '') await this.transaction(script, 'slots rewritten', { table: DSR_TABLE }, DSR_TABLE);
+  }
+
   /** A health or admin change: one transaction of the moved slots and dead set. */
   private async sync(): Promise<void> {
-    if (this.stopped || this.loaded === undefined) return;
+    if (this.stopped) return;
+    const dsrLoaded = this.dsrLoaded;
+    if (dsrLoaded !== undefined) {
+      const desired = this.gatedDsr(this.dsrPlanned);
+      try {
+        await this.dsrDelta(dsrLoaded, desired);
+        this.dsrLoaded = desired;
+      } catch (error) {
+        this.options.logger.error({ table: DSR_TABLE, error: error instanceof Error ? error.message : String(error) }, 'kernel transaction refused: the previous table stays');
+      }
+    }
+    if (this.loaded === undefined) return;
     const desired = this.desired();
     const script = renderSlotDelta(this.loaded.map((before, index) => natDelta(before, desired[index] ?? before)));
     if (script === '') return;
@@ -188,10 +257,10 @@ export class KernelWriter {
     }
   }
 
-  private async transaction(script: string, message: string, fields: object): Promise<void> {
+  private async transaction(script: string, message: string, fields: object, table: string = TABLE): Promise<void> {
     const started = performance.now();
     try {
-      await this.options.nft.apply(script, TABLE);
+      await this.options.nft.apply(script, table);
     } catch (error) {
       this.counters.refused++;
       throw error;
@@ -200,7 +269,7 @@ export class KernelWriter {
     this.counters.applied++;
     this.counters.lastSeconds = seconds;
     this.counters.totalSeconds += seconds;
-    this.options.logger.info({ table: TABLE, ...fields, ms: Math.round(seconds * 1000) }, `kernel ${message}`);
+    this.options.logger.info({ table, ...fields, ms: Math.round(seconds * 1000) }, `kernel ${message}`);
   }
 
   /** Resolves once every change queued so far has been written (or refused). */
