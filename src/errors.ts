@@ -31,6 +31,7 @@ export const LB_ERROR_CODES = [
   'LB_ERR_WORKER_EXITED',
   'LB_ERR_UPGRADE',
   'LB_ERR_INTERNAL',
+  'LB_ERR_KERNEL',
 ] as const;
 
 export type LbErrorCode = (typeof LB_ERROR_CODES)[number];
@@ -196,6 +197,38 @@ export class ResolveError extends LbError {
     super('LB_ERR_RESOLVE', `${facts.where}: cannot resolve "${facts.host}" (${facts.cause})`);
     this.name = 'ResolveError';
     this.keep({ where: facts.where, host: facts.host, cause: facts.cause });
+  }
+}
+
+/** Why a kernel table could not be written (src/kernel nft.ts). */
+export const KERNEL_FAILURES = ['nft-missing', 'not-root', 'table-owned', 'refused'] as const;
+export type KernelFailure = (typeof KERNEL_FAILURES)[number];
+
+export interface KernelFacts {
+  readonly cause: KernelFailure;
+  /** The table concerned: `inet l4lb_nat`, `ip l4lb_dsr`. */
+  readonly table: string;
+  /** What nft said (its first lines), or what is missing. */
+  readonly detail: string;
+}
+
+const KERNEL_ADVICE: Record<KernelFailure, string> = {
+  'nft-missing': 'install nftables (the `nft` binary must be on PATH)',
+  'not-root': 'run as root (or with CAP_NET_ADMIN)',
+  'table-owned': 'a table of that name exists and was not made by l4lb: rename or remove it (`nft delete table …`)',
+  refused: 'nft refused the transaction; the previous table stays in force',
+};
+
+/** A kernel table write failed; `cause` says why, `detail` what nft said. */
+export class KernelError extends LbError {
+  declare readonly cause: KernelFailure;
+  declare readonly table: string;
+  declare readonly detail: string;
+
+  constructor(facts: KernelFacts) {
+    super('LB_ERR_KERNEL', `${facts.table}: ${KERNEL_ADVICE[facts.cause]}${facts.detail === '' ? '' : ` (${facts.detail})`}`);
+    this.name = 'KernelError';
+    this.keep({ cause: facts.cause, table: facts.table, detail: facts.detail });
   }
 }
 
@@ -479,6 +512,7 @@ const REBUILD: Readonly<Record<string, (wire: LbErrorWire) => LbError | undefine
     const issues = fields.issues.map(configProblemOf);
     return issues.every((issue): issue is ConfigProblem => issue !== undefined) ? new ConfigError(fields.file, issues) : undefined;
   },
+  KernelError: rebuildFrom({ cause: oneOf(KERNEL_FAILURES), table: isString, detail: isString }, (facts) => new KernelError(facts)),
   ResolveError: rebuildFrom({ where: isString, host: isString, cause: isString }, (facts) => new ResolveError(facts)),
   ListenError: rebuildFrom({ where: isString, address: isString, failure: oneOf(LISTEN_FAILURES), cause: isString }, (facts) => new ListenError(facts)),
   UnknownServiceError: rebuildFrom({ service: isString, known: isStringList }, (facts) => new UnknownServiceError(facts)),
