@@ -31,6 +31,7 @@ export const LB_ERROR_CODES = [
   'LB_ERR_WORKER_EXITED',
   'LB_ERR_UPGRADE',
   'LB_ERR_INTERNAL',
+  'LB_ERR_KERNEL',
 ] as const;
 
 export type LbErrorCode = (typeof LB_ERROR_CODES)[number];
@@ -187,6 +188,48 @@ export class ResolveError extends LbError {
   protected override wireFields(): WireFields {
     return { where: this.where, host: this.host, cause: this.cause };
   }
+}
+
+/** Why a kernel table could not be written (src/kernel nft.ts). */
+export const KERNEL_FAILURES = ['nft-missing', 'not-root', 'table-owned', 'refused'] as const;
+export type KernelFailure = (typeof KERNEL_FAILURES)[number];
+
+export interface KernelFacts {
+  readonly cause: KernelFailure;
+  /** The table concerned: `inet l4lb_nat`, `ip l4lb_dsr`. */
+  readonly table: string;
+  /** What nft said (its first lines), or what is missing. */
+  readonly detail: string;
+}
+
+const KERNEL_ADVICE: Record<KernelFailure, string> = {
+  'nft-missing': 'install nftables (the `nft` binary must be on PATH)',
+  'not-root': 'run as root (or with CAP_NET_ADMIN)',
+  'table-owned': 'a table of that name exists and was not made by l4lb: rename or remove it (`nft delete table …`)',
+  refused: 'nft refused the transaction; the previous table stays in force',
+};
+
+/** A kernel table write failed; `cause` says why, `detail` what nft said. */
+export class KernelError extends LbError {
+  override readonly cause: KernelFailure;
+  readonly table: string;
+  readonly detail: string;
+
+  constructor(facts: KernelFacts) {
+    super('LB_ERR_KERNEL', `${facts.table}: ${KERNEL_ADVICE[facts.cause]}${facts.detail === '' ? '' : ` (${facts.detail})`}`);
+    this.name = 'KernelError';
+    this.cause = facts.cause;
+    this.table = facts.table;
+    this.detail = facts.detail;
+  }
+
+  protected override wireFields(): WireFields {
+    return { cause: this.cause, table: this.table, detail: this.detail };
+  }
+}
+
+function isKernelFailure(value: unknown): value is KernelFailure {
+  return typeof value === 'string' && (KERNEL_FAILURES as readonly string[]).includes(value);
 }
 
 /** Why a listener could not bind, for callers that advise (the demo suggests another port). */
@@ -486,6 +529,8 @@ const REBUILD: Readonly<Record<string, (wire: LbErrorWire) => LbError | undefine
     const issues = fields.issues.map(configProblemOf);
     return issues.every((issue): issue is ConfigProblem => issue !== undefined) ? new ConfigError(fields.file, issues) : undefined;
   },
+  KernelError: ({ fields }) =>
+    isKernelFailure(fields.cause) && isString(fields.table) && isString(fields.detail) ? new KernelError({ cause: fields.cause, table: fields.table, detail: fields.detail }) : undefined,
   ResolveError: ({ fields }) =>
     isString(fields.where) && isString(fields.host) && isString(fields.cause) ? new ResolveError({ where: fields.where, host: fields.host, cause: fields.cause }) : undefined,
   ListenError: ({ fields }) => {

@@ -256,7 +256,7 @@ describe('start-up and shutdown', () => {
     }
   });
 
-  it('dsr services are left to `l4lb dsr`: logged, not proxied', async () => {
+  it('kernel services (mode: dsr) are left to the kernel writer: not proxied', async () => {
     const b1 = await named('b1');
     const log = captureLog();
     const dsr: DsrServiceConfig = {
@@ -267,12 +267,12 @@ describe('start-up and shutdown', () => {
       hashKey: 'source-ip',
       hashSeed: 0,
       tableSize: 251,
+      onDown: 'close',
       backends: [{ name: 'w1', address: { host: '10.0.0.2', port: 80 }, weight: 1 }],
     };
     const balancer = await startBalancer({ services: [dsr, proxyService([backend('b1', b1.port)])] }, { logger: log.logger });
     cleanups.push(() => balancer.close(0));
     expect(balancer.stats().map((service) => service.name)).toEqual(['svc']);
-    expect(await log.waitFor((record) => record.service === 'web')).toMatchObject({ msg: 'dsr service: rendered by `l4lb dsr`, not proxied by `l4lb run`' });
     expect(() => balancer.address('web')).toThrow(/no service "web"/);
   });
 

@@ -93,7 +93,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
     limits: 'at least one',
   },
   'services[].mode': {
-    text: '`proxy`: l4lb accepts each connection and splices it to a backend (HAProxy `mode tcp`). `dsr`: l4lb renders tables for an nftables direct-server-return director (see [dsr.md](../dsr.md)).',
+    text: '`proxy`: l4lb accepts each connection and splices it to a backend (HAProxy `mode tcp`). `dsr`: an nftables direct-server-return director (see [dsr.md](../dsr.md)). `nat`: full NAT in nftables, the kernel rewrites each packet to the Maglev slot\'s backend and back (see [kernel.md](../kernel.md)). `l4lb run` writes and updates the kernel tables of `dsr` and `nat` services.',
     default: DEFAULTS.mode,
   },
   'services[].name': {
@@ -198,8 +198,8 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
     default: 'none (the server then uses the user name)',
   },
   'services[].onDown': {
-    text: 'What happens to the established connections of a backend that goes down: `keep` lets them run, `close` resets them so clients reconnect to a healthy backend at once.',
-    default: HEALTH_DEFAULTS.onDown,
+    text: 'What happens to the established connections of a backend that goes down: `keep` lets them run, `close` resets them so clients reconnect to a healthy backend at once (kernel modes: the backend joins the set `dead_ID`, whose flows get a TCP reset at their next packet).',
+    default: `${HEALTH_DEFAULTS.onDown} (mode: proxy); ${DEFAULTS.kernelOnDown} (mode: nat, dsr)`,
     limits: 'needs `healthCheck`',
     peer: 'HAProxy `on-marked-down shutdown-sessions`',
   },
@@ -257,7 +257,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
     limits: 'unique within the service',
   },
   'services[].backends[].address': {
-    text: 'Where to connect (`proxy`: an IP literal or a host name, resolved at start and at each reload; `dsr`: an IPv4 address, its port left out or equal to the VIP\'s, since the director does not rewrite ports).',
+    text: 'Where to connect (`proxy`: an IP literal or a host name, resolved at start and at each reload; `dsr`: an IPv4 address, its port left out or equal to the VIP\'s, since the director does not rewrite ports; `nat`: an IP literal of the VIP\'s family with a port, which may differ from the VIP\'s).',
     type: ADDRESS,
     example: 'backends: [{ name: pg1, address: 10.0.0.11:5432 }]',
   },
@@ -349,9 +349,16 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
     default: String(DEFAULT_MAX_SOURCES),
   },
   'services[].vip': {
-    text: 'The virtual address clients connect to, on the director\'s packet path (not a local socket).',
-    type: 'IPv4 `ADDRESS:PORT`',
+    text: 'The virtual address clients connect to, on the director\'s packet path (not a local socket). A `nat` VIP may be a local address (`127.0.0.1:8000` serves local clients through the output hook).',
+    type: '`ADDRESS:PORT`: IPv4 for `dsr`; IPv4 or `[v6]:PORT` for `nat`',
     example: 'vip: 192.0.2.10:80',
+  },
+  'services[].snat': {
+    text: 'mode: nat: the source address the kernel gives packets it sends to a backend, so replies come back through this host. Without it: `masquerade`, the address of the interface the packet leaves by.',
+    default: 'masquerade',
+    type: 'an IP literal of the VIP\'s family',
+    example: 'snat: 192.0.2.254',
+    peer: 'IPVS FULLNAT local address; HAProxy `source`',
   },
   'services[].dscp': {
     text: 'The DSCP value that tells a backend which VIP a packet was for (L3 DSR, as Yahoo\'s L3DSR). One value names one VIP address; services on the same VIP address may share it.',
