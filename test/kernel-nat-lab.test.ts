@@ -86,7 +86,7 @@ describe.skipIf(lab.skip)(lab.title, () => {
       const drained = 'b1';
       expect(held.opened.some((flow) => flow.backend === drained)).toBe(true);
       const before = (await kernel.slotMap(nat.director, 'inet', 'l4lb_nat', MAP))!;
-      const drainedConfig = kernel.file('forwarded-drained.yaml', natConfig(nat, { states: { [drained]: 'drain' } }));
+      const drainedConfig = kernel.file('forwarded-drained.yaml', natConfig(nat, { states: { [drained]: 'draining' } }));
       const predictedBefore = await predictedSlots(kernel, nat.director, config, nat);
       const predictedAfter = await predictedSlots(kernel, nat.director, drainedConfig, nat);
       const predictedMoved = [...predictedBefore.keys()].filter((slot) => predictedBefore.get(slot) !== predictedAfter.get(slot)).sort((a, b) => a - b);

@@ -92,7 +92,7 @@ export async function natLocal(lab: KernelLab, count = 3): Promise<NatLab> {
 }
 
 export interface NatConfigOptions {
-  readonly states?: Readonly<Record<string, 'active' | 'drain' | 'maintenance'>>;
+  readonly states?: Readonly<Record<string, 'active' | 'draining' | 'maintenance'>>;
   readonly tableSize?: number;
   readonly interval?: string;
   readonly onDown?: 'close' | 'keep';
