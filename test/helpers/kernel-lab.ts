@@ -352,6 +352,14 @@ export class KernelLab {
     return result.status === 0 ? parseNftMap(result.stdout) : undefined;
   }
 
+  /** The elements of an nft set as texts, or undefined when it (or its table) is absent. */
+  async nftSet(ns: string, family: string, table: string, set: string): Promise<string[] | undefined> {
+    const result = await this.exec(ns, 'nft', ['-j', 'list', 'set', family, table, set]);
+    if (result.status !== 0) return undefined;
+    const parsed = JSON.parse(result.stdout) as { nftables?: { set?: { elem?: unknown[] } }[] };
+    return parsed.nftables?.flatMap((item) => item.set?.elem ?? []).map(elementText) ?? [];
+  }
+
   /** `nft list table` text, or undefined when the table is absent. */
   async tableText(ns: string, family: string, table: string): Promise<string | undefined> {
     const result = await this.exec(ns, 'nft', ['list', 'table', family, table]);

@@ -157,9 +157,9 @@ export function slotOf(clientIp: string, port: number, size: number, seed: numbe
  * What the kernel's slot map must hold for a config: per slot, the backend `l4lb route` names for a
  * key in that slot (the gated Maglev table: plan + gate, every backend up, configured states).
  */
-export async function predictedSlots(lab: KernelLab, ns: string, configPath: string, nat: NatLab, size = TABLE_SIZE, seed = SEED): Promise<Map<number, string>> {
+export async function predictedSlots(lab: KernelLab, ns: string, configPath: string, nat: NatLab, service = SERVICE, size = TABLE_SIZE, seed = SEED): Promise<Map<number, string>> {
   const keys = keysPerSlot(nat.clientIp, size, seed);
-  const answers = await lab.route(ns, configPath, SERVICE, [...keys.values()]);
+  const answers = await lab.route(ns, configPath, service, [...keys.values()]);
   const owners = new Map<number, string>();
   for (const [slot, key] of keys) {
     const name = answers.get(key);
@@ -201,4 +201,71 @@ export async function killAsDeadHost(lab: KernelLab, backend: LabBackend): Promi
 export async function revive(lab: KernelLab, backend: LabBackend, host = '0.0.0.0'): Promise<void> {
   await lab.mustExec(backend.ns, 'nft', ['delete', 'table', 'inet', 'l4n_dead']);
   backend.server = await lab.serve(backend.ns, backend.name, backend.port, host);
+}
+
+export const DSR_SERVICE = 'web';
+export const DSR_VIP = '192.0.2.200';
+
+/**
+ * The L3 (DSCP) DSR lab of lab/up.sh with names of its own: client (198.51.100.10) — router —
+ * director (192.0.2.2, `l4lb run` writes `ip l4lb_dsr` here), backends 203.0.113.11… behind the
+ * router on a bridge, each set up by `l4lb dsr render-backend` (VIP on lo, DSCP restore).
+ * The backends' rules are rendered from a config the caller writes with dsrConfig.
+ */
+export async function dsrLab(lab: KernelLab, count = 3): Promise<NatLab & { router: string }> {
+  const client = await lab.namespace('dsr client');
+  const router = await lab.namespace('dsr router', { forward: true });
+  const director = await lab.namespace('dsr director', { forward: true });
+  await lab.link({ ns: client, dev: 'eth0', address: '198.51.100.10/24' }, { ns: router, dev: 'r-client', address: '198.51.100.1/24' });
+  await lab.ip(client, 'route', 'add', 'default', 'via', '198.51.100.1');
+  await lab.link({ ns: router, dev: 'r-director', address: '192.0.2.1/25' }, { ns: director, dev: 'd-up', address: '192.0.2.2/25' });
+  await lab.ip(director, 'route', 'add', 'default', 'via', '192.0.2.1');
+  await lab.ip(router, 'link', 'add', 'br-be', 'type', 'bridge');
+  await lab.ip(router, 'addr', 'add', '203.0.113.1/24', 'dev', 'br-be');
+  await lab.ip(router, 'link', 'set', 'br-be', 'up');
+  // Replies from the VIP come back from the backends' side: no strict rp_filter on the router
+  // (every namespace of the lab has rp_filter 0).
+  await lab.ip(router, 'route', 'add', `${DSR_VIP}/32`, 'via', '192.0.2.2');
+  const backends: LabBackend[] = [];
+  for (let i = 1; i <= count; i++) {
+    const ns = await lab.namespace(`dsr backend b${i}`);
+    const address = `203.0.113.${10 + i}`;
+    await lab.link({ ns, dev: 'eth0', address: `${address}/24` }, { ns: router, dev: `r-be${i}`, master: 'br-be' });
+    await lab.ip(ns, 'route', 'add', 'default', 'via', '203.0.113.1');
+    backends.push({ name: `b${i}`, ns, address, port: 80 });
+  }
+  return { client, router, director, clientIp: '198.51.100.10', vip: DSR_VIP, vipPort: 80, backends };
+}
+
+/** The l4lb file of the DSR lab: one `mode: dsr` service with health checks and the admin API. */
+export function dsrConfig(dsr: NatLab, options: NatConfigOptions = {}): string {
+  const lines = [
+    `admin: { listen: ${ADMIN} }`,
+    'services:',
+    `  - name: ${DSR_SERVICE}`,
+    '    mode: dsr',
+    `    vip: ${dsr.vip}:${dsr.vipPort}`,
+    '    dscp: 10',
+    '    hashKey: source-ip-port',
+    `    hashSeed: ${SEED}`,
+    `    tableSize: ${options.tableSize ?? TABLE_SIZE}`,
+    `    healthCheck: { type: tcp, interval: ${options.interval ?? '500ms'}, fall: 2, rise: 2 }`,
+    `    onDown: ${options.onDown ?? 'close'}`,
+    '    backends:',
+  ];
+  for (const backend of dsr.backends) {
+    const state = options.states?.[backend.name];
+    lines.push(`      - { name: ${backend.name}, address: ${backend.address}${state ? `, state: ${state}` : ''} }`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Sets up each DSR backend with `l4lb dsr render-backend` (run in its namespace) and starts its server. */
+export async function startDsrBackends(lab: KernelLab, dsr: NatLab, configPath: string): Promise<void> {
+  for (const backend of dsr.backends) {
+    const script = await lab.cli(dsr.director, ['dsr', 'render-backend', '-c', configPath, '--backend', backend.name, '--method', 'l3']);
+    if (script.status !== 0) throw new Error(`l4lb dsr render-backend --backend ${backend.name} exited ${script.status}: ${script.stderr.trim()}`);
+    await lab.mustExec(backend.ns, 'sh', ['-s'], script.stdout);
+    backend.server = await lab.serve(backend.ns, backend.name, backend.port);
+  }
 }
