@@ -70,7 +70,7 @@ describe.skipIf(lab.skip)(lab.title, () => {
       const before = (await readMap())!;
       const predictedBefore = await predictedSlots(kernel, net.director, config, net, scenario.service);
       expect(inNames(before)).toEqual(predictedBefore);
-      const victim = net.backends[1]!;
+      const victim = net.backends[1];
       const deadConfig = kernel.file(`${scenario.kind}-dead.yaml`, scenario.config(net, { states: { [victim.name]: 'maintenance' } }));
       const predictedAfter = await predictedSlots(kernel, net.director, deadConfig, net, scenario.service);
       const predictedMoved = [...predictedBefore.keys()].filter((slot) => predictedBefore.get(slot) !== predictedAfter.get(slot)).sort((a, b) => a - b);

@@ -9,7 +9,7 @@
  *
  * Readiness is waited on as events (a line a process prints, a table nft lists), never slept on.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,12 @@ import { IN_CI, requirement, type Requirement } from './skip.js';
 export const REPO = new URL('../..', import.meta.url).pathname;
 export const CLI = `${REPO}dist/cli.js`;
 export const FLOWS = `${REPO}lab/flows.mjs`;
+
+/**
+ * `ip` by absolute path: a test may run a command with a PATH that lacks nft (and so lacks
+ * /usr/sbin), and spawn looks the command up on the child's PATH.
+ */
+const IP = spawnSync('sh', ['-c', 'command -v ip'], { encoding: 'utf8' }).stdout.trim() || 'ip';
 
 /** Every namespace name this test process makes: `l4n-<pid>-<n>`, n counting across labs. */
 let namespaceCounter = 0;
@@ -106,7 +112,7 @@ export class LabProcess {
       for (const line of parts) {
         this.lines.push(line);
         for (let i = this.waiters.length - 1; i >= 0; i--) {
-          if (this.waiters[i]!.match(line)) this.waiters.splice(i, 1)[0]!.resolve(line);
+          if (this.waiters[i].match(line)) this.waiters.splice(i, 1)[0].resolve(line);
         }
       }
     });
@@ -325,7 +331,7 @@ export class KernelLab {
 
   /** Runs a command inside the namespace to its end (not checked: the caller reads status). */
   exec(ns: string, command: string, args: readonly string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
-    return runCommand('ip', ['netns', 'exec', ns, command, ...args], options);
+    return runCommand(IP, ['netns', 'exec', ns, command, ...args], options);
   }
 
   /** As exec, but throws with the output unless it exits 0. */
@@ -378,7 +384,7 @@ export class KernelLab {
    * the command's own) and records it for dispose().
    */
   start(ns: string, label: string, command: string, args: readonly string[], env?: NodeJS.ProcessEnv): LabProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, command, ...args], { cwd: REPO, env: env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(IP, ['netns', 'exec', ns, command, ...args], { cwd: REPO, env: env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     child.stdin.on('error', () => {});
     const started = new LabProcess(label, child);
     child.once('error', () => {});

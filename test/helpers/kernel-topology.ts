@@ -11,7 +11,7 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { flowKey, nftJhashSlot } from '../../src/hashing/index.js';
-import { KernelLab, REPO, type LabProcess, waitUntil, type SlotMap } from './kernel-lab.js';
+import { type KernelLab, REPO, type LabProcess, waitUntil, type SlotMap } from './kernel-lab.js';
 
 export interface LabBackend {
   readonly name: string;
