@@ -285,12 +285,15 @@ describe('start-up and shutdown', () => {
     const stubborn = await client(port);
     expect(await readLine(polite)).toBe('b1');
     expect(await readLine(stubborn)).toBe('b1');
+    // The drain deadline cuts the stubborn client with a reset, not a FIN: it must see ECONNRESET.
+    const cut = new Promise<NodeJS.ErrnoException>((resolve) => stubborn.once('error', resolve));
     const closing = balancer.close(300);
     await expect(connectClient(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     polite.write('still served while draining\n');
     expect(await readLine(polite)).toBe('still served while draining');
     polite.end();
     await closing;
+    expect((await cut).code).toBe('ECONNRESET');
     const ends = (await log.waitForAccess(2)).map((record) => record.end);
     expect(ends).toEqual(['client-close', 'shutdown']);
   });
