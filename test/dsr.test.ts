@@ -5,9 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { DsrServiceConfig } from '../src/config/types.js';
-import { isLbError } from '../src/errors.js';
 import { buildMaglevTable, diffMaglevTables } from '../src/hashing/maglev.js';
 import { planDirector, renderBackend, renderDiff, renderDirector, renderDirectorRoutes, selectDsrServices } from '../src/kernel/index.js';
+import { errorOf } from './helpers/lb-error.js';
 
 function service(overrides: Partial<DsrServiceConfig> = {}, count = 3): DsrServiceConfig {
   return {
@@ -22,16 +22,6 @@ function service(overrides: Partial<DsrServiceConfig> = {}, count = 3): DsrServi
     backends: Array.from({ length: count }, (_, i) => ({ name: `be${i + 1}`, address: { host: `203.0.113.${11 + i}`, port: 80 }, weight: 1 })),
     ...overrides,
   };
-}
-
-function errorOf(work: () => unknown): string {
-  try {
-    work();
-  } catch (error) {
-    if (isLbError(error)) return `${error.code}: ${error.message}`;
-    throw error;
-  }
-  throw new Error('expected an LbError');
 }
 
 /** The `slot : value` elements of map `name` in a rendered ruleset. */

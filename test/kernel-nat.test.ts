@@ -9,6 +9,7 @@ import { isLbError } from '../src/errors.js';
 import { buildMaglevTable, diffMaglevTables } from '../src/hashing/index.js';
 import { gatedSlotNames, kernelSlots, movedSlots, natDelta, natShape, planNat, renderNatTable, renderSlotDelta, tableSlotNames, type NatAssignment } from '../src/kernel/index.js';
 import { ServiceState, type VerdictSource } from '../src/services/index.js';
+import { errorOf } from './helpers/lb-error.js';
 
 function natService(overrides: Partial<NatServiceConfig> = {}, count = 3): NatServiceConfig {
   return {
@@ -22,16 +23,6 @@ function natService(overrides: Partial<NatServiceConfig> = {}, count = 3): NatSe
     backends: Array.from({ length: count }, (_, i) => ({ name: `b${i + 1}`, address: { host: `192.0.2.${11 + i}`, port: 80 }, weight: 1 })),
     ...overrides,
   };
-}
-
-function errorOf(work: () => unknown): string {
-  try {
-    work();
-  } catch (error) {
-    if (isLbError(error)) return `${error.code}: ${error.message}`;
-    throw error;
-  }
-  throw new Error('expected an LbError');
 }
 
 const noVerdicts = (): VerdictSource => ({ decides: true, configure: () => {}, observe: () => {}, stop: () => Promise.resolve() });
