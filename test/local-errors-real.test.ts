@@ -43,6 +43,18 @@ function client(port: number): { socket: Socket; settled: Promise<void> } {
 }
 
 it('EMFILE under 1,000 clients: no backend goes down, the metric counts it, and new clients get through afterwards', { timeout: 60_000 }, async () => {
+  // Each phase names itself, so a run that stalls says where, with l4lb's last stats and log lines.
+  let phase = 'start';
+  let lastStats = '';
+  let out = '';
+  let stalled: NodeJS.Timeout | undefined;
+  const stall = new Promise<never>((_, reject) => {
+    stalled = setTimeout(() => reject(new Error(`stalled in phase "${phase}"; last /stats: ${lastStats}; l4lb log tail: ${out.slice(-2000)}`)), 50_000);
+  });
+  cleanups.push(() => clearTimeout(stalled));
+  await Promise.race([stall, scenario()]);
+
+  async function scenario(): Promise<void> {
   const server = await startNamedServer('b1');
   cleanups.push(() => server.close());
   const listen = await freePort();
@@ -72,7 +84,7 @@ it('EMFILE under 1,000 clients: no backend goes down, the metric counts it, and 
     if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
     await exited;
   });
-  let out = '';
+  phase = 'l4lb starting';
   await new Promise<void>((resolve, reject) => {
     child.stdout?.on('data', (chunk: Buffer) => {
       out += chunk.toString('utf8');
@@ -81,6 +93,7 @@ it('EMFILE under 1,000 clients: no backend goes down, the metric counts it, and 
     child.once('exit', (code) => reject(new Error(`l4lb exited ${String(code)}: ${out}`)));
   });
 
+  phase = '1,000 clients';
   const clients = Array.from({ length: 1000 }, () => client(listen));
   // Let every client reach an outcome at l4lb (ended, reset, or spliced and held open), then go.
   await new Promise((resolve) => setImmediate(resolve));
@@ -88,8 +101,10 @@ it('EMFILE under 1,000 clients: no backend goes down, the metric counts it, and 
   await Promise.all(clients.map(({ settled }) => settled));
 
   // Pressure over: the connections drain from l4lb (polled until the count is 0).
+  phase = 'waiting for current = 0';
   for (;;) {
     const [svc] = await services(admin);
+    lastStats = JSON.stringify(svc);
     if (svc.current === 0) break;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -101,6 +116,7 @@ it('EMFILE under 1,000 clients: no backend goes down, the metric counts it, and 
   expect(Number(counted?.[1] ?? 0)).toBeGreaterThan(0);
 
   // New clients get through (the listener pause is 100 ms: retried until it is over).
+  phase = 'new clients after the pressure';
   let name = '';
   while (name !== 'b1') {
     const next = connect({ host: '127.0.0.1', port: listen });
@@ -109,4 +125,5 @@ it('EMFILE under 1,000 clients: no backend goes down, the metric counts it, and 
     next.destroy();
   }
   expect(name).toBe('b1');
+  }
 });
