@@ -92,7 +92,7 @@ export function conntrackRuleset(): string {
 
 /** HAProxy as operators tune it for bulk: splice(2) between sockets, 64 KiB buffers. */
 export interface HaproxyTuning {
-  /** `tune.maxpipes`: each pipe is two descriptors, counted against the same limit as connections. */
+  /** `maxpipes`: each pipe is two descriptors, counted against the same limit as connections. */
   readonly maxPipes: number;
 }
 
@@ -101,7 +101,7 @@ export interface HaproxyTuning {
  * `option splice-auto` and `tune.bufsize 65536`.
  */
 export function haproxyConfig(listen: ListenPorts, backends: BackendPorts, maxConnections: number, tuning?: HaproxyTuning): string {
-  const global = tuning === undefined ? [] : ['  tune.bufsize 65536', `  tune.maxpipes ${tuning.maxPipes}`];
+  const global = tuning === undefined ? [] : ['  tune.bufsize 65536', `  maxpipes ${tuning.maxPipes}`];
   const defaults = tuning === undefined ? [] : ['  option splice-auto'];
   const lines = [
     'global',
