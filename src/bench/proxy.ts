@@ -220,7 +220,9 @@ async function main(): Promise<number> {
     }
     if (paths.includes('direct-ct') || paths.includes('kernel')) {
       namespace.trySysctl('net.netfilter.nf_conntrack_tcp_timeout_time_wait', '10'); // now that conntrack is loaded
-      notes.push(`Conntrack was on in the benchmark's namespace (${paths.filter((name) => name === 'direct-ct' || name === 'kernel').join(' and ')} load nft tables), so every path's flows were tracked.`);
+      const note = `Conntrack was on in the benchmark's namespace (${paths.filter((name) => name === 'direct-ct' || name === 'kernel').join(' and ')} load nft tables), so every path's flows were tracked.`;
+      notes.push(note);
+      progress(note);
     }
     progress(`namespace ${namespace.name}; backends: iperf3 :${backends.bulk}, nginx http :${backends.http}, idle :${backends.idle}; paths: ${running.map((p) => `${p.name} :${p.listen.http} (pid ${p.measuredPids.join('+') || '-'})`).join(', ')}`);
 
