@@ -47,19 +47,26 @@ export class BenchNamespace {
 
   /** Sets a sysctl inside the namespace (fails with the tool's message). */
   sysctl(key: string, value: string): void {
-    const result = spawnSync('ip', ['netns', 'exec', this.name, 'sysctl', '-q', '-w', `${key}=${value}`], { encoding: 'utf8' });
-    if (result.status !== 0) throw new BenchError(`sysctl ${key}=${value} in ${this.name}: ${(result.stderr ?? '').trim()}`);
+    const result = this.exec(['sysctl', '-q', '-w', `${key}=${value}`]);
+    if (result.status !== 0) throw new BenchError(`sysctl ${key}=${value} in ${this.name}: ${result.stderr.trim()}`);
   }
 
   /** Sets a sysctl inside the namespace if the kernel has it; says whether it did. */
   trySysctl(key: string, value: string): boolean {
-    return spawnSync('ip', ['netns', 'exec', this.name, 'sysctl', '-q', '-w', `${key}=${value}`], { stdio: 'ignore' }).status === 0;
+    return this.exec(['sysctl', '-q', '-w', `${key}=${value}`]).status === 0;
   }
 
   /** Loads an nft ruleset in one transaction inside the namespace. */
   nft(ruleset: string): void {
-    const result = spawnSync('ip', ['netns', 'exec', this.name, 'nft', '-f', '-'], { input: ruleset, encoding: 'utf8' });
-    if (result.status !== 0) throw new BenchError(`nft in ${this.name}: ${(result.stderr ?? '').trim()}`);
+    const result = this.exec(['nft', '-f', '-'], ruleset);
+    if (result.status !== 0) throw new BenchError(`nft in ${this.name}: ${result.stderr.trim()}`);
+  }
+
+  /** Runs a command inside the namespace to its end: exit status and stderr. */
+  private exec([program, ...rest]: readonly [string, ...string[]], input?: string): { status: number | null; stderr: string } {
+    const { command, args } = this.wrap(program, rest);
+    const result = spawnSync(command, args, { input, encoding: 'utf8' });
+    return { status: result.status, stderr: result.stderr ?? '' };
   }
 
   /** Whether 127.0.0.1:port in the namespace accepts a TCP connection (bash's /dev/tcp, one try). */

@@ -81,8 +81,8 @@ export class ProcessGroup {
     const logFd = openSync(logPath, 'a');
     let child: ChildProcess;
     try {
-      const limited = ['prlimit', [`--nofile=${descriptorLimit()}:${descriptorLimit()}`, '--', command, ...args]] as const;
-      const argv = this.place.wrap ? this.place.wrap(limited[0], limited[1]) : { command: limited[0], args: [...limited[1]] };
+      const limited = [`--nofile=${descriptorLimit()}:${descriptorLimit()}`, '--', command, ...args];
+      const argv = this.place.wrap?.('prlimit', limited) ?? { command: 'prlimit', args: limited };
       child = spawn(argv.command, argv.args, {
         cwd: options.cwd ?? this.dir,
         stdio: [options.pipeStdin ? 'pipe' : 'ignore', options.pipeStdout ? 'pipe' : logFd, logFd],
