@@ -112,6 +112,60 @@ describe('health path', () => {
   });
 });
 
+describe('accept path', () => {
+  it('an accept failing with EMFILE is counted like a connect, logged once per burst, and pauses the listener', async () => {
+    const { balancer, log } = await setup();
+    const metrics = createMetrics(balancer);
+    const port = balancer.address('svc').port;
+    const [listener] = balancer.listeners(); // the one service's
+    expect(listener?.server.address()).toMatchObject({ port });
+
+    // What Node's net server emits when libuv's accept() returns EMFILE (after its reserve-descriptor trick).
+    const accept = (): boolean => listener?.server.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE', errno: -24, syscall: 'accept' })) ?? false;
+    accept();
+    accept();
+    const [row] = balancer.stats();
+    expect(row.localErrors).toEqual({ EMFILE: 2 });
+    expect(row.backends[0]).toMatchObject({ health: 'up', failures: 0 });
+    expect(await metrics.render()).toMatch(/l4lb_local_errors_total\{service="svc",code="EMFILE"\} 2/);
+    const warned = log.records.filter((r) => r.msg === "accept failed on l4lb's side; backends not marked down");
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ code: 'EMFILE', during: 'accept', pauseMs: 100 });
+    expect(log.records.filter((r) => r.msg === 'listener error')).toHaveLength(0);
+
+    // Paused: the next client is reset at accept and counted, until the pause is over.
+    // (reset before or after the client saw its connect complete: either way it gets no backend)
+    await connectClient(port).then(
+      async (first) => {
+        first.on('error', () => {});
+        return closed(first);
+      },
+      (error: Error) => error,
+    );
+    expect(balancer.stats()[0].pausedRefused).toBeGreaterThan(0);
+    let name = '';
+    while (name !== 'x') {
+      name = await connectClient(port).then(
+        async (next) => {
+          next.on('error', () => {});
+          const line = await readLine(next).catch(() => '');
+          next.destroy();
+          return line;
+        },
+        () => '',
+      );
+    }
+  });
+
+  it('any other listener error is logged as such and counts nothing', async () => {
+    const { balancer, log } = await setup();
+    const [listener] = balancer.listeners();
+    listener?.server.emit('error', Object.assign(new Error('accept EPERM'), { code: 'EPERM', syscall: 'accept' }));
+    expect(log.records.filter((r) => r.msg === 'listener error')).toHaveLength(1);
+    expect(balancer.stats()[0].localErrors).toEqual({});
+  });
+});
+
 describe('client address on every access line', () => {
   for (const strategy of ['roundrobin', 'leastconn'] as const) {
     it(`${strategy}: a client that resets at once is logged with its address and port`, async () => {

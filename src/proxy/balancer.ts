@@ -57,6 +57,7 @@ import {
 import type { Clock } from '../clock.js';
 import { IdleSweeper } from './idle-sweeper.js';
 import { ServiceCounters } from './queue.js';
+import { DescriptorBudget, descriptorLimit } from './descriptors.js';
 import { ProxyService, type BackendStats, type ProxyServiceOptions, type ServiceStats } from './service.js';
 
 export type { ServiceStats, BackendStats } from './service.js';
@@ -200,7 +201,7 @@ class RunningBalancer implements Balancer {
   /** The apply in progress (settled when none): close() waits for it, so none outlives close. */
   private applying: Promise<void> = Promise.resolve();
 
-  /** Every service's timers: the system clock and the process's idle sweeper, or one clock and one sweeper on it. */
+  /** Every service's timers (the system clock and the process's idle sweeper, or one clock and one sweeper on it) and the process's descriptor budget. */
   private readonly timing: ProxyServiceOptions;
 
   constructor(
@@ -210,7 +211,9 @@ class RunningBalancer implements Balancer {
     clock: Clock | undefined,
     dnsClient: DnsClientFactory | undefined,
   ) {
-    this.timing = clock === undefined ? {} : { clock, idleSweeper: new IdleSweeper(clock) };
+    const descriptors = DescriptorBudget.measure();
+    this.timing = clock === undefined ? { descriptors } : { clock, idleSweeper: new IdleSweeper(clock), descriptors };
+    if (Number.isFinite(descriptors.capacity)) logger.info({ connections: descriptors.capacity, limit: descriptorLimit() }, 'descriptor budget');
     this.dns = new DnsWatcher({ logger, clock, client: dnsClient });
     this.dns.on('backends', ({ service }) => void this.enqueue(() => this.replan(service)).catch((error: unknown) => {
       this.logger.error({ service, error: error instanceof Error ? error.message : String(error) }, 'dns: the new backends could not be applied: keeping the previous ones');

@@ -12,8 +12,9 @@ import { LbError, ListenError, listenFailureOf } from '../errors.js';
 import { flowKey } from '../hashing/index.js';
 import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
 import { ClientConnection, nextCandidate, type ConnectionHost, type ConnectionState } from './connection.js';
+import { DescriptorBudget } from './descriptors.js';
 import { IdleSweeper, idleSweeper } from './idle-sweeper.js';
-import { ACCEPT_PAUSE_MS, BurstGate, pausesAccepting, type LocalErrorCode } from './local-errors.js';
+import { ACCEPT_PAUSE_MS, BurstGate, isLocalError, pausesAccepting, type LocalErrorCode } from './local-errors.js';
 import { WaitQueue, type ServiceCounters } from './queue.js';
 import type { ServicePlan } from '../services/index.js';
 import { isRejection, type Rejection } from './rejections.js';
@@ -62,6 +63,8 @@ export interface ProxyServiceOptions {
    * the system clock, or a sweeper of the service's own on `clock` when one is given.
    */
   readonly idleSweeper?: IdleSweeper;
+  /** The process's descriptor budget, shared by every service of a balancer (default: unbounded). */
+  readonly descriptors?: DescriptorBudget;
 }
 
 export class ProxyService implements ConnectionHost {
@@ -76,6 +79,8 @@ export class ProxyService implements ConnectionHost {
   /** Until this clock time, accepted sockets are reset at once (descriptors are short). */
   private pausedUntil = Number.NEGATIVE_INFINITY;
   private readonly localBursts = new BurstGate();
+  private readonly budgetBursts = new BurstGate();
+  private readonly descriptors: DescriptorBudget;
   readonly clock: Clock;
   readonly idleSweeper: IdleSweeper;
 
@@ -89,6 +94,7 @@ export class ProxyService implements ConnectionHost {
   ) {
     this.clock = options.clock ?? options.idleSweeper?.clock ?? systemClock;
     this.idleSweeper = options.idleSweeper ?? (this.clock === systemClock ? idleSweeper : new IdleSweeper(this.clock));
+    this.descriptors = options.descriptors ?? new DescriptorBudget(Number.POSITIVE_INFINITY);
     if (this.idleSweeper.clock !== this.clock) throw new LbError('LB_ERR_INVALID_ARGUMENT', 'ProxyService: the idle sweeper must run on the service clock');
     const { maxConnections, timeouts } = plan.config;
     this.queue = new WaitQueue(maxConnections, timeouts.queue, this.onQueueExpired, this.clock);
@@ -120,7 +126,7 @@ export class ProxyService implements ConnectionHost {
       this.server.once('error', onError);
       this.server.listen(fd === undefined ? { host, port } : { fd }, () => {
         this.server.removeListener('error', onError);
-        this.server.on('error', (error) => this.logger.error({ error: error.message }, 'listener error'));
+        this.server.on('error', this.onListenerError);
         const address = this.server.address();
         this.bound = typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : { host, port };
         resolve(this.bound);
@@ -155,6 +161,15 @@ export class ProxyService implements ConnectionHost {
       this.counters.pausedRefused++;
       socket.on('error', () => {});
       socket.resetAndDestroy();
+      return;
+    }
+    if (!this.descriptors.tryAcquire()) {
+      // The budget is spent: another client would take descriptors the process may not have.
+      this.counters.pausedRefused++;
+      socket.on('error', () => {});
+      socket.resetAndDestroy();
+      const { startsBurst, previous } = this.budgetBursts.note(this.clock.now());
+      if (startsBurst) this.logger.warn({ connections: this.descriptors.capacity, previousBurst: previous }, 'descriptor budget spent; new clients reset');
       return;
     }
     this.counters.total++;
@@ -215,7 +230,7 @@ export class ProxyService implements ConnectionHost {
 
   connectionEnded(connection: ClientConnection, record: AccessRecord, from: ConnectionState): void {
     if (from === 'queued') this.queue.remove(connection); // a client that left while waiting
-    this.open.delete(connection);
+    if (this.open.delete(connection)) this.descriptors.release();
     if (from === 'connecting' || from === 'spliced') this.active--;
     this.counters.closedBytesUp += record.bytesUp;
     this.counters.closedBytesDown += record.bytesDown;
@@ -233,18 +248,34 @@ export class ProxyService implements ConnectionHost {
     this.pump();
   }
 
-  localError(code: LocalErrorCode): void {
+  /**
+   * A backend connect (`during: 'connect'`) or an accept (`'accept'`) failed on l4lb's side: counted
+   * per code, logged once per burst, and accepting pauses if descriptors are short. Which of the
+   * two runs out first under a descriptor limit is a matter of parity (each accepted client takes
+   * one descriptor and its backend connect the next), so both count the same way.
+   */
+  localError(code: LocalErrorCode, during: 'connect' | 'accept' = 'connect'): void {
     this.counters.localErrors.set(code, (this.counters.localErrors.get(code) ?? 0) + 1);
     const now = this.clock.now();
     if (pausesAccepting(code)) this.pausedUntil = now + ACCEPT_PAUSE_MS;
     const { startsBurst, previous } = this.localBursts.note(now);
     if (startsBurst) {
       this.logger.warn(
-        { code, previousBurst: previous, pauseMs: pausesAccepting(code) ? ACCEPT_PAUSE_MS : 0 },
-        "backend connect failed on l4lb's side; backends not marked down",
+        { code, during, previousBurst: previous, pauseMs: pausesAccepting(code) ? ACCEPT_PAUSE_MS : 0 },
+        `${during === 'accept' ? 'accept' : 'backend connect'} failed on l4lb's side; backends not marked down`,
       );
     }
   }
+
+  /**
+   * The bound listener's 'error': an accept that failed for l4lb's own shortage (EMFILE, ENFILE;
+   * libuv has already dropped the pending clients with its reserve descriptor) is a local error
+   * like a failed backend connect; anything else is logged.
+   */
+  private readonly onListenerError = (error: NodeJS.ErrnoException): void => {
+    if (isLocalError(error.code)) this.localError(error.code, 'accept');
+    else this.logger.error({ error: error.message }, 'listener error');
+  };
 
   /** Ends the established and connecting connections of backend `name` (onDown: close). O(open connections). */
   closeBackend(name: string): void {
