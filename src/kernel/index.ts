@@ -27,5 +27,6 @@ export {
   type NatService,
   type SlotDelta,
 } from './nat.js';
-export { systemNft, mapElements, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
+export { systemNft, mapElements, mapEntries, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
+export { deadPinKeys, renderUnpin, unpinDead } from './pins.js';
 export { KernelWriter, conntrackCounter, natServices, removeTables, type KernelBackendStats, type KernelCounters, type KernelServiceStats, type KernelWriterOptions } from './writer.js';
