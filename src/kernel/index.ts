@@ -7,7 +7,7 @@ export type { DirectorService, DsrBackend, DsrMethod } from './director-plan.js'
 export { renderDirector, renderDirectorRoutes, FLOW_PIN_TIMEOUT } from './director.js';
 export { renderBackend } from './backend.js';
 export { renderDiff, type DirectorDiff, type ServiceDelta } from './diff.js';
-export { kernelSlots, gatedSlotNames, tableSlotNames, type KernelBackend, type KernelSlots } from './slots.js';
+export { kernelSlots, gatedDirector, gatedSlotNames, tableSlotNames, type KernelBackend, type KernelSlots } from './slots.js';
 export {
   NAT_FAMILY,
   NAT_TABLE,

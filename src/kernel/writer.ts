@@ -19,7 +19,7 @@ import { KernelError } from '../errors.js';
 import { ServiceStates, type StateResult, type VerdictSources } from '../services/index.js';
 import { NAT_FAMILY, NAT_TABLE, OWNER_SET, counterName, natDelta, natShape, natValue, planNat, renderNatTable, renderSlotDelta, type NatAssignment, type NatService } from './nat.js';
 import { mapElements, mapEntries, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
-import { gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
+import { gatedDirector, gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
 import { DIRECTOR_TABLE, planDirector, type DirectorService, type DsrBackend } from './director-plan.js';
 import { renderDirector } from './director.js';
 import { unpinDead } from './pins.js';
@@ -209,13 +209,7 @@ export class KernelWriter {
 
   /** Each dsr service with its Maglev table seen through the gate (slot i → its gated backend). */
   private gatedDsr(services: readonly DirectorService[]): DirectorService[] {
-    return services.map((service) => {
-      const { table } = service;
-      const slots = kernelSlots(table.backends.map((backend) => ({ name: backend.name, weight: backend.weight, address: { host: backend.address, port: service.port } })), table.size);
-      const names = gatedSlotNames(slots, this.states.of(service.name));
-      const index = new Map(table.backends.map((backend, i) => [backend.name, i]));
-      return { ...service, table: { ...table, slots: Int32Array.from(names.map((name) => index.get(name) ?? 0)) } };
-    });
+    return services.map((service) => gatedDirector(service, this.states.of(service.name)));
   }
 
   /**
