@@ -95,6 +95,7 @@ describe.skipIf(lab.skip)(lab.title, () => {
       const rewrittenAt = Date.now();
       let unpinnedAt = 0;
       let pinsDeleted = 0;
+      let unpinTiming = '';
       expect(changedSlots(before, after)).toEqual(predictedMoved);
       expect(inNames(after)).toEqual(predictedAfter);
       await stream.advance(150);
@@ -114,8 +115,10 @@ describe.skipIf(lab.skip)(lab.title, () => {
       } else {
         // A transaction of its own, right after the slot move (src/kernel/writer.ts unpinDsr).
         const unpinned = await l4lb.waitForRecord('kernel pins deleted', (record) => Array.isArray(record.backends) && record.backends.includes(victim.name), 30_000);
+        const moved = await l4lb.waitForRecord('kernel slots rewritten', (record) => record.table === 'ip l4lb_dsr');
         unpinnedAt = typeof unpinned.time === 'number' ? unpinned.time : Date.now();
         pinsDeleted = Number(unpinned.pins);
+        unpinTiming = `slot move logged ${Number(moved.time) - killedAt} ms, pin transaction ${String(unpinned.ms)} ms`;
         const heldOnVictim = held.opened.filter((flow) => flow.backend === victim.name).length;
         expect(pinsDeleted).toBeGreaterThanOrEqual(heldOnVictim);
         const pins = (await kernel.nftMap(net.director, 'ip', 'l4lb_dsr', flowsMap))!;
@@ -146,7 +149,7 @@ describe.skipIf(lab.skip)(lab.title, () => {
       const backRoutes = await kernel.route(net.director, config, scenario.service, back.map((flow) => keyOf(flow.sport)));
       expect(back.filter((flow) => flow.backend !== backRoutes.get(keyOf(flow.sport)))).toEqual([]);
       expect(back.some((flow) => flow.backend === victim.name)).toBe(true);
-      const unpinning = scenario.kind === 'dsr' ? ` (its ${pinsDeleted} pins deleted ${unpinnedAt - killedAt} ms after the kill)` : '';
+      const unpinning = scenario.kind === 'dsr' ? ` (its ${pinsDeleted} pins deleted ${unpinnedAt - killedAt} ms after the kill; ${unpinTiming})` : '';
       process.stdout.write(`[kernel ${scenario.kind}] ${victim.name} died: ${predictedMoved.length}/${TABLE_SIZE} slots rewritten as predicted ${rewrittenAt - killedAt} ms after the kill (fall 2 × 500 ms); ${others.length} other held flows kept, ${victims.length} of its flows reset${unpinning}; ${late.length} later flows avoided it\n`);
       expect((await l4lb.stop('SIGTERM')).code).toBe(0);
     }, STEP_TIMEOUT);
