@@ -201,7 +201,7 @@ export class ResolveError extends LbError {
 }
 
 /** Why a kernel table could not be written (src/kernel nft.ts). */
-export const KERNEL_FAILURES = ['nft-missing', 'not-root', 'table-owned', 'refused'] as const;
+export const KERNEL_FAILURES = ['nft-missing', 'not-root', 'table-owned', 'not-found', 'refused'] as const;
 export type KernelFailure = (typeof KERNEL_FAILURES)[number];
 
 export interface KernelFacts {
@@ -216,6 +216,7 @@ const KERNEL_ADVICE: Record<KernelFailure, string> = {
   'nft-missing': 'install nftables (the `nft` binary must be on PATH)',
   'not-root': 'run as root (or with CAP_NET_ADMIN)',
   'table-owned': 'a table of that name exists and was not made by l4lb: rename or remove it (`nft delete table …`)',
+  'not-found': 'an element, map or table the transaction names is not there, so nft refused the whole transaction (the previous table stays in force)',
   refused: 'nft refused the transaction; the previous table stays in force',
 };
 

@@ -35,18 +35,30 @@ function manualVerdicts(): { sinks: Map<string, VerdictSink>; sources: (sink: Ve
   };
 }
 
-/** A fake nft: records scripts, refuses when told, lists what a test gives it. */
+/**
+ * A fake nft: records scripts, refuses when told (every script, or those `failure` returns an error
+ * for), lists what a test gives it; `maps` are the bodies `listMap` returns, by map name.
+ */
 class FakeNft implements NftRunner {
   scripts: string[] = [];
   refuse = false;
+  failure: (script: string) => KernelError | undefined = () => undefined;
   listing: NftObject[] | undefined;
+  maps = new Map<string, Record<string, unknown>>();
+  mapLists: string[] = [];
   apply(script: string, table: string): Promise<void> {
-    if (this.refuse) return Promise.reject(new KernelError({ cause: 'refused', table, detail: 'Error: No such file or directory' }));
+    if (this.refuse) return Promise.reject(new KernelError({ cause: 'refused', table, detail: 'Error: Could not process rule: Invalid argument' }));
+    const failure = this.failure(script);
+    if (failure !== undefined) return Promise.reject(failure);
     this.scripts.push(script);
     return Promise.resolve();
   }
   list(): Promise<NftObject[] | undefined> {
     return Promise.resolve(this.listing);
+  }
+  listMap(_family: string, _table: string, name: string): Promise<Record<string, unknown> | undefined> {
+    this.mapLists.push(name);
+    return Promise.resolve(this.maps.get(name));
   }
 }
 
@@ -152,16 +164,7 @@ describe('KernelWriter', () => {
   it('drives a dsr service too: the director table at start, then only its moved slots', async () => {
     const nft = new FakeNft();
     const { writer, sinks } = writerWith(nft);
-    const dsr: Config = {
-      services: [
-        {
-          mode: 'dsr', name: 'web', vip: { host: '192.0.2.200', port: 80 }, dscp: 10, hashKey: 'source-ip-port', hashSeed: 1, tableSize: 31, onDown: 'close',
-          healthCheck: { type: 'tcp', interval: 1000, timeout: 1000, rise: 1, fall: 1, initial: 'up' },
-          backends: [1, 2, 3].map((i) => ({ name: `b${i}`, address: { host: `203.0.113.1${i}`, port: 80 }, weight: 1 })),
-        },
-      ],
-    };
-    await writer.apply(dsr);
+    await writer.apply(dsrConfig());
     expect(nft.scripts).toHaveLength(1);
     expect(nft.scripts[0]).toContain('table ip l4lb_dsr {');
     sinks.get('web')?.applyHealth('b2', 'down', 'refused');
@@ -171,6 +174,130 @@ describe('KernelWriter', () => {
     const deleted = /delete element ip l4lb_dsr slots_web \{\n([^}]*)\n\}/.exec(nft.scripts[1] ?? '')?.[1] ?? '';
     expect(deleted.split(/[,\s]+/).filter(Boolean).map(Number)).toEqual(moved);
     expect(nft.scripts[1]).not.toContain('203.0.113.12');
+    await writer.stop();
+  });
+});
+
+/** One dsr service `web`, b1–b3 at 203.0.113.11–13. */
+function dsrConfig(onDown: 'close' | 'keep' = 'close'): Config {
+  return {
+    services: [
+      {
+        mode: 'dsr', name: 'web', vip: { host: '192.0.2.200', port: 80 }, dscp: 10, hashKey: 'source-ip-port', hashSeed: 1, tableSize: 31, onDown,
+        healthCheck: { type: 'tcp', interval: 1000, timeout: 1000, rise: 1, fall: 1, initial: 'up' },
+        backends: [1, 2, 3].map((i) => ({ name: `b${i}`, address: { host: `203.0.113.1${i}`, port: 80 }, weight: 1 })),
+      },
+    ],
+  };
+}
+
+/** flows_web as nft -j lists it: client port → backend address. */
+function pinMap(pins: Record<number, string>): Record<string, unknown> {
+  return { name: 'flows_web', elem: Object.entries(pins).map(([port, address]) => [{ elem: { val: { concat: ['198.51.100.10', Number(port)] }, expires: 3599 } }, address]) };
+}
+
+const B2 = '203.0.113.12';
+const pins = pinMap({ 30000: B2, 30001: '203.0.113.11', 30002: B2, 30003: '203.0.113.13' });
+const b2Pins = 'delete element ip l4lb_dsr flows_web {\n\t198.51.100.10 . 30000, 198.51.100.10 . 30002\n}\n';
+
+describe('KernelWriter, dsr pins of a dead backend', () => {
+  it('a backend down: its slots move, then one transaction deletes exactly its pins', async () => {
+    const nft = new FakeNft();
+    nft.maps.set('flows_web', pins);
+    const { writer, sinks } = writerWith(nft);
+    await writer.apply(dsrConfig());
+    expect(nft.mapLists).toEqual([]);
+    sinks.get('web')?.applyHealth('b2', 'down', 'refused');
+    await writer.settled();
+    expect(nft.scripts).toHaveLength(3);
+    expect(nft.scripts[1]).toContain('delete element ip l4lb_dsr slots_web');
+    expect(nft.scripts[1]).not.toContain('flows_web');
+    expect(nft.scripts[2]).toBe(b2Pins);
+    expect(writer.counters.applied).toBe(3);
+    // Another change while b2 stays down: its pins were deleted once, nothing names it since.
+    writer.setState('web', 'b3', 'draining');
+    await writer.settled();
+    expect(nft.mapLists).toEqual(['flows_web']);
+    expect(nft.scripts.slice(3).join('')).not.toContain('flows_web');
+    // Back up, then down again: deleted again.
+    sinks.get('web')?.applyHealth('b2', 'up', 'ok');
+    await writer.settled();
+    sinks.get('web')?.applyHealth('b2', 'down', 'refused');
+    await writer.settled();
+    expect(nft.scripts.at(-1)).toBe(b2Pins);
+    await writer.stop();
+  });
+
+  it('draining or maintenance keeps the pins: established flows finish on their backend', async () => {
+    const nft = new FakeNft();
+    nft.maps.set('flows_web', pins);
+    const { writer } = writerWith(nft);
+    await writer.apply(dsrConfig());
+    writer.setState('web', 'b2', 'draining');
+    await writer.settled();
+    writer.setState('web', 'b2', 'maintenance');
+    await writer.settled();
+    expect(nft.mapLists).toEqual([]);
+    expect(nft.scripts.join('')).not.toContain('delete element ip l4lb_dsr flows_web');
+    await writer.stop();
+  });
+
+  it('onDown: keep keeps the pins of a down backend', async () => {
+    const nft = new FakeNft();
+    nft.maps.set('flows_web', pins);
+    const { writer, sinks } = writerWith(nft);
+    await writer.apply(dsrConfig('keep'));
+    sinks.get('web')?.applyHealth('b2', 'down', 'refused');
+    await writer.settled();
+    expect(nft.scripts).toHaveLength(2);
+    expect(nft.mapLists).toEqual([]);
+    await writer.stop();
+  });
+
+  it('a pin gone between listing and delete: the slot move stands, the map is listed again and the rest deleted', async () => {
+    const nft = new FakeNft();
+    nft.maps.set('flows_web', pins);
+    const { writer, sinks } = writerWith(nft);
+    await writer.apply(dsrConfig());
+    const moved = nft.scripts.length + 1;
+    // The pin of port 30000 times out after the listing: nft 1.0.6 refuses the whole delete (ENOENT).
+    nft.failure = (script) => {
+      if (!script.startsWith('delete element ip l4lb_dsr flows_web') || !script.includes('30000')) return undefined;
+      nft.maps.set('flows_web', pinMap({ 30001: '203.0.113.11', 30002: B2, 30003: '203.0.113.13' }));
+      return new KernelError({ cause: 'not-found', table: 'ip l4lb_dsr', detail: 'Error: Could not process rule: No such file or directory' });
+    };
+    sinks.get('web')?.applyHealth('b2', 'down', 'refused');
+    await writer.settled();
+    expect(nft.scripts).toHaveLength(moved + 1);
+    expect(nft.scripts[moved - 1]).toContain('delete element ip l4lb_dsr slots_web');
+    expect(nft.scripts[moved]).toBe('delete element ip l4lb_dsr flows_web {\n\t198.51.100.10 . 30002\n}\n');
+    expect(nft.mapLists).toEqual(['flows_web', 'flows_web']);
+    expect(writer.counters.refused).toBe(1);
+    await writer.stop();
+  });
+
+  it('pins still vanishing after every attempt: logged, retried at the next change; a refused slot move deletes no pin', async () => {
+    const nft = new FakeNft();
+    nft.maps.set('flows_web', pins);
+    const { writer, sinks } = writerWith(nft);
+    await writer.apply(dsrConfig());
+    nft.refuse = true;
+    sinks.get('web')?.applyHealth('b2', 'down', 'refused');
+    await writer.settled();
+    // The slot move was refused: the slots still name b2, so its pins stay (they would re-hash to it).
+    expect(nft.mapLists).toEqual([]);
+    expect(nft.scripts).toHaveLength(1);
+    nft.refuse = false;
+    nft.failure = (script) => (script.includes('flows_web') ? new KernelError({ cause: 'not-found', table: 'ip l4lb_dsr', detail: 'No such file or directory' }) : undefined);
+    writer.setState('web', 'b1', 'draining');
+    await writer.settled();
+    expect(nft.scripts[1]).toContain('delete element ip l4lb_dsr slots_web');
+    expect(nft.mapLists).toHaveLength(3);
+    expect(nft.scripts.join('')).not.toContain('delete element ip l4lb_dsr flows_web');
+    nft.failure = () => undefined;
+    writer.setState('web', 'b1', 'active');
+    await writer.settled();
+    expect(nft.scripts.at(-1)).toBe(b2Pins);
     await writer.stop();
   });
 });

@@ -15,6 +15,7 @@ import { LbError } from '../errors.js';
 import { flowKey, nftJhashSlot, slotOwner } from '../hashing/index.js';
 import {
   DSR_METHODS,
+  gatedDirector,
   isDsrMethod,
   planDirector,
   renderBackend,
@@ -26,6 +27,7 @@ import {
   type DsrMethod,
 } from '../kernel/index.js';
 import { collect, EXIT_FAILURE, EXIT_USAGE, fail } from './common.js';
+import { configuredState } from './route.js';
 
 interface CommonOptions {
   config?: string[];
@@ -53,7 +55,11 @@ async function plan(file: string, service: string | undefined): Promise<Director
   const config = await loadConfig(file);
   const chosen: DsrServiceConfig[] = selectDsrServices(config.services, service);
   try {
-    return planDirector(chosen);
+    // Through the gate with the configured admin states, as `l4lb run` loads the table.
+    return planDirector(chosen).map((service, index) => {
+      const configured = chosen[index];
+      return configured === undefined ? service : gatedDirector(service, configuredState(configured, configured.backends));
+    });
   } catch (error) {
     if (error instanceof LbError) throw new LbError(error.code, `${file}: ${error.message}`);
     throw error;

@@ -6,12 +6,10 @@
  */
 import { Command } from 'commander';
 import { ConfigError, loadConfig, type DsrServiceConfig } from '../config/index.js';
-import { gatedSlotNames, kernelSlots, natServices, planDirector, planNat, removeTables, renderDirector, renderNatTable, systemNft, type NatAssignment } from '../kernel/index.js';
+import { gatedDirector, gatedSlotNames, kernelSlots, natServices, planDirector, planNat, removeTables, renderDirector, renderNatTable, systemNft, type NatAssignment } from '../kernel/index.js';
 import { LbError } from '../errors.js';
-import { ServiceState, type VerdictSource } from '../services/index.js';
 import { EXIT_FAILURE, fail } from './common.js';
-
-const noVerdicts = (): VerdictSource => ({ decides: true, configure: () => {}, observe: () => {}, stop: () => Promise.resolve() });
+import { configuredState } from './route.js';
 
 /** The ruleset of `file`'s kernel services. Rejects with ConfigError / LbError. */
 export async function renderKernel(file: string): Promise<string> {
@@ -21,15 +19,22 @@ export async function renderKernel(file: string): Promise<string> {
   if (nat.length === 0 && dsr.length === 0) throw new LbError('LB_ERR_CONFIG', `${file} has no kernel service (mode: nat or dsr)`);
   const parts: string[] = [];
   if (nat.length > 0) {
-    const assignments = planNat(nat).map((service, index): NatAssignment => {
-      const state = new ServiceState(service.name, { verdicts: noVerdicts });
-      const configured = nat[index];
-      if (configured !== undefined) state.update({ ...configured, healthCheck: undefined }, service.backends);
-      return { service, slots: gatedSlotNames(kernelSlots(service.backends, service.tableSize), state), dead: [] };
+    const plans = planNat(nat);
+    const assignments = nat.map((configured, index): NatAssignment => {
+      const service = plans[index];
+      if (service === undefined) throw new LbError('LB_ERR_CONFIG', `service "${configured.name}": no nat plan`);
+      return { service, slots: gatedSlotNames(kernelSlots(service.backends, service.tableSize), configuredState(configured, service.backends)), dead: [] };
     });
     parts.push(renderNatTable(assignments));
   }
-  if (dsr.length > 0) parts.push(renderDirector(planDirector(dsr), 'l3'));
+  if (dsr.length > 0) {
+    // Through the gate, as `l4lb run` loads it: a backend configured in maintenance or draining has no slots.
+    const services = planDirector(dsr).map((service, index) => {
+      const configured = dsr[index];
+      return configured === undefined ? service : gatedDirector(service, configuredState(configured, configured.backends));
+    });
+    parts.push(renderDirector(services, 'l3'));
+  }
   return parts.join('\n');
 }
 

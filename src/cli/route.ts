@@ -6,19 +6,19 @@
  * client: its network-order bytes (src/hashing flowKey), not its text. With `-c FILE -s SERVICE`
  * the answer is the configured service's, built through the same plan, strategy and gate as the
  * balancer (src/services), with every backend up: its balance, weights, table size, seed, flow
- * hash, hash key, backups and configured admin states. A `mode: dsr` service answers with the
- * kernel's jhash slot as `l4lb dsr lookup` computes it; a `mode: nat` service with the slot map
- * `l4lb run` writes for it (every backend up).
+ * hash, hash key, backups and configured admin states. A `mode: dsr` or `mode: nat` service
+ * answers with the slot map `l4lb run` writes for it (every backend up, the configured admin
+ * states), indexed by the kernel's jhash slot.
  */
 import { Command, Option } from 'commander';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { isIP } from 'node:net';
 import { ConfigError, loadConfig, type DsrServiceConfig, type HashKeyKind, type NatServiceConfig, type ProxyServiceConfig, type ServiceConfig } from '../config/index.js';
-import { gatedSlotNames, kernelSlots, planDirector, planNat } from '../kernel/index.js';
+import { gatedDirector, gatedSlotNames, kernelSlots, planDirector, planNat } from '../kernel/index.js';
 import { LbError } from '../errors.js';
 import { ALGORITHMS, createPicker, DEFAULT_MAGLEV_TABLE_SIZE, flowKey, isAlgorithm, nftJhashSlot, slotOwner, type Algorithm, type Backend, type HashKey } from '../hashing/index.js';
-import { buildPlan, gatePlan, ServiceLoads, ServiceState, type VerdictSource } from '../services/index.js';
+import { buildPlan, gatePlan, ServiceLoads, ServiceState, type ResolvedAddress, type VerdictSource } from '../services/index.js';
 import { collect, EXIT_FAILURE, EXIT_USAGE, fail } from './common.js';
 
 /** Parses `NAME` or `NAME=WEIGHT`. */
@@ -90,6 +90,14 @@ function serviceKey(text: string, service: string, hashKey: HashKeyKind, family:
 
 const noVerdicts = (): VerdictSource => ({ decides: true, configure: () => {}, observe: () => {}, stop: () => Promise.resolve() });
 
+/** A service's state with every backend up and the configured admin states: what the answers assume. */
+export function configuredState(config: ServiceConfig, backends: readonly ResolvedAddress[]): ServiceState {
+  const state = new ServiceState(config.name, { verdicts: noVerdicts });
+  // Every backend up: the answer once health checks pass, whatever their initial state.
+  state.update({ ...config, healthCheck: undefined }, backends);
+  return state;
+}
+
 /**
  * A proxy service's router: the plan `l4lb run` builds (buildPlan → createChooser, slotHashOf),
  * gated as the balancer gates it (backups only when no primary is usable, configured states),
@@ -103,20 +111,22 @@ function proxyRouter(config: ProxyServiceConfig): Router {
   const resolved = config.backends.map((backend) => ({ name: backend.name, address: backend.address }));
   const loads = new ServiceLoads();
   const plan = buildPlan(config, resolved, loads);
-  const state = new ServiceState(config.name, { verdicts: noVerdicts });
-  // Every backend up: the answer once health checks pass, whatever their initial state.
-  state.update({ ...config, healthCheck: undefined }, resolved);
-  const gated = gatePlan(plan, state, loads);
+  const gated = gatePlan(plan, configuredState(config, resolved), loads);
   return (text) => {
     const key = serviceKey(text, config.name, config.hashKey, 'any');
     return `${text}\t${gated.chooser.pick({ key, anchor: 0 }, 0)?.name ?? '-'}\n`;
   };
 }
 
-/** A dsr service's router: the director's Maglev table indexed by the kernel's jhash slot. */
+/**
+ * A dsr service's router: the slot map `l4lb run` writes into slots_ID (the director's Maglev table
+ * through the health gate, every backend up, the configured admin states), indexed by the kernel's
+ * jhash slot. Prints KEY, BACKEND, SLOT.
+ */
 function dsrRouter(config: DsrServiceConfig): Router {
-  const [service] = planDirector([config]);
-  if (service === undefined) throw new LbError('LB_ERR_CONFIG', `service "${config.name}": no director plan`);
+  const [planned] = planDirector([config]);
+  if (planned === undefined) throw new LbError('LB_ERR_CONFIG', `service "${config.name}": no director plan`);
+  const service = gatedDirector(planned, configuredState(config, config.backends));
   return (text) => {
     const key = serviceKey(text, config.name, service.hashKey, 'dsr');
     const slot = nftJhashSlot(key, service.table.size, service.seed);
@@ -133,9 +143,7 @@ function natRouter(config: NatServiceConfig): Router {
   const [service] = planNat([config]);
   if (service === undefined) throw new LbError('LB_ERR_CONFIG', `service "${config.name}": no nat plan`);
   const slots = kernelSlots(service.backends, service.tableSize);
-  const state = new ServiceState(config.name, { verdicts: noVerdicts });
-  state.update({ ...config, healthCheck: undefined }, service.backends);
-  const names = gatedSlotNames(slots, state);
+  const names = gatedSlotNames(slots, configuredState(config, service.backends));
   return (text) => {
     const key = serviceKey(text, config.name, service.hashKey, service.family === 'ipv6' ? 6 : 4);
     const slot = nftJhashSlot(key, service.tableSize, service.seed);

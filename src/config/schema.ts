@@ -64,6 +64,7 @@ const DSR_BACKEND_SHAPE = {
   name: nameField,
   address: dsrBackendAddressField,
   weight: weightField.optional(),
+  state: adminStateField.optional(),
 };
 
 const NAT_BACKEND_SHAPE = {
@@ -232,11 +233,11 @@ function toDsrService(service: DsrServiceInput): DsrServiceConfig {
     tableSize: service.tableSize ?? DEFAULTS.tableSize,
     ...(service.healthCheck === undefined ? {} : { healthCheck: service.healthCheck }),
     onDown: service.onDown ?? DEFAULTS.kernelOnDown,
-    backends: service.backends.map((backend) => ({
-      name: backend.name,
-      address: { host: backend.address.host, port: backend.address.port ?? service.vip.port },
-      weight: backend.weight ?? DEFAULTS.weight,
-    })),
+    backends: service.backends.map((backend) => {
+      const result: BackendConfig = { name: backend.name, address: { host: backend.address.host, port: backend.address.port ?? service.vip.port }, weight: backend.weight ?? DEFAULTS.weight };
+      if (backend.state !== undefined) result.state = backend.state;
+      return result;
+    }),
   };
 }
 

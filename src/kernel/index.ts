@@ -7,7 +7,7 @@ export type { DirectorService, DsrBackend, DsrMethod } from './director-plan.js'
 export { renderDirector, renderDirectorRoutes, FLOW_PIN_TIMEOUT } from './director.js';
 export { renderBackend } from './backend.js';
 export { renderDiff, type DirectorDiff, type ServiceDelta } from './diff.js';
-export { kernelSlots, gatedSlotNames, tableSlotNames, type KernelBackend, type KernelSlots } from './slots.js';
+export { kernelSlots, gatedDirector, gatedSlotNames, tableSlotNames, type KernelBackend, type KernelSlots } from './slots.js';
 export {
   NAT_FAMILY,
   NAT_TABLE,
@@ -27,5 +27,6 @@ export {
   type NatService,
   type SlotDelta,
 } from './nat.js';
-export { systemNft, mapElements, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
+export { systemNft, mapElements, mapEntries, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
+export { deadPinKeys, renderUnpin, unpinDead } from './pins.js';
 export { KernelWriter, conntrackCounter, natServices, removeTables, type KernelBackendStats, type KernelCounters, type KernelServiceStats, type KernelWriterOptions } from './writer.js';

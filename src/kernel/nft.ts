@@ -15,6 +15,11 @@ export interface NftRunner {
   apply(script: string, table: string): Promise<void>;
   /** The objects of table `family name`, or undefined when there is no such table. */
   list(family: string, name: string): Promise<NftObject[] | undefined>;
+  /**
+   * The body of map `name` of table `family table` (`nft -j list map …`: only that map, not the
+   * table), or undefined when the map or its table is absent.
+   */
+  listMap(family: string, table: string, name: string): Promise<Readonly<Record<string, unknown>> | undefined>;
 }
 
 interface Ran {
@@ -47,9 +52,15 @@ function summary(stderr: string): string {
   return lines.slice(0, 3).join(' | ').slice(0, 400);
 }
 
+/**
+ * The KernelError of a failed nft run. nft reports a kernel errno only as text, so this is the one
+ * place that reads it: EPERM is not-root; ENOENT (an element, map or table named by the script is
+ * not there: on nft 1.0.6 one missing element aborts the whole transaction) is not-found.
+ */
 function failure(ran: Ran, table: string): KernelError {
   const detail = summary(ran.stderr);
   if (/Operation not permitted/i.test(ran.stderr)) return new KernelError({ cause: 'not-root', table, detail });
+  if (/No such file or directory/.test(ran.stderr)) return new KernelError({ cause: 'not-found', table, detail });
   return new KernelError({ cause: 'refused', table, detail });
 }
 
@@ -69,6 +80,16 @@ export const systemNft: NftRunner = {
     const parsed = JSON.parse(ran.stdout) as { nftables?: NftObject[] };
     return parsed.nftables ?? [];
   },
+  async listMap(family, table, name) {
+    const where = `${family} ${table}`;
+    const ran = await runNft(['-j', 'list', 'map', family, table, name], undefined, where);
+    if (ran.code !== 0) {
+      if (/No such file or directory/.test(ran.stderr)) return undefined;
+      throw failure(ran, where);
+    }
+    const parsed = JSON.parse(ran.stdout) as { nftables?: NftObject[] };
+    return objectsOf(parsed.nftables ?? [], 'map').get(name);
+  },
 };
 
 /** The `kind` objects (`map`, `set`, `counter`) of a listing, by name. */
@@ -81,12 +102,16 @@ export function objectsOf(listing: readonly NftObject[], kind: string): Map<stri
   return found;
 }
 
-/** An element of a listed map or set as the renderer writes it: `192.0.2.11 . 80`, `0x0000000b`. */
+/**
+ * An element of a listed map or set as the renderer writes it: `192.0.2.11 . 80`, `11`. An element
+ * of a set with timeouts comes wrapped as `{ elem: { val, expires } }`: its `val` is the element.
+ */
 function elementText(value: unknown): string {
   if (typeof value === 'number') return String(value);
   if (typeof value === 'string') return value;
-  if (typeof value === 'object' && value !== null && 'concat' in value && Array.isArray((value).concat)) {
-    return (value as { concat: unknown[] }).concat.map(elementText).join(' . ');
+  if (typeof value === 'object' && value !== null) {
+    if ('concat' in value && Array.isArray(value.concat)) return value.concat.map(elementText).join(' . ');
+    if ('elem' in value && typeof value.elem === 'object' && value.elem !== null && 'val' in value.elem) return elementText(value.elem.val);
   }
   return JSON.stringify(value);
 }
@@ -100,6 +125,17 @@ export function mapElements(body: Readonly<Record<string, unknown>> | undefined)
     if (Array.isArray(entry) && entry.length === 2) elements.set(Number(entry[0]), elementText(entry[1]));
   }
   return elements;
+}
+
+/** Key → value of any listed map, both as text (`198.51.100.10 . 40000` → `203.0.113.12`). */
+export function mapEntries(body: Readonly<Record<string, unknown>> | undefined): Map<string, string> {
+  const entries = new Map<string, string>();
+  const list = body?.elem;
+  if (!Array.isArray(list)) return entries;
+  for (const entry of list) {
+    if (Array.isArray(entry) && entry.length === 2) entries.set(elementText(entry[0]), elementText(entry[1]));
+  }
+  return entries;
 }
 
 /** Members of a listed set, as text. */

@@ -13,6 +13,7 @@
 import type { Endpoint } from '../config/index.js';
 import { buildMaglevTable, slotOwner, type MaglevTable, type SlotHash } from '../hashing/index.js';
 import { createChooser, gateChooser, ServiceLoads, type Chooser, type ResolvedBackend, type ServiceState } from '../services/index.js';
+import type { DirectorService } from './director-plan.js';
 
 /** A backend of a kernel service: a name, a weight and where the kernel sends its flows. */
 export interface KernelBackend {
@@ -74,4 +75,17 @@ export function tableSlotNames(table: MaglevTable): string[] {
   const names = new Array<string>(table.size);
   for (let slot = 0; slot < table.size; slot++) names[slot] = slotOwner(table, slot).name;
   return names;
+}
+
+/**
+ * A DSR director service with its Maglev table seen through the gate over `state`: slot i holds the
+ * index of the backend gatedSlotNames names for it (the table's backends and size unchanged), what
+ * `l4lb run` writes into slots_ID and `l4lb route` predicts. Cost: one Maglev build and M gate picks.
+ */
+export function gatedDirector(service: DirectorService, state: ServiceState): DirectorService {
+  const { table } = service;
+  const slots = kernelSlots(table.backends.map((backend) => ({ name: backend.name, weight: backend.weight, address: { host: backend.address, port: service.port } })), table.size);
+  const names = gatedSlotNames(slots, state);
+  const index = new Map(table.backends.map((backend, i) => [backend.name, i]));
+  return { ...service, table: { ...table, slots: Int32Array.from(names.map((name) => index.get(name) ?? 0)) } };
 }

@@ -14,14 +14,15 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { AdminState, Config, DsrServiceConfig, NatServiceConfig } from '../config/index.js';
+import type { AdminState, Config, DsrServiceConfig, NatServiceConfig, OnDown } from '../config/index.js';
 import { KernelError } from '../errors.js';
 import { ServiceStates, type StateResult, type VerdictSources } from '../services/index.js';
 import { NAT_FAMILY, NAT_TABLE, OWNER_SET, counterName, natDelta, natShape, natValue, planNat, renderNatTable, renderSlotDelta, type NatAssignment, type NatService } from './nat.js';
-import { mapElements, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
-import { gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
-import { DIRECTOR_TABLE, planDirector, type DirectorService } from './director-plan.js';
+import { mapElements, mapEntries, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
+import { gatedDirector, gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
+import { DIRECTOR_TABLE, planDirector, type DirectorService, type DsrBackend } from './director-plan.js';
 import { renderDirector } from './director.js';
+import { unpinDead } from './pins.js';
 
 /** One backend's row of /stats `kernel`. */
 export interface KernelBackendStats {
@@ -75,6 +76,14 @@ export function dsrServices(config: Config): DsrServiceConfig[] {
 
 const DSR_TABLE = `ip ${DIRECTOR_TABLE}`;
 
+/**
+ * Times the writer lists flows_ID and deletes a dead backend's pins before it gives up until the
+ * next change. Only a race fails an attempt (a listed pin timed out, or a SYN on its source port
+ * deleted it, before the delete ran), and each retry lists again; after the slot move no new pin
+ * can name the dead backend, so the set to delete only shrinks.
+ */
+const UNPIN_ATTEMPTS = 3;
+
 /** What must match for a DSR delta: everything the director's rules name, not the slot elements. */
 function dsrShape(services: readonly DirectorService[]): string {
   return JSON.stringify(services.map((service) => [service.id, service.vip, service.port, service.dscp, service.hashKey, service.seed, service.table.size, service.table.backends.map((backend) => [backend.name, backend.address])]));
@@ -119,6 +128,9 @@ export class KernelWriter {
   /** mode: dsr services (table ip l4lb_dsr, method l3), and the gated tables last loaded. */
   private dsrPlanned: DirectorService[] = [];
   private dsrLoaded: DirectorService[] | undefined;
+  /** Per dsr service: its onDown, and the down backends whose pins were deleted since they went down. */
+  private dsrOnDown = new Map<string, OnDown>();
+  private readonly dsrUnpinned = new Map<string, Set<string>>();
 
   constructor(private readonly options: KernelWriterOptions) {
     this.states = new ServiceStates({ logger: options.logger, verdicts: options.verdicts });
@@ -148,6 +160,7 @@ export class KernelWriter {
       const planned = services.map((service) => ({ service, slots: kernelSlots(service.backends, service.tableSize) }));
       const dsrConfigs = dsrServices(config);
       const dsrPlanned = dsrConfigs.length === 0 ? [] : planDirector(dsrConfigs);
+      this.dsrOnDown = new Map(dsrConfigs.map((service) => [service.name, service.onDown]));
       configs.forEach((service) => this.states.of(service.name).update(service, service.backends));
       dsrConfigs.forEach((service) => this.states.of(service.name).update(service, service.backends));
       this.states.retain(new Set([...configs, ...dsrConfigs].map((service) => service.name)));
@@ -196,13 +209,7 @@ export class KernelWriter {
 
   /** Each dsr service with its Maglev table seen through the gate (slot i → its gated backend). */
   private gatedDsr(services: readonly DirectorService[]): DirectorService[] {
-    return services.map((service) => {
-      const { table } = service;
-      const slots = kernelSlots(table.backends.map((backend) => ({ name: backend.name, weight: backend.weight, address: { host: backend.address, port: service.port } })), table.size);
-      const names = gatedSlotNames(slots, this.states.of(service.name));
-      const index = new Map(table.backends.map((backend, i) => [backend.name, i]));
-      return { ...service, table: { ...table, slots: Int32Array.from(names.map((name) => index.get(name) ?? 0)) } };
-    });
+    return services.map((service) => gatedDirector(service, this.states.of(service.name)));
   }
 
   /**
@@ -223,12 +230,57 @@ export class KernelWriter {
       await this.dsrDelta(previous, desired);
     }
     this.dsrLoaded = desired;
+    await this.unpinDsr(desired);
   }
 
   private async dsrDelta(before: readonly DirectorService[], after: readonly DirectorService[]): Promise<void> {
     const values = (service: DirectorService): string[] => Array.from(service.table.slots, (index) => service.table.backends[index]?.address ?? '');
     const script = renderSlotDelta(after.map((service, i) => ({ table: DSR_TABLE, map: `slots_${service.id}`, before: values(before[i] ?? service), after: values(service) })));
     if (script !== '') await this.transaction(script, 'slots rewritten', { table: DSR_TABLE }, DSR_TABLE);
+  }
+
+  /**
+   * Deletes from each dsr service's flows_ID the pins of its backends that are down (health) with
+   * `onDown: close`, once per time they go down; drained or maintenance backends keep theirs.
+   * Pre: the loaded slots no longer name those backends (the slot move committed), so no new pin can
+   * name them. nft 1.0.6 has no `destroy element`, and one `delete element` key that is missing
+   * fails the whole transaction (ENOENT), so this is a transaction of its own after the slot move,
+   * not part of it: a pin that vanished between the listing and the delete (timeout, or a SYN on
+   * its source port) must not undo the move. On not-found the map is listed again and the delete
+   * retried, UNPIN_ATTEMPTS times at most; any other failure is logged and the next change retries.
+   */
+  private async unpinDsr(services: readonly DirectorService[]): Promise<void> {
+    for (const service of services) {
+      const statuses = [...this.states.of(service.name).statuses.values()];
+      const down = new Set(statuses.filter((status) => status.health === 'down').map((status) => status.name));
+      const unpinned = this.dsrUnpinned.get(service.name) ?? new Set<string>();
+      this.dsrUnpinned.set(service.name, unpinned);
+      for (const name of unpinned) if (!down.has(name)) unpinned.delete(name);
+      if (this.dsrOnDown.get(service.name) !== 'close') continue;
+      const dead = service.table.backends.filter((backend) => down.has(backend.name) && !unpinned.has(backend.name));
+      if (dead.length === 0) continue;
+      try {
+        await this.unpin(service, dead);
+        for (const backend of dead) unpinned.add(backend.name);
+      } catch (error) {
+        this.options.logger.error({ table: DSR_TABLE, service: service.name, error: error instanceof Error ? error.message : String(error) }, 'kernel pins not deleted: flows stay pinned to a down backend');
+      }
+    }
+  }
+
+  private async unpin(service: DirectorService, dead: readonly DsrBackend[]): Promise<void> {
+    const backends = dead.map((backend) => backend.name);
+    for (let attempt = 1; ; attempt++) {
+      const pins = mapEntries(await this.options.nft.listMap('ip', DIRECTOR_TABLE, `flows_${service.id}`));
+      const { script, count } = unpinDead(service, pins, dead, 'l3');
+      if (script === '') return;
+      try {
+        await this.transaction(script, 'pins deleted', { service: service.name, backends, pins: count }, DSR_TABLE);
+        return;
+      } catch (error) {
+        if (!(error instanceof KernelError && error.cause === 'not-found' && attempt < UNPIN_ATTEMPTS)) throw error;
+      }
+    }
   }
 
   /** A health or admin change: one transaction of the moved slots and dead set. */
@@ -243,6 +295,8 @@ export class KernelWriter {
       } catch (error) {
         this.options.logger.error({ table: DSR_TABLE, error: error instanceof Error ? error.message : String(error) }, 'kernel transaction refused: the previous table stays');
       }
+      // Only once the slots no longer name a dead backend: a pin deleted before that would re-hash to it.
+      if (this.dsrLoaded === desired) await this.unpinDsr(desired);
     }
     if (this.loaded === undefined) return;
     const desired = this.desired();

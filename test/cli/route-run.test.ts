@@ -168,6 +168,34 @@ describe('l4lb route -c agrees with l4lb run', () => {
     }
   });
 
+  it('a dsr service with a backend out of service: the gated slot map `kernel render` loads, and `dsr lookup` agrees', () => {
+    const file = join(dir, 'dsr-state.yaml');
+    writeFileSync(
+      file,
+      [
+        'services:',
+        '  - { mode: dsr, name: web, vip: "192.0.2.200:80", dscp: 10, hashKey: source-ip-port, hashSeed: 42, tableSize: 31, backends: [{ name: b1, address: 203.0.113.11 }, { name: b2, address: 203.0.113.12, state: maintenance }, { name: b3, address: 203.0.113.13 }] }',
+      ].join('\n'),
+    );
+    const rendered = spawnSync(process.execPath, [CLI, 'kernel', 'render', '-c', file], { encoding: 'utf8' });
+    expect(rendered.status).toBe(0);
+    const body = /map slots_web \{[^]*?elements = \{([^}]*)\}/.exec(rendered.stdout)?.[1] ?? '';
+    const map = new Map([...body.matchAll(/(\d+) : 203\.0\.113\.1(\d)/g)].map((m) => [m[1], `b${m[2]}`]));
+    expect(map.size).toBe(31);
+    expect([...map.values()]).not.toContain('b2');
+    const flows = SOURCES.map((source, i) => `${source.replace('127.0.0', '198.51.100')}:${40000 + i}`);
+    const predicted = route(['-c', file, '-s', 'web', ...flows]);
+    expect(predicted.stderr).toBe('');
+    const lines = predicted.stdout.trim().split('\n');
+    expect(lines).toHaveLength(flows.length);
+    for (const line of lines) {
+      const [, backend, slot] = line.split('\t');
+      expect(map.get(slot ?? '')).toBe(backend);
+    }
+    const lookup = spawnSync(process.execPath, [CLI, 'dsr', 'lookup', '-c', file, ...flows], { encoding: 'utf8' });
+    expect(lookup.stdout.trim().split('\n').map((line) => line.split('\t')[3])).toEqual(lines.map((line) => line.split('\t')[1]));
+  });
+
   it('refuses a roundrobin service: its answer does not depend on the key', () => {
     const file = join(dir, 'rr.yaml');
     writeFileSync(file, 'services:\n  - { name: rr, listen: "127.0.0.1:0", balance: roundrobin, backends: [{ name: a, address: "127.0.0.1:1" }] }\n');

@@ -176,6 +176,13 @@ export function natValue(nat: NatLab, name: string): string {
   return `${backend.address} . ${backend.port}`;
 }
 
+/** The DSR (l3) map value of a backend as nft lists it: its address. */
+export function dsrValue(dsr: NatLab, name: string): string {
+  const backend = dsr.backends.find((b) => b.name === name);
+  if (!backend) throw new Error(`no backend ${name}`);
+  return backend.address;
+}
+
 /** A slot map translated from kernel values back to backend names (unknown values kept as text). */
 export function slotNames(map: SlotMap, valueOf: (name: string) => string, names: readonly string[]): Map<number, string> {
   const byValue = new Map(names.map((name) => [valueOf(name), name]));
