@@ -53,7 +53,7 @@ function machineLine(): string {
 }
 
 /** The commit the measured l4lb was built from, and whether the working tree differed from it. */
-function l4lbRevision(repoDir: string): string {
+export function l4lbRevision(repoDir: string): string {
   const head = spawnSync('git', ['-C', repoDir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
   if (head.status !== 0) return 'not a git checkout';
   const dirty = spawnSync('git', ['-C', repoDir, 'status', '--porcelain', '--untracked-files=no', '--', 'src'], { encoding: 'utf8' });
