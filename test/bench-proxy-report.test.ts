@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { emptySamples, markdownTables, markdownTargets, summarize, verdict, type PathName, type PathSamples, type Summary } from '../src/bench/proxy/report.js';
+import { emptySamples, markdownTables, PATH_NAMES, markdownTargets, summarize, verdict, type PathName, type PathSamples, type Summary } from '../src/bench/proxy/report.js';
+import { placeOf } from '../src/bench/proxy/places.js';
 
 /** Samples of one run: new connections/s and keep-alive requests/s. */
 function samplesOf(conn: number, keepAlive: number): PathSamples {
@@ -60,5 +61,13 @@ describe('bench:proxy kernel targets', () => {
     expect(row(tables, 'kernel / haproxy')).toMatch(/^\| kernel \/ haproxy \| 1\.63× \| — \| 1\.42× \|/);
     expect(row(tables, 'kernel / direct-ct')).toMatch(/^\| kernel \/ direct-ct \| 0\.72× \|/);
     expect(row(tables, 'l4lb nat (kernel)')).toMatch(/^\| l4lb nat \(kernel\) \| 6,500 \| — \|/);
+  });
+});
+
+describe('bench:proxy namespaces', () => {
+  it('runs only the paths that load conntrack tables in the tracked namespace', () => {
+    const tracked = PATH_NAMES.filter((name) => placeOf(name) === 'tracked');
+    expect(tracked).toEqual(['direct-ct', 'kernel']);
+    expect(PATH_NAMES.filter((name) => placeOf(name) === 'plain')).toEqual(['direct', 'l4lb', 'l4lb2', 'haproxy', 'haproxy-tuned', 'nginx']);
   });
 });

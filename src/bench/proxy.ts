@@ -2,15 +2,17 @@
  * `npm run bench:proxy`: l4lb's data path against a direct connection (the limit, also with
  * conntrack on), HAProxy `mode tcp` at one thread (plain, and tuned for bulk with splice(2)) and
  * nginx `stream` at one worker, and l4lb's kernel full NAT (`mode: nat`, no process on the data
- * path), on the same loopback backends in the same run, inside a network namespace it creates and
- * removes; l4lb's data-path targets and the kernel path's (ratios, src/bench/proxy/report.ts) are
- * checked. A program that prints a table, never a test. Needs root (or CAP_SYS_ADMIN + CAP_NET_ADMIN).
+ * path), in the same run, on loopback backends inside network namespaces it creates and removes: the
+ * paths that turn conntrack on (direct-ct, kernel) in one, the others in another, each namespace with
+ * its own backends and clients (src/bench/proxy/places.ts); l4lb's data-path targets and the kernel
+ * path's (ratios, src/bench/proxy/report.ts) are checked. A program that prints a table, never a
+ * test. Needs root (or CAP_SYS_ADMIN + CAP_NET_ADMIN).
  *
  * Cases: bulk throughput with iperf3 (1 and 4 streams) and the proxy's CPU seconds per GB; new
  * connections per second with wrk and `Connection: close` against an nginx backend; keep-alive request
  * rate and p50/p99 latency with wrk; resident memory per idle spliced connection at 10,000 held
  * connections. Runs are interleaved across paths (order rotated each run) and medians reported.
- * Every process it starts it stops by PID, and the namespace it removes, also on error and Ctrl-C.
+ * Every process it starts it stops by PID, and both namespaces it removes, also on error and Ctrl-C.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,15 +22,24 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpuTicks, holdIdle, runBulk, runWrk, settledRssKib } from './proxy/cases.js';
 import { cpuSnapshot, DOC_HEADER, haveCommand, othersShare, resultSection, type LoadRecord } from './proxy/doc.js';
-import { BenchNamespace } from './proxy/netns.js';
-import { BenchError, descriptorLimit, ProcessGroup } from './proxy/procs.js';
+import { BenchPlaces, placeOf, type BenchPlace, type PlaceName } from './proxy/places.js';
+import { BenchError, descriptorLimit, type ProcessGroup } from './proxy/procs.js';
 import {
   emptySamples, markdownTables, markdownTargets, PATH_NAMES, spliceSection, summarize, textTable, type PathName, type PathSamples, type Summary,
 } from './proxy/report.js';
-import { missingFor, startBackends, startPath, type RunningPath } from './proxy/setup.js';
+import { missingFor, startPath, type RunningPath } from './proxy/setup.js';
 
 type CaseName = 'bulk1' | 'bulk4' | 'conn' | 'keepalive' | 'memory';
 const CASE_NAMES: readonly CaseName[] = ['bulk1', 'bulk4', 'conn', 'keepalive', 'memory'];
+
+/** The order places are opened in (so the plain namespace's backends start first). */
+const PLACE_ORDER: readonly PlaceName[] = ['plain', 'tracked'];
+
+/** A running path and the place (namespace, processes, backends) it runs in. */
+interface Placed {
+  readonly path: RunningPath;
+  readonly place: BenchPlace;
+}
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const distDir = resolve(benchDir, '..');
@@ -194,48 +205,53 @@ async function main(): Promise<number> {
 
   const load: LoadRecord = { before: loadavg(), after: [], others: 0 };
   const cpuBefore = cpuSnapshot();
-  // Every path, backend and client runs in this namespace: measured the same way, and whatever
-  // nft tables the paths load (and the conntrack they turn on) vanish with it.
-  const namespace = BenchNamespace.create();
-  const group = new ProcessGroup({ wrap: namespace.wrap, probe: (port) => namespace.probe(port) });
+  // Two namespaces (src/bench/proxy/places.ts): the paths that turn conntrack on run apart from the
+  // others, each with its own backends and load generators. Whatever the paths load vanishes with them.
+  const places = new BenchPlaces();
   const onSignal = (signal: NodeJS.Signals): void => {
     progress(`\n${signal}: stopping every process this benchmark started`);
-    void group.stopAll().finally(() => {
-      namespace.remove();
-      process.exit(130);
-    });
+    void places.closeAll().finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
   const samples = new Map<PathName, PathSamples>(paths.map((name) => [name, emptySamples()]));
+  /** Flows conntrack held in the plain namespace after any measurement there: must stay 0. */
+  let plainTracked = 0;
   try {
     const taken = new Set<number>();
-    const backends = await startBackends(group, taken, benchDir);
-    const running: RunningPath[] = [];
+    for (const name of PLACE_ORDER) {
+      if (paths.some((path) => placeOf(path) === name)) await places.open(name, taken, benchDir);
+    }
+    const running: Placed[] = [];
     for (const name of paths) {
-      running.push(await startPath(name, group, taken, backends, {
-        l4lbArgs: options.l4lbArgs, maxConnections: Math.min(options.idle, fits) + 100, distDir, nft: (ruleset) => namespace.nft(ruleset),
-      }));
+      const place = places.get(placeOf(name));
+      const path = await startPath(name, place.group, taken, place.backends, {
+        l4lbArgs: options.l4lbArgs, maxConnections: Math.min(options.idle, fits) + 100, distDir, nft: (ruleset) => place.namespace.nft(ruleset),
+      });
+      running.push({ path, place });
     }
-    if (paths.includes('direct-ct') || paths.includes('kernel')) {
-      namespace.trySysctl('net.netfilter.nf_conntrack_tcp_timeout_time_wait', '10'); // now that conntrack is loaded
-      const note = `Conntrack was on in the benchmark's namespace (${paths.filter((name) => name === 'direct-ct' || name === 'kernel').join(' and ')} load nft tables), so every path's flows were tracked.`;
-      notes.push(note);
-      progress(note);
+    for (const place of places.all()) {
+      // Now that conntrack may be on there (its sysctls exist once it is).
+      if (place.name === 'tracked') place.namespace.trySysctl('net.netfilter.nf_conntrack_tcp_timeout_time_wait', '10');
+      const here = running.filter((entry) => entry.place === place);
+      progress(`namespace ${place.namespace.name} (${place.name === 'tracked' ? 'conntrack on' : 'no nft table'}); backends: iperf3 :${place.backends.bulk}, nginx http :${place.backends.http}, idle :${place.backends.idle}; paths: ${here.map(({ path }) => `${path.name} :${path.listen.http} (pid ${path.measuredPids.join('+') || '-'})`).join(', ')}`);
     }
-    progress(`namespace ${namespace.name}; backends: iperf3 :${backends.bulk}, nginx http :${backends.http}, idle :${backends.idle}; paths: ${running.map((p) => `${p.name} :${p.listen.http} (pid ${p.measuredPids.join('+') || '-'})`).join(', ')}`);
+    const checkPlain = (place: BenchPlace): void => {
+      if (place.name === 'plain') plainTracked = Math.max(plainTracked, place.namespace.conntrackCount() ?? 0);
+    };
 
     if (options.cases.includes('memory')) {
       progress('memory (fresh processes):');
-      for (const path of running) await measureMemory(group, path, options.idle, samples.get(path.name) ?? emptySamples());
+      for (const { path, place } of running) await measureMemory(place.group, path, options.idle, samples.get(path.name) ?? emptySamples());
     }
     const timed = options.cases.filter((name): name is Exclude<CaseName, 'memory'> => name !== 'memory');
     if (timed.length > 0) {
       progress('warm-up:');
-      for (const path of running) {
-        await runWrk(group, path.listen.http, { seconds: 1, connections: options.connections, close: false });
-        await runBulk(group, path.listen.bulk, 1, 1);
+      for (const { path, place } of running) {
+        await runWrk(place.group, path.listen.http, { seconds: 1, connections: options.connections, close: false });
+        await runBulk(place.group, path.listen.bulk, 1, 1);
+        checkPlain(place);
       }
     }
     for (let run = 0; run < options.runs && timed.length > 0; run++) {
@@ -243,15 +259,25 @@ async function main(): Promise<number> {
       const turn = run % running.length; // rotate the order each run
       const order = [...running.slice(turn), ...running.slice(0, turn)];
       for (const name of timed) {
-        for (const path of order) await measureOnce(group, path, name, options, samples.get(path.name) ?? emptySamples());
+        for (const { path, place } of order) {
+          await measureOnce(place.group, path, name, options, samples.get(path.name) ?? emptySamples());
+          checkPlain(place);
+        }
       }
     }
   } finally {
-    await group.stopAll();
-    group.dispose();
-    namespace.remove();
+    await places.closeAll();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+  }
+  const tracked = paths.filter((name) => placeOf(name) === 'tracked');
+  const plain = paths.filter((name) => placeOf(name) === 'plain');
+  if (plainTracked > 0) {
+    const note = `Conntrack tracked up to ${plainTracked} flows in the namespace of ${plain.join(', ')}, which loads no nft table: their figures include its cost.`;
+    notes.push(note);
+    progress(note);
+  } else if (tracked.length > 0 && plain.length > 0) {
+    notes.push(`${tracked.join(' and ')} ran in a second namespace with their own backends and clients; conntrack's count in the namespace of ${plain.join(', ')} was 0 after every measurement.`);
   }
   load.after = loadavg();
   load.others = othersShare(cpuBefore, cpuSnapshot());

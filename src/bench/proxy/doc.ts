@@ -53,7 +53,7 @@ function machineLine(): string {
 }
 
 /** The commit the measured l4lb was built from, and whether the working tree differed from it. */
-function l4lbRevision(repoDir: string): string {
+export function l4lbRevision(repoDir: string): string {
   const head = spawnSync('git', ['-C', repoDir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
   if (head.status !== 0) return 'not a git checkout';
   const dirty = spawnSync('git', ['-C', repoDir, 'status', '--porcelain', '--untracked-files=no', '--', 'src'], { encoding: 'utf8' });
@@ -102,7 +102,7 @@ What it measures, on loopback, with the client, the proxy and the backend all on
   by the backend (so it is spliced end to end); the proxy's VmRSS growth divided by the count.
 - Paths (\`--paths\`, default all that are installed):
   - \`direct\`: no proxy, the limit.
-  - \`direct-ct\`: the same connections with conntrack on: a tiny nft table in the namespace with a
+  - \`direct-ct\`: the same connections with conntrack on: a tiny nft table in its namespace with a
     \`ct state established,related accept\` rule, so every flow is tracked as the kernel NAT path's are.
   - \`l4lb\`: the splicer, \`node dist/cli.js run -c FILE\` as its own process; \`l4lb2\`: with
     \`workers: 2\` (its CPU time and RSS summed over the primary and both workers).
@@ -114,14 +114,19 @@ What it measures, on loopback, with the client, the proxy and the backend all on
     VIP \`127.0.0.1:PORT\`, local placement through the output hook ([kernel.md](kernel.md)). No
     process sits on the data path, so its proxy CPU and RSS columns read \`—\`, and the memory case
     does not apply.
-- Configs are generated into a temp dir; all paths front the same backends in one run.
-- Everything runs inside one network namespace the benchmark creates (\`l4lb-bench-PID\`, loopback
-  only), with \`ip netns exec\`: backends, proxies, wrk and iperf3 alike, so every path is measured the
-  same way. The namespace, and the nft tables in it, are removed at the end, also on error and
-  Ctrl-C; every process is stopped by PID. It needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN).
-- Conntrack is per namespace: once \`direct-ct\` or \`kernel\` loads its table, the flows of every path
-  in the namespace are tracked (the results say so). To see a proxy without conntrack, run it
-  without those two: \`--paths direct,l4lb,haproxy,haproxy-tuned,nginx\`.
+- Configs are generated into a temp dir.
+- Two network namespaces the benchmark creates, loopback only, because conntrack is per namespace:
+  once a table that uses it is loaded in a namespace, every flow in that namespace is tracked.
+  \`direct-ct\` and \`kernel\` load such tables, so they run in \`l4lb-bench-PID-ct\`; every other path
+  runs in \`l4lb-bench-PID\`, which loads no nft table, so its flows are never tracked (the run reads
+  conntrack's count there after each measurement and says in the results if it was ever above 0).
+  Each namespace has its own copy of the backends (iperf3 server, nginx HTTP backend, idle server),
+  and a path's load generators (wrk, the iperf3 client, the idle client) run in the path's namespace,
+  with \`ip netns exec\`: client, path and backend always share one. Both namespaces are set up the
+  same way and measured in the same run, interleaved, so ratios across them (the kernel path
+  against \`direct-ct\` and HAProxy) are within one run. Both namespaces, and the nft tables in them,
+  are removed at the end, also on error and Ctrl-C; every process is stopped by PID. It needs root
+  (CAP_SYS_ADMIN and CAP_NET_ADMIN).
 - The kernel path's targets, as ratios in the same run: new connections/s, keep-alive requests/s and
   bulk throughput each ≥ 1.5× HAProxy at one thread, and new connections/s ≥ 0.8× \`direct-ct\`.
   They are printed as met or not met from the measured medians, beside the ratio within each run.

@@ -1,11 +1,13 @@
 /**
- * The network namespace a proxy benchmark run measures in: created with a name unique to this
- * process, loopback up, and removed at the end (also on error, Ctrl-C and process exit). Backends,
- * proxies and load generators all run in it through `ip netns exec`, which setns(2)es and then
- * execs the command (no fork), so the PID a caller holds is the program's own.
+ * A network namespace a proxy benchmark run measures in: created with a name unique to this
+ * process (and to its role), loopback up, and removed at the end (also on error, Ctrl-C and process
+ * exit). Backends, proxies and load generators run in it through `ip netns exec`, which setns(2)es
+ * and then execs the command (no fork), so the PID a caller holds is the program's own.
  *
  * Conntrack is per namespace: once any table that uses it (the kernel NAT table, the direct +
- * conntrack table) is loaded here, every flow in the namespace is tracked, whichever path it takes.
+ * conntrack table) is loaded in one, every flow in that namespace is tracked, whichever path it
+ * takes, and no flow in another. That is why a run uses two: one for the paths that pay conntrack
+ * by design, one (with no nft table) for the rest.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { BenchError } from './procs.js';
@@ -24,10 +26,11 @@ export class BenchNamespace {
 
   /**
    * Creates the namespace and brings up `lo`. TIME_WAIT conntrack entries are kept 10 s (not 120 s)
-   * so tens of thousands of new connections a second do not fill the table over a run.
+   * so tens of thousands of new connections a second do not fill the table over a run. `role`, when
+   * given, ends the name (`l4lb-bench-PID-ROLE`), so one run can hold several.
    */
-  static create(): BenchNamespace {
-    const namespace = new BenchNamespace(`l4lb-bench-${process.pid}`);
+  static create(role?: string): BenchNamespace {
+    const namespace = new BenchNamespace(`l4lb-bench-${process.pid}${role === undefined ? '' : `-${role}`}`);
     ipOrThrow(['netns', 'add', namespace.name]);
     process.on('exit', namespace.onExit);
     try {
@@ -60,6 +63,17 @@ export class BenchNamespace {
   nft(ruleset: string): void {
     const result = this.exec(['nft', '-f', '-'], ruleset);
     if (result.status !== 0) throw new BenchError(`nft in ${this.name}: ${result.stderr.trim()}`);
+  }
+
+  /**
+   * Flows conntrack holds in this namespace now (`net.netfilter.nf_conntrack_count`, which is per
+   * namespace); undefined where the kernel has no conntrack.
+   */
+  conntrackCount(): number | undefined {
+    const { command, args } = this.wrap('cat', ['/proc/sys/net/netfilter/nf_conntrack_count']);
+    const result = spawnSync(command, args, { encoding: 'utf8' });
+    const count = Number(result.stdout?.trim());
+    return result.status === 0 && Number.isInteger(count) ? count : undefined;
   }
 
   /** Runs a command inside the namespace to its end: exit status and stderr. */

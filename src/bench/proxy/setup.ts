@@ -2,7 +2,7 @@
  * Starting what the proxy benchmark measures: the three loopback backends (iperf3 server, nginx HTTP,
  * idle holder) and each path in front of them (l4lb via its CLI `run`, HAProxy plain and tuned for
  * bulk, nginx `stream`, l4lb's kernel NAT), each in its own process under the run's ProcessGroup
- * (whose children all run in the benchmark's namespace). A path is ready once its HTTP and idle listeners
+ * (whose children all run in that group's namespace: src/bench/proxy/places.ts). A path is ready once its HTTP and idle listeners
  * accept (probing the bulk listener would hand iperf3 a bogus control connection).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -87,7 +87,7 @@ export interface PathOptions {
   readonly l4lbArgs: readonly string[];
   readonly maxConnections: number;
   readonly distDir: string;
-  /** Loads an nft ruleset where the paths run (the benchmark's namespace). */
+  /** Loads an nft ruleset in the namespace the path runs in. */
   readonly nft: (ruleset: string) => void;
 }
 
@@ -99,7 +99,7 @@ export async function startPath(
 ): Promise<RunningPath> {
   if (name === 'direct') return { name, listen: backends, measuredPids: [], processes: [] };
   if (name === 'direct-ct') {
-    // The same backends; the table makes conntrack track every flow in the namespace from now on.
+    // The backends of its namespace; the table makes conntrack track every flow there from now on.
     options.nft(conntrackRuleset());
     return { name, listen: backends, measuredPids: [], processes: [] };
   }
@@ -148,8 +148,11 @@ export async function startPath(
       break;
     }
   }
+  // The kernel path listens once its table is in: three 65537-slot maps in one nft transaction,
+  // which takes seconds on a busy machine (1.7 s for one map at load 10), so it gets longer.
+  const readyMs = name === 'kernel' ? 60000 : 10000;
   for (const kind of BACKEND_KINDS) {
-    if (kind !== 'bulk') await waitForPort(group, started, listen[kind]);
+    if (kind !== 'bulk') await waitForPort(group, started, listen[kind], readyMs);
   }
   let measuredPids = [started.pid];
   if (name === 'nginx') {
