@@ -32,7 +32,7 @@ describe('workerCount', () => {
 function row(name: string, counts: Partial<ServiceStatusStats>, backends: [string, number, number][]): ServiceStatusStats {
   return {
     name,
-    listen: { host: '127.0.0.1', port: 0 },
+    listen: [{ host: '127.0.0.1', port: 0 }],
     current: 0,
     queued: 0,
     total: 0,

@@ -34,7 +34,7 @@ export type PrimaryMessage =
 export type WorkerMessage =
   /** The worker's message handler is installed: send `start`. */
   | { readonly type: 'hello' }
-  | { readonly type: 'started'; readonly listening: readonly { readonly service: string; readonly listen: Endpoint }[] }
+  | { readonly type: 'started'; readonly listening: readonly { readonly service: string; readonly listen: Endpoint; readonly socket: string }[] }
   /** Could not start (the error with its code and fields); the worker exits 1 after sending it. */
   | { readonly type: 'failed'; readonly error: LbErrorWire }
   /** A passive observation, sent at once (failures) or after a failure (the pass that resets it). */
@@ -42,7 +42,7 @@ export type WorkerMessage =
   /** `error` null: applied; else why not (the worker keeps its previous configuration). */
   | { readonly type: 'reloaded'; readonly id: number; readonly error: LbErrorWire | null }
   | { readonly type: 'stats'; readonly id: number; readonly services: readonly ServiceStatusStats[] }
-  /** One listening socket (its handle travels with the message), named by its listener key. */
+  /** One listening socket (its handle travels with the message), named by its socket name (proxy's socketName). */
   | { readonly type: 'socket'; readonly id: number; readonly name: string }
   /** Every `socket` of request `id` has been sent. */
   | { readonly type: 'sockets'; readonly id: number }

@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { fromWire, LbError } from '../errors.js';
-import { listenerName, logOptions, type ServiceStatusStats } from '../proxy/index.js';
+import { logOptions, socketsOf, type ServiceStatusStats } from '../proxy/index.js';
 import { closeHandle, handleFd, type HandedSocket, type HandoverSockets } from '../runtime/index.js';
 import type { HealthAuthority } from './authority.js';
 import { isWorkerMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
@@ -309,7 +309,7 @@ export class ClusterPrimary {
     await this.authority.apply(next);
     this.config = next;
     // A socket whose service is gone is closed by the workers' reload: never listen on its fd again.
-    const configured = new Set(next.services.flatMap((service) => (service.mode === 'proxy' ? [listenerName(service)] : [])));
+    const configured = new Set(socketsOf(next).map(({ name }) => name));
     this.sockets = this.sockets.filter(({ name }) => configured.has(name));
     this.broadcast();
     const replies = await Promise.all(

@@ -55,5 +55,5 @@ class SingleProcess implements Runtime {
  * match (the rest bind their endpoints). Rejects as startBalancer does.
  */
 export async function startSingleProcess(config: Config, logger: Logger, inherited?: InheritedSockets): Promise<Runtime> {
-  return new SingleProcess(await startBalancer(config, { logger, inherited: inherited === undefined ? undefined : (service) => inherited.forService(service) }));
+  return new SingleProcess(await startBalancer(config, { logger, inherited: inherited === undefined ? undefined : (socket) => inherited.forSocket(socket) }));
 }
