@@ -31,6 +31,7 @@ export const LB_ERROR_CODES = [
   'LB_ERR_WORKER_EXITED',
   'LB_ERR_UPGRADE',
   'LB_ERR_INTERNAL',
+  'LB_ERR_KERNEL',
 ] as const;
 
 export type LbErrorCode = (typeof LB_ERROR_CODES)[number];
@@ -70,9 +71,25 @@ export class LbError extends Error {
     return [this.message];
   }
 
-  /** The facts a subclass carries beyond code and message (each subclass adds its own). */
+  /** The names of the facts `keep` set, in order: what `wireFields` sends. */
+  #kept: readonly string[] = [];
+
+  /**
+   * Sets each of `facts` as a property of this error (a subclass declares them with `declare
+   * readonly`) and sends them on the wire as they are. Called once, by the subclass's constructor.
+   */
+  protected keep(facts: WireFields): void {
+    Object.assign(this, facts);
+    this.#kept = Object.keys(facts);
+  }
+
+  /** The facts a subclass carries beyond code and message: the ones it kept, lists copied. */
   protected wireFields(): WireFields {
-    return {};
+    const self = this as unknown as WireFields;
+    return Object.fromEntries(this.#kept.map((name) => {
+      const value = self[name] as WireValue;
+      return [name, Array.isArray(value) ? [...(value as readonly WireValue[])] : value];
+    }));
   }
 
   /** Plain data that survives JSON and structured clone; `fromWire(error.toWire())` is an equal error. */
@@ -172,20 +189,46 @@ export interface ResolveFacts {
 
 /** A backend's host name resolves to no address (at start or reload; never per connection). */
 export class ResolveError extends LbError {
-  readonly where: string;
-  readonly host: string;
-  override readonly cause: string;
+  declare readonly where: string;
+  declare readonly host: string;
+  declare readonly cause: string;
 
   constructor(facts: ResolveFacts) {
     super('LB_ERR_RESOLVE', `${facts.where}: cannot resolve "${facts.host}" (${facts.cause})`);
     this.name = 'ResolveError';
-    this.where = facts.where;
-    this.host = facts.host;
-    this.cause = facts.cause;
+    this.keep({ where: facts.where, host: facts.host, cause: facts.cause });
   }
+}
 
-  protected override wireFields(): WireFields {
-    return { where: this.where, host: this.host, cause: this.cause };
+/** Why a kernel table could not be written (src/kernel nft.ts). */
+export const KERNEL_FAILURES = ['nft-missing', 'not-root', 'table-owned', 'refused'] as const;
+export type KernelFailure = (typeof KERNEL_FAILURES)[number];
+
+export interface KernelFacts {
+  readonly cause: KernelFailure;
+  /** The table concerned: `inet l4lb_nat`, `ip l4lb_dsr`. */
+  readonly table: string;
+  /** What nft said (its first lines), or what is missing. */
+  readonly detail: string;
+}
+
+const KERNEL_ADVICE: Record<KernelFailure, string> = {
+  'nft-missing': 'install nftables (the `nft` binary must be on PATH)',
+  'not-root': 'run as root (or with CAP_NET_ADMIN)',
+  'table-owned': 'a table of that name exists and was not made by l4lb: rename or remove it (`nft delete table …`)',
+  refused: 'nft refused the transaction; the previous table stays in force',
+};
+
+/** A kernel table write failed; `cause` says why, `detail` what nft said. */
+export class KernelError extends LbError {
+  declare readonly cause: KernelFailure;
+  declare readonly table: string;
+  declare readonly detail: string;
+
+  constructor(facts: KernelFacts) {
+    super('LB_ERR_KERNEL', `${facts.table}: ${KERNEL_ADVICE[facts.cause]}${facts.detail === '' ? '' : ` (${facts.detail})`}`);
+    this.name = 'KernelError';
+    this.keep({ cause: facts.cause, table: facts.table, detail: facts.detail });
   }
 }
 
@@ -221,22 +264,15 @@ export interface ListenFacts {
  * (or `permission denied`, or the cause), the words src/proxy/service.ts has always printed.
  */
 export class ListenError extends LbError {
-  readonly where: string;
-  readonly address: string;
-  readonly failure: ListenFailure;
-  override readonly cause: string;
+  declare readonly where: string;
+  declare readonly address: string;
+  declare readonly failure: ListenFailure;
+  declare readonly cause: string;
 
   constructor(facts: ListenFacts) {
     super('LB_ERR_LISTEN', `${facts.where}: cannot listen on ${facts.address}: ${describeListenFailure(facts.failure, facts.cause)}`);
     this.name = 'ListenError';
-    this.where = facts.where;
-    this.address = facts.address;
-    this.failure = facts.failure;
-    this.cause = facts.cause;
-  }
-
-  protected override wireFields(): WireFields {
-    return { where: this.where, address: this.address, failure: this.failure, cause: this.cause };
+    this.keep({ where: facts.where, address: facts.address, failure: facts.failure, cause: facts.cause });
   }
 }
 
@@ -260,54 +296,38 @@ function describeListenFailure(failure: ListenFailure, cause: string): string {
 
 /** `service` names no running service; `known` are the ones that do (possibly none). */
 export class UnknownServiceError extends LbError {
-  readonly service: string;
-  readonly known: readonly string[];
+  declare readonly service: string;
+  declare readonly known: readonly string[];
 
   constructor(facts: { readonly service: string; readonly known: readonly string[] }) {
     super('LB_ERR_UNKNOWN_SERVICE', `no service "${facts.service}" (services: ${facts.known.join(', ') || 'none'})`);
     this.name = 'UnknownServiceError';
-    this.service = facts.service;
-    this.known = [...facts.known];
-  }
-
-  protected override wireFields(): WireFields {
-    return { service: this.service, known: [...this.known] };
+    this.keep({ service: facts.service, known: [...facts.known] });
   }
 }
 
 /** `service` exists but has no backend `backend`; `known` are its backends. */
 export class UnknownBackendError extends LbError {
-  readonly service: string;
-  readonly backend: string;
-  readonly known: readonly string[];
+  declare readonly service: string;
+  declare readonly backend: string;
+  declare readonly known: readonly string[];
 
   constructor(facts: { readonly service: string; readonly backend: string; readonly known: readonly string[] }) {
     super('LB_ERR_UNKNOWN_BACKEND', `service "${facts.service}" has no backend "${facts.backend}" (backends: ${facts.known.join(', ')})`);
     this.name = 'UnknownBackendError';
-    this.service = facts.service;
-    this.backend = facts.backend;
-    this.known = [...facts.known];
-  }
-
-  protected override wireFields(): WireFields {
-    return { service: this.service, backend: this.backend, known: [...this.known] };
+    this.keep({ service: facts.service, backend: facts.backend, known: [...facts.known] });
   }
 }
 
 /** A runtime `add` names a backend its service already has (in the file, from DNS, or added before). */
 export class BackendExistsError extends LbError {
-  readonly service: string;
-  readonly backend: string;
+  declare readonly service: string;
+  declare readonly backend: string;
 
   constructor(facts: { readonly service: string; readonly backend: string }) {
     super('LB_ERR_DUPLICATE_BACKEND', `service "${facts.service}" already has a backend "${facts.backend}" (remove it first, or set its weight)`);
     this.name = 'BackendExistsError';
-    this.service = facts.service;
-    this.backend = facts.backend;
-  }
-
-  protected override wireFields(): WireFields {
-    return { service: this.service, backend: this.backend };
+    this.keep({ service: facts.service, backend: facts.backend });
   }
 }
 
@@ -321,20 +341,14 @@ const RUNTIME_CHANGE_REASONS = ['bad-weight', 'bad-name', 'bad-address', 'table-
 export type RuntimeChangeReason = (typeof RUNTIME_CHANGE_REASONS)[number];
 
 export class RuntimeChangeError extends LbError {
-  readonly service: string;
-  readonly backend: string;
-  readonly reason: RuntimeChangeReason;
+  declare readonly service: string;
+  declare readonly backend: string;
+  declare readonly reason: RuntimeChangeReason;
 
   constructor(facts: { readonly service: string; readonly backend: string; readonly reason: RuntimeChangeReason }, message: string) {
     super('LB_ERR_RUNTIME_CHANGE', message);
     this.name = 'RuntimeChangeError';
-    this.service = facts.service;
-    this.backend = facts.backend;
-    this.reason = facts.reason;
-  }
-
-  protected override wireFields(): WireFields {
-    return { service: this.service, backend: this.backend, reason: this.reason };
+    this.keep({ service: facts.service, backend: facts.backend, reason: facts.reason });
   }
 }
 
@@ -347,16 +361,12 @@ export class RuntimeChangeError extends LbError {
  * is the fact to branch on.
  */
 export class ClosedError extends LbError {
-  readonly component: string;
+  declare readonly component: string;
 
   constructor(facts: { readonly component: string }, message: string) {
     super('LB_ERR_CLOSED', message);
     this.name = 'ClosedError';
-    this.component = facts.component;
-  }
-
-  protected override wireFields(): WireFields {
-    return { component: this.component };
+    this.keep({ component: facts.component });
   }
 }
 
@@ -372,18 +382,13 @@ export type UpgradeFailure = (typeof UPGRADE_FAILURES)[number];
  * (a configuration file it refused, a port it could not bind). `pid` is the new process's, if any.
  */
 export class UpgradeError extends RefusedError {
-  readonly failure: UpgradeFailure;
-  readonly pid: number | null;
+  declare readonly failure: UpgradeFailure;
+  declare readonly pid: number | null;
 
   constructor(facts: { readonly failure: UpgradeFailure; readonly pid: number | null }, problems: readonly string[]) {
     super('LB_ERR_UPGRADE', problems);
     this.name = 'UpgradeError';
-    this.failure = facts.failure;
-    this.pid = facts.pid;
-  }
-
-  protected override wireFields(): WireFields {
-    return { failure: this.failure, pid: this.pid };
+    this.keep({ failure: facts.failure, pid: facts.pid });
   }
 }
 
@@ -409,16 +414,15 @@ const CHECK_OPTIONS = Object.keys(CHECK_OF_OPTION) as CheckOption[];
  */
 export class CheckOptionError extends LbError {
   readonly check: 'http' | 'pgsql';
-  readonly option: CheckOption;
-  readonly detail: string;
+  declare readonly option: CheckOption;
+  declare readonly detail: string;
 
   constructor(facts: { readonly option: CheckOption; readonly detail: string }) {
     const check = CHECK_OF_OPTION[facts.option];
     super('LB_ERR_INVALID_ARGUMENT', `${check} health check ${describeOption(facts.option, facts.option, facts.detail)}`);
     this.name = 'CheckOptionError';
     this.check = check;
-    this.option = facts.option;
-    this.detail = facts.detail;
+    this.keep({ option: facts.option, detail: facts.detail });
   }
 
   /**
@@ -427,10 +431,6 @@ export class CheckOptionError extends LbError {
    */
   describe(name: string): string {
     return describeOption(this.option, name, this.detail);
-  }
-
-  protected override wireFields(): WireFields {
-    return { option: this.option, detail: this.detail };
   }
 }
 
@@ -477,6 +477,32 @@ function configProblemOf(value: unknown): ConfigProblem | undefined {
   return { path: value.path, message: value.message, line: value.line, column: value.column };
 }
 
+/** A check that a wire field holds a value of type T. */
+type Check<T> = (value: unknown) => value is T;
+
+/** One of `known` (a closed union's values). */
+const oneOf =
+  <T extends string>(known: readonly T[]): Check<T> =>
+  (value): value is T =>
+    known.some((each) => each === value);
+const isPidOrNull: Check<number | null> = (value): value is number | null => value === null || isPositiveInteger(value);
+
+/**
+ * A rebuild from the fields `checks` names: each field checked, then `build` with them typed; undefined
+ * when any does not fit (`build` may refuse too: a class that also needs the wire's problems).
+ */
+function rebuildFrom<F>(checks: { readonly [K in keyof F]: Check<F[K]> }, build: (facts: F, wire: LbErrorWire) => LbError | undefined): (wire: LbErrorWire) => LbError | undefined {
+  return (wire) => {
+    const facts: Partial<F> = {};
+    for (const name of Object.keys(checks) as (keyof F & string)[]) {
+      const value = wire.fields[name];
+      if (!checks[name](value)) return undefined;
+      facts[name] = value;
+    }
+    return build(facts as F, wire);
+  };
+}
+
 /** Each class's rebuild from its fields; undefined when the fields do not fit (then a plain LbError). */
 const REBUILD: Readonly<Record<string, (wire: LbErrorWire) => LbError | undefined>> = {
   LbError: (wire) => new LbError(wire.code, wire.message),
@@ -486,35 +512,16 @@ const REBUILD: Readonly<Record<string, (wire: LbErrorWire) => LbError | undefine
     const issues = fields.issues.map(configProblemOf);
     return issues.every((issue): issue is ConfigProblem => issue !== undefined) ? new ConfigError(fields.file, issues) : undefined;
   },
-  ResolveError: ({ fields }) =>
-    isString(fields.where) && isString(fields.host) && isString(fields.cause) ? new ResolveError({ where: fields.where, host: fields.host, cause: fields.cause }) : undefined,
-  ListenError: ({ fields }) => {
-    const failure = LISTEN_FAILURES.find((known) => known === fields.failure);
-    if (!isString(fields.where) || !isString(fields.address) || failure === undefined || !isString(fields.cause)) return undefined;
-    return new ListenError({ where: fields.where, address: fields.address, failure, cause: fields.cause });
-  },
-  UnknownServiceError: ({ fields }) =>
-    isString(fields.service) && isStringList(fields.known) ? new UnknownServiceError({ service: fields.service, known: fields.known }) : undefined,
-  UnknownBackendError: ({ fields }) =>
-    isString(fields.service) && isString(fields.backend) && isStringList(fields.known)
-      ? new UnknownBackendError({ service: fields.service, backend: fields.backend, known: fields.known })
-      : undefined,
-  UpgradeError: ({ fields, problems }) => {
-    const failure = UPGRADE_FAILURES.find((known) => known === fields.failure);
-    const pid = fields.pid === null || isPositiveInteger(fields.pid) ? fields.pid : undefined;
-    return failure === undefined || pid === undefined || problems === undefined ? undefined : new UpgradeError({ failure, pid }, problems);
-  },
-  BackendExistsError: ({ fields }) => (isString(fields.service) && isString(fields.backend) ? new BackendExistsError({ service: fields.service, backend: fields.backend }) : undefined),
-  RuntimeChangeError: (wire) => {
-    const reason = RUNTIME_CHANGE_REASONS.find((known) => known === wire.fields.reason);
-    const { service, backend } = wire.fields;
-    return reason === undefined || !isString(service) || !isString(backend) ? undefined : new RuntimeChangeError({ service, backend, reason }, wire.message);
-  },
-  ClosedError: (wire) => (isString(wire.fields.component) ? new ClosedError({ component: wire.fields.component }, wire.message) : undefined),
-  CheckOptionError: ({ fields }) => {
-    const option = CHECK_OPTIONS.find((known) => known === fields.option);
-    return option === undefined || !isString(fields.detail) ? undefined : new CheckOptionError({ option, detail: fields.detail });
-  },
+  KernelError: rebuildFrom({ cause: oneOf(KERNEL_FAILURES), table: isString, detail: isString }, (facts) => new KernelError(facts)),
+  ResolveError: rebuildFrom({ where: isString, host: isString, cause: isString }, (facts) => new ResolveError(facts)),
+  ListenError: rebuildFrom({ where: isString, address: isString, failure: oneOf(LISTEN_FAILURES), cause: isString }, (facts) => new ListenError(facts)),
+  UnknownServiceError: rebuildFrom({ service: isString, known: isStringList }, (facts) => new UnknownServiceError(facts)),
+  UnknownBackendError: rebuildFrom({ service: isString, backend: isString, known: isStringList }, (facts) => new UnknownBackendError(facts)),
+  UpgradeError: rebuildFrom({ failure: oneOf(UPGRADE_FAILURES), pid: isPidOrNull }, (facts, { problems }) => (problems === undefined ? undefined : new UpgradeError(facts, problems))),
+  BackendExistsError: rebuildFrom({ service: isString, backend: isString }, (facts) => new BackendExistsError(facts)),
+  RuntimeChangeError: rebuildFrom({ service: isString, backend: isString, reason: oneOf(RUNTIME_CHANGE_REASONS) }, (facts, wire) => new RuntimeChangeError(facts, wire.message)),
+  ClosedError: rebuildFrom({ component: isString }, (facts, wire) => new ClosedError(facts, wire.message)),
+  CheckOptionError: rebuildFrom({ option: oneOf(CHECK_OPTIONS), detail: isString }, (facts) => new CheckOptionError(facts)),
 };
 
 /**
@@ -530,4 +537,18 @@ export function fromWire(wire: LbErrorWire): LbError {
   rebuilt.name = wire.name;
   rebuilt.message = wire.message;
   return rebuilt;
+}
+
+/**
+ * Errno codes of a connect that failed on l4lb's own host (descriptors, buffers, memory, local
+ * ports), not because of the peer: never a verdict on a backend (src/proxy/local-errors.ts).
+ */
+export const LOCAL_ERROR_CODES = ['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL'] as const;
+export type LocalErrorCode = (typeof LOCAL_ERROR_CODES)[number];
+
+const LOCAL_ERRORS = new Set<string>(LOCAL_ERROR_CODES);
+
+/** Whether `code` (an errno name such as 'EMFILE') is a shortage of l4lb's own host. */
+export function isLocalError(code: string | undefined): code is LocalErrorCode {
+  return code !== undefined && LOCAL_ERRORS.has(code);
 }

@@ -128,12 +128,31 @@ describe('errors', () => {
 });
 
 describe('formatStatus', () => {
+  it('prints kernel services: table, slots and nft counters per backend', () => {
+    const text = formatStatus([], {
+      kernel: [
+        {
+          service: 'web-nat', mode: 'nat', table: 'inet l4lb_nat', slots: 13, conntrack: 4,
+          backends: [
+            { name: 'b1', address: '192.0.2.11:80', state: 'active', health: 'up', slots: 13, packets: 120, bytes: 4096 },
+            { name: 'b2', address: '192.0.2.12:80', state: 'active', health: 'down', slots: 0, packets: 7, bytes: 300 },
+          ],
+        },
+      ],
+    });
+    expect(text).toContain('web-nat  nat table inet l4lb_nat  13 slots  flows 4');
+    expect(text).toMatch(/b1\s+192\.0\.2\.11:80\s+up\s+active\s+13\s+120\s+4\.0 KiB/);
+    expect(text).toMatch(/b2\s+192\.0\.2\.12:80\s+down\s+active\s+0\s+7/);
+  });
+
   it('marks backups, shows a slow-start ramp, passive checks and unchecked backends', () => {
     const row = { current: 0, total: 0, failures: 0, bytesUp: 0, bytesDown: 0, state: 'active' as const, since: '', backup: false, slowStart: 1 };
     const text = formatStatus([
       {
         name: 'db', listen: { host: '::1', port: 6432 }, current: 1, queued: 0, total: 2048, refused: 3, bytesUp: 1536, bytesDown: 5 * 1024 * 1024, buffered: 0,
         rejected: {} as ServiceStatusStats['rejected'],
+        localErrors: {},
+        pausedRefused: 0,
         healthCheck: { type: 'redis', interval: 2000, timeout: 2000, rise: 2, fall: 3, initial: 'up' },
         backends: [
           { ...row, name: 'r1', address: '10.0.0.1:6379', health: 'up', slowStart: 0.4, reason: 'PONG', lastCheck: { ok: true, source: 'active', durationMs: 0.7, detail: 'PONG', at: '' } },

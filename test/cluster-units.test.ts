@@ -32,7 +32,7 @@ describe('workerCount', () => {
 function row(name: string, counts: Partial<ServiceStatusStats>, backends: [string, number, number][]): ServiceStatusStats {
   return {
     name,
-    listen: [{ host: '127.0.0.1', port: 0 }],
+    listen: { host: '127.0.0.1', port: 0 },
     current: 0,
     queued: 0,
     total: 0,
@@ -41,6 +41,8 @@ function row(name: string, counts: Partial<ServiceStatusStats>, backends: [strin
     bytesDown: 0,
     buffered: 0,
     rejected: noRejections(),
+    localErrors: {},
+    pausedRefused: 0,
     healthCheck: null,
     ...counts,
     backends: backends.map(([backendName, current, total]) => ({

@@ -58,7 +58,7 @@ const CASES: [string, string, string[]][] = [
   ['bad name', 'services:\n  - { name: "my db", listen: 127.0.0.1:1, backends: [{ name: a, address: h:1 }] }\n', [
     'c.yaml: services[0].name: expected a name of at most 63 letters, digits, ".", "_" or "-", starting with a letter or digit, got "my db"',
   ]],
-  ['bad mode', proxy('mode: tcp'), ['c.yaml: services[0].mode: expected one of proxy, dsr, got "tcp"']],
+  ['bad mode', proxy('mode: tcp'), ['c.yaml: services[0].mode: expected one of proxy, dsr, nat, got "tcp"']],
   ['bad balance', proxy('balance: magelv'), ['c.yaml: services[0].balance: expected one of maglev, ring, rendezvous, roundrobin, leastconn, got "magelv" (did you mean "maglev"?)']],
   ['bad hashKey', proxy('hashKey: dest-ip'), ['c.yaml: services[0].hashKey: expected one of source-ip, source-ip-port, got "dest-ip"']],
   ['bad flowHash', proxy('flowHash: crc32'), ['c.yaml: services[0].flowHash: expected one of murmur3, jhash, got "crc32"']],

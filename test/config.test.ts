@@ -187,6 +187,7 @@ const FULL: Config = {
       hashKey: 'source-ip-port',
       hashSeed: 42,
       tableSize: 13,
+      onDown: 'close',
       backends: [
         { name: 'be1', address: { host: '198.51.100.11', port: 80 }, weight: 1 },
         { name: 'be2', address: { host: '198.51.100.12', port: 80 }, weight: 3 },

@@ -107,6 +107,7 @@ const RUNNABLE = BLOCKS.filter((block) => block.marker?.kind === 'runnable');
 
 const TOP_LEVEL = new Set(['admin', 'workers', 'log', 'accessLog', 'resolvers', 'services']);
 const DSR_ONLY = new Set(['vip', 'dscp']);
+const NAT_ONLY = new Set(['snat']);
 const backend = { name: 'doc-b1', address: '127.0.0.1:15432' };
 
 /** The smallest whole configuration around a block's value. */
@@ -117,6 +118,7 @@ function wholeFile(value: unknown): unknown {
   const keys = Object.keys(value);
   if ('services' in value) return value;
   if (keys.every((key) => TOP_LEVEL.has(key))) return { ...value, services: [{ name: 'doc-service', listen: '127.0.0.1:15000', backends: [backend] }] };
+  if (keys.some((key) => NAT_ONLY.has(key))) return { services: [{ name: 'doc-nat', mode: 'nat', vip: '192.0.2.1:80', tableSize: 13, backends: [{ name: 'n1', address: '192.0.2.11:8080' }], ...value }] };
   if (keys.some((key) => DSR_ONLY.has(key))) return { services: [{ name: 'doc-dsr', mode: 'dsr', vip: '192.0.2.1:80', dscp: 9, tableSize: 13, backends: [{ name: 'd1', address: '192.0.2.11' }], ...value }] };
   return { services: [{ name: 'doc-service', listen: '127.0.0.1:15000', backends: [backend], ...value }] };
 }

@@ -1,13 +1,13 @@
 /**
- * The DSR renderers (src/dsr/) as pure functions: what the director's ruleset, a backend's script and
+ * The DSR renderers (src/kernel/) as pure functions: what the director's ruleset, a backend's script and
  * a diff contain, and the one-line errors for input the director cannot serve. The kernel's side of
  * the story (that the rules do what they say) is test/lab.test.ts.
  */
 import { describe, expect, it } from 'vitest';
 import type { DsrServiceConfig } from '../src/config/types.js';
-import { isLbError } from '../src/errors.js';
 import { buildMaglevTable, diffMaglevTables } from '../src/hashing/maglev.js';
-import { planDirector, renderBackend, renderDiff, renderDirector, renderDirectorRoutes, selectDsrServices } from '../src/dsr/index.js';
+import { planDirector, renderBackend, renderDiff, renderDirector, renderDirectorRoutes, selectDsrServices } from '../src/kernel/index.js';
+import { errorOf } from './helpers/lb-error.js';
 
 function service(overrides: Partial<DsrServiceConfig> = {}, count = 3): DsrServiceConfig {
   return {
@@ -18,19 +18,10 @@ function service(overrides: Partial<DsrServiceConfig> = {}, count = 3): DsrServi
     hashKey: 'source-ip-port',
     hashSeed: 0x4c34,
     tableSize: 251,
+    onDown: 'close',
     backends: Array.from({ length: count }, (_, i) => ({ name: `be${i + 1}`, address: { host: `203.0.113.${11 + i}`, port: 80 }, weight: 1 })),
     ...overrides,
   };
-}
-
-function errorOf(work: () => unknown): string {
-  try {
-    work();
-  } catch (error) {
-    if (isLbError(error)) return `${error.code}: ${error.message}`;
-    throw error;
-  }
-  throw new Error('expected an LbError');
 }
 
 /** The `slot : value` elements of map `name` in a rendered ruleset. */

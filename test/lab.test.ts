@@ -25,7 +25,7 @@ import type { Readable, Writable } from 'node:stream';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type DsrServiceConfig, type ProxyServiceConfig } from '../src/config/index.js';
-import { planDirector } from '../src/dsr/index.js';
+import { planDirector } from '../src/kernel/index.js';
 import { nftJhashSlot } from '../src/hashing/jhash.js';
 import { flowKey } from '../src/hashing/keys.js';
 import { buildPlan, resolveBackends, ServiceLoads } from '../src/services/index.js';

@@ -176,13 +176,13 @@ describe('proxyProtocol.accept from a trusted peer', () => {
     const closed = peerClosed(socket);
     await reading;
     clock.advance(999);
-    expect(service.stats().rejected['proxy-header-timeout']).toBe(0);
+    expect(service.stats({ host: '127.0.0.1', port }).rejected['proxy-header-timeout']).toBe(0);
     clock.advance(1);
     await closed;
     const [record] = await log.waitForAccess(1);
     expect(record).toMatchObject({ end: 'proxy-header-timeout', backend: null, bytesUp: 0, durationMs: 1000 });
     expect(record.error).toMatch(/no complete PROXY header within 1000 ms \(0 bytes/);
-    expect(service.stats().rejected['proxy-header-timeout']).toBe(1);
+    expect(service.stats({ host: '127.0.0.1', port }).rejected['proxy-header-timeout']).toBe(1);
     expect(be.accepted).toHaveLength(0);
   });
 });

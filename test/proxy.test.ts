@@ -131,7 +131,7 @@ describe('maxConnections', () => {
     const second = await client(port);
     const greeting = readLine(second);
     await waiting;
-    expect(running.stats()).toMatchObject({ current: 1, queued: 1 });
+    expect(running.stats({ host: '127.0.0.1', port })).toMatchObject({ current: 1, queued: 1 });
     clock.advance(25);
     first.end();
     expect(await greeting).toBe('b1');
@@ -156,9 +156,9 @@ describe('maxConnections', () => {
     await peerClosed(refused);
     expect((await log.waitForAccess(1))[0]).toMatchObject({ end: 'refused-queue-full', backend: null });
     clock.advance(199);
-    expect(running.stats()).toMatchObject({ refused: 1, current: 1, queued: 1 });
+    expect(running.stats({ host: '127.0.0.1', port })).toMatchObject({ refused: 1, current: 1, queued: 1 });
     clock.advance(1);
-    expect(running.stats()).toMatchObject({ refused: 2, current: 1, queued: 0 });
+    expect(running.stats({ host: '127.0.0.1', port })).toMatchObject({ refused: 2, current: 1, queued: 0 });
     await waiterClosed;
     const records = await log.waitForAccess(2);
     expect(records[1]).toMatchObject({ end: 'refused-queue-timeout', backend: null, queueMs: 200 });
@@ -257,7 +257,7 @@ describe('start-up and shutdown', () => {
     }
   });
 
-  it('dsr services are left to `l4lb dsr`: logged, not proxied', async () => {
+  it('kernel services (mode: dsr) are left to the kernel writer: not proxied', async () => {
     const b1 = await named('b1');
     const log = captureLog();
     const dsr: DsrServiceConfig = {
@@ -268,12 +268,12 @@ describe('start-up and shutdown', () => {
       hashKey: 'source-ip',
       hashSeed: 0,
       tableSize: 251,
+      onDown: 'close',
       backends: [{ name: 'w1', address: { host: '10.0.0.2', port: 80 }, weight: 1 }],
     };
     const balancer = await startBalancer({ services: [dsr, proxyService([backend('b1', b1.port)])] }, { logger: log.logger });
     cleanups.push(() => balancer.close(0));
     expect(balancer.stats().map((service) => service.name)).toEqual(['svc']);
-    expect(await log.waitFor((record) => record.service === 'web')).toMatchObject({ msg: 'dsr service: rendered by `l4lb dsr`, not proxied by `l4lb run`' });
     expect(() => balancer.address('web')).toThrow(/no service "web"/);
   });
 
@@ -286,12 +286,15 @@ describe('start-up and shutdown', () => {
     const stubborn = await client(port);
     expect(await readLine(polite)).toBe('b1');
     expect(await readLine(stubborn)).toBe('b1');
+    // The drain deadline cuts the stubborn client with a reset, not a FIN: it must see ECONNRESET.
+    const cut = new Promise<NodeJS.ErrnoException>((resolve) => stubborn.once('error', resolve));
     const closing = balancer.close(300);
     await expect(connectClient(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     polite.write('still served while draining\n');
     expect(await readLine(polite)).toBe('still served while draining');
     polite.end();
     await closing;
+    expect((await cut).code).toBe('ECONNRESET');
     const ends = (await log.waitForAccess(2)).map((record) => record.end);
     expect(ends).toEqual(['client-close', 'shutdown']);
   });

@@ -134,7 +134,7 @@ describe('admin API and CLI', () => {
   let base = '';
   beforeAll(async () => {
     balancer = await startBalancer(configOf(proxyService(named(3), { tableSize: 4099 })), { logger: captureLog().logger });
-    admin = await startAdmin(balancer, { listen: [{ host: '127.0.0.1', port: 0 }], token: TOKEN });
+    admin = await startAdmin(balancer, { listen: { host: '127.0.0.1', port: 0 }, token: TOKEN });
     base = `http://127.0.0.1:${admin.address().port}`;
   });
   afterAll(async () => {

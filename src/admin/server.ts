@@ -373,8 +373,10 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
     if (path === '/stats') {
       allow(request.method, 'GET');
       const services = await balancer.stats();
+      const kernel = balancer.kernel === undefined ? [] : await balancer.kernel();
+      const kernelRows = kernel.length === 0 ? {} : { kernel };
       if (lifecycle === undefined) {
-        send(response, 200, { services });
+        send(response, 200, { services, ...kernelRows });
         return;
       }
       const drain = lifecycle.drain();
@@ -383,6 +385,7 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
         lastReload: lifecycle.lastReload(),
         drain: drain === null ? null : drainStatus(drain, services, Date.now()),
         services,
+        ...kernelRows,
       });
       return;
     }

@@ -120,23 +120,32 @@ function configText(backends: readonly number[], listen: number, admin: number, 
   ].join('\n');
 }
 
-/** One short connection: a line out, the same line back, closed. */
-function shortConnection(port: number): Promise<boolean> {
+/**
+ * One connection to the echo backends through l4lb: `send` writes once connected; true when
+ * `expected` bytes came back before `timeoutMs`, false on an error or the timeout. Closed either way.
+ */
+function echoed(port: number, expected: number, timeoutMs: number, send: (socket: Socket) => void): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host: '127.0.0.1', port });
-    let got = '';
+    let received = 0;
     const done = (ok: boolean): void => {
       socket.destroy();
       resolve(ok);
     };
-    socket.setTimeout(5_000, () => done(false));
+    socket.setTimeout(timeoutMs, () => done(false));
     socket.once('error', () => done(false));
     socket.on('data', (chunk: Buffer) => {
-      got += chunk.toString();
-      if (got === 'ping\n') done(true);
+      received += chunk.length;
+      if (received >= expected) done(true);
     });
-    socket.once('connect', () => socket.write('ping\n'));
+    socket.once('connect', () => send(socket));
   });
+}
+
+/** One short connection: a line out, the same line back, closed. */
+function shortConnection(port: number): Promise<boolean> {
+  const line = 'ping\n';
+  return echoed(port, Buffer.byteLength(line), 5_000, (socket) => socket.write(line));
 }
 
 /** A flow that sends a line every second for the whole run; reopened (and counted) when it breaks. */
@@ -161,33 +170,19 @@ const flows: Socket[] = [];
 
 /** BULK_BYTES written and the same read back through the echo backend. */
 function bulkTransfer(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    let received = 0;
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(30_000, () => done(false));
-    socket.once('error', () => done(false));
-    socket.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      if (received >= BULK_BYTES) done(true);
-    });
-    socket.once('connect', () => {
-      const block = Buffer.alloc(64 * 1024, 1);
-      let sent = 0;
-      const pump = (): void => {
-        while (sent < BULK_BYTES) {
-          sent += block.length;
-          if (!socket.write(block)) {
-            socket.once('drain', pump);
-            return;
-          }
+  return echoed(port, BULK_BYTES, 30_000, (socket) => {
+    const block = Buffer.alloc(64 * 1024, 1);
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < BULK_BYTES) {
+        sent += block.length;
+        if (!socket.write(block)) {
+          socket.once('drain', pump);
+          return;
         }
-      };
-      pump();
-    });
+      }
+    };
+    pump();
   });
 }
 

@@ -7,6 +7,8 @@
  * resolves nowhere makes `run` refuse the file); `--no-resolve` skips that, for a file checked away
  * from the hosts it will run on.
  */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { isIP } from 'node:net';
 import { ConfigError, loadConfig, summarizeConfig, type Config, type ConfigProblem } from '../config/index.js';
@@ -17,6 +19,55 @@ import { EXIT_FAILURE, fail } from './common.js';
 interface CheckOptions {
   config: string;
   resolve: boolean;
+  host: boolean;
+}
+
+/** What the host says about running kernel services (mode: nat); undefined: not there / not readable. */
+export interface HostFacts {
+  /** `nft --version`'s version, e.g. `1.0.6`; undefined when nft is not on PATH. */
+  readonly nftVersion: string | undefined;
+  /** net.bridge.bridge-nf-call-iptables; undefined when /proc/sys/net/bridge does not exist. */
+  readonly bridgeNfCallIptables: string | undefined;
+  readonly conntrackMax: number | undefined;
+}
+
+/** Reads the host's facts: runs `nft --version`, reads two sysctls. */
+export function readHostFacts(): HostFacts {
+  const nft = spawnSync('nft', ['--version'], { encoding: 'utf8' });
+  const version = nft.status === 0 ? /v(\d+\.\d+(?:\.\d+)?)/.exec(nft.stdout)?.[1] : undefined;
+  const read = (path: string): string | undefined => {
+    try {
+      return readFileSync(path, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const max = read('/proc/sys/net/netfilter/nf_conntrack_max');
+  return {
+    nftVersion: version,
+    bridgeNfCallIptables: existsSync('/proc/sys/net/bridge') ? read('/proc/sys/net/bridge/bridge-nf-call-iptables') : undefined,
+    conntrackMax: max === undefined ? undefined : Number(max),
+  };
+}
+
+/** Below this many conntrack entries a busy full-NAT host drops new flows (nf_conntrack: table full). */
+export const MIN_CONNTRACK_MAX = 65_536;
+
+/** What keeps the kernel services of `config` from working on this host, each with its fix. Pure. */
+export function hostProblems(config: Config, facts: HostFacts): ConfigProblem[] {
+  const nat = config.services.findIndex((service) => service.mode === 'nat');
+  if (nat < 0) return [];
+  const path = `services[${nat}] (host)`;
+  const problems: ConfigProblem[] = [];
+  if (facts.nftVersion === undefined) problems.push({ path, message: 'mode: nat needs nft on PATH: install nftables (1.0 or later)' });
+  else if (Number(facts.nftVersion.split('.')[0]) < 1) problems.push({ path, message: `mode: nat needs nft 1.0 or later, this host has ${facts.nftVersion}: upgrade nftables` });
+  if (facts.bridgeNfCallIptables === '1') {
+    problems.push({ path, message: 'net.bridge.bridge-nf-call-iptables is 1: bridged frames would pass the nat table too; set it to 0 (sysctl -w net.bridge.bridge-nf-call-iptables=0)' });
+  }
+  if (facts.conntrackMax !== undefined && facts.conntrackMax < MIN_CONNTRACK_MAX) {
+    problems.push({ path, message: `net.netfilter.nf_conntrack_max is ${facts.conntrackMax}: full NAT keeps one entry per flow; raise it to at least ${MIN_CONNTRACK_MAX} (sysctl -w net.netfilter.nf_conntrack_max=262144)` });
+  }
+  return problems;
 }
 
 /** What resolving a valid file's backend host names found. */
@@ -60,9 +111,13 @@ export async function resolveConfig(config: Config, lookup: Lookup = systemLooku
 const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
 
 /** Pre: `config` is what `run` would load. Throws ConfigError listing every name that resolves nowhere. */
-export async function checkFile(file: string, resolve: boolean, lookup: Lookup = systemLookup): Promise<string> {
+export async function checkFile(file: string, resolve: boolean, lookup: Lookup = systemLookup, host: (() => HostFacts) | undefined = undefined): Promise<string> {
   const config = await loadConfig(file, { readTokenFile: resolve });
   const summary = `${file}: OK, ${summarizeConfig(config)}`;
+  if (host !== undefined) {
+    const problems = hostProblems(config, host());
+    if (problems.length > 0) throw new ConfigError(file, problems);
+  }
   if (!resolve) {
     if (config.admin?.tokenFile !== undefined) return `${summary}; admin.tokenFile not read, backend host names not resolved (--no-resolve)`;
     const names = new Set(config.services.flatMap((service) => (service.mode === 'proxy' ? service.backends.map((backend) => backend.address.host) : [])).filter((host) => isIP(host) === 0));
@@ -78,10 +133,11 @@ export function checkCommand(): Command {
   return new Command('check')
     .description('validate a configuration file and resolve its backend host names (as haproxy -c and nginx -t do): print a one-line summary, or every problem, one per line')
     .requiredOption('-c, --config <file>', 'the configuration file (YAML, or JSON by its .json name or leading "{")')
-    .option('--no-resolve', 'do not resolve backend host names nor read admin.tokenFile (a file checked away from the host it runs on)')
+    .option('--no-resolve', 'do not resolve backend host names nor read admin.tokenFile, nor check the host (a file checked away from the host it runs on)')
+    .option('--no-host', 'skip the host checks of mode: nat services (nft 1.0 or later on PATH, bridge-nf-call-iptables off, nf_conntrack_max)')
     .action(async (options: CheckOptions) => {
       try {
-        process.stdout.write(`${await checkFile(options.config, options.resolve)}\n`);
+        process.stdout.write(`${await checkFile(options.config, options.resolve, systemLookup, options.host && options.resolve ? readHostFacts : undefined)}\n`);
       } catch (error) {
         if (!(error instanceof ConfigError)) fail(error);
         process.stderr.write(`${error.lines().join('\n')}\n`);

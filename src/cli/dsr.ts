@@ -24,7 +24,7 @@ import {
   selectDsrServices,
   type DirectorService,
   type DsrMethod,
-} from '../dsr/index.js';
+} from '../kernel/index.js';
 import { collect, EXIT_FAILURE, EXIT_USAGE, fail } from './common.js';
 
 interface CommonOptions {

@@ -7,6 +7,7 @@ import { routeCommand } from './route.js';
 import { runCommand } from './run.js';
 import { demoCommand } from './demo.js';
 import { dsrCommand } from './dsr.js';
+import { kernelCommand } from './kernel.js';
 import { checkCommand } from './check.js';
 import { reloadCommand } from './reload.js';
 import { upgradeCommand } from './upgrade.js';
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   program.addCommand(runCommand());
   program.addCommand(demoCommand());
   program.addCommand(dsrCommand());
+  program.addCommand(kernelCommand());
   program.addCommand(checkCommand());
   program.addCommand(reloadCommand());
   program.addCommand(upgradeCommand());

@@ -7,14 +7,15 @@
  * the answer is the configured service's, built through the same plan, strategy and gate as the
  * balancer (src/services), with every backend up: its balance, weights, table size, seed, flow
  * hash, hash key, backups and configured admin states. A `mode: dsr` service answers with the
- * kernel's jhash slot as `l4lb dsr lookup` computes it.
+ * kernel's jhash slot as `l4lb dsr lookup` computes it; a `mode: nat` service with the slot map
+ * `l4lb run` writes for it (every backend up).
  */
 import { Command, Option } from 'commander';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { isIP } from 'node:net';
-import { ConfigError, loadConfig, type DsrServiceConfig, type ProxyHashKey, type ProxyServiceConfig, type ServiceConfig } from '../config/index.js';
-import { planDirector } from '../dsr/index.js';
+import { ConfigError, loadConfig, type DsrServiceConfig, type NatServiceConfig, type ProxyHashKey, type ProxyServiceConfig, type ServiceConfig } from '../config/index.js';
+import { gatedSlotNames, kernelSlots, planDirector, planNat } from '../kernel/index.js';
 import { LbError } from '../errors.js';
 import { ALGORITHMS, createPicker, DEFAULT_MAGLEV_TABLE_SIZE, flowKey, isAlgorithm, nftJhashSlot, slotOwner, type Algorithm, type Backend, type HashKey } from '../hashing/index.js';
 import { buildPlan, gatePlan, ServiceLoads, ServiceState, type VerdictSource } from '../services/index.js';
@@ -69,15 +70,18 @@ function plainKey(text: string): HashKey {
 }
 
 /** The key the service hashes for a client written as `text`; LbError naming the key otherwise. */
-function serviceKey(text: string, service: string, hashKey: ProxyHashKey, ipv4Only: boolean): Uint8Array {
+function serviceKey(text: string, service: string, hashKey: ProxyHashKey, family: 'any' | 'dsr' | 4 | 6): Uint8Array {
   // hashKey: sni keys on the server name's bytes, as the proxy does (src/proxy/service.ts).
   if (hashKey === 'sni') return Buffer.from(text.toLowerCase().replace(/\.$/, ''), 'latin1');
   const parsed = parseRouteKey(text);
   if (parsed.kind === 'text') {
     throw new LbError('LB_ERR_INVALID_ARGUMENT', `key "${text}": not a client address; service "${service}" hashes ${hashKey === 'source-ip' ? 'ADDRESS' : 'ADDRESS:PORT'}`);
   }
-  if (ipv4Only && isIP(parsed.address) !== 4) {
+  if (family === 'dsr' && isIP(parsed.address) !== 4) {
     throw new LbError('LB_ERR_INVALID_ARGUMENT', `key "${text}": service "${service}" is a dsr service, which balances IPv4 clients only`);
+  }
+  if ((family === 4 || family === 6) && isIP(parsed.address) !== family) {
+    throw new LbError('LB_ERR_INVALID_ARGUMENT', `key "${text}": service "${service}" has an IPv${family} VIP, so its clients are IPv${family} addresses`);
   }
   if (hashKey === 'source-ip') return flowKey(parsed.address);
   if (parsed.port === undefined) {
@@ -106,7 +110,7 @@ function proxyRouter(config: ProxyServiceConfig): Router {
   state.update({ ...config, healthCheck: undefined }, resolved);
   const gated = gatePlan(plan, state, loads);
   return (text) => {
-    const key = serviceKey(text, config.name, config.hashKey, false);
+    const key = serviceKey(text, config.name, config.hashKey, 'any');
     return `${text}\t${gated.chooser.pick({ key, anchor: 0 }, 0)?.name ?? '-'}\n`;
   };
 }
@@ -116,9 +120,28 @@ function dsrRouter(config: DsrServiceConfig): Router {
   const [service] = planDirector([config]);
   if (service === undefined) throw new LbError('LB_ERR_CONFIG', `service "${config.name}": no director plan`);
   return (text) => {
-    const key = serviceKey(text, config.name, service.hashKey, true);
+    const key = serviceKey(text, config.name, service.hashKey, 'dsr');
     const slot = nftJhashSlot(key, service.table.size, service.seed);
     return `${text}\t${slotOwner(service.table, slot).name}\t${slot}\n`;
+  };
+}
+
+/**
+ * A nat service's router: the slot map `l4lb run` writes (the Maglev table through the health gate,
+ * src/kernel slots.ts), with every backend up and the configured admin states, indexed by the
+ * kernel's jhash slot. Prints KEY, BACKEND, SLOT.
+ */
+function natRouter(config: NatServiceConfig): Router {
+  const [service] = planNat([config]);
+  if (service === undefined) throw new LbError('LB_ERR_CONFIG', `service "${config.name}": no nat plan`);
+  const slots = kernelSlots(service.backends, service.tableSize);
+  const state = new ServiceState(config.name, { verdicts: noVerdicts });
+  state.update({ ...config, healthCheck: undefined }, service.backends);
+  const names = gatedSlotNames(slots, state);
+  return (text) => {
+    const key = serviceKey(text, config.name, service.hashKey, service.family === 'ipv6' ? 6 : 4);
+    const slot = nftJhashSlot(key, service.tableSize, service.seed);
+    return `${text}\t${names[slot] ?? '-'}\t${slot}\n`;
   };
 }
 
@@ -145,6 +168,8 @@ export async function configuredRouter(file: string, name: string | undefined): 
       return proxyRouter(service);
     case 'dsr':
       return dsrRouter(service);
+    case 'nat':
+      return natRouter(service);
     default: {
       const never: never = service;
       throw new LbError('LB_ERR_CONFIG', `unknown mode of service ${String(never)}`);

@@ -21,9 +21,10 @@ import { EXIT_FAILURE, fail } from './common.js';
 interface RunOptions {
   config: string;
   pidfile?: string;
+  cleanupOnExit?: boolean;
 }
 
-export async function run(file: string, given?: Logger, pidfile?: string): Promise<void> {
+export async function run(file: string, given?: Logger, pidfile?: string, cleanupOnExit = false): Promise<void> {
   // A worker forked by an l4lb primary (which sets WORKER_SLOT_ENV); under someone else's cluster
   // (pm2's cluster mode, say) l4lb runs as a single process.
   if (cluster.isWorker && process.env[WORKER_SLOT_ENV] !== undefined) {
@@ -50,7 +51,7 @@ export async function run(file: string, given?: Logger, pidfile?: string): Promi
   const logger = given ?? createLogger(undefined, workers > 1 ? options : { ...options, accessLog });
   let runtime: Runtime;
   try {
-    runtime = workers > 1 ? await startCluster(config, workers, logger, inherited) : await startSingleProcess(config, logger, inherited);
+    runtime = workers > 1 ? await startCluster(config, workers, logger, inherited) : await startSingleProcess(config, logger, inherited, { cleanupOnExit });
   } catch (error) {
     return failStart(error);
   }
@@ -72,7 +73,8 @@ export function runCommand(): Command {
     .description('run the proxy services of a configuration file (SIGHUP reloads it, SIGTERM drains and stops)')
     .requiredOption('-c, --config <file>', 'configuration file, YAML or JSON')
     .option('--pidfile <file>', 'write the PID there once running (removed at exit), for `l4lb reload --pidfile` and service managers')
+    .option('--cleanup-on-exit', 'remove the kernel tables of mode: nat services when stopped by SIGTERM/SIGINT (by default they stay, for the next l4lb to adopt)')
     .action(async (options: RunOptions) => {
-      await run(options.config, undefined, options.pidfile);
+      await run(options.config, undefined, options.pidfile, options.cleanupOnExit === true);
     });
 }

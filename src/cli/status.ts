@@ -19,6 +19,7 @@ import type { DrainStatus, ReloadRecord, RunningConfig } from '../observability/
 import type { BackendStatusStats, ServiceStatusStats } from '../proxy/index.js';
 import type { BackendChangeResult } from '../proxy/index.js';
 import type { StateResult } from '../services/index.js';
+import type { KernelServiceStats } from '../kernel/index.js';
 import { EXIT_FAILURE, EXIT_USAGE, fail } from './common.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9900';
@@ -160,6 +161,22 @@ export interface ProcessStatus {
   readonly config?: RunningConfig;
   readonly lastReload?: ReloadRecord | null;
   readonly drain?: DrainStatus | null;
+  /** Kernel services (mode: nat), with nft's counters (absent when none run). */
+  readonly kernel?: readonly KernelServiceStats[];
+}
+
+/** The lines of kernel services: slots, packets and bytes per backend, as nft counted them. */
+function kernelLines(status: ProcessStatus): string[] {
+  const lines: string[] = [];
+  for (const service of status.kernel ?? []) {
+    lines.push(`${service.service}  ${service.mode} table ${service.table}  ${service.slots} slots${service.conntrack === undefined ? '' : `  flows ${service.conntrack}`}`);
+    const rows = [['  BACKEND', 'ADDRESS', 'HEALTH', 'STATE', 'SLOTS', 'PACKETS', 'BYTES']];
+    for (const backend of service.backends) {
+      rows.push([`  ${backend.name}`, backend.address, backend.health, backend.state, String(backend.slots), String(backend.packets), bytes(backend.bytes)]);
+    }
+    lines.push(...table(rows), '');
+  }
+  return lines;
 }
 
 /** The line above the services while stopping (none otherwise). */
@@ -224,6 +241,7 @@ export function formatStatus(services: readonly ServiceStatusStats[], status: Pr
     }
     lines.push('');
   }
+  lines.push(...kernelLines(status));
   lines.push(...configLines(status));
   return lines.join('\n');
 }

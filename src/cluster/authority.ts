@@ -83,6 +83,8 @@ export class HealthAuthority {
       bytesDown: 0,
       buffered: 0,
       rejected: noRejections(),
+      localErrors: {},
+      pausedRefused: 0,
       healthCheck: this.states.healthCheck(service.name),
       backends: service.backends.map((backend) => ({
         name: backend.name,

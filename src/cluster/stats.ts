@@ -22,7 +22,7 @@ const BACKEND_FIELDS: readonly (keyof BackendCounted)[] = ['current', 'total', '
  */
 export function mergeStats(skeleton: readonly ServiceStatusStats[], reports: readonly (readonly ServiceStatusStats[])[]): ServiceStatusStats[] {
   return skeleton.map((base) => {
-    const service: ServiceStatusStats = { ...base, rejected: { ...base.rejected }, backends: base.backends.map((backend) => ({ ...backend })) };
+    const service: ServiceStatusStats = { ...base, rejected: { ...base.rejected }, localErrors: { ...base.localErrors }, backends: base.backends.map((backend) => ({ ...backend })) };
     let listen: ServiceStatusStats['listen'] | undefined;
     for (const report of reports) {
       const row = report.find((candidate) => candidate.name === base.name);
@@ -30,6 +30,8 @@ export function mergeStats(skeleton: readonly ServiceStatusStats[], reports: rea
       listen ??= row.listen;
       for (const field of SERVICE_FIELDS) service[field] += row[field];
       for (const reason of REJECTIONS) service.rejected[reason] = (service.rejected[reason] ?? 0) + (row.rejected[reason] ?? 0);
+      for (const [code, count] of Object.entries(row.localErrors ?? {})) service.localErrors[code] = (service.localErrors[code] ?? 0) + count;
+      service.pausedRefused += row.pausedRefused ?? 0;
       for (const backend of service.backends) {
         const counted = row.backends.find((candidate) => candidate.name === backend.name);
         if (counted !== undefined) for (const field of BACKEND_FIELDS) backend[field] += counted[field];
@@ -48,6 +50,7 @@ export function retire(report: readonly ServiceStatusStats[]): ServiceStatusStat
     queued: 0,
     buffered: 0,
     rejected: { ...service.rejected },
+    localErrors: { ...service.localErrors },
     backends: service.backends.map((backend) => ({ ...backend, current: 0 })),
   }));
 }

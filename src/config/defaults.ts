@@ -23,6 +23,8 @@ export const DEFAULTS = {
   inspectTimeout: 5_000,
   /** Top-level `workers`: one process, no cluster. */
   workers: 1,
+  /** `onDown` of kernel services (mode: nat, dsr): a down backend's flows are reset, as no proxy retries them. */
+  kernelOnDown: 'close',
 } as const;
 
 export const LIMITS = {

@@ -13,6 +13,8 @@ import { HASH_KEY_KINDS, PROXY_HASH_KEYS, type Endpoint, type HashKeyKind, type 
 export const LISTEN_RULE: EndpointRule = { host: 'ip', minPort: 0 };
 export const PROXY_BACKEND_RULE: EndpointRule = { host: 'ip-or-hostname', minPort: 1 };
 export const DSR_RULE: EndpointRule = { host: 'ipv4', minPort: 1 };
+/** A full-NAT VIP and its backends: IP literals (the kernel never resolves a name), IPv4 or IPv6. */
+export const NAT_RULE: EndpointRule = { host: 'ip', minPort: 1 };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 

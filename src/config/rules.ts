@@ -9,7 +9,8 @@
 import type * as z from 'zod';
 import { DEFAULTS, LIMITS } from './defaults.js';
 import { endpointsOverlap, formatEndpoint, parseAddress, parseEndpoint, type EndpointRule } from './endpoints.js';
-import { DSR_RULE, LISTEN_RULE, listenText } from './fields.js';
+import { isIP } from 'node:net';
+import { DSR_RULE, LISTEN_RULE, NAT_RULE, listenText } from './fields.js';
 import type { Balance, Config, Endpoint, FlowHash, HealthCheckConfig, OnDown, ProxyHashKey, ServiceConfig } from './types.js';
 
 /** Balancers that hash a flow key; the others (roundrobin, leastconn) ignore hashKey and friends. */
@@ -51,7 +52,56 @@ type BalanceKey = 'tableSize' | 'flowHash' | 'hashSeed' | 'hashKey' | 'balanceFa
 export interface DsrServiceFields {
   vip: Endpoint;
   tableSize?: number;
+  healthCheck?: unknown;
+  onDown?: OnDown;
   backends: readonly { name?: string; address?: { port?: number } }[];
+}
+
+/** What the NAT service rules read of a service as written. */
+export interface NatServiceFields {
+  vip: Endpoint;
+  tableSize?: number;
+  snat?: string;
+  healthCheck?: unknown;
+  onDown?: OnDown;
+  backends: readonly { name?: string; address?: { host: string }; backup?: boolean }[];
+}
+
+function checkKernelOnDown(service: { healthCheck?: unknown; onDown?: OnDown }, ctx: Issues): void {
+  if (service.onDown !== undefined && service.healthCheck === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['onDown'], message: 'applies only with a healthCheck (without one no backend ever goes down)' });
+  }
+}
+
+function checkKernelTableSize(tableSize: number | undefined, backendCount: number, ctx: Issues): void {
+  checkTableFits(tableSize ?? DEFAULTS.tableSize, backendCount, ctx);
+  // The words the renderers use (src/kernel), so check refuses first what render refuses.
+  if (tableSize !== undefined && tableSize > LIMITS.maxDsrTableSize) {
+    ctx.addIssue({ code: 'custom', path: ['tableSize'], message: `tableSize ${tableSize} is too large for the nft director (at most ${LIMITS.maxDsrTableSize})` });
+  }
+}
+
+/**
+ * Full NAT: one address family per service (the slot map's value type is the VIP's), a primary
+ * backend, a table that fits nft, unique names.
+ */
+export function checkNatService(service: NatServiceFields, ctx: Issues): void {
+  checkKernelTableSize(service.tableSize, service.backends.length, ctx);
+  checkKernelOnDown(service, ctx);
+  checkUniqueBackendNames(service.backends, ctx);
+  const family = isIP(service.vip.host);
+  const familyName = family === 6 ? 'IPv6' : 'IPv4';
+  service.backends.forEach((backend, index) => {
+    if (backend.address !== undefined && isIP(backend.address.host) !== family) {
+      ctx.addIssue({ code: 'custom', path: ['backends', index, 'address'], message: `must be an ${familyName} address like the VIP ${service.vip.host} (one slot map holds one address family)` });
+    }
+  });
+  if (service.snat !== undefined && isIP(service.snat) !== 0 && isIP(service.snat) !== family) {
+    ctx.addIssue({ code: 'custom', path: ['snat'], message: `must be an ${familyName} address like the VIP ${service.vip.host}, got ${service.snat}` });
+  }
+  if (service.backends.length > 0 && service.backends.every((backend) => backend.backup === true)) {
+    ctx.addIssue({ code: 'custom', path: ['backends'], message: 'every backend is a backup: at least one must be a primary (backups serve only when no primary can)' });
+  }
 }
 
 function checkUniqueBackendNames(backends: readonly { name?: string }[], ctx: Issues): void {
@@ -105,11 +155,9 @@ export function checkProxyService(service: ProxyServiceFields, ctx: Issues): voi
 }
 
 export function checkDsrService(service: DsrServiceFields, ctx: Issues): void {
-  checkTableFits(service.tableSize ?? DEFAULTS.tableSize, service.backends.length, ctx);
-  // The words `dsr render` would use (src/dsr/director-plan.ts), so check refuses first what render refuses.
-  if (service.tableSize !== undefined && service.tableSize > LIMITS.maxDsrTableSize) {
-    ctx.addIssue({ code: 'custom', path: ['tableSize'], message: `tableSize ${service.tableSize} is too large for the nft director (at most ${LIMITS.maxDsrTableSize})` });
-  }
+  // The words `dsr render` would use (src/kernel/director-plan.ts), so check refuses first what render refuses.
+  checkKernelTableSize(service.tableSize, service.backends.length, ctx);
+  checkKernelOnDown(service, ctx);
   checkUniqueBackendNames(service.backends, ctx);
   service.backends.forEach((backend, index) => {
     if (backend.address?.port !== undefined && backend.address.port !== service.vip.port) {
@@ -195,6 +243,8 @@ function factsOf(service: ServiceConfig): ServiceFacts {
       return { name: service.name, binds: service.listen.map((endpoint, index) => ({ endpoint, key: 'listen' as const, ...(service.listen.length > 1 ? { index } : {}) })) };
     case 'dsr':
       return { name: service.name, binds: [{ endpoint: service.vip, key: 'vip' }], dscp: service.dscp };
+    case 'nat':
+      return { name: service.name, binds: [{ endpoint: service.vip, key: 'vip' }] };
     default: {
       const never: never = service;
       throw new Error(`unknown service mode ${String((never as ServiceConfig).mode)}`);
@@ -212,6 +262,9 @@ export function checkServices(config: Config, ctx: Issues): void {
   // backends; until the primary resolves for them, discovery runs in one process only.
   if (config.workers === undefined || config.workers === 1) return;
   config.services.forEach((service, index) => {
+    if (service.mode === 'nat') {
+      ctx.addIssue({ code: 'custom', path: ['services', index, 'mode'], message: `mode: nat needs workers: 1 (this file has workers: ${config.workers}): the kernel writer runs in a single process` });
+    }
     if (service.mode === 'proxy' && service.dnsBackends !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['services', index, 'backends'], message: `dns:/srv: entries need workers: 1 (this file has workers: ${config.workers}): a cluster does not resolve them yet` });
     }
@@ -267,8 +320,8 @@ export function factsFromDocument(document: unknown): { adminListen?: Endpoint; 
     const facts: ServiceFacts = {};
     if (typeof service.name === 'string') facts.name = service.name;
     const mode = service.mode ?? DEFAULTS.mode;
-    if (mode === 'dsr') {
-      const vip = endpointOrUndefined(service.vip, DSR_RULE);
+    if (mode === 'dsr' || mode === 'nat') {
+      const vip = endpointOrUndefined(service.vip, mode === 'dsr' ? DSR_RULE : NAT_RULE);
       if (vip !== undefined) facts.binds = [{ endpoint: vip, key: 'vip' }];
     } else if (mode === 'proxy') {
       const listed = Array.isArray(service.listen);
@@ -327,6 +380,8 @@ function dsrFieldsOf(service: Record<string, unknown>): DsrServiceFields | undef
   return {
     vip,
     tableSize: present(service, 'tableSize') ? (typeof service.tableSize === 'number' ? service.tableSize : NaN) : undefined,
+    ...(present(service, 'healthCheck') ? { healthCheck: service.healthCheck } : {}),
+    ...(present(service, 'onDown') ? { onDown: service.onDown as OnDown } : {}),
     backends: backends.map((backend) => {
       if (!isRecord(backend)) return {};
       const address = typeof backend.address === 'string' ? parseAddress(backend.address, DSR_RULE) : undefined;
@@ -335,8 +390,27 @@ function dsrFieldsOf(service: Record<string, unknown>): DsrServiceFields | undef
   };
 }
 
+/** A nat service as the rules read it; undefined when its VIP does not parse (every nat rule needs it). */
+function natFieldsOf(service: Record<string, unknown>): NatServiceFields | undefined {
+  const vip = endpointOrUndefined(service.vip, NAT_RULE);
+  if (vip === undefined) return undefined;
+  const backends = Array.isArray(service.backends) ? service.backends : [];
+  return {
+    vip,
+    tableSize: present(service, 'tableSize') ? (typeof service.tableSize === 'number' ? service.tableSize : NaN) : undefined,
+    ...(typeof service.snat === 'string' ? { snat: service.snat } : {}),
+    ...(present(service, 'healthCheck') ? { healthCheck: service.healthCheck } : {}),
+    ...(present(service, 'onDown') ? { onDown: service.onDown as OnDown } : {}),
+    backends: backends.map((backend) => {
+      if (!isRecord(backend)) return {};
+      const address = endpointOrUndefined(backend.address, NAT_RULE);
+      return { name: stringOrUndefined(backend.name), backup: backend.backup === true, ...(address === undefined ? {} : { address }) };
+    }),
+  };
+}
+
 /**
- * The rules of checkProxyService and checkDsrService run on every service of a document that
+ * The rules of checkProxyService, checkDsrService and checkNatService run on every service of a document that
  * failed validation, on the fields that did parse: zod skips an object's refinements once any of
  * its fields has a problem, and an operator should not fix seven problems to be shown two more.
  * Paths are from the document's root.
@@ -356,6 +430,9 @@ export function serviceProblemsFromDocument(document: unknown): CrossServiceProb
     else if (mode === 'dsr') {
       const fields = dsrFieldsOf(service);
       if (fields !== undefined) checkDsrService(fields, ctx);
+    } else if (mode === 'nat') {
+      const fields = natFieldsOf(service);
+      if (fields !== undefined) checkNatService(fields, ctx);
     }
   });
   return problems;

@@ -11,11 +11,13 @@
  * default to DEFAULTS if any, its type to types.ts, and a row to docs/configuration.md. Leaves live
  * in fields.ts, rules across fields in rules.ts.
  */
+import { isIP } from 'node:net';
 import * as z from 'zod';
 import { DEFAULTS, LIMITS } from './defaults.js';
 import { adminStateField, backupField, checkAdmin, healthCheckObject, onDownField, slowStartField, tokenField } from './health-fields.js';
 import {
   DSR_RULE,
+  NAT_RULE,
   PROXY_BACKEND_RULE,
   dsrBackendAddressField,
   durationField,
@@ -36,9 +38,9 @@ import {
 } from './fields.js';
 import { backendEntryField, resolversField } from './dns-fields.js';
 import { describeObject } from './messages.js';
-import { checkDsrService, checkProxyService, checkServices, discoveryKey, type ProxyServiceFields } from './rules.js';
+import { checkDsrService, checkNatService, checkProxyService, checkServices, discoveryKey, type ProxyServiceFields } from './rules.js';
 import { checkSourceRules, cidrListField, limitsObject, proxyProtocolObject } from './source-fields.js';
-import { BALANCES, FLOW_HASHES, type Balance, type BackendConfig, type Config, type DsrServiceConfig, type FlowHash, type ListenerConfig, type ProxyServiceConfig, type RouteConfig } from './types.js';
+import { BALANCES, FLOW_HASHES, type Balance, type BackendConfig, type Config, type DsrServiceConfig, type FlowHash, type ListenerConfig, type NatServiceConfig, type ProxyServiceConfig, type RouteConfig } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Objects, as written in the file (optional keys still undefined)
@@ -67,12 +69,27 @@ const DSR_BACKEND_SHAPE = {
   weight: weightField.optional(),
 };
 
+const NAT_BACKEND_SHAPE = {
+  name: nameField,
+  address: endpointField(NAT_RULE),
+  weight: weightField.optional(),
+  backup: backupField.optional(),
+  state: adminStateField.optional(),
+};
+
+/** An IP literal (no port): the source address full NAT gives the packets it sends to a backend. */
+const snatField = z.string({ error: expecting('an IP address') }).refine((text) => isIP(text) !== 0, { error: (issue) => `expected an IP address, got ${JSON.stringify(issue.input)}` });
+
 const proxyBackendObject = describeObject(z.strictObject(PROXY_BACKEND_SHAPE), {
   label: 'a backend of a mode: proxy service',
 });
 const dsrBackendObject = describeObject(z.strictObject(DSR_BACKEND_SHAPE), {
   label: 'a backend of a mode: dsr service',
   elsewhere: [{ keys: Object.keys(PROXY_BACKEND_SHAPE), where: 'backends of mode: proxy; the DSR director keeps no connection state' }],
+});
+const natBackendObject = describeObject(z.strictObject(NAT_BACKEND_SHAPE), {
+  label: 'a backend of a mode: nat service',
+  elsewhere: [{ keys: Object.keys(PROXY_BACKEND_SHAPE), where: 'backends of mode: proxy; the kernel counts no connections per backend' }],
 });
 
 const PROXY_SERVICE_SHAPE = {
@@ -106,16 +123,47 @@ const DSR_SERVICE_SHAPE = {
   hashKey: hashKeyField.optional(),
   hashSeed: hashSeedField.optional(),
   tableSize: tableSizeField.optional(),
+  healthCheck: healthCheckObject.optional(),
+  onDown: onDownField.optional(),
   backends: z.array(dsrBackendObject, { error: expecting('a list of backends') }).min(1),
 };
 
+const NAT_SERVICE_SHAPE = {
+  mode: z.literal('nat'),
+  name: nameField,
+  vip: endpointField(NAT_RULE),
+  hashKey: hashKeyField.optional(),
+  hashSeed: hashSeedField.optional(),
+  tableSize: tableSizeField.optional(),
+  snat: snatField.optional(),
+  healthCheck: healthCheckObject.optional(),
+  onDown: onDownField.optional(),
+  backends: z.array(natBackendObject, { error: expecting('a list of backends') }).min(1),
+};
+
+/** Why a proxy-only key cannot apply to full NAT: the kernel rewrites packets, it holds no connection. */
+const NAT_REFUSALS = [
+  { keys: ['proxyProtocol'], where: 'mode: proxy; full NAT rewrites packets in the kernel and cannot carry the client address in a PROXY header' },
+  { keys: Object.keys(PROXY_SERVICE_SHAPE), where: 'mode: proxy; full NAT in the kernel holds no connection to log, queue, retry or limit' },
+];
+
 const proxyServiceObject = describeObject(z.strictObject(PROXY_SERVICE_SHAPE), {
   label: 'a mode: proxy service',
-  elsewhere: [{ keys: Object.keys(DSR_SERVICE_SHAPE), where: 'mode: dsr' }],
+  elsewhere: [
+    { keys: Object.keys(DSR_SERVICE_SHAPE), where: 'mode: dsr' },
+    { keys: Object.keys(NAT_SERVICE_SHAPE), where: 'mode: nat' },
+  ],
 });
 const dsrServiceObject = describeObject(z.strictObject(DSR_SERVICE_SHAPE), {
   label: 'a mode: dsr service',
-  elsewhere: [{ keys: Object.keys(PROXY_SERVICE_SHAPE), where: 'mode: proxy' }],
+  elsewhere: [
+    { keys: Object.keys(PROXY_SERVICE_SHAPE), where: 'mode: proxy' },
+    { keys: Object.keys(NAT_SERVICE_SHAPE), where: 'mode: nat' },
+  ],
+});
+const natServiceObject = describeObject(z.strictObject(NAT_SERVICE_SHAPE), {
+  label: 'a mode: nat service',
+  elsewhere: [...NAT_REFUSALS, { keys: Object.keys(DSR_SERVICE_SHAPE), where: 'mode: dsr' }],
 });
 
 type ProxyServiceInput = z.output<typeof proxyServiceObject>;
@@ -132,6 +180,7 @@ function proxyFields(service: ProxyServiceInput): ProxyServiceFields {
   };
 }
 type DsrServiceInput = z.output<typeof dsrServiceObject>;
+type NatServiceInput = z.output<typeof natServiceObject>;
 
 // ---------------------------------------------------------------------------------------------
 // Defaults
@@ -185,11 +234,33 @@ function toDsrService(service: DsrServiceInput): DsrServiceConfig {
     hashKey: service.hashKey ?? DEFAULTS.hashKey,
     hashSeed: service.hashSeed ?? DEFAULTS.hashSeed,
     tableSize: service.tableSize ?? DEFAULTS.tableSize,
+    ...(service.healthCheck === undefined ? {} : { healthCheck: service.healthCheck }),
+    onDown: service.onDown ?? DEFAULTS.kernelOnDown,
     backends: service.backends.map((backend) => ({
       name: backend.name,
       address: { host: backend.address.host, port: backend.address.port ?? service.vip.port },
       weight: backend.weight ?? DEFAULTS.weight,
     })),
+  };
+}
+
+function toNatService(service: NatServiceInput): NatServiceConfig {
+  return {
+    mode: 'nat',
+    name: service.name,
+    vip: service.vip,
+    hashKey: service.hashKey ?? DEFAULTS.hashKey,
+    hashSeed: service.hashSeed ?? DEFAULTS.hashSeed,
+    tableSize: service.tableSize ?? DEFAULTS.tableSize,
+    ...(service.snat === undefined ? {} : { snat: service.snat }),
+    ...(service.healthCheck === undefined ? {} : { healthCheck: service.healthCheck }),
+    onDown: service.onDown ?? DEFAULTS.kernelOnDown,
+    backends: service.backends.map((backend) => {
+      const result: BackendConfig = { name: backend.name, address: backend.address, weight: backend.weight ?? DEFAULTS.weight };
+      if (backend.backup !== undefined) result.backup = backend.backup;
+      if (backend.state !== undefined) result.state = backend.state;
+      return result;
+    }),
   };
 }
 
@@ -200,6 +271,7 @@ const serviceSchema = z.preprocess(
     [
       proxyServiceObject.superRefine((service, ctx) => checkProxyService(proxyFields(service), ctx)).superRefine(checkSourceRules).transform(toProxyService),
       dsrServiceObject.superRefine(checkDsrService).transform(toDsrService),
+      natServiceObject.superRefine(checkNatService).transform(toNatService),
     ],
     { error: expecting('a service (a mapping)') },
   ),

@@ -20,6 +20,8 @@ function describeService(service: ServiceConfig): string {
       return `${service.name}: ${service.balance} over ${backendsOf(service)} on ${service.listen.length === 0 ? 'listeners routes' : service.listen.map(formatEndpoint).join(', ')}`;
     case 'dsr':
       return `${service.name}: dsr maglev over ${count(service.backends.length, 'backend')} on VIP ${formatEndpoint(service.vip)} dscp ${service.dscp}`;
+    case 'nat':
+      return `${service.name}: nat maglev over ${count(service.backends.length, 'backend')} on VIP ${formatEndpoint(service.vip)}${service.snat === undefined ? '' : ` snat ${service.snat}`}`;
     default: {
       const never: never = service;
       return String(never);

@@ -170,10 +170,36 @@ export interface DsrServiceConfig {
   hashKey: HashKeyKind;
   hashSeed: number;
   tableSize: number;
+  /** Absent when not configured (then every backend counts as up). */
+  healthCheck?: HealthCheckConfig;
+  /** What a down backend's established flows get: close (the default of kernel modes) or keep. */
+  onDown: OnDown;
   backends: BackendConfig[];
 }
 
-export type ServiceConfig = ProxyServiceConfig | DsrServiceConfig;
+/**
+ * Full NAT in the kernel (nftables DNAT to the Maglev slot's backend, SNAT or masquerade on the way
+ * out: docs/kernel.md). `vip` is an IPv4 or IPv6 literal; every backend address is of the VIP's
+ * family; a backend's port may differ from the VIP's.
+ */
+export interface NatServiceConfig {
+  mode: 'nat';
+  name: string;
+  vip: Endpoint;
+  hashKey: HashKeyKind;
+  hashSeed: number;
+  tableSize: number;
+  /** The source address replies come back to; absent: masquerade (the outgoing interface's address). */
+  snat?: string;
+  healthCheck?: HealthCheckConfig;
+  onDown: OnDown;
+  backends: BackendConfig[];
+}
+
+/** The services whose data plane is the kernel, driven by `l4lb run` (src/kernel). */
+export type KernelServiceConfig = DsrServiceConfig | NatServiceConfig;
+
+export type ServiceConfig = ProxyServiceConfig | DsrServiceConfig | NatServiceConfig;
 export type ServiceMode = ServiceConfig['mode'];
 
 export interface AdminConfig {

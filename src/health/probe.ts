@@ -4,6 +4,7 @@
  * miniature (connect / send / expect with min-recv), with the same guarantees as its check task:
  * one deadline per probe, a bounded receive buffer, and nothing left behind.
  */
+import { isLocalError } from '../errors.js';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { CheckResult, FailureKind, HealthTarget } from './types.js';
@@ -153,7 +154,9 @@ export function runProbe(
     socket.on('error', (error: Error) => {
       if (verdict !== undefined) return;
       if (!connected) {
-        finish(failure(started, 'connect', describeSocketError(error)));
+        // l4lb's own shortage (EMFILE, …) says nothing about the server: not a failed check.
+        const local = isLocalError((error as NodeJS.ErrnoException).code);
+        finish(failure(started, local ? 'aborted' : 'connect', `${local ? "local error on l4lb's side: " : ''}${describeSocketError(error)}`));
       } else {
         // A reset after some bytes: let the decoder judge what arrived, as if the server closed.
         if (!decide(true)) finish(failure(started, 'closed', `connection error after ${received} bytes: ${describeSocketError(error)}`));

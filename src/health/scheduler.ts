@@ -252,6 +252,8 @@ export class HealthScheduler extends EventEmitter<HealthSchedulerEvents> {
     entry.inFlight = undefined;
     if (entry.removed || this.stopped) return;
     this.schedule(entry, checkDelay(this.intervalMs, this.jitter, this.random));
+    // An aborted probe (l4lb's own shortage, src/proxy/local-errors.ts) is no verdict on the backend.
+    if (!result.ok && result.kind === 'aborted') return;
     this.apply(entry, result, 'active');
   }
 

@@ -18,6 +18,7 @@
 import { VERSION } from '../version.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ADMIN_STATES } from '../config/index.js';
+import type { KernelCounters, KernelServiceStats } from '../kernel/index.js';
 import type { Balancer, ServiceStatusStats } from '../proxy/index.js';
 import type { CheckEvent } from '../services/index.js';
 import { MonotonicFeed } from './feed.js';
@@ -30,6 +31,10 @@ import { lifecycleMetrics, type LifecycleView } from './lifecycle.js';
 export interface StatsSource {
   stats(): ServiceStatusStats[] | Promise<ServiceStatusStats[]>;
   readonly events: Balancer['events'];
+  /** Kernel services (mode: nat): rows with counters read from nft now; absent: none run here. */
+  kernel?(): Promise<KernelServiceStats[]>;
+  /** The kernel writer's transactions; undefined when it does not run. */
+  kernelCounters?(): KernelCounters | undefined;
 }
 
 type ServiceLabels = 'service';
@@ -58,6 +63,8 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
   const connectionsTotal = new Counter({ name: 'l4lb_connections_total', help: 'Connections accepted, per service', labelNames: serviceLabels, registers });
   const refusedTotal = new Counter({ name: 'l4lb_connections_refused_total', help: 'Connections refused for want of a slot (queue full or queue timeout), per service', labelNames: serviceLabels, registers });
   const rejectedTotal = new Counter({ name: 'l4lb_connections_rejected_total', help: 'Connections ended by source rules, per-source limits or PROXY header checks before any backend, per service and reason', labelNames: ['service', 'reason'] as const, registers });
+  const localErrorsTotal = new Counter({ name: 'l4lb_local_errors_total', help: "Backend connects that failed on l4lb's own side (EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL), per service and code; never counted against a backend", labelNames: ['service', 'code'] as const, registers });
+  const pausedRefusedTotal = new Counter({ name: 'l4lb_connections_paused_refused_total', help: 'Connections reset at accept while the listener was paused for a descriptor shortage, per service', labelNames: serviceLabels, registers });
   const bytesTotal = new Counter({ name: 'l4lb_bytes_total', help: 'Bytes relayed, per service and direction (up: client to backend)', labelNames: ['service', 'direction'] as const, registers });
   const backendCurrent = new Gauge({ name: 'l4lb_backend_connections_current', help: 'Connections to a backend, connecting or spliced', labelNames: backendLabels, registers });
   const backendTotal = new Counter({ name: 'l4lb_backend_connections_total', help: 'Connection attempts to a backend', labelNames: backendLabels, registers });
@@ -80,6 +87,14 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
   const dnsAge = new Gauge({ name: 'l4lb_dns_last_success_age_seconds', help: 'Seconds since a dns:/srv: entry last got a good answer (absent before the first)', labelNames: dnsLabels, registers });
   const dnsAnswering = new Gauge({ name: 'l4lb_dns_answer_ok', help: '1 when the last query of a dns:/srv: entry got records, 0 when it failed or was empty (the last good set is kept)', labelNames: dnsLabels, registers });
 
+  // Kernel services (mode: nat): read from nft at scrape time, never on a timer.
+  const kernelSlots = new Gauge({ name: 'l4lb_kernel_backend_slots', help: 'Slots of the kernel slot map that name a backend now (mode: nat)', labelNames: backendLabels, registers });
+  const kernelPackets = new Counter({ name: 'l4lb_kernel_backend_packets_total', help: 'Packets the kernel sent from clients to a backend (its nft counter; restarts at 0 when the table is reloaded whole)', labelNames: backendLabels, registers });
+  const kernelBytes = new Counter({ name: 'l4lb_kernel_backend_bytes_total', help: 'Bytes the kernel sent from clients to a backend (its nft counter)', labelNames: backendLabels, registers });
+  const kernelTransactions = new Counter({ name: 'l4lb_kernel_transactions_total', help: 'nft transactions of the kernel writer, by result (applied, refused)', labelNames: ['result'] as const, registers });
+  const kernelSeconds = new Gauge({ name: 'l4lb_kernel_transaction_seconds', help: 'Seconds the last applied nft transaction took', registers });
+  const kernelFlows = new Gauge({ name: 'l4lb_kernel_flows', help: 'Conntrack entries of a kernel service\'s VIP (from /proc/net/nf_conntrack)', labelNames: serviceLabels, registers });
+
   const buildInfo = new Gauge({ name: 'l4lb_build_info', help: 'Always 1; the version label says which l4lb runs', labelNames: ['version'] as const, registers });
   buildInfo.set({ version: VERSION }, 1);
   collectDefaultMetrics({ register: registry });
@@ -89,9 +104,14 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
     connections: new MonotonicFeed(connectionsTotal),
     refused: new MonotonicFeed(refusedTotal),
     rejected: new MonotonicFeed(rejectedTotal),
+    localErrors: new MonotonicFeed(localErrorsTotal),
+    pausedRefused: new MonotonicFeed(pausedRefusedTotal),
     bytes: new MonotonicFeed(bytesTotal),
     dnsResolutions: new MonotonicFeed(dnsResolutions),
     backendTotal: new MonotonicFeed(backendTotal),
+    kernelPackets: new MonotonicFeed(kernelPackets),
+    kernelBytes: new MonotonicFeed(kernelBytes),
+    kernelTransactions: new MonotonicFeed(kernelTransactions),
     backendErrors: new MonotonicFeed(backendErrors),
     backendBytes: new MonotonicFeed(backendBytes),
   };
@@ -142,6 +162,8 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
       feeds.connections.set({ service: name }, service.total);
       feeds.refused.set({ service: name }, service.refused);
       for (const [reason, count] of Object.entries(service.rejected)) feeds.rejected.set({ service: name, reason }, count);
+      for (const [code, count] of Object.entries(service.localErrors ?? {})) feeds.localErrors.set({ service: name, code }, count);
+      feeds.pausedRefused.set({ service: name }, service.pausedRefused ?? 0);
       feeds.bytes.set({ service: name, direction: 'up' }, service.bytesUp);
       feeds.bytes.set({ service: name, direction: 'down' }, service.bytesDown);
       for (const backend of service.backends) {
@@ -157,12 +179,31 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
     }
   };
 
+  const refreshKernel = (rows: readonly KernelServiceStats[], counters: KernelCounters | undefined): void => {
+    kernelSlots.reset();
+    kernelFlows.reset();
+    for (const row of rows) {
+      if (row.conntrack !== undefined) kernelFlows.set({ service: row.service }, row.conntrack);
+      for (const backend of row.backends) {
+        const labels = { service: row.service, backend: backend.name };
+        kernelSlots.set(labels, backend.slots);
+        feeds.kernelPackets.set(labels, backend.packets);
+        feeds.kernelBytes.set(labels, backend.bytes);
+      }
+    }
+    if (counters === undefined) return;
+    feeds.kernelTransactions.set({ result: 'applied' }, counters.applied);
+    feeds.kernelTransactions.set({ result: 'refused' }, counters.refused);
+    kernelSeconds.set(counters.lastSeconds);
+  };
+
   return {
     registry,
     contentType: registry.contentType,
     render: async () => {
       const services = await balancer.stats();
       refresh(services);
+      if (balancer.kernel !== undefined) refreshKernel(await balancer.kernel(), balancer.kernelCounters?.());
       lifecycleFeed?.refresh(services);
       return registry.metrics();
     },

@@ -30,6 +30,7 @@ export type EndReason =
   | SpliceEnd
   | 'connect-timeout' // the last backend tried did not answer within timeouts.connect
   | 'connect-failed' // the last backend tried refused or failed (ECONNREFUSED, …)
+  | 'local-error' // the backend connect failed on l4lb's own side (EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL); not the backend's fault
   | 'no-backend' // the strategy offered no backend (none configured, none eligible)
   | 'refused-queue-full' // service at maxConnections and its wait queue full
   | 'refused-queue-timeout' // waited timeouts.queue without a free slot
@@ -50,6 +51,7 @@ export const END_REASON_TEXT: Readonly<Record<EndReason, string>> = {
   shutdown: 'closed by balancer shutdown',
   'connect-timeout': 'connect timeout',
   'connect-failed': 'connect failed',
+  'local-error': "connect failed on l4lb's side (out of descriptors, buffers, memory or local ports)",
   'no-backend': 'no backend',
   'refused-queue-full': 'refused (queue full)',
   'refused-queue-timeout': 'refused (queue timeout)',
@@ -77,6 +79,7 @@ const END_REASON_LEVEL: Readonly<Record<EndReason, Extract<Level, 'info' | 'warn
   shutdown: 'info',
   'connect-timeout': 'warn',
   'connect-failed': 'warn',
+  'local-error': 'warn',
   'no-backend': 'warn',
   'refused-queue-full': 'warn',
   'refused-queue-timeout': 'warn',

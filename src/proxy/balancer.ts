@@ -307,10 +307,8 @@ class RunningBalancer implements Balancer {
     const proxies: { service: ProxyServiceConfig; where: string }[] = [];
     for (const [index, service] of config.services.entries()) {
       const where = `services[${index}] (${service.name})`;
-      if (service.mode === 'dsr') {
-        this.logger.info({ service: service.name }, 'dsr service: rendered by `l4lb dsr`, not proxied by `l4lb run`');
-        continue;
-      }
+      // Kernel services (mode: dsr, nat) are the kernel writer's (src/kernel), not the proxy's.
+      if (service.mode !== 'proxy') continue;
       proxies.push({ service, where });
     }
     await this.dns.watch(config.resolvers, watchedServices(proxies.map(({ service }) => service)));

@@ -22,6 +22,7 @@ import type { Clock } from '../clock.js';
 import type { HashKey } from '../hashing/index.js';
 import type { ConnectionEndpoints } from '../proxy-protocol/index.js';
 import type { SourceLease } from '../rules/index.js';
+import { isLocalError, type LocalErrorCode } from './local-errors.js';
 import { formatAddress, roundMs, type AccessRecord, type EndReason, type SourceRefusal } from './access-log.js';
 import type { IdleSweeper } from './idle-sweeper.js';
 import type { Flow, ResolvedBackend, ServicePlan } from '../services/index.js';
@@ -55,6 +56,8 @@ export interface ConnectionHost {
   connectionEnded(connection: ClientConnection, record: AccessRecord, from: ConnectionState): void;
   /** A backend slot was given back while the connection goes on (a failed attempt). */
   backendReleased(): void;
+  /** A backend connect failed on l4lb's side (`code`): count it, log once per burst, pause accepting if descriptors are short. */
+  localError(code: LocalErrorCode): void;
 }
 
 /** `undefined`: every remaining candidate is at its maxConnections; `null`: no candidate at all. */
@@ -116,6 +119,13 @@ function onEarlyClientError(this: ClientSocket, error: NodeJS.ErrnoException): v
 
 function onEarlyClientClose(this: ClientSocket): void {
   this[CONNECTION]?.finish('client-aborted');
+}
+
+/** Resets a client socket that is still open (RST instead of FIN); a destroyed one is left as it is. */
+export function resetClient(socket: Socket): void {
+  if (socket.destroyed) return;
+  socket.on('error', ignoreError); // resetAndDestroy on a socket without a handle reports ERR_SOCKET_CLOSED
+  socket.resetAndDestroy();
 }
 
 /** Takes our connect listeners and timeout off an attempt's socket; returns it. */
@@ -245,6 +255,15 @@ class Placement implements SpliceOptions {
     discard(detach(socket));
     const backend = this.backend;
     this.releaseSlot();
+    if (isLocalError(code)) {
+      // l4lb's own shortage: not the backend's failure (no health report, no failure count), and
+      // another backend would fail the same way, so no retry.
+      this.link = undefined;
+      this.host.localError(code);
+      this.connection.finish('local-error', code);
+      this.host.backendReleased();
+      return;
+    }
     backend.counters.failures++;
     (this.failed ??= []).push(backend.name);
     this.plan.observe?.(backend.name, false);
@@ -301,6 +320,9 @@ export class ClientConnection implements Flow {
   private firstBytesScreen: ClientScreen | undefined;
   /** Refused by source rules: summarised by the service instead of an access-log line. */
   private refused = false;
+  /** The peer's address and port, read once at accept: Node forgets them once the socket is closed. */
+  private readonly peerHost: string | undefined;
+  private readonly peerPort: number | undefined;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -309,6 +331,8 @@ export class ClientConnection implements Flow {
     readonly routing?: Routing,
   ) {
     this.acceptedAt = host.clock.now();
+    this.peerHost = client.remoteAddress;
+    this.peerPort = client.remotePort;
     const owned: ClientSocket = client;
     owned[CONNECTION] = this;
     client.on('error', onEarlyClientError);
@@ -352,19 +376,21 @@ export class ClientConnection implements Flow {
     return formatAddress(this.clientHost, this.clientPort);
   }
 
-  /** The effective client address, for hashing and rules; undefined once the socket is gone. */
+  /** The effective client address, for hashing and rules; undefined only if the socket was gone at accept. */
   get clientHost(): string | undefined {
-    return this.proxied === undefined ? this.client.remoteAddress : this.proxied.source.address;
+    return this.proxied === undefined ? this.peerHost : this.proxied.source.address;
   }
 
   get clientPort(): number | undefined {
-    return this.proxied === undefined ? this.client.remotePort : this.proxied.source.port;
+    return this.proxied === undefined ? this.peerPort : this.proxied.source.port;
   }
 
   /** What a header sent on to the backend carries: the effective client and the destination it asked for. */
   get endpoints(): ConnectionEndpoints | undefined {
     if (this.proxied !== undefined) return this.proxied;
-    const { remoteAddress, remotePort, localAddress, localPort } = this.client;
+    const { localAddress, localPort } = this.client;
+    const remoteAddress = this.peerHost;
+    const remotePort = this.peerPort;
     if (remoteAddress === undefined || remotePort === undefined || localAddress === undefined || localPort === undefined) return undefined;
     return { source: { address: remoteAddress, port: remotePort }, destination: { address: localAddress, port: localPort } };
   }
@@ -424,11 +450,19 @@ export class ClientConnection implements Flow {
     return new Splice(this.client, backend, placement);
   }
 
-  /** Ends the connection now whatever its state (balancer shutdown, or its backend went down). */
+  /**
+   * Ends the connection now whatever its state (balancer shutdown, or its backend went down). A
+   * cut flow must look cut to the client: its side is reset (RST), not closed with a FIN. The
+   * connection always finishes, whether or not its sockets were already destroyed.
+   */
   abort(reason: 'shutdown' | 'backend-down' = 'shutdown'): void {
     const splice = this.splice;
-    if (splice !== undefined) splice.destroy(reason);
-    else this.finish(reason);
+    if (splice !== undefined) {
+      splice.cut(reason);
+      return;
+    }
+    resetClient(this.client);
+    this.finish(reason);
   }
 
   /**
@@ -451,7 +485,7 @@ export class ClientConnection implements Flow {
       this,
       {
         client: this.clientAddress,
-        ...(this.proxied === undefined ? {} : { peer: formatAddress(this.client.remoteAddress, this.client.remotePort) }),
+        ...(this.proxied === undefined ? {} : { peer: formatAddress(this.peerHost, this.peerPort) }),
         backend: shown?.name ?? null,
         backendAddress: shown === undefined ? null : formatAddress(shown.address.host, shown.address.port),
         queueMs: roundMs(this.queueMs),

@@ -115,6 +115,10 @@ export class ServiceCounters {
   refused = 0;
   /** Ended by the source rules, limits and PROXY header checks, per reason (every reason present). */
   readonly rejected = new Map<Rejection, number>(REJECTIONS.map((reason) => [reason, 0]));
+  /** Backend connects that failed on l4lb's own side, per errno code (src/proxy/local-errors.ts). */
+  readonly localErrors = new Map<string, number>();
+  /** Connections reset at accept while listeners were paused for a descriptor shortage. */
+  pausedRefused = 0;
   /** Bytes of connections that have ended, client → backend and back. */
   closedBytesUp = 0;
   closedBytesDown = 0;

@@ -14,6 +14,7 @@ import { flowKey } from '../hashing/index.js';
 import { logAccess, type AccessRecord } from './access-log.js';
 import { ClientConnection, nextCandidate, type ConnectionHost, type ConnectionState, type Routing } from './connection.js';
 import { IdleSweeper, idleSweeper } from './idle-sweeper.js';
+import { ACCEPT_PAUSE_MS, BurstGate, pausesAccepting, type LocalErrorCode } from './local-errors.js';
 import { WaitQueue, type ServiceCounters } from './queue.js';
 import type { ServicePlan } from '../services/index.js';
 import { isRejection, type Rejection } from './rejections.js';
@@ -47,6 +48,10 @@ export interface ServiceStats {
   backends: BackendStats[];
   /** Connections ended by the PROXY header checks or refused by source rules, by reason. */
   rejected: Record<Rejection, number>;
+  /** Backend connects that failed on l4lb's own side (EMFILE, …), by code: not counted against any backend. */
+  localErrors: Record<string, number>;
+  /** Connections reset at accept while the listener was paused for a descriptor shortage. */
+  pausedRefused: number;
 }
 
 
@@ -73,6 +78,9 @@ export class ProxyService implements ConnectionHost {
   private accepting = true;
   private idleWaiters: (() => void)[] = [];
   private readonly gate: SourceGate;
+  /** Until this clock time, accepted sockets are reset at once (descriptors are short). */
+  private pausedUntil = Number.NEGATIVE_INFINITY;
+  private readonly localBursts = new BurstGate();
   readonly clock: Clock;
   readonly idleSweeper: IdleSweeper;
 
@@ -114,6 +122,14 @@ export class ProxyService implements ConnectionHost {
   readonly accept = (socket: Socket, routing?: Routing): void => {
     if (!this.accepting) {
       socket.destroy();
+      return;
+    }
+    if (this.clock.now() < this.pausedUntil) {
+      // Paused for a descriptor shortage: give the descriptor back at once, with a reset so the
+      // client retries rather than reading an empty stream (HAProxy stops polling its listeners).
+      this.counters.pausedRefused++;
+      socket.on('error', () => {});
+      socket.resetAndDestroy();
       return;
     }
     this.counters.total++;
@@ -195,6 +211,19 @@ export class ProxyService implements ConnectionHost {
     this.pump();
   }
 
+  localError(code: LocalErrorCode): void {
+    this.counters.localErrors.set(code, (this.counters.localErrors.get(code) ?? 0) + 1);
+    const now = this.clock.now();
+    if (pausesAccepting(code)) this.pausedUntil = now + ACCEPT_PAUSE_MS;
+    const { startsBurst, previous } = this.localBursts.note(now);
+    if (startsBurst) {
+      this.logger.warn(
+        { code, previousBurst: previous, pauseMs: pausesAccepting(code) ? ACCEPT_PAUSE_MS : 0 },
+        "backend connect failed on l4lb's side; backends not marked down",
+      );
+    }
+  }
+
   /** Ends the established and connecting connections of backend `name` (onDown: close). O(open connections). */
   closeBackend(name: string): void {
     for (const connection of [...this.open]) if (connection.currentBackend?.name === name) connection.abort('backend-down');
@@ -273,6 +302,8 @@ export class ProxyService implements ConnectionHost {
       queued: this.queue.length,
       total: this.counters.total,
       refused: this.counters.refused,
+      localErrors: Object.fromEntries(this.counters.localErrors),
+      pausedRefused: this.counters.pausedRefused,
       bytesUp,
       bytesDown,
       buffered,

@@ -318,6 +318,18 @@ export class Splice implements IdleWatched {
     }
   }
 
+  /**
+   * The balancer cuts the flow (drain deadline passed, or its backend went down with onDown:
+   * close): the client is reset (RST), so the cut does not look like a clean end of stream, and
+   * the backend closed. A socket already destroyed is left as it is: its 'close' still reaches
+   * socketClosed, so `onEnd` follows in every case.
+   */
+  cut(reason: 'shutdown' | 'backend-down'): void {
+    this.abortReason ??= reason;
+    if (!this.client.destroyed) this.client.resetAndDestroy();
+    if (!this.backend.destroyed) this.backend.destroy();
+  }
+
   /** A socket failed: the other is reset, as the peer did. */
   failed(socket: Socket, error: NodeJS.ErrnoException): void {
     const clientFailed = socket === this.client;

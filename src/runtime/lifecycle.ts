@@ -32,11 +32,11 @@
  */
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { startAdmin, type AdminServer } from '../admin/index.js';
+import type { AdminServer } from '../admin/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import type { Config } from '../config/index.js';
 import { isLbError, LbError, problemsOf, UpgradeError } from '../errors.js';
-import { openConnections, type DrainRecord, type LifecycleView, type ReloadAbandoned, type ReloadRecord, type ReloadResult, type UpgradeOutcome } from '../observability/index.js';
+import type { DrainRecord, LifecycleView, ReloadAbandoned, ReloadRecord, ReloadResult, UpgradeOutcome } from '../observability/index.js';
 import { formatAddress, reopenLogFiles } from '../proxy/index.js';
 import { ADMIN_SOCKET, InheritedSockets, listeningFd, reportReady, startSuccessor, type HandoverSockets, type StartSuccessor } from './handover.js';
 import { readConfigForReload, type ConfigReader } from './read-off-thread.js';
@@ -259,6 +259,8 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
   let admin: AdminServer | undefined;
   if (config.admin !== undefined) {
     try {
+      // Loaded only with an admin API: it brings prom-client and the stats page (about 5 MB of an idle process's heap and code).
+      const { startAdmin } = await import('../admin/index.js');
       admin = await startAdmin(runtime.admin, { listen: config.admin.listen, fd: inherited.take(ADMIN_SOCKET), token: config.admin.token, metricsPublic: config.admin.metricsPublic, logger, lifecycle: view });
     } catch (error) {
       await runtime.stop(0);
@@ -335,7 +337,7 @@ export async function runLifecycle(options: LifecycleOptions): Promise<void> {
       clock.setInterval(() => {
         void Promise.resolve(runtime.admin.stats()).then((services) => {
           if (drain === null) return;
-          logger.info({ connections: openConnections(services), remainingMs: Math.max(0, drain.deadline - Date.now()), ...fields }, 'draining: connections left');
+          logger.info({ connections: services.reduce((open, service) => open + service.current, 0), remainingMs: Math.max(0, drain.deadline - Date.now()), ...fields }, 'draining: connections left');
         });
       }, DRAIN_PROGRESS_MS),
     );

@@ -8,6 +8,7 @@
  * so a walk rebuilt after a health change cannot send it back to them or past its next candidate.
  */
 import { performance } from 'node:perf_hooks';
+import type { Balance } from '../config/index.js';
 import type { LoadView } from '../hashing/index.js';
 import { admissionDraw, isUsable, slowStartFraction, type ServiceState } from './state.js';
 import type { ResolvedBackend, ServicePlan } from './plan.js';
@@ -36,7 +37,7 @@ interface FlowWalk {
  * version continues it instead of asking the strategy again.
  */
 class HealthGate implements Chooser<ResolvedBackend> {
-  readonly balance: ServicePlan['chooser']['balance'];
+  readonly balance: Balance;
   readonly backends: readonly ResolvedBackend[];
   private readonly walks = new WeakMap<Flow, FlowWalk>();
   private primaryVersion = -1;
@@ -45,7 +46,7 @@ class HealthGate implements Chooser<ResolvedBackend> {
   private innerVersion = -1;
 
   constructor(
-    private readonly plan: ServicePlan,
+    private readonly plan: GateSubject,
     private readonly health: ServiceState,
     private readonly loads: LoadView,
     private readonly random: () => number = Math.random,
@@ -65,7 +66,7 @@ class HealthGate implements Chooser<ResolvedBackend> {
     if (this.innerVersion !== this.health.version) {
       this.innerVersion = this.health.version;
       const usable = this.usableSet();
-      this.inner = usable.length === 0 ? undefined : createChooser(this.plan.config.balance, usable, { loads: this.loads });
+      this.inner = usable.length === 0 ? undefined : createChooser(this.balance, usable, { loads: this.loads });
     }
     return this.inner;
   }
@@ -124,6 +125,17 @@ class HealthGate implements Chooser<ResolvedBackend> {
     if (walk.found.length <= attempt) this.extend(flow, walk, attempt);
     return walk.found[attempt];
   }
+}
+
+/** What the gate wraps: a strategy over resolved backends, and whether it hashes the flow key. */
+export type GateSubject = Pick<ServicePlan, 'chooser' | 'backends' | 'hashes'>;
+
+/**
+ * `subject`'s chooser gated by `health`: what a kernel table writer asks, slot by slot, for the
+ * backend new flows of that slot go to (src/kernel), through the very gate the proxy uses.
+ */
+export function gateChooser(subject: GateSubject, health: ServiceState, loads: LoadView): Chooser<ResolvedBackend> {
+  return new HealthGate(subject, health, loads);
 }
 
 /** The plan new connections use: `plan` with its chooser gated by `health`, and passive observations wired. */

@@ -8,7 +8,7 @@ export { BackendCounters, ServiceLoads } from './counters.js';
 export { resolveBackends, resolveHost, systemLookup, type Lookup, type ResolvedAddress } from './resolve.js';
 export { buildPlan, slotHashOf, type ResolvedBackend, type ServicePlan } from './plan.js';
 export { createChooser, type Chooser, type ChooserOptions, type Flow } from './strategy.js';
-export { gatePlan } from './gate.js';
+export { gateChooser, gatePlan, type GateSubject } from './gate.js';
 export {
   admissionDraw,
   isUsable,
@@ -22,6 +22,7 @@ export {
   type ServiceStateEvents,
   type SharedStatus,
   type StateChange,
+  type StatefulServiceConfig,
   type VerdictSink,
   type VerdictSource,
   type VerdictSources,

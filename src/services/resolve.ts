@@ -41,7 +41,7 @@ export async function resolveHost(host: string, where: string, lookup: Lookup): 
  * The error for a caller bug: a list of resolved addresses that is not resolveBackends(config)
  * (a backend of the one has no counterpart at the same index in the other).
  */
-export function outOfStep(config: ProxyServiceConfig, backend: string): LbError {
+export function outOfStep(config: { readonly name: string }, backend: string): LbError {
   return new LbError('LB_ERR_INVALID_ARGUMENT', `service ${config.name}: backend ${backend} is not in step with the resolved addresses`);
 }
 

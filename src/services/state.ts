@@ -26,7 +26,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import type { AdminState, HealthCheckConfig, ProxyServiceConfig } from '../config/index.js';
+import type { AdminState, BackendConfig, HealthCheckConfig, OnDown } from '../config/index.js';
 import type { CheckResult, Health, ResultSource } from '../health/index.js';
 import type { HashKey } from '../hashing/index.js';
 import { outOfStep, type ResolvedAddress } from './resolve.js';
@@ -38,6 +38,17 @@ export interface LastCheck {
   readonly durationMs: number;
   readonly detail: string;
   readonly at: string;
+}
+
+/**
+ * What a service's state reads of its configuration: a proxy service, or a kernel one (mode: nat,
+ * dsr), whose backends have no slow start.
+ */
+export interface StatefulServiceConfig {
+  readonly name: string;
+  readonly healthCheck?: HealthCheckConfig;
+  readonly onDown?: OnDown;
+  readonly backends: readonly Pick<BackendConfig, 'name' | 'backup' | 'slowStart' | 'state'>[];
 }
 
 /** One backend's runtime status: kept by name across reloads while the backend stays configured. */
@@ -209,7 +220,7 @@ export class ServiceState extends EventEmitter<ServiceStateEvents> implements Ve
    * (then the verdict source decides: a deciding process applies it); new ones start in the
    * check's initial health; removed ones are forgotten.
    */
-  update(config: ProxyServiceConfig, backends: readonly ResolvedAddress[]): void {
+  update(config: StatefulServiceConfig, backends: readonly ResolvedAddress[]): void {
     this.onDown = config.onDown ?? 'keep';
     this.check = config.healthCheck;
     const now = new Date().toISOString();

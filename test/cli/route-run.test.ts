@@ -144,6 +144,30 @@ describe('l4lb route -c agrees with l4lb run', () => {
     expect(result.stderr.trim().split('\n')[0]).toMatch(message);
   });
 
+  it('a nat service: the slot map `kernel render` loads, indexed by the kernel jhash slot', () => {
+    const file = join(dir, 'nat.yaml');
+    writeFileSync(
+      file,
+      [
+        'services:',
+        '  - { mode: nat, name: web, vip: "127.0.0.1:8000", hashKey: source-ip-port, hashSeed: 42, tableSize: 13, backends: [{ name: b1, address: "127.0.0.1:8001" }, { name: b2, address: "127.0.0.1:8002" }, { name: b3, address: "127.0.0.1:8003", state: draining }] }',
+      ].join('\n'),
+    );
+    const rendered = spawnSync(process.execPath, [CLI, 'kernel', 'render', '-c', file], { encoding: 'utf8' });
+    expect(rendered.status).toBe(0);
+    const body = /map slots_web \{[^]*?elements = \{([^}]*)\}/.exec(rendered.stdout)?.[1] ?? '';
+    const map = new Map([...body.matchAll(/(\d+) : 127\.0\.0\.1 \. 800(\d)/g)].map((m) => [m[1], `b${m[2]}`]));
+    expect(map.size).toBe(13);
+    expect([...map.values()]).not.toContain('b3');
+    const flows = SOURCES.map((source, i) => `${source}:${40000 + i}`);
+    const predicted = route(['-c', file, '-s', 'web', ...flows]);
+    expect(predicted.stderr).toBe('');
+    for (const line of predicted.stdout.trim().split('\n')) {
+      const [, backend, slot] = line.split('\t');
+      expect(map.get(slot ?? '')).toBe(backend);
+    }
+  });
+
   it('refuses a roundrobin service: its answer does not depend on the key', () => {
     const file = join(dir, 'rr.yaml');
     writeFileSync(file, 'services:\n  - { name: rr, listen: "127.0.0.1:0", balance: roundrobin, backends: [{ name: a, address: "127.0.0.1:1" }] }\n');

@@ -30,9 +30,10 @@ function parse(line: string): Record<string, unknown> | undefined {
   }
 }
 
-export function startCli(args: string[]): CliChild {
+/** `nodeArgs` go to node before the script (`--import` of a loader hook, say). */
+export function startCli(args: string[], nodeArgs: readonly string[] = []): CliChild {
   if (!existsSync(CLI)) throw new Error('dist/cli.js is missing: run `npm run build` (npm test does it first)');
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let errors = '';
   let partial = '';

@@ -1,0 +1,31 @@
+/**
+ * The kernel data planes: the DSR director and backends (docs/dsr.md) and full NAT (docs/kernel.md),
+ * rendered from `mode: dsr` / `mode: nat` services, and the writer `l4lb run` drives them with.
+ */
+export { DSR_METHODS, isDsrMethod, planDirector, selectDsrServices, MAX_DSR_TABLE_SIZE, DIRECTOR_TABLE, BACKEND_TABLE } from './director-plan.js';
+export type { DirectorService, DsrBackend, DsrMethod } from './director-plan.js';
+export { renderDirector, renderDirectorRoutes, FLOW_PIN_TIMEOUT } from './director.js';
+export { renderBackend } from './backend.js';
+export { renderDiff, type DirectorDiff, type ServiceDelta } from './diff.js';
+export { kernelSlots, gatedSlotNames, tableSlotNames, type KernelBackend, type KernelSlots } from './slots.js';
+export {
+  NAT_FAMILY,
+  NAT_TABLE,
+  OWNER_SET,
+  counterName,
+  movedSlots,
+  natDelta,
+  natKeyExpression,
+  natShape,
+  natValue,
+  nftId,
+  planNat,
+  renderNatTable,
+  renderSlotDelta,
+  type AddressFamily,
+  type NatAssignment,
+  type NatService,
+  type SlotDelta,
+} from './nat.js';
+export { systemNft, mapElements, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
+export { KernelWriter, conntrackCounter, natServices, removeTables, type KernelBackendStats, type KernelCounters, type KernelServiceStats, type KernelWriterOptions } from './writer.js';

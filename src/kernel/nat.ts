@@ -1,0 +1,329 @@
+/**
+ * Full NAT in the kernel: the table `inet l4lb_nat` rendered from `mode: nat` services (docs/kernel.md,
+ * the layout verified in /work/shared/LAB-NOTES.md "Full NAT in the kernel"). Pure: plan in, text out.
+ *
+ * Per service (nft id ID = the name with [^A-Za-z0-9_] → `_`):
+ *   - map `slots_ID` (`type mark : ADDR . inet_service`): slot → backend address . port. A packet to
+ *     VIP:PORT gets `meta mark set jhash KEY mod M seed S` (nft 1.0.6 cannot look a jhash up in a mark
+ *     map directly) and is DNATed to `meta mark map @slots_ID`, in prerouting at priority dstnat
+ *     (forwarded clients) and in output at priority -100 (local clients; `dstnat` is refused there).
+ *     conntrack then keeps each established flow on its backend whatever the map says later.
+ *   - postrouting: DNATed flows of the VIP get `snat to SNAT`, or `masquerade`, so replies return
+ *     through this host (full NAT: the backend sees this host, never the client).
+ *   - set `dead_ID` (`ADDR . inet_service`) of down backends: in forward and output filter chains, a
+ *     packet of a flow whose reply source is in it is answered with a TCP reset (onDown: close).
+ *   - a named counter `be_ID_BACKEND` per backend: packets and bytes client → backend.
+ * The set `l4lb_owner` marks the table as l4lb's and holds the fingerprint of its shape (everything
+ * but the slot map and the dead set), so a restarted l4lb can tell whether only elements differ.
+ */
+import { isIP } from 'node:net';
+import type { HashKeyKind, NatServiceConfig, OnDown } from '../config/index.js';
+import { LbError } from '../errors.js';
+import { hex, elementLines } from './director.js';
+import { MAX_DSR_TABLE_SIZE } from './director-plan.js';
+import type { KernelBackend } from './slots.js';
+
+/** The one table full NAT owns; nothing else is touched. */
+export const NAT_TABLE = 'l4lb_nat';
+export const NAT_FAMILY = 'inet';
+/** The set whose presence says "made by l4lb" and whose element is the shape fingerprint. */
+export const OWNER_SET = 'l4lb_owner';
+
+export type AddressFamily = 'ipv4' | 'ipv6';
+
+export interface NatService {
+  readonly name: string;
+  /** `name` reduced to an nft identifier suffix. */
+  readonly id: string;
+  readonly family: AddressFamily;
+  readonly vip: string;
+  readonly port: number;
+  readonly hashKey: HashKeyKind;
+  readonly seed: number;
+  readonly tableSize: number;
+  /** Absent: masquerade. */
+  readonly snat?: string;
+  readonly onDown: OnDown;
+  /** In configuration order. */
+  readonly backends: readonly KernelBackend[];
+}
+
+/** One service's kernel state: the backend (by name) of every slot, and the backends reset as dead. */
+export interface NatAssignment {
+  readonly service: NatService;
+  /** Length tableSize: slot i → backend name. */
+  readonly slots: readonly string[];
+  /** Names of backends whose flows are reset (down under onDown: close). */
+  readonly dead: readonly string[];
+}
+
+export function nftId(name: string): string {
+  return name.replace(/[^A-Za-z0-9_]/g, '_');
+}
+
+function problem(service: string, message: string): LbError {
+  return new LbError('LB_ERR_CONFIG', `service "${service}": ${message}`);
+}
+
+/**
+ * Checks what the renderer needs beyond the schema (nft identifiers that collide, a VIP used twice,
+ * two backends at one address) and returns the services as the renderer reads them.
+ * Throws LbError(LB_ERR_CONFIG) naming the service.
+ */
+export function planNat(services: readonly NatServiceConfig[]): NatService[] {
+  const ids = new Map<string, string>();
+  const vips = new Set<string>();
+  return services.map((service) => {
+    const { name, vip } = service;
+    const family: AddressFamily = isIP(vip.host) === 6 ? 'ipv6' : 'ipv4';
+    const id = nftId(name);
+    const clash = ids.get(id);
+    if (clash !== undefined) throw problem(name, `its name and "${clash}" give the same nft identifier "${id}"; rename one`);
+    ids.set(id, name);
+    const endpoint = `${vip.host}:${vip.port}`;
+    if (vips.has(endpoint)) throw problem(name, `another nat service already uses ${endpoint}`);
+    vips.add(endpoint);
+    if (service.tableSize > MAX_DSR_TABLE_SIZE) throw problem(name, `tableSize ${service.tableSize} is too large for the nft director (at most ${MAX_DSR_TABLE_SIZE})`);
+    const counters = new Map<string, string>();
+    const addresses = new Map<string, string>();
+    for (const backend of service.backends) {
+      const counter = nftId(backend.name);
+      const twin = counters.get(counter);
+      if (twin !== undefined) throw problem(name, `backends "${twin}" and "${backend.name}" give the same nft identifier "${counter}"; rename one`);
+      counters.set(counter, backend.name);
+      const where = `${backend.address.host}:${backend.address.port}`;
+      const same = addresses.get(where);
+      if (same !== undefined) throw problem(name, `backends "${same}" and "${backend.name}" share the address ${where}`);
+      addresses.set(where, backend.name);
+    }
+    return {
+      name,
+      id,
+      family,
+      vip: vip.host,
+      port: vip.port,
+      hashKey: service.hashKey,
+      seed: service.hashSeed,
+      tableSize: service.tableSize,
+      ...(service.snat === undefined ? {} : { snat: service.snat }),
+      onDown: service.onDown,
+      backends: service.backends.map((backend) => ({ name: backend.name, weight: backend.weight, address: backend.address })),
+    };
+  });
+}
+
+/** `ip` or `ip6`: the payload protocol of an address family. */
+function ipOf(family: AddressFamily): 'ip' | 'ip6' {
+  return family === 'ipv6' ? 'ip6' : 'ip';
+}
+
+function addrType(family: AddressFamily): string {
+  return family === 'ipv6' ? 'ipv6_addr' : 'ipv4_addr';
+}
+
+/** The nft expression hashed for a flow key kind, in the VIP's family (as keys.ts flowKey orders it). */
+export function natKeyExpression(kind: HashKeyKind, family: AddressFamily): string {
+  const ip = ipOf(family);
+  switch (kind) {
+    case 'source-ip':
+      return `${ip} saddr`;
+    case 'source-ip-port':
+      return `${ip} saddr . tcp sport`;
+    default: {
+      const never: never = kind;
+      throw new LbError('LB_ERR_CONFIG', `unknown hash key "${String(never)}"`);
+    }
+  }
+}
+
+/** A backend as a map value or set element: `192.0.2.11 . 80`. */
+export function natValue(service: NatService, backendName: string): string {
+  const backend = service.backends.find((candidate) => candidate.name === backendName);
+  if (backend === undefined) throw new LbError('LB_ERR_INVALID_ARGUMENT', `service ${service.name}: no backend "${backendName}"`);
+  return `${backend.address.host} . ${backend.address.port}`;
+}
+
+export function counterName(service: NatService, backendName: string): string {
+  return `be_${service.id}_${nftId(backendName)}`;
+}
+
+/** 32-bit FNV-1a of the text: the shape fingerprint kept in `l4lb_owner`. */
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+  return hash >>> 0;
+}
+
+/**
+ * What must match for a delta to turn the loaded table into this one: every chain, rule, counter and
+ * set declaration (services, VIPs, hashes, SNAT, backends and their addresses), not the elements.
+ */
+export function natShape(services: readonly NatService[]): number {
+  return fnv1a(
+    JSON.stringify(
+      services.map((service) => [
+        service.id, service.family, service.vip, service.port, service.hashKey, service.seed, service.tableSize, service.snat ?? null,
+        service.backends.map((backend) => [backend.name, backend.address.host, backend.address.port]),
+      ]),
+    ),
+  );
+}
+
+/** The VIP match of a service's DNAT rule. */
+function vipMatch(service: NatService): string {
+  return `${ipOf(service.family)} daddr ${service.vip} tcp dport ${service.port}`;
+}
+
+/** The conntrack match of a service's flows (original direction: client → VIP). */
+function flowMatch(service: NatService): string {
+  return `meta l4proto tcp ct original ${ipOf(service.family)} daddr ${service.vip} ct original proto-dst ${service.port}`;
+}
+
+function dnatRule(service: NatService): string {
+  const hash = `jhash ${natKeyExpression(service.hashKey, service.family)} mod ${service.tableSize} seed ${hex(service.seed)}`;
+  return `${vipMatch(service)} meta mark set ${hash} ct mark set meta mark dnat ${ipOf(service.family)} to meta mark map @slots_${service.id}`;
+}
+
+function snatRule(service: NatService): string {
+  const ip = ipOf(service.family);
+  // Masquerade has no address to take on loopback (a local client to a local backend: the packet is
+  // dropped, measured here); such flows need no SNAT, replies come back through this host anyway.
+  return `${flowMatch(service)} ct status dnat ${service.snat === undefined ? 'oifname != "lo" masquerade' : `snat ${ip} to ${service.snat}`}`;
+}
+
+function resetRule(service: NatService): string {
+  const ip = ipOf(service.family);
+  return `${flowMatch(service)} ct reply ${ip} saddr . ct reply proto-src @dead_${service.id} reject with tcp reset`;
+}
+
+function counterRules(service: NatService): string[] {
+  const ip = ipOf(service.family);
+  return service.backends.map(
+    (backend) => `${flowMatch(service)} ct status dnat ${ip} daddr ${backend.address.host} tcp dport ${backend.address.port} counter name ${counterName(service, backend.name)}`,
+  );
+}
+
+function chain(name: string, hook: string, rules: readonly string[]): string[] {
+  // Trap 1 of the lab notes: a rule followed by `}` on its line is a syntax error; `}` stands alone.
+  return [`\tchain ${name} {`, `\t\t${hook}`, ...rules.map((rule) => `\t\t${rule}`), '\t}'];
+}
+
+/**
+ * The whole table for `assignments` (one per service, in order). Pre: services from planNat, each
+ * slots of length tableSize naming its backends. Post: loading it with `nft -f` leaves exactly one
+ * table `inet l4lb_nat`, whatever was there before (declare, delete, rebuild: one transaction).
+ */
+export function renderNatTable(assignments: readonly NatAssignment[]): string {
+  const services = assignments.map((assignment) => assignment.service);
+  const out: string[] = [
+    '#!/usr/sbin/nft -f',
+    '# l4lb full NAT: generated by `l4lb kernel render` / `l4lb run`; load with `nft -f` (one transaction).',
+    ...assignments.flatMap(({ service, slots }) => {
+      const counts = new Map<string, number>();
+      for (const name of slots) counts.set(name, (counts.get(name) ?? 0) + 1);
+      return [
+        `# service ${service.name}: ${service.family === 'ipv6' ? `[${service.vip}]` : service.vip}:${service.port}, jhash ${natKeyExpression(service.hashKey, service.family)} mod ${service.tableSize} seed ${hex(service.seed)}, ${service.snat === undefined ? 'masquerade' : `snat ${service.snat}`}`,
+        ...service.backends.map((backend) => `#   ${backend.name} ${backend.address.host} . ${backend.address.port} weight ${backend.weight}: ${counts.get(backend.name) ?? 0} slots`),
+      ];
+    }),
+    `table ${NAT_FAMILY} ${NAT_TABLE} {}`,
+    `delete table ${NAT_FAMILY} ${NAT_TABLE}`,
+    `table ${NAT_FAMILY} ${NAT_TABLE} {`,
+    `\tset ${OWNER_SET} {`,
+    '\t\ttype mark',
+    `\t\telements = { ${hex(natShape(services))} }`,
+    '\t}',
+  ];
+  for (const { service, slots, dead } of assignments) {
+    for (const backend of service.backends) out.push(`\tcounter ${counterName(service, backend.name)} {}`);
+    const elements = slots.map((name, slot) => `${slot} : ${natValue(service, name)}`);
+    out.push(
+      `\tmap slots_${service.id} {`,
+      `\t\ttype mark : ${addrType(service.family)} . inet_service`,
+      '\t\telements = {',
+      elementLines(elements, '\t\t\t'),
+      '\t\t}',
+      '\t}',
+      `\tset dead_${service.id} {`,
+      `\t\ttype ${addrType(service.family)} . inet_service`,
+      ...(dead.length === 0 ? [] : [`\t\telements = { ${dead.map((name) => natValue(service, name)).join(', ')} }`]),
+      '\t}',
+    );
+  }
+  out.push(
+    ...chain('prerouting', 'type nat hook prerouting priority dstnat; policy accept;', services.map(dnatRule)),
+    // Trap 6: `priority dstnat` is refused in the output hook; -100 is its value.
+    ...chain('output', 'type nat hook output priority -100; policy accept;', services.map(dnatRule)),
+    ...chain('postrouting', 'type nat hook postrouting priority srcnat; policy accept;', services.map(snatRule)),
+    // `count` is an nft keyword (as `fwd` is): the chain needs another name.
+    ...chain('backend_counters', 'type filter hook postrouting priority filter; policy accept;', services.flatMap(counterRules)),
+    ...chain('reset_forward', 'type filter hook forward priority filter; policy accept;', services.map(resetRule)),
+    ...chain('reset_output', 'type filter hook output priority filter; policy accept;', services.map(resetRule)),
+    '}',
+    '',
+  );
+  return out.join('\n');
+}
+
+/** What one map (and optionally one set) of a loaded table must change: values per slot and set members. */
+export interface SlotDelta {
+  /** `inet l4lb_nat` or `ip l4lb_dsr`. */
+  readonly table: string;
+  readonly map: string;
+  /** Map value of every slot before and after (same length). */
+  readonly before: readonly string[];
+  readonly after: readonly string[];
+  /** Set elements to add and to delete (each must be absent / present now). */
+  readonly set?: { readonly name: string; readonly add: readonly string[]; readonly remove: readonly string[] };
+}
+
+/** Slots whose value differs between `before` and `after`: what a delta rewrites, nothing else. */
+export function movedSlots(before: readonly string[], after: readonly string[]): number[] {
+  if (before.length !== after.length) throw new LbError('LB_ERR_TABLE_SIZE', `cannot diff slot maps of sizes ${before.length} and ${after.length}`);
+  const moved: number[] = [];
+  for (let slot = 0; slot < after.length; slot++) if (before[slot] !== after[slot]) moved.push(slot);
+  return moved;
+}
+
+/**
+ * One nft transaction for `deltas`: per map, `delete element` of the moved keys then `add element`
+ * with their new values (nft refuses `add` on an existing key with another value, trap 7, and
+ * deleting a key that is absent aborts the whole transaction: only keys the map holds are deleted);
+ * set members added and removed. Empty string when nothing changes. Pure.
+ */
+export function renderSlotDelta(deltas: readonly SlotDelta[]): string {
+  const deletes: string[] = [];
+  const adds: string[] = [];
+  for (const delta of deltas) {
+    const moved = movedSlots(delta.before, delta.after);
+    if (moved.length > 0) {
+      deletes.push(`delete element ${delta.table} ${delta.map} {`, elementLines(moved.map(String), '\t', 16), '}');
+      adds.push(`add element ${delta.table} ${delta.map} {`, elementLines(moved.map((slot) => `${slot} : ${delta.after[slot] ?? ''}`), '\t'), '}');
+    }
+    const set = delta.set;
+    if (set === undefined) continue;
+    if (set.remove.length > 0) deletes.push(`delete element ${delta.table} ${set.name} {`, elementLines(set.remove, '\t'), '}');
+    if (set.add.length > 0) adds.push(`add element ${delta.table} ${set.name} {`, elementLines(set.add, '\t'), '}');
+  }
+  if (deletes.length === 0 && adds.length === 0) return '';
+  return [...deletes, ...adds, ''].join('\n');
+}
+
+/** The delta of one NAT service between two assignments (same service shape). Pure. */
+export function natDelta(before: NatAssignment, after: NatAssignment): SlotDelta {
+  const { service } = after;
+  const values = (slots: readonly string[]): string[] => slots.map((name) => natValue(service, name));
+  const deadBefore = new Set(before.dead);
+  const deadAfter = new Set(after.dead);
+  return {
+    table: `${NAT_FAMILY} ${NAT_TABLE}`,
+    map: `slots_${service.id}`,
+    before: values(before.slots),
+    after: values(after.slots),
+    set: {
+      name: `dead_${service.id}`,
+      add: after.dead.filter((name) => !deadBefore.has(name)).map((name) => natValue(service, name)),
+      remove: before.dead.filter((name) => !deadAfter.has(name)).map((name) => natValue(service, name)),
+    },
+  };
+}

@@ -1,0 +1,388 @@
+/**
+ * The kernel writer: one more consumer of the services' health and admin decisions (src/services
+ * ServiceStates, fed by the same checks and admin API as proxy services), writing the full-NAT table
+ * `inet l4lb_nat` (docs/kernel.md). Katran's habit: the table is built pure (slots.ts through the gate,
+ * nat.ts renders), and only the delta is programmed.
+ *
+ * - Start: the table in the kernel is read. None: the whole table is loaded in one transaction. One
+ *   l4lb made with the same shape (set `l4lb_owner`): only the elements that differ are rewritten, so
+ *   a restart moves nothing. A table of that name without the marker: KernelError table-owned.
+ * - Every health / admin change: the gated table is recomputed, and one transaction rewrites the
+ *   moved slots and the dead set. A refused transaction leaves the previous table (and what this
+ *   writer believes is loaded) as it was; it is logged and counted, and the next change retries.
+ * - Reload: same shape → delta; another shape (services, VIPs, backends' addresses) → the whole table.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { AdminState, Config, DsrServiceConfig, NatServiceConfig } from '../config/index.js';
+import { KernelError } from '../errors.js';
+import { ServiceStates, type StateResult, type VerdictSources } from '../services/index.js';
+import { NAT_FAMILY, NAT_TABLE, OWNER_SET, counterName, natDelta, natShape, natValue, planNat, renderNatTable, renderSlotDelta, type NatAssignment, type NatService } from './nat.js';
+import { mapElements, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
+import { gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
+import { DIRECTOR_TABLE, planDirector, type DirectorService } from './director-plan.js';
+import { renderDirector } from './director.js';
+
+/** One backend's row of /stats `kernel`. */
+export interface KernelBackendStats {
+  name: string;
+  address: string;
+  state: AdminState;
+  health: 'up' | 'down';
+  slots: number;
+  packets: number;
+  bytes: number;
+}
+
+/** One service's row of /stats `kernel`. */
+export interface KernelServiceStats {
+  service: string;
+  mode: 'nat';
+  table: string;
+  slots: number;
+  backends: KernelBackendStats[];
+  conntrack?: number;
+}
+
+/** Transactions applied and refused, and the time the last one took: what the metrics read. */
+export interface KernelCounters {
+  applied: number;
+  refused: number;
+  lastSeconds: number;
+  /** Sum of the seconds of every transaction, for a histogram-less summary. */
+  totalSeconds: number;
+}
+
+export interface KernelWriterOptions {
+  readonly nft: NftRunner;
+  readonly logger: Logger;
+  readonly verdicts: VerdictSources;
+  /** Counts the flows of a service in conntrack; absent: not reported. */
+  readonly conntrack?: (service: NatService) => Promise<number | undefined>;
+}
+
+interface Planned {
+  readonly service: NatService;
+  readonly slots: KernelSlots;
+}
+
+const TABLE = `${NAT_FAMILY} ${NAT_TABLE}`;
+
+/** The dsr services of a configuration. */
+export function dsrServices(config: Config): DsrServiceConfig[] {
+  return config.services.filter((service): service is DsrServiceConfig => service.mode === 'dsr');
+}
+
+const DSR_TABLE = `ip ${DIRECTOR_TABLE}`;
+
+/** What must match for a DSR delta: everything the director's rules name, not the slot elements. */
+function dsrShape(services: readonly DirectorService[]): string {
+  return JSON.stringify(services.map((service) => [service.id, service.vip, service.port, service.dscp, service.hashKey, service.seed, service.table.size, service.table.backends.map((backend) => [backend.name, backend.address])]));
+}
+
+/** The nat services of a configuration. */
+export function natServices(config: Config): NatServiceConfig[] {
+  return config.services.filter((service): service is NatServiceConfig => service.mode === 'nat');
+}
+
+/** What the loaded table holds, read back into assignments; undefined if the shape differs. */
+function readAssignments(listing: readonly NftObject[], planned: readonly Planned[]): NatAssignment[] | undefined {
+  const owner = objectsOf(listing, 'set').get(OWNER_SET);
+  const shape = setElements(owner).map((text) => Number(text))[0];
+  if (shape !== natShape(planned.map((entry) => entry.service))) return undefined;
+  const maps = objectsOf(listing, 'map');
+  const sets = objectsOf(listing, 'set');
+  const result: NatAssignment[] = [];
+  for (const { service } of planned) {
+    const byValue = new Map(service.backends.map((backend) => [natValue(service, backend.name), backend.name]));
+    const elements = mapElements(maps.get(`slots_${service.id}`));
+    const slots: string[] = [];
+    for (let slot = 0; slot < service.tableSize; slot++) {
+      const name = byValue.get(elements.get(slot) ?? '');
+      if (name === undefined) return undefined; // a slot missing or naming no backend: reload whole
+      slots.push(name);
+    }
+    const dead = setElements(sets.get(`dead_${service.id}`)).map((value) => byValue.get(value)).filter((name): name is string => name !== undefined);
+    result.push({ service, slots, dead });
+  }
+  return result;
+}
+
+export class KernelWriter {
+  readonly states: ServiceStates;
+  readonly counters: KernelCounters = { applied: 0, refused: 0, lastSeconds: 0, totalSeconds: 0 };
+  private planned: Planned[] = [];
+  /** What this writer believes the kernel holds (what it last loaded, or read at start). */
+  private loaded: NatAssignment[] | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private stopped = false;
+  /** mode: dsr services (table ip l4lb_dsr, method l3), and the gated tables last loaded. */
+  private dsrPlanned: DirectorService[] = [];
+  private dsrLoaded: DirectorService[] | undefined;
+
+  constructor(private readonly options: KernelWriterOptions) {
+    this.states = new ServiceStates({ logger: options.logger, verdicts: options.verdicts });
+    const changed = (): void => void this.enqueue(() => this.sync()).catch(() => undefined);
+    this.states.events.on('health', changed);
+    this.states.events.on('state', changed);
+  }
+
+  /** Whether `config` has services this writer drives. */
+  static wanted(config: Config): boolean {
+    return natServices(config).length > 0 || dsrServices(config).length > 0;
+  }
+
+  /** Services this writer drives now. */
+  has(service: string): boolean {
+    return this.planned.some((entry) => entry.service.name === service) || this.dsrPlanned.some((entry) => entry.name === service);
+  }
+
+  /**
+   * Applies `config`'s nat services: at start (reads what the kernel holds) and at each reload.
+   * Rejects with KernelError / LbError(LB_ERR_CONFIG); the previous table then stays in force.
+   */
+  apply(config: Config): Promise<void> {
+    return this.enqueue(async () => {
+      const configs = natServices(config);
+      const services = planNat(configs);
+      const planned = services.map((service) => ({ service, slots: kernelSlots(service.backends, service.tableSize) }));
+      const dsrConfigs = dsrServices(config);
+      const dsrPlanned = dsrConfigs.length === 0 ? [] : planDirector(dsrConfigs);
+      configs.forEach((service) => this.states.of(service.name).update(service, service.backends));
+      dsrConfigs.forEach((service) => this.states.of(service.name).update(service, service.backends));
+      this.states.retain(new Set([...configs, ...dsrConfigs].map((service) => service.name)));
+      const previous = this.planned;
+      this.planned = planned;
+      try {
+        await this.program(previous);
+      } catch (error) {
+        this.planned = previous;
+        throw error;
+      }
+      await this.programDsr(dsrPlanned);
+    });
+  }
+
+  /** Loads what the decisions say, as a delta when the loaded table has the same shape. */
+  private async program(previous: readonly Planned[]): Promise<void> {
+    const desired = this.desired();
+    let loaded = this.loaded;
+    const sameShape = loaded !== undefined && natShape(previous.map((entry) => entry.service)) === natShape(this.planned.map((entry) => entry.service));
+    if (!sameShape) {
+      const listing = await this.options.nft.list(NAT_FAMILY, NAT_TABLE);
+      if (listing !== undefined && !objectsOf(listing, 'set').has(OWNER_SET)) {
+        throw new KernelError({ cause: 'table-owned', table: TABLE, detail: `no set ${OWNER_SET} in it` });
+      }
+      loaded = listing === undefined ? undefined : readAssignments(listing, this.planned);
+    }
+    if (loaded === undefined) {
+      if (desired.length === 0) return;
+      await this.transaction(renderNatTable(desired), 'table loaded', { services: desired.length });
+    } else {
+      const script = renderSlotDelta(loaded.map((before, index) => natDelta(before, desired[index] ?? before)));
+      if (script !== '') await this.transaction(script, 'slots rewritten', { moved: countMoved(loaded, desired) });
+    }
+    this.loaded = desired;
+  }
+
+  /** The assignment every service should have now. */
+  private desired(): NatAssignment[] {
+    return this.planned.map(({ service, slots }) => {
+      const state = this.states.of(service.name);
+      const dead = service.onDown === 'close' ? [...state.statuses.values()].filter((status) => status.health === 'down').map((status) => status.name) : [];
+      return { service, slots: gatedSlotNames(slots, state), dead };
+    });
+  }
+
+  /** Each dsr service with its Maglev table seen through the gate (slot i → its gated backend). */
+  private gatedDsr(services: readonly DirectorService[]): DirectorService[] {
+    return services.map((service) => {
+      const { table } = service;
+      const slots = kernelSlots(table.backends.map((backend) => ({ name: backend.name, weight: backend.weight, address: { host: backend.address, port: service.port } })), table.size);
+      const names = gatedSlotNames(slots, this.states.of(service.name));
+      const index = new Map(table.backends.map((backend, i) => [backend.name, i]));
+      return { ...service, table: { ...table, slots: Int32Array.from(names.map((name) => index.get(name) ?? 0)) } };
+    });
+  }
+
+  /**
+   * The DSR director's table: whole at start and when its shape changes (renderDirector, l3), else
+   * one transaction of the moved slots. Pins in flows_ID keep established flows on their backend.
+   */
+  private async programDsr(planned: readonly DirectorService[]): Promise<void> {
+    const previous = this.dsrLoaded;
+    this.dsrPlanned = [...planned];
+    if (planned.length === 0) {
+      this.dsrLoaded = undefined;
+      return;
+    }
+    const desired = this.gatedDsr(planned);
+    if (previous === undefined || dsrShape(previous) !== dsrShape(desired)) {
+      await this.transaction(renderDirector(desired, 'l3'), 'table loaded', { services: desired.length, table: DSR_TABLE }, DSR_TABLE);
+    } else {
+      await this.dsrDelta(previous, desired);
+    }
+    this.dsrLoaded = desired;
+  }
+
+  private async dsrDelta(before: readonly DirectorService[], after: readonly DirectorService[]): Promise<void> {
+    const values = (service: DirectorService): string[] => Array.from(service.table.slots, (index) => service.table.backends[index]?.address ?? '');
+    const script = renderSlotDelta(after.map((service, i) => ({ table: DSR_TABLE, map: `slots_${service.id}`, before: values(before[i] ?? service), after: values(service) })));
+    if (script !== '') await this.transaction(script, 'slots rewritten', { table: DSR_TABLE }, DSR_TABLE);
+  }
+
+  /** A health or admin change: one transaction of the moved slots and dead set. */
+  private async sync(): Promise<void> {
+    if (this.stopped) return;
+    const dsrLoaded = this.dsrLoaded;
+    if (dsrLoaded !== undefined) {
+      const desired = this.gatedDsr(this.dsrPlanned);
+      try {
+        await this.dsrDelta(dsrLoaded, desired);
+        this.dsrLoaded = desired;
+      } catch (error) {
+        this.options.logger.error({ table: DSR_TABLE, error: error instanceof Error ? error.message : String(error) }, 'kernel transaction refused: the previous table stays');
+      }
+    }
+    if (this.loaded === undefined) return;
+    const desired = this.desired();
+    const script = renderSlotDelta(this.loaded.map((before, index) => natDelta(before, desired[index] ?? before)));
+    if (script === '') return;
+    try {
+      await this.transaction(script, 'slots rewritten', { moved: countMoved(this.loaded, desired) });
+      this.loaded = desired;
+    } catch (error) {
+      // The kernel keeps the previous table and so does this writer; the next change retries.
+      this.options.logger.error({ table: TABLE, error: error instanceof Error ? error.message : String(error) }, 'kernel transaction refused: the previous table stays');
+    }
+  }
+
+  private async transaction(script: string, message: string, fields: object, table: string = TABLE): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.options.nft.apply(script, table);
+    } catch (error) {
+      this.counters.refused++;
+      throw error;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    this.counters.applied++;
+    this.counters.lastSeconds = seconds;
+    this.counters.totalSeconds += seconds;
+    this.options.logger.info({ table, ...fields, ms: Math.round(seconds * 1000) }, `kernel ${message}`);
+  }
+
+  /** Resolves once every change queued so far has been written (or refused). */
+  settled(): Promise<void> {
+    return this.queue;
+  }
+
+  setState(service: string, backend: string, state: AdminState): StateResult {
+    return this.states.setState(service, backend, state);
+  }
+
+  /** /stats rows: slots from what is loaded, counters read from the kernel now. */
+  async stats(): Promise<KernelServiceStats[]> {
+    const loaded = this.loaded;
+    if (loaded === undefined) return [];
+    const listing = (await this.options.nft.list(NAT_FAMILY, NAT_TABLE).catch(() => undefined)) ?? [];
+    const counters = objectsOf(listing, 'counter');
+    return Promise.all(
+      loaded.map(async ({ service, slots }) => {
+        const conntrack = await this.options.conntrack?.(service);
+        return {
+          service: service.name,
+          mode: 'nat' as const,
+          table: TABLE,
+          slots: service.tableSize,
+          backends: service.backends.map((backend) => {
+            const fields = this.states.statusFields(service.name, backend.name);
+            const counter = counters.get(counterName(service, backend.name));
+            return {
+              name: backend.name,
+              address: `${backend.address.host}:${backend.address.port}`,
+              state: fields.state,
+              health: fields.health,
+              slots: slots.filter((name) => name === backend.name).length,
+              packets: Number(counter?.packets ?? 0),
+              bytes: Number(counter?.bytes ?? 0),
+            };
+          }),
+          ...(conntrack === undefined ? {} : { conntrack }),
+        };
+      }),
+    );
+  }
+
+  /** Stops the checks; the tables stay (SIGTERM, or a handover to a new l4lb that adopts them). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.queue;
+    await this.states.stop();
+  }
+
+  /** Removes the table (`--cleanup-on-exit`). */
+  async remove(): Promise<void> {
+    await this.stop();
+    await removeTables(this.options.nft);
+  }
+
+  private enqueue(step: () => Promise<void>): Promise<void> {
+    const next = this.queue.then(step);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+}
+
+function countMoved(before: readonly NatAssignment[], after: readonly NatAssignment[]): number {
+  let moved = 0;
+  before.forEach((assignment, index) => {
+    const next = after[index];
+    if (next === undefined) return;
+    for (let slot = 0; slot < assignment.slots.length; slot++) if (assignment.slots[slot] !== next.slots[slot]) moved++;
+  });
+  return moved;
+}
+
+/**
+ * Removes l4lb's kernel tables (`l4lb kernel flush`): `inet l4lb_nat` when it carries l4lb's marker
+ * and `ip l4lb_dsr`. Returns the tables removed. KernelError table-owned for a foreign table.
+ */
+export async function removeTables(nft: NftRunner): Promise<string[]> {
+  const removed: string[] = [];
+  const nat = await nft.list(NAT_FAMILY, NAT_TABLE);
+  if (nat !== undefined) {
+    if (!objectsOf(nat, 'set').has(OWNER_SET)) throw new KernelError({ cause: 'table-owned', table: TABLE, detail: `no set ${OWNER_SET} in it; not removed` });
+    await nft.apply(`delete table ${TABLE}\n`, TABLE);
+    removed.push(TABLE);
+  }
+  const dsr = await nft.list('ip', 'l4lb_dsr');
+  if (dsr !== undefined) {
+    await nft.apply('delete table ip l4lb_dsr\n', 'ip l4lb_dsr');
+    removed.push('ip l4lb_dsr');
+  }
+  return removed;
+}
+
+/** The conntrack entries of a service's flows, from /proc/net/nf_conntrack (undefined if unreadable). */
+export function conntrackCounter(read: () => Promise<string>): (service: NatService) => Promise<number | undefined> {
+  return async (service) => {
+    let text: string;
+    try {
+      text = await read();
+    } catch {
+      return undefined;
+    }
+    const dst = ` dst=${service.vip} `;
+    const dport = ` dport=${service.port} `;
+    let count = 0;
+    for (const line of text.split('\n')) {
+      // The original direction comes first on each line: its dst and dport are the VIP's.
+      const first = line.indexOf(' src=');
+      const second = line.indexOf(' src=', first + 1);
+      const original = second < 0 ? line : line.slice(0, second);
+      if (line.includes(' tcp ') && `${original} `.includes(dst) && `${original} `.includes(dport)) count++;
+    }
+    return count;
+  };
+}
