@@ -353,7 +353,7 @@ describe('workers: 2', () => {
     writeConfig({ workers: 2, services: [service('svc', taken.port, [{ name: 'b2', port: b2.port }])] }, cluster.file);
     cluster.run.child.kill('SIGHUP');
     const unbound = await cluster.run.waitForRecord('reload refused: still running the previous configuration', (record) => String(record.problems).includes('cannot listen'));
-    expect(unbound.problems).toEqual([`services[0] (svc): cannot listen on 127.0.0.1:${taken.port}: address already in use`]);
+    expect(unbound.problems).toEqual([`services[0] (svc).listen: cannot listen on 127.0.0.1:${taken.port}: address already in use`]);
     // The workers' error crosses IPC with its code: a bind failure, not a configuration problem.
     expect(unbound.code).toBe('LB_ERR_LISTEN');
     for (const id of WORKERS) await onlyWorker(cluster, id, async () => expect((await greeting(port)).name).toBe('b1'));
@@ -440,7 +440,7 @@ describe('workers: 2', () => {
     const run = startCli(['run', '-c', file]);
     cleanups.push(() => run.kill());
     expect(await run.exited).toBe(1);
-    expect(run.stderr()).toBe(`l4lb: services[0] (svc): cannot listen on 127.0.0.1:${taken.port}: address already in use\n`);
+    expect(run.stderr()).toBe(`l4lb: services[0] (svc).listen: cannot listen on 127.0.0.1:${taken.port}: address already in use\n`);
     // The primary SIGKILLed its workers before exiting; wait for the kernel to finish them.
     await waitUntil(() => processesWith(file).length === 0);
   }, TIMEOUT);

@@ -207,13 +207,13 @@ describe('IPv6', () => {
 });
 
 describe('start-up and shutdown', () => {
-  it('a taken port is one LB_ERR_LISTEN error naming the service and address', async () => {
+  it('a taken port is one LB_ERR_LISTEN error naming the service, its listen key and the address', async () => {
     const taken = await startServer();
     cleanups.push(() => taken.close());
     const service = proxyService([backend('b1', taken.port)], { listen: [{ host: '127.0.0.1', port: taken.port }] });
     await expect(startBalancer(configOf(service), { logger: captureLog().logger })).rejects.toMatchObject({
       code: 'LB_ERR_LISTEN',
-      message: `services[0] (svc): cannot listen on 127.0.0.1:${taken.port}: address already in use`,
+      message: `services[0] (svc).listen: cannot listen on 127.0.0.1:${taken.port}: address already in use`,
     });
   });
 
