@@ -71,9 +71,17 @@ describe('renderNatTable', () => {
   it('masquerades by default, SNATs to snat when given, and resets dead flows in forward and output', () => {
     expect(text).toContain('meta l4proto tcp ct original ip daddr 203.0.113.100 ct original proto-dst 80 ct status dnat oifname != "lo" masquerade');
     expect(renderNatTable([assignment(natService({ snat: '192.0.2.254' }))])).toContain('ct status dnat snat ip to 192.0.2.254');
-    const reset = 'ct reply ip saddr . ct reply proto-src @dead_web_nat reject with tcp reset';
+    const reset = 'ct direction original ct reply ip saddr . ct reply proto-src @dead_web_nat reject with tcp reset';
     expect(text).toMatch(new RegExp(`chain reset_forward \\{\\n\\t\\ttype filter hook forward priority filter; policy accept;\\n\\t\\t.*${reset.replace(/[.@]/g, '\\$&')}`));
     expect(text).toContain('chain reset_output {');
+  });
+
+  it('resets only the client direction, so reset_output lets the reset that reset_forward sends pass', () => {
+    // The reset a reject sends is a reply-direction packet of the flow and leaves through the output
+    // hook: a rule without the direction match dropped it (a dead host's clients timed out).
+    const resets = text.split('\n').filter((line) => line.includes('reject with tcp reset'));
+    expect(resets).toHaveLength(2);
+    for (const line of resets) expect(line).toContain(' ct direction original ct reply ip saddr . ct reply proto-src @dead_web_nat ');
   });
 
   it('keeps every closing brace on its own line (nft 1.0.6 refuses `rule }`)', () => {

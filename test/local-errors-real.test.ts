@@ -5,7 +5,8 @@
  * with the EMFILEs counted in l4lb_local_errors_total.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,9 +29,44 @@ interface StatsService {
   backends: StatsBackend[];
 }
 
-async function services(admin: number): Promise<StatsService[]> {
-  const body = (await (await fetch(`http://127.0.0.1:${admin}/stats`)).json()) as StatsService[] | { services: StatsService[] };
+async function services(admin: number, signal?: AbortSignal): Promise<StatsService[]> {
+  const body = (await (await fetch(`http://127.0.0.1:${admin}/stats`, { signal })).json()) as StatsService[] | { services: StatsService[] };
   return Array.isArray(body) ? body : body.services;
+}
+
+/**
+ * What l4lb's process looks like from outside, for a stall report: its run state and CPU ticks
+ * (a spinning event loop shows as R with utime growing), its descriptor count against the 256
+ * limit, its TCP sockets by state, and what a plain connect to the admin port gets.
+ */
+async function postmortem(pid: number | undefined, admin: number): Promise<string> {
+  if (pid === undefined) return 'no pid';
+  const sample = (): string[] => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  try {
+    const before = sample();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const after = sample();
+    const fds = readdirSync(`/proc/${pid}/fd`).length;
+    const states = execFileSync('ss', ['-tanpH'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((line) => line.includes(`pid=${pid},`))
+      .reduce<Record<string, number>>((count, line) => ({ ...count, [line.split(/\s+/)[0] ?? '?']: (count[line.split(/\s+/)[0] ?? '?'] ?? 0) + 1 }), {});
+    const probe = await new Promise<string>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port: admin });
+      let got = '';
+      socket.setTimeout(3000, () => {
+        socket.destroy();
+        resolve(`no answer in 3 s (${got.length} bytes)`);
+      });
+      socket.on('connect', () => socket.write('GET /stats HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'));
+      socket.on('data', (chunk: Buffer) => (got += chunk.toString('utf8')));
+      socket.on('error', (error: NodeJS.ErrnoException) => resolve(`error ${error.code ?? error.message} after ${got.length} bytes`));
+      socket.on('close', () => resolve(`closed after ${got.length} bytes: ${got.slice(0, 120)}`));
+    });
+    return `state ${after[0]}, utime ${before[11]}→${after[11]} stime ${before[12]}→${after[12]} ticks in 1 s, ${fds} fds, sockets ${JSON.stringify(states)}, admin connect: ${probe}`;
+  } catch (error) {
+    return `postmortem failed: ${(error as Error).message}`;
+  }
 }
 
 /** A client that settles once connected and then closed, or failed: never rejects. */
@@ -47,9 +83,13 @@ it('EMFILE under 1,000 clients: no backend goes down, the metric counts it, and 
   let phase = 'start';
   let lastStats = '';
   let out = '';
+  let pid: number | undefined;
+  let admin = 0;
   let stalled: NodeJS.Timeout | undefined;
   const stall = new Promise<never>((_, reject) => {
-    stalled = setTimeout(() => reject(new Error(`stalled in phase "${phase}"; last /stats: ${lastStats}; l4lb log tail: ${out.slice(-2000)}`)), 50_000);
+    stalled = setTimeout(() => {
+      void postmortem(pid, admin).then((state) => reject(new Error(`stalled in phase "${phase}"; l4lb: ${state}; last /stats: ${lastStats}; l4lb log tail: ${out.slice(-2000)}`)));
+    }, 45_000);
   });
   cleanups.push(() => clearTimeout(stalled));
   await Promise.race([stall, scenario()]);
@@ -58,7 +98,7 @@ it('EMFILE under 1,000 clients: no backend goes down, the metric counts it, and 
   const server = await startNamedServer('b1');
   cleanups.push(() => server.close());
   const listen = await freePort();
-  const admin = await freePort();
+  admin = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'l4lb-local-errors-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'l4lb.json');
@@ -79,6 +119,7 @@ it('EMFILE under 1,000 clients: no backend goes down, the metric counts it, and 
     }),
   );
   const child: ChildProcess = spawn('prlimit', ['--nofile=256:256', process.execPath, CLI, 'run', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  pid = child.pid; // prlimit execs node in place: the same process
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   cleanups.push(async () => {
     if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
@@ -102,10 +143,11 @@ it('EMFILE under 1,000 clients: no backend goes down, the metric counts it, and 
 
   // Pressure over: the connections drain from l4lb (polled until the count is 0).
   phase = 'waiting for current = 0';
-  for (;;) {
-    const [svc] = await services(admin);
-    lastStats = JSON.stringify(svc);
-    if (svc.current === 0) break;
+  for (let attempt = 1; ; attempt++) {
+    // Each poll is bounded, so a stall report says whether l4lb answered and what it said.
+    const answer = await services(admin, AbortSignal.timeout(5000)).catch((error: Error) => error);
+    lastStats = `poll ${attempt}: ${answer instanceof Error ? `${answer.message} (${String((answer.cause as NodeJS.ErrnoException | undefined)?.code ?? answer.name)})` : JSON.stringify(answer[0])}`;
+    if (!(answer instanceof Error) && answer[0]?.current === 0) break;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   const [svc] = await services(admin);

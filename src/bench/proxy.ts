@@ -1,14 +1,16 @@
 /**
- * `npm run bench:proxy`: l4lb's data path against a direct connection (the limit), HAProxy `mode tcp`
- * at one thread and nginx `stream` at one worker, on the same loopback backends in the same run,
- * with l4lb's data-path targets (ratios to HAProxy, src/bench/proxy/report.ts) checked. A program
- * that prints a table, never a test.
+ * `npm run bench:proxy`: l4lb's data path against a direct connection (the limit, also with
+ * conntrack on), HAProxy `mode tcp` at one thread (plain, and tuned for bulk with splice(2)) and
+ * nginx `stream` at one worker, and l4lb's kernel full NAT (`mode: nat`, no process on the data
+ * path), on the same loopback backends in the same run, inside a network namespace it creates and
+ * removes; l4lb's data-path targets and the kernel path's (ratios, src/bench/proxy/report.ts) are
+ * checked. A program that prints a table, never a test. Needs root (or CAP_SYS_ADMIN + CAP_NET_ADMIN).
  *
  * Cases: bulk throughput with iperf3 (1 and 4 streams) and the proxy's CPU seconds per GB; new
  * connections per second with wrk and `Connection: close` against an nginx backend; keep-alive request
  * rate and p50/p99 latency with wrk; resident memory per idle spliced connection at 10,000 held
  * connections. Runs are interleaved across paths (order rotated each run) and medians reported.
- * Every process it starts it stops by PID, also on error and Ctrl-C.
+ * Every process it starts it stops by PID, and the namespace it removes, also on error and Ctrl-C.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpuTicks, holdIdle, runBulk, runWrk, settledRssKib } from './proxy/cases.js';
 import { cpuSnapshot, DOC_HEADER, haveCommand, othersShare, resultSection, type LoadRecord } from './proxy/doc.js';
+import { BenchNamespace } from './proxy/netns.js';
 import { BenchError, descriptorLimit, ProcessGroup } from './proxy/procs.js';
 import {
   emptySamples, markdownTables, markdownTargets, PATH_NAMES, spliceSection, summarize, textTable, type PathName, type PathSamples, type Summary,
@@ -105,6 +108,10 @@ function progress(line: string): void {
 async function measureMemory(group: ProcessGroup, path: RunningPath, idle: number, samples: PathSamples): Promise<void> {
   const pids = path.measuredPids;
   if (pids.length === 0) return;
+  if (path.noMemory !== undefined) {
+    progress(`  memory ${path.name}: left out (${path.noMemory})`);
+    return;
+  }
   const warm = await holdIdle(group, benchDir, path.listen.idle, Math.min(64, idle));
   await warm.close();
   const before = await settledRssKib(pids);
@@ -163,7 +170,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const needed: string[] = ['prlimit'];
+  const needed: string[] = ['prlimit', 'ip', 'bash'];
   if (options.cases.includes('bulk1') || options.cases.includes('bulk4')) needed.push('iperf3');
   if (options.cases.includes('conn') || options.cases.includes('keepalive')) needed.push('wrk', 'nginx');
   const missingTools = needed.filter((tool) => !haveCommand(tool));
@@ -187,10 +194,16 @@ async function main(): Promise<number> {
 
   const load: LoadRecord = { before: loadavg(), after: [], others: 0 };
   const cpuBefore = cpuSnapshot();
-  const group = new ProcessGroup();
+  // Every path, backend and client runs in this namespace: measured the same way, and whatever
+  // nft tables the paths load (and the conntrack they turn on) vanish with it.
+  const namespace = BenchNamespace.create();
+  const group = new ProcessGroup({ wrap: namespace.wrap, probe: (port) => namespace.probe(port) });
   const onSignal = (signal: NodeJS.Signals): void => {
     progress(`\n${signal}: stopping every process this benchmark started`);
-    void group.stopAll().finally(() => process.exit(130));
+    void group.stopAll().finally(() => {
+      namespace.remove();
+      process.exit(130);
+    });
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -201,9 +214,17 @@ async function main(): Promise<number> {
     const backends = await startBackends(group, taken, benchDir);
     const running: RunningPath[] = [];
     for (const name of paths) {
-      running.push(await startPath(name, group, taken, backends, { l4lbArgs: options.l4lbArgs, maxConnections: Math.min(options.idle, fits) + 100, distDir }));
+      running.push(await startPath(name, group, taken, backends, {
+        l4lbArgs: options.l4lbArgs, maxConnections: Math.min(options.idle, fits) + 100, distDir, nft: (ruleset) => namespace.nft(ruleset),
+      }));
     }
-    progress(`backends: iperf3 :${backends.bulk}, nginx http :${backends.http}, idle :${backends.idle}; paths: ${running.map((p) => `${p.name} :${p.listen.http} (pid ${p.measuredPids.join('+') || '-'})`).join(', ')}`);
+    if (paths.includes('direct-ct') || paths.includes('kernel')) {
+      namespace.trySysctl('net.netfilter.nf_conntrack_tcp_timeout_time_wait', '10'); // now that conntrack is loaded
+      const note = `Conntrack was on in the benchmark's namespace (${paths.filter((name) => name === 'direct-ct' || name === 'kernel').join(' and ')} load nft tables), so every path's flows were tracked.`;
+      notes.push(note);
+      progress(note);
+    }
+    progress(`namespace ${namespace.name}; backends: iperf3 :${backends.bulk}, nginx http :${backends.http}, idle :${backends.idle}; paths: ${running.map((p) => `${p.name} :${p.listen.http} (pid ${p.measuredPids.join('+') || '-'})`).join(', ')}`);
 
     if (options.cases.includes('memory')) {
       progress('memory (fresh processes):');
@@ -228,6 +249,7 @@ async function main(): Promise<number> {
   } finally {
     await group.stopAll();
     group.dispose();
+    namespace.remove();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }

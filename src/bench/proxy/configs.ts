@@ -49,15 +49,69 @@ export function l4lbConfig(listen: ListenPorts, backends: BackendPorts, options:
   return `${lines.join('\n')}\n`;
 }
 
-/** HAProxy in the foreground (`-db`), one thread, no logging, `mode tcp`. */
-export function haproxyConfig(listen: ListenPorts, backends: BackendPorts, maxConnections: number): string {
+/**
+ * `mode: nat` services of `l4lb run`, one per backend kind: the kernel DNATs 127.0.0.1:listen to the
+ * backend in the output hook (local placement, docs/kernel.md); no process sits on the data path.
+ */
+export function l4lbNatConfig(listen: ListenPorts, backends: BackendPorts): string {
+  const lines = ['services:'];
+  for (const kind of BACKEND_KINDS) {
+    lines.push(
+      `  - name: bench-nat-${kind}`,
+      `    mode: nat`,
+      `    vip: ${HOST}:${listen[kind]}`,
+      `    hashKey: source-ip-port`,
+      `    backends:`,
+      `      - { name: ${kind}1, address: ${HOST}:${backends[kind]}, weight: 1 }`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * A table that makes conntrack track every flow in the namespace (the cost a kernel NAT path pays
+ * on top of a direct connection) and changes nothing else. Each closing brace on its own line
+ * (nft 1.0.6 rejects `}` after a rule on the same line).
+ */
+export const CONNTRACK_TABLE = 'bench_conntrack';
+export function conntrackRuleset(): string {
+  return [
+    `table inet ${CONNTRACK_TABLE} {`,
+    '  chain input {',
+    '    type filter hook input priority filter; policy accept;',
+    '    ct state established,related accept',
+    '  }',
+    '  chain output {',
+    '    type filter hook output priority filter; policy accept;',
+    '    ct state established,related accept',
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** HAProxy as operators tune it for bulk: splice(2) between sockets, 64 KiB buffers. */
+export interface HaproxyTuning {
+  /** `maxpipes`: each pipe is two descriptors, counted against the same limit as connections. */
+  readonly maxPipes: number;
+}
+
+/**
+ * HAProxy in the foreground (`-db`), one thread, no logging, `mode tcp`; with `tuning`, also
+ * `option splice-auto` and `tune.bufsize 65536`.
+ */
+export function haproxyConfig(listen: ListenPorts, backends: BackendPorts, maxConnections: number, tuning?: HaproxyTuning): string {
+  const global = tuning === undefined ? [] : ['  tune.bufsize 65536', `  maxpipes ${tuning.maxPipes}`];
+  const defaults = tuning === undefined ? [] : ['  option splice-auto'];
   const lines = [
     'global',
     '  nbthread 1',
     `  maxconn ${maxConnections}`,
+    ...global,
     '',
     'defaults',
     '  mode tcp',
+    ...defaults,
     `  maxconn ${maxConnections}`,
     '  timeout connect 3s',
     '  timeout client 1h',

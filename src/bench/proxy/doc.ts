@@ -100,10 +100,34 @@ What it measures, on loopback, with the client, the proxy and the backend all on
 - **keep-alive**: the same wrk over persistent connections: requests/s and latency p50/p99.
 - **RSS/idle conn**: a separate client process holds 10,000 connections through the proxy, each greeted
   by the backend (so it is spliced end to end); the proxy's VmRSS growth divided by the count.
-- Paths: direct (no proxy: the limit), l4lb (\`node dist/cli.js run -c FILE\` as its own process),
-  l4lb with \`workers: 2\` (its CPU time and RSS summed over the primary and both workers),
-  HAProxy \`mode tcp\` with \`nbthread 1\`, nginx \`stream\` with one worker (its worker process is the
-  one sampled). Configs are generated into a temp dir; all paths front the same backends in one run.
+- Paths (\`--paths\`, default all that are installed):
+  - \`direct\`: no proxy, the limit.
+  - \`direct-ct\`: the same connections with conntrack on: a tiny nft table in the namespace with a
+    \`ct state established,related accept\` rule, so every flow is tracked as the kernel NAT path's are.
+  - \`l4lb\`: the splicer, \`node dist/cli.js run -c FILE\` as its own process; \`l4lb2\`: with
+    \`workers: 2\` (its CPU time and RSS summed over the primary and both workers).
+  - \`haproxy\`: HAProxy \`mode tcp\` with \`nbthread 1\`; \`haproxy-tuned\`: the same, tuned for bulk as
+    operators run it (\`option splice-auto\`, \`tune.bufsize 65536\`, \`maxpipes 1024\`; it is left out
+    of the memory case, since its pipes take the descriptors the idle connections need).
+  - \`nginx\`: nginx \`stream\` with one worker (its worker process is the one sampled).
+  - \`kernel\`, shown as **l4lb nat (kernel)**: \`l4lb run\` with one \`mode: nat\` service per backend,
+    VIP \`127.0.0.1:PORT\`, local placement through the output hook ([kernel.md](kernel.md)). No
+    process sits on the data path, so its proxy CPU and RSS columns read \`—\`, and the memory case
+    does not apply.
+- Configs are generated into a temp dir; all paths front the same backends in one run.
+- Everything runs inside one network namespace the benchmark creates (\`l4lb-bench-PID\`, loopback
+  only), with \`ip netns exec\`: backends, proxies, wrk and iperf3 alike, so every path is measured the
+  same way. The namespace, and the nft tables in it, are removed at the end, also on error and
+  Ctrl-C; every process is stopped by PID. It needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN).
+- Conntrack is per namespace: once \`direct-ct\` or \`kernel\` loads its table, the flows of every path
+  in the namespace are tracked (the results say so). To see a proxy without conntrack, run it
+  without those two: \`--paths direct,l4lb,haproxy,haproxy-tuned,nginx\`.
+- The kernel path's targets, as ratios in the same run: new connections/s, keep-alive requests/s and
+  bulk throughput each ≥ 1.5× HAProxy at one thread, and new connections/s ≥ 0.8× \`direct-ct\`.
+  They are printed as met or not met from the measured medians, beside the ratio within each run.
+- Command, for the full table (quiet machine, writes the section between the markers below):
+  \`npm run bench:proxy\`; only the kernel path against its references:
+  \`npm run bench:proxy -- --paths direct,direct-ct,haproxy,haproxy-tuned,kernel\`.
 - l4lb writes its access log (one JSON line per connection, to a file) as it would in production;
   HAProxy and nginx are run with logging off, as their defaults in a tuned setup would be.
 - Idle connections: a proxy needs two descriptors per spliced connection. Where the hard

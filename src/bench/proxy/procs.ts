@@ -6,7 +6,8 @@
  * Children are started under `prlimit --nofile=H:H`, H the hard limit of this process (util-linux
  * execs the command, so the PID we hold is the program's own): a proxy holding 10,000 spliced
  * connections needs 20,000+ descriptors. Raising the hard limit itself needs CAP_SYS_RESOURCE, which
- * a container may not grant; `descriptorLimit()` says what is available.
+ * a container may not grant; `descriptorLimit()` says what is available. A group given a namespace's
+ * wrapper starts each child as `ip netns exec NS prlimit … -- command`; `ip` execs too.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import type { CommandWrapper } from './netns.js';
 
 let hardLimit: number | undefined;
 
@@ -52,15 +54,23 @@ export class Iperf3Busy extends BenchError {
   override readonly name = 'Iperf3Busy';
 }
 
+/** Where the group's children run: a namespace's wrapper and its port probe (absent: this namespace). */
+export interface GroupPlace {
+  readonly wrap?: CommandWrapper;
+  readonly probe?: (port: number) => Promise<boolean>;
+}
+
 export class ProcessGroup {
   readonly dir: string;
+  private readonly place: GroupPlace;
   private readonly running = new Map<number, Started>();
   /** Adopted PIDs with their start time (field 22 of /proc/PID/stat), so a reused PID is never hit. */
   private readonly extraPids = new Map<number, string>();
   private removed = false;
   private readonly onExit = (): void => this.killAllNow();
 
-  constructor() {
+  constructor(place: GroupPlace = {}) {
+    this.place = place;
     this.dir = mkdtempSync(join(tmpdir(), 'l4lb-bench-'));
     process.on('exit', this.onExit);
   }
@@ -71,7 +81,9 @@ export class ProcessGroup {
     const logFd = openSync(logPath, 'a');
     let child: ChildProcess;
     try {
-      child = spawn('prlimit', [`--nofile=${descriptorLimit()}:${descriptorLimit()}`, '--', command, ...args], {
+      const limited = [`--nofile=${descriptorLimit()}:${descriptorLimit()}`, '--', command, ...args];
+      const argv = this.place.wrap?.('prlimit', limited) ?? { command: 'prlimit', args: limited };
+      child = spawn(argv.command, argv.args, {
         cwd: options.cwd ?? this.dir,
         stdio: [options.pipeStdin ? 'pipe' : 'ignore', options.pipeStdout ? 'pipe' : logFd, logFd],
       });
@@ -89,6 +101,19 @@ export class ProcessGroup {
   adopt(pid: number): void {
     const started = startTime(pid);
     if (started !== undefined) this.extraPids.set(pid, started);
+  }
+
+  /** Whether 127.0.0.1:port accepts a connection where the group's children run. */
+  probe(port: number): Promise<boolean> {
+    if (this.place.probe) return this.place.probe(port);
+    return new Promise<boolean>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
   }
 
   isRunning(started: Started): boolean {
@@ -195,15 +220,7 @@ export async function waitForPort(group: ProcessGroup, started: Started, port: n
     if (!group.isRunning(started)) {
       throw new BenchError(`${started.label} exited before listening on ${port}:\n${group.tail(started)}`);
     }
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port });
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
+    if (await group.probe(port)) return;
     await delay(50);
   }
   throw new BenchError(`${started.label} did not listen on 127.0.0.1:${port} within ${timeoutMs} ms:\n${group.tail(started)}`);

@@ -1,13 +1,14 @@
 /**
  * Starting what the proxy benchmark measures: the three loopback backends (iperf3 server, nginx HTTP,
- * idle holder) and each path in front of them (l4lb via its CLI `run`, HAProxy, nginx `stream`), each
- * in its own process under the run's ProcessGroup. A path is ready once its HTTP and idle listeners
+ * idle holder) and each path in front of them (l4lb via its CLI `run`, HAProxy plain and tuned for
+ * bulk, nginx `stream`, l4lb's kernel NAT), each in its own process under the run's ProcessGroup
+ * (whose children all run in the benchmark's namespace). A path is ready once its HTTP and idle listeners
  * accept (probing the bulk listener would hand iperf3 a bogus control connection).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BACKEND_KINDS, haproxyConfig, l4lbConfig, nginxHttpBackendConfig, nginxStreamConfig, type BackendPorts, type ListenPorts,
+  BACKEND_KINDS, conntrackRuleset, haproxyConfig, l4lbConfig, l4lbNatConfig, nginxHttpBackendConfig, nginxStreamConfig, type BackendPorts, type ListenPorts,
 } from './configs.js';
 import { BenchError, descriptorLimit, freePort, waitForPort, type ProcessGroup, type Started } from './procs.js';
 import type { PathName } from './report.js';
@@ -18,9 +19,10 @@ export const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so'
 export interface RunningPath {
   readonly name: PathName;
   readonly listen: ListenPorts;
-  /** The process that moves the bytes (nginx: its worker); undefined for direct. */
-  /** The processes whose CPU time and RSS are the path's (summed): none for direct. */
+  /** The processes whose CPU time and RSS are the path's (summed): none for direct and the kernel path. */
   readonly measuredPids: readonly number[];
+  /** Why the memory case does not apply to this path (it is left out), or undefined. */
+  readonly noMemory?: string;
   readonly processes: readonly Started[];
 }
 
@@ -85,16 +87,27 @@ export interface PathOptions {
   readonly l4lbArgs: readonly string[];
   readonly maxConnections: number;
   readonly distDir: string;
+  /** Loads an nft ruleset where the paths run (the benchmark's namespace). */
+  readonly nft: (ruleset: string) => void;
 }
+
+/** Splice pipes HAProxy tuned for bulk may hold (two descriptors each, beside two per connection). */
+const TUNED_MAX_PIPES = 1024;
 
 export async function startPath(
   name: PathName, group: ProcessGroup, taken: Set<number>, backends: BackendPorts, options: PathOptions,
 ): Promise<RunningPath> {
   if (name === 'direct') return { name, listen: backends, measuredPids: [], processes: [] };
+  if (name === 'direct-ct') {
+    // The same backends; the table makes conntrack track every flow in the namespace from now on.
+    options.nft(conntrackRuleset());
+    return { name, listen: backends, measuredPids: [], processes: [] };
+  }
   const listen = await portsFor(taken);
   const dir = join(group.dir, `${name}-${listen.http}`);
   mkdirSync(dir);
   let started: Started;
+  let noMemory: string | undefined;
   switch (name) {
     case 'l4lb':
     case 'l4lb2': {
@@ -108,6 +121,24 @@ export async function startPath(
       const file = join(dir, 'haproxy.cfg');
       writeFileSync(file, haproxyConfig(listen, backends, options.maxConnections));
       started = group.start('haproxy', 'haproxy', ['-db', '-f', file]);
+      break;
+    }
+    case 'haproxy-tuned': {
+      // Its pipes count against the descriptor limit the idle case already fills: fewer connections,
+      // and the memory case is left to plain HAProxy.
+      const maxConnections = Math.min(options.maxConnections, Math.floor((descriptorLimit() - 200) / 2) - TUNED_MAX_PIPES);
+      const file = join(dir, 'haproxy.cfg');
+      writeFileSync(file, haproxyConfig(listen, backends, maxConnections, { maxPipes: TUNED_MAX_PIPES }));
+      started = group.start('haproxy-tuned', 'haproxy', ['-db', '-f', file]);
+      noMemory = 'its splice pipes take descriptors the idle connections need';
+      break;
+    }
+    case 'kernel': {
+      // No process on the data path: l4lb writes the nat table and runs health checks only.
+      const file = join(dir, 'l4lb-nat.yaml');
+      writeFileSync(file, l4lbNatConfig(listen, backends));
+      started = group.start('l4lb-nat', process.execPath, [join(options.distDir, 'cli.js'), 'run', '-c', file, '--cleanup-on-exit']);
+      noMemory = 'the kernel holds a flow as a conntrack entry, not in a process';
       break;
     }
     case 'nginx': {
@@ -130,8 +161,10 @@ export async function startPath(
     const workers = adoptChildren(group, started.pid);
     if (workers.length !== 2) throw new BenchError(`l4lb workers: 2: expected 2 worker processes, found ${workers.length}`);
     measuredPids = [started.pid, ...workers];
+  } else if (name === 'kernel') {
+    measuredPids = [];
   }
-  return { name, listen, measuredPids, processes: [started] };
+  return { name, listen, measuredPids, processes: [started], noMemory };
 }
 
 export async function stopPath(group: ProcessGroup, path: RunningPath): Promise<void> {
@@ -143,10 +176,16 @@ export function missingFor(name: PathName, haveCommand: (command: string) => boo
   switch (name) {
     case 'direct':
       return undefined;
+    case 'direct-ct':
+      return haveCommand('nft') ? undefined : 'nft not installed';
     case 'l4lb':
     case 'l4lb2':
       return existsSync(join(distDir, 'cli.js')) ? undefined : `${join(distDir, 'cli.js')} not built`;
+    case 'kernel':
+      if (!haveCommand('nft')) return 'nft not installed';
+      return existsSync(join(distDir, 'cli.js')) ? undefined : `${join(distDir, 'cli.js')} not built`;
     case 'haproxy':
+    case 'haproxy-tuned':
       return haveCommand('haproxy') ? undefined : 'haproxy not installed';
     case 'nginx':
       if (!haveCommand('nginx')) return 'nginx not installed';
