@@ -84,6 +84,8 @@ class Inspection {
   private readonly parser = new ClientHelloParser();
   private readonly timer: TimerHandle;
   private readonly acceptedAt: number;
+  /** The client's address as accepted: read now, since a reset or closed socket no longer has one. */
+  readonly client: string;
 
   constructor(
     private readonly listener: PassthroughListener,
@@ -92,6 +94,7 @@ class Inspection {
     timeoutMs: number,
   ) {
     this.acceptedAt = clock.now();
+    this.client = formatAddress(socket.remoteAddress, socket.remotePort);
     socket.on('data', this.onData);
     socket.on('end', this.onGone);
     socket.on('close', this.onGone);
@@ -224,9 +227,8 @@ export class PassthroughListener {
   /** Counts and logs a client this listener ended itself. */
   record(inspection: Inspection, result: InspectResult, route: RouteTaken, end: EndReason, sni: string | undefined): void {
     this.counters.add(result, route);
-    const { socket } = inspection;
     logAccess(this.logger, {
-      client: formatAddress(socket.remoteAddress, socket.remotePort),
+      client: inspection.client,
       backend: null,
       backendAddress: null,
       queueMs: 0,
