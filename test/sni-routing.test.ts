@@ -15,11 +15,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import type { BackendConfig, ListenerConfig, ProxyServiceConfig, RouteConfig } from '../src/config/index.js';
 import { createPicker } from '../src/hashing/index.js';
-import { startBalancer, type Balancer, type InspectStats } from '../src/proxy/index.js';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { startAdmin } from '../src/admin/server.js';
+import { startBalancer, type Balancer, type InspectStats, type ListenerStats } from '../src/proxy/index.js';
 import { ProxyHeaderParser, proxiedEndpoints } from '../src/proxy-protocol/index.js';
 import { slotHashOf } from '../src/services/index.js';
 import { backend, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog, type LogRecord } from './helpers/log.js';
+import { metricValue } from './helpers/metrics.js';
 import { connectClient, peerClosed, readAll, readLine, startNamedServer, startServer, type TestServer } from './helpers/net.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -258,12 +261,14 @@ describe('clients that send no ClientHello', () => {
     socket.write(OPENSSL_HELLO.subarray(0, 40));
     await inspecting;
     const address = `127.0.0.1:${socket.localPort}`;
+    expect(balancer.listenerStats()[0]?.inspecting).toBe(1);
     leave(socket);
     expect(await accessOf(log, 'client-closed')).toMatchObject({ end: 'client-aborted', backend: null, bytesUp: 0, client: address });
     expect(clock.pending).toBe(0); // the inspection's timer is gone with it
     expect(db.accepted).toHaveLength(0);
     expect(balancer.stats()[0]).toMatchObject({ name: 'db', current: 0, total: 0 });
     expect(rows(balancer)).toEqual([{ result: 'client-closed', route: 'none', count: 1 }]);
+    expect(balancer.listenerStats()).toEqual([{ listener: '127.0.0.1:0 listeners[0]', owner: 'listeners[0]', listen: { host: '127.0.0.1', port: port() }, inspecting: 0, inspections: [{ result: 'client-closed', route: 'none', count: 1 }] }]);
   });
 });
 
@@ -302,5 +307,63 @@ describe('after the route', () => {
       seen.add(expected ?? '');
     }
     expect(seen.size).toBeGreaterThan(1); // the names spread: the key is the name, not one constant
+  });
+});
+
+describe('counted in /stats and /metrics', () => {
+  it('each listener’s clients being inspected and its inspections by result and route, as the admin API shows them', async () => {
+    const clock = new ManualClock();
+    const services = [routedService('db', [backend('db', (await named('db')).port)]), routedService('rest', [backend('rest', (await named('rest')).port)])];
+    const { balancer, log, port } = await start(services, [listener([{ sni: 'db.example.com', service: 'db' }, { default: 'rest' }]), listener([{ sni: 'db.example.com', service: 'db' }], '::1')], clock);
+    const admin = await startAdmin(balancer, { listen: { host: '127.0.0.1', port: 0 } });
+    cleanups.push(() => admin.close());
+    expect(await backendFor(port(0), 'db.example.com')).toBe('db');
+    expect(await backendFor(port(0), undefined)).toBe('rest');
+    expect(await backendFor(port(0), 'www.example.com')).toBe('rest');
+    const refused = await client(port(1), undefined, '::1');
+    refused.write(clientHello('www.example.com'));
+    await peerClosed(refused);
+    const inspecting = clock.nextTimer();
+    const waiting = await client(port(0)); // sends nothing: still being inspected while the admin API answers
+    await inspecting;
+    await log.waitFor((record) => record.end === 'sni-refused');
+
+    const url = `http://127.0.0.1:${admin.address().port}`;
+    const stats = (await (await fetch(`${url}/stats`)).json()) as { listeners: ListenerStats[] };
+    expect(stats.listeners).toEqual([
+      {
+        listener: '127.0.0.1:0 listeners[0]',
+        owner: 'listeners[0]',
+        listen: { host: '127.0.0.1', port: port(0) },
+        inspecting: 1,
+        inspections: [
+          { result: 'sni', route: 'name', count: 1 },
+          { result: 'sni', route: 'default', count: 1 },
+          { result: 'no-sni', route: 'default', count: 1 },
+        ],
+      },
+      { listener: '[::1]:0 listeners[1]', owner: 'listeners[1]', listen: { host: '::1', port: port(1) }, inspecting: 0, inspections: [{ result: 'sni', route: 'none', count: 1 }] },
+    ]);
+    const families = parsePrometheusTextFormat(await (await fetch(`${url}/metrics`)).text());
+    const first = '127.0.0.1:0 listeners[0]';
+    expect(metricValue(families, 'l4lb_sni_inspect_total', { listener: first, result: 'sni', route: 'name' })).toBe(1);
+    expect(metricValue(families, 'l4lb_sni_inspect_total', { listener: first, result: 'no-sni', route: 'default' })).toBe(1);
+    expect(metricValue(families, 'l4lb_sni_inspect_total', { listener: '[::1]:0 listeners[1]', result: 'sni', route: 'none' })).toBe(1);
+    expect(metricValue(families, 'l4lb_sni_inspecting', { listener: first })).toBe(1);
+
+    waiting.end();
+    await accessOf(log, 'client-closed');
+    const after = parsePrometheusTextFormat(await (await fetch(`${url}/metrics`)).text());
+    expect(metricValue(after, 'l4lb_sni_inspecting', { listener: first })).toBe(0);
+    expect(metricValue(after, 'l4lb_sni_inspect_total', { listener: first, result: 'client-closed', route: 'none' })).toBe(1);
+  });
+
+  it('without listeners, /stats has no listeners key and /metrics no inspection series', async () => {
+    const { balancer } = await start([proxyService([backend('b', (await named('b')).port)])], []);
+    const admin = await startAdmin(balancer, { listen: { host: '127.0.0.1', port: 0 } });
+    cleanups.push(() => admin.close());
+    const url = `http://127.0.0.1:${admin.address().port}`;
+    expect(await (await fetch(`${url}/stats`)).json()).not.toHaveProperty('listeners');
+    expect(await (await fetch(`${url}/metrics`)).text()).not.toMatch(/^l4lb_sni_inspect_total\{/m);
   });
 });

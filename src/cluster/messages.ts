@@ -8,7 +8,7 @@
  */
 import type { Config, Endpoint } from '../config/index.js';
 import { LbError, isLbError, type LbErrorWire } from '../errors.js';
-import type { ServiceStatusStats } from '../proxy/index.js';
+import type { ListenerStats, ServiceStatusStats } from '../proxy/index.js';
 import type { HandedSocket } from '../runtime/index.js';
 import type { SharedStatus } from '../services/index.js';
 
@@ -41,7 +41,7 @@ export type WorkerMessage =
   | { readonly type: 'observe'; readonly service: string; readonly backend: string; readonly passed: boolean }
   /** `error` null: applied; else why not (the worker keeps its previous configuration). */
   | { readonly type: 'reloaded'; readonly id: number; readonly error: LbErrorWire | null }
-  | { readonly type: 'stats'; readonly id: number; readonly services: readonly ServiceStatusStats[] }
+  | { readonly type: 'stats'; readonly id: number; readonly services: readonly ServiceStatusStats[]; readonly listeners: readonly ListenerStats[] }
   /** One listening socket (its handle travels with the message), named by its socket name (proxy's socketName). */
   | { readonly type: 'socket'; readonly id: number; readonly name: string }
   /** Every `socket` of request `id` has been sent. */

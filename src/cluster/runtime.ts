@@ -34,6 +34,7 @@ class ClusterRuntime implements Runtime {
     this.logFields = { workers: primary.workers };
     this.admin = {
       stats: () => primary.stats(),
+      listenerStats: () => primary.listenerStats(),
       setState: (service, backend, state) => authority.setState(service, backend, state),
       // Every worker builds its own plans: a runtime change would have to reach all of them as one
       // change, which the IPC protocol does not carry yet.

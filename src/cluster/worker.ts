@@ -102,7 +102,7 @@ export function runWorker(): void {
         return;
       }
       case 'stats':
-        send({ type: 'stats', id: message.id, services: balancer?.stats() ?? [] });
+        send({ type: 'stats', id: message.id, services: balancer?.stats() ?? [], listeners: balancer?.listenerStats() ?? [] });
         return;
       case 'sockets': {
         // Handles go one per message; the channel keeps their order, so `sockets` comes last.

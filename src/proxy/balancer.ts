@@ -124,6 +124,20 @@ export interface InspectStats {
   readonly count: number;
 }
 
+/** A passthrough listener as /stats shows it: where it listens, clients being inspected now, its inspections since start. */
+export interface ListenerStats {
+  /** Its socket's name (socketName): the `listener` of access lines and of l4lb_sni_inspect_total. */
+  readonly listener: string;
+  /** `listeners[i]`: where the configuration has it. */
+  readonly owner: string;
+  /** The bound address (port 0 resolved). */
+  readonly listen: Endpoint;
+  /** Clients whose ClientHello is being read now. */
+  readonly inspecting: number;
+  /** Inspections by result and route, since start (kept across reloads while the listener's name stays). */
+  readonly inspections: readonly { readonly result: InspectResult; readonly route: RouteTaken; readonly count: number }[];
+}
+
 export interface Balancer {
   /** The address service `name` is reached at (its first own address, else the first listener routing to it; port 0 resolved). Throws UnknownServiceError. */
   address(name: string): Endpoint;
@@ -131,6 +145,8 @@ export interface Balancer {
   listenerAddress(index: number): Endpoint;
   /** Inspections of every passthrough listener since start, by listener, result and route. */
   inspections(): InspectStats[];
+  /** The configured passthrough listeners, in file order, with their counts. Cost: O(listeners x results). */
+  listenerStats(): ListenerStats[];
   /** Applies a new configuration; rejects with LbError and keeps the old one if it cannot. */
   reload(config: Config): Promise<void>;
   /** Stops accepting, drains open connections up to `drainMs` (default: the largest drain timeout), ends the rest. */
@@ -522,6 +538,16 @@ class RunningBalancer implements Balancer {
 
   inspections(): InspectStats[] {
     return [...this.inspectCounters].flatMap(([listener, counters]) => counters.rows().map((row) => ({ listener, ...row })));
+  }
+
+  listenerStats(): ListenerStats[] {
+    return this.listenerNames.map((name, index) => ({
+      listener: name,
+      owner: listenerOwner(index),
+      listen: this.sockets.get(name)?.socket.shownAddress ?? this.applied.listeners[index]?.listen ?? { host: '0.0.0.0', port: 0 },
+      inspecting: this.passthrough.get(name)?.inspections ?? 0,
+      inspections: this.inspectCounters.get(name)?.rows() ?? [],
+    }));
   }
 
   /** Reloads (and DNS and runtime changes) run one at a time, in call order. */

@@ -8,6 +8,7 @@ export {
   type SocketPlan,
   type InheritedName,
   type InspectStats,
+  type ListenerStats,
   type Balancer,
   type BalancerOptions,
   type BackendStats,

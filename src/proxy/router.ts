@@ -33,6 +33,7 @@ export const INSPECT_RESULTS: readonly InspectResult[] = ['sni', 'no-sni', 'not-
 
 /** Where it went: a name route, the default route, or nowhere (refused, or ended before a route). */
 export type RouteTaken = 'name' | 'default' | 'none';
+export const ROUTES_TAKEN: readonly RouteTaken[] = ['name', 'default', 'none'];
 
 /**
  * The service for `name` (normalised: lower case, no trailing dot; undefined: none known) under
@@ -68,11 +69,14 @@ export class InspectCounters {
     this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
   }
 
+  /** Every count, in INSPECT_RESULTS order, then name, default, none. */
   rows(): { result: InspectResult; route: RouteTaken; count: number }[] {
-    return [...this.counts].map(([key, count]) => {
-      const [result, route] = key.split(' ') as [InspectResult, RouteTaken];
-      return { result, route, count };
-    });
+    return [...this.counts]
+      .map(([key, count]) => {
+        const [result, route] = key.split(' ') as [InspectResult, RouteTaken];
+        return { result, route, count };
+      })
+      .sort((a, b) => INSPECT_RESULTS.indexOf(a.result) - INSPECT_RESULTS.indexOf(b.result) || ROUTES_TAKEN.indexOf(a.route) - ROUTES_TAKEN.indexOf(b.route));
   }
 }
 

@@ -60,6 +60,7 @@ class SingleProcess implements Runtime {
       changeBackends: (service, change) => balancer.changeBackends(service, change),
       kernel: () => this.kernel?.stats() ?? Promise.resolve([]),
       kernelCounters: () => this.kernel?.counters,
+      listenerStats: () => balancer.listenerStats(),
     };
   }
 
