@@ -218,6 +218,27 @@ describe('the bytes the backend receives', () => {
   });
 });
 
+describe('first flights the reader refuses', () => {
+  it('a ClientHello whose lengths do not add up, or one declared over 16 KiB, takes the default route with its bytes, counted malformed and too-large', async () => {
+    const web = await recorder();
+    const { balancer, port } = await start([routedService('web', [backend('web', web.port)])], [listener([{ sni: 'web.example.org', service: 'web' }, { default: 'web' }])]);
+    const malformed = Buffer.from(clientHello('web.example.org'));
+    malformed[5 + 4 + 34] = 200; // legacy_session_id length 200: at most 32
+    const tooLarge = Buffer.from([22, 3, 1, 0x40, 0x00, 1, 0x00, 0x40, 0x00]); // a handshake message of 16384 bytes: over the limit with its header
+    for (const bytes of [malformed, tooLarge]) {
+      const socket = await client(port());
+      socket.end(bytes);
+      await web.nextConnection();
+    }
+    expect((await web.received[0]).equals(malformed)).toBe(true);
+    expect((await web.received[1]).equals(tooLarge)).toBe(true);
+    expect(rows(balancer)).toEqual([
+      { result: 'malformed', route: 'default', count: 1 },
+      { result: 'too-large', route: 'default', count: 1 },
+    ]);
+  });
+});
+
 describe('clients that send no ClientHello', () => {
   it('timeouts.inspect with no data: the default route (the backend gets no bytes), or a reset without one; counted timeout', async () => {
     const clock = new ManualClock();
@@ -269,6 +290,35 @@ describe('clients that send no ClientHello', () => {
     expect(balancer.stats()[0]).toMatchObject({ name: 'db', current: 0, total: 0 });
     expect(rows(balancer)).toEqual([{ result: 'client-closed', route: 'none', count: 1 }]);
     expect(balancer.listenerStats()).toEqual([{ listener: '127.0.0.1:0 listeners[0]', owner: 'listeners[0]', listen: { host: '127.0.0.1', port: port() }, inspecting: 0, inspections: [{ result: 'client-closed', route: 'none', count: 1 }] }]);
+  });
+});
+
+describe('stop and reload', () => {
+  it('closing the balancer ends a client still being inspected at once, counted and logged shutdown', async () => {
+    const clock = new ManualClock();
+    const db = await recorder();
+    const { balancer, log, port } = await start([routedService('db', [backend('db', db.port)])], [listener([{ default: 'db' }])], clock);
+    const inspecting = clock.nextTimer();
+    const socket = await client(port());
+    await inspecting;
+    const closed = peerClosed(socket);
+    await balancer.close(60_000); // a drain of a minute: nothing of the listener may wait for it
+    await closed;
+    expect(await accessOf(log, 'shutdown')).toMatchObject({ end: 'shutdown', backend: null });
+    expect(db.accepted).toHaveLength(0);
+    expect(rows(balancer)).toEqual([{ result: 'shutdown', route: 'none', count: 1 }]);
+  });
+
+  it('a reload that changes the routes sends new clients the new way on the same socket, and the counts go on', async () => {
+    const services = [routedService('one', [backend('one', (await named('one')).port)]), routedService('two', [backend('two', (await named('two')).port)])];
+    const endpoint = listener([{ sni: 'app.example.org', service: 'one' }]);
+    const { balancer, port } = await start(services, [endpoint]);
+    const before = port();
+    expect(await backendFor(before, 'app.example.org')).toBe('one');
+    await balancer.reload({ services, listeners: [{ ...endpoint, routes: [{ sni: 'app.example.org', service: 'two' }] }] });
+    expect(port()).toBe(before);
+    expect(await backendFor(before, 'app.example.org')).toBe('two');
+    expect(rows(balancer)).toEqual([{ result: 'sni', route: 'name', count: 2 }]);
   });
 });
 
