@@ -117,6 +117,14 @@ function rows(balancer: Balancer): Omit<InspectStats, 'listener'>[] {
     .sort((a, b) => `${a.result} ${a.route}`.localeCompare(`${b.result} ${b.route}`));
 }
 
+/**
+ * Resolves once listeners[index] has a client under inspection. Each inspection sets its timer on
+ * `clock` as the listener takes the client, so every new timer is a moment to look again.
+ */
+async function inspectingNow(balancer: Balancer, clock: ManualClock, index: number): Promise<void> {
+  while ((balancer.listenerStats()[index]?.inspecting ?? 0) === 0) await clock.nextTimer();
+}
+
 function accessOf(log: CapturedLog, inspect: string): Promise<LogRecord> {
   return log.waitFor((record) => record.msg === 'connection' && record.inspect === inspect);
 }
@@ -246,9 +254,8 @@ describe('clients that send no ClientHello', () => {
     const services = [routedService('fallback', [backend('fallback', fallback.port)])];
     const { balancer, log, port } = await start(services, [listener([{ default: 'fallback' }], '127.0.0.1', 2000), listener([{ sni: 'x.example.org', service: 'fallback' }], '127.0.0.1', 2000)], clock);
 
-    let inspecting = clock.nextTimer(); // set once the listener takes the client
     const silent = await client(port(0));
-    await inspecting;
+    await inspectingNow(balancer, clock, 0);
     clock.advance(1999);
     expect(fallback.accepted).toHaveLength(0);
     clock.advance(1);
@@ -257,9 +264,8 @@ describe('clients that send no ClientHello', () => {
     silent.end();
     expect(await accessOf(log, 'timeout')).toMatchObject({ service: 'fallback', backend: 'fallback' });
 
-    inspecting = clock.nextTimer();
     const refused = await client(port(1));
-    await inspecting;
+    await inspectingNow(balancer, clock, 1);
     clock.advance(2000);
     expect((await peerClosed(refused))?.code).toBe('ECONNRESET');
     expect(await log.waitFor((record) => record.end === 'sni-refused')).toMatchObject({ inspect: 'timeout', durationMs: 2000 });
@@ -277,10 +283,9 @@ describe('clients that send no ClientHello', () => {
     const db = await recorder();
     const services = [routedService('db', [backend('db', db.port)])];
     const { balancer, log, port } = await start(services, [listener([{ sni: 'db.example.com', service: 'db' }, { default: 'db' }])], clock);
-    const inspecting = clock.nextTimer();
     const socket = await client(port());
     socket.write(OPENSSL_HELLO.subarray(0, 40));
-    await inspecting;
+    await inspectingNow(balancer, clock, 0);
     const address = `127.0.0.1:${socket.localPort}`;
     expect(balancer.listenerStats()[0]?.inspecting).toBe(1);
     leave(socket);
@@ -298,9 +303,8 @@ describe('stop and reload', () => {
     const clock = new ManualClock();
     const db = await recorder();
     const { balancer, log, port } = await start([routedService('db', [backend('db', db.port)])], [listener([{ default: 'db' }])], clock);
-    const inspecting = clock.nextTimer();
     const socket = await client(port());
-    await inspecting;
+    await inspectingNow(balancer, clock, 0);
     const closed = peerClosed(socket);
     await balancer.close(60_000); // a drain of a minute: nothing of the listener may wait for it
     await closed;
@@ -373,9 +377,8 @@ describe('counted in /stats and /metrics', () => {
     const refused = await client(port(1), undefined, '::1');
     refused.write(clientHello('www.example.com'));
     await peerClosed(refused);
-    const inspecting = clock.nextTimer();
     const waiting = await client(port(0)); // sends nothing: still being inspected while the admin API answers
-    await inspecting;
+    await inspectingNow(balancer, clock, 0);
     await log.waitFor((record) => record.end === 'sni-refused');
 
     const url = `http://127.0.0.1:${admin.address().port}`;
