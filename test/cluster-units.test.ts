@@ -7,9 +7,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { workerCount } from '../src/runtime/settings.js';
 import { PrimaryVerdicts } from '../src/cluster/link.js';
-import { mergeStats, noRejections, retire } from '../src/cluster/stats.js';
+import { mergeListeners, mergeStats, noRejections, retire, retireListeners } from '../src/cluster/stats.js';
 import type { WorkerMessage } from '../src/cluster/messages.js';
-import { startBalancer, type Balancer, type ServiceStatusStats } from '../src/proxy/index.js';
+import { startBalancer, type Balancer, type ListenerStats, type ServiceStatusStats } from '../src/proxy/index.js';
 import { ServiceState, type SharedStatus } from '../src/services/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog } from './helpers/log.js';
@@ -89,6 +89,31 @@ describe('mergeStats', () => {
     const [merged] = mergeStats(skeleton, [dead, fresh]);
     expect(merged).toMatchObject({ current: 1, total: 11, buffered: 0 });
     expect(merged.backends[0]).toMatchObject({ current: 1, total: 11 });
+  });
+});
+
+describe('mergeListeners', () => {
+  const listener = (name: string, inspecting: number, counts: [ListenerStats['inspections'][number]['result'], ListenerStats['inspections'][number]['route'], number][]): ListenerStats => ({
+    listener: name,
+    owner: 'listeners[0]',
+    listen: { host: '127.0.0.1', port: 8443 },
+    inspecting,
+    inspections: counts.map(([result, route, count]) => ({ result, route, count })),
+  });
+
+  it('sums clients being inspected and inspections by listener, result and route over the workers', () => {
+    const w1 = [listener('127.0.0.1:8443', 1, [['sni', 'name', 5], ['timeout', 'none', 1]])];
+    const w2 = [listener('127.0.0.1:8443', 2, [['sni', 'name', 3], ['not-tls', 'default', 2]])];
+    expect(mergeListeners([], [w1, w2])).toEqual([
+      listener('127.0.0.1:8443', 3, [['sni', 'name', 8], ['timeout', 'none', 1], ['not-tls', 'default', 2]]),
+    ]);
+  });
+
+  it('a dead worker’s counts stay in the sums with no client being inspected; a listener only it had is left out', () => {
+    const dead = retireListeners([], [listener('127.0.0.1:8443', 4, [['sni', 'name', 10]]), listener('127.0.0.1:9443', 1, [['sni', 'name', 7]])]);
+    expect(dead.map((row) => row.inspecting)).toEqual([0, 0]);
+    const merged = mergeListeners(dead, [[listener('127.0.0.1:8443', 1, [['sni', 'name', 1]])]]);
+    expect(merged).toEqual([listener('127.0.0.1:8443', 1, [['sni', 'name', 11]])]);
   });
 });
 

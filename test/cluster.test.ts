@@ -163,6 +163,9 @@ function candidates(config: ProxyServiceConfig): (key: Uint8Array) => string[] {
   };
 }
 
+/** A real first flight: `openssl s_client -servername db.example.com` (test/fixtures/tls). */
+const OPENSSL_HELLO = Buffer.from(readFileSync(new URL('./fixtures/tls/openssl-s_client-db.example.com.hex', import.meta.url), 'utf8').trim(), 'hex');
+
 const SOURCES = Array.from({ length: 30 }, (_, i) => `127.21.${1 + (i >> 4)}.${10 + (i & 15) * 7}`);
 const WORKERS = [1, 2];
 
@@ -334,6 +337,33 @@ describe('workers: 2', () => {
     expect(metrics).toContain(`l4lb_backend_connections_total{service="svc",backend="b1"} ${2 * onB1.length}`);
   }, TIMEOUT);
 
+  it('a TLS passthrough listener in each worker: /stats and /metrics sum their inspections by listener, result and route', async () => {
+    const db = await named('db');
+    const port = await freePort();
+    const adminPort = await freePort();
+    const cluster = await startCluster({
+      admin: { listen: `127.0.0.1:${adminPort}` },
+      listeners: [{ listen: `127.0.0.1:${port}`, routes: [{ sni: 'db.example.com', service: 'db' }] }],
+      services: [{ name: 'db', timeouts: { drain: '10s' }, backends: [{ name: 'db1', address: `127.0.0.1:${db.port}` }] }],
+    });
+    for (const id of WORKERS) {
+      // One client through each worker: the sums are over both.
+      await onlyWorker(cluster, id, async () => {
+        const socket = await connectClient(port);
+        socket.write(OPENSSL_HELLO);
+        expect(await readLine(socket)).toBe('db');
+        socket.destroy();
+      });
+    }
+    const admin = `http://127.0.0.1:${adminPort}`;
+    const stats = (await (await fetch(`${admin}/stats`)).json()) as { listeners: unknown[] };
+    expect(stats.listeners).toEqual([
+      { listener: `127.0.0.1:${port}`, owner: 'listeners[0]', listen: { host: '127.0.0.1', port }, inspecting: 0, inspections: [{ result: 'sni', route: 'name', count: 2 }] },
+    ]);
+    const metrics = await (await fetch(`${admin}/metrics`)).text();
+    expect(metrics).toContain(`l4lb_sni_inspect_total{listener="127.0.0.1:${port}",result="sni",route="name"} 2`);
+  }, TIMEOUT);
+
   it('SIGHUP: a bad file is refused once by the primary, one no worker can bind is refused as a whole, every worker keeps serving; a good one reloads every worker', async () => {
     const b1 = await named('b1');
     const b2 = await named('b2');
@@ -353,7 +383,7 @@ describe('workers: 2', () => {
     writeConfig({ workers: 2, services: [service('svc', taken.port, [{ name: 'b2', port: b2.port }])] }, cluster.file);
     cluster.run.child.kill('SIGHUP');
     const unbound = await cluster.run.waitForRecord('reload refused: still running the previous configuration', (record) => String(record.problems).includes('cannot listen'));
-    expect(unbound.problems).toEqual([`services[0] (svc): cannot listen on 127.0.0.1:${taken.port}: address already in use`]);
+    expect(unbound.problems).toEqual([`services[0] (svc).listen: cannot listen on 127.0.0.1:${taken.port}: address already in use`]);
     // The workers' error crosses IPC with its code: a bind failure, not a configuration problem.
     expect(unbound.code).toBe('LB_ERR_LISTEN');
     for (const id of WORKERS) await onlyWorker(cluster, id, async () => expect((await greeting(port)).name).toBe('b1'));
@@ -440,7 +470,7 @@ describe('workers: 2', () => {
     const run = startCli(['run', '-c', file]);
     cleanups.push(() => run.kill());
     expect(await run.exited).toBe(1);
-    expect(run.stderr()).toBe(`l4lb: services[0] (svc): cannot listen on 127.0.0.1:${taken.port}: address already in use\n`);
+    expect(run.stderr()).toBe(`l4lb: services[0] (svc).listen: cannot listen on 127.0.0.1:${taken.port}: address already in use\n`);
     // The primary SIGKILLed its workers before exiting; wait for the kernel to finish them.
     await waitUntil(() => processesWith(file).length === 0);
   }, TIMEOUT);

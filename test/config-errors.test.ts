@@ -32,7 +32,7 @@ const CASES: [string, string, string[]][] = [
   ]],
   ['a __proto__ key is just an unknown key', '{ "__proto__": { "services": [] }, "services": [] }', [
     'c.json: services: expected at least 1 entry, got 0',
-    'c.json: unknown key "__proto__" (expected one of: admin, workers, log, accessLog, resolvers, services)',
+    'c.json: unknown key "__proto__" (expected one of: admin, workers, log, accessLog, resolvers, listeners, services)',
   ]],
   ['JSON file, schema error', '{ "services": [{ "name": "a", "listen": true, "backends": [] }] }', [
     'c.json: services[0].listen: expected an address HOST:PORT or a port, got the boolean true',
@@ -60,7 +60,7 @@ const CASES: [string, string, string[]][] = [
   ]],
   ['bad mode', proxy('mode: tcp'), ['c.yaml: services[0].mode: expected one of proxy, dsr, nat, got "tcp"']],
   ['bad balance', proxy('balance: magelv'), ['c.yaml: services[0].balance: expected one of maglev, ring, rendezvous, roundrobin, leastconn, got "magelv" (did you mean "maglev"?)']],
-  ['bad hashKey', proxy('hashKey: dest-ip'), ['c.yaml: services[0].hashKey: expected one of source-ip, source-ip-port, got "dest-ip"']],
+  ['bad hashKey', proxy('hashKey: dest-ip'), ['c.yaml: services[0].hashKey: expected one of source-ip, source-ip-port, sni, got "dest-ip"']],
   ['bad flowHash', proxy('flowHash: crc32'), ['c.yaml: services[0].flowHash: expected one of murmur3, jhash, got "crc32"']],
   ['negative hashSeed', proxy('hashSeed: -1'), ['c.yaml: services[0].hashSeed: must be at least 0, got -1']],
   ['hashSeed over 32 bits', proxy('hashSeed: 4294967296'), ['c.yaml: services[0].hashSeed: must be at most 4294967295, got 4294967296']],

@@ -22,13 +22,14 @@ describe('listen: a port alone', () => {
     ['"[::]:6432"', { host: '::', port: 6432 }],
     ['127.0.0.1:6432', { host: '127.0.0.1', port: 6432 }],
   ])('listen: %s', (listen, endpoint) => {
-    expect(proxy(service(listen)).listen).toEqual(endpoint);
+    expect(proxy(service(listen)).listen).toEqual([endpoint]);
   });
 
   it('admin.listen too, and a bad one says what is accepted', () => {
     expect(parseConfig(`admin: { listen: 9900, token: "0123456789abcdef" }\n${service('6432')}`, 'c.yaml').admin?.listen).toEqual({ host: '0.0.0.0', port: 9900 });
     expect(problemsOf(service('70000'))).toEqual(['c.yaml: services[0].listen: port must be an integer 0–65535, got "70000"']);
-    expect(problemsOf(service('[6432]'))).toEqual(['c.yaml: services[0].listen: expected an address HOST:PORT or a port, got a list']);
+    expect(problemsOf(service('[]'))).toEqual(['c.yaml: services[0].listen: expected at least one address, got an empty list']);
+    expect(problemsOf(service('[6432, true]'))).toEqual(['c.yaml: services[0].listen[1]: expected an address HOST:PORT or a port, got the boolean true']);
   });
 
   it('a port alone overlaps another service on the same port', () => {
@@ -49,11 +50,11 @@ describe('${VAR} from the environment', () => {
 
   it('expands ${VAR} and ${VAR:-default}; a value that is one reference to a number is that number', () => {
     const config = proxy(text, { DB_HOST: 'db1.example', TABLE_SIZE: '251' });
-    expect(config.listen).toEqual({ host: '127.0.0.1', port: 6432 });
+    expect(config.listen).toEqual([{ host: '127.0.0.1', port: 6432 }]);
     expect(config.tableSize).toBe(251);
     expect(config.backends[0]).toMatchObject({ address: { host: 'db1.example', port: 5432 }, weight: 2 });
     expect(proxy(text, { DB_HOST: 'db2', TABLE_SIZE: '251', LISTEN: '[::1]:7000', WEIGHT: '' }).backends[0].weight).toBe(2); // empty: the default, as the shell's :-
-    expect(proxy(text, { DB_HOST: 'db2', TABLE_SIZE: '251', LISTEN: '[::1]:7000' }).listen).toEqual({ host: '::1', port: 7000 });
+    expect(proxy(text, { DB_HOST: 'db2', TABLE_SIZE: '251', LISTEN: '[::1]:7000' }).listen).toEqual([{ host: '::1', port: 7000 }]);
   });
 
   it('an unset variable: one problem naming it and where it is used, alongside the other problems', () => {

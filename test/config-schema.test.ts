@@ -14,12 +14,14 @@ describe('the published JSON Schema', () => {
     expect(readFileSync(COMMITTED, 'utf8')).toBe(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
   });
 
-  it('describes the file as written: mode may be left out of a proxy service, listen may be a port', () => {
+  it('describes the file as written: mode may be left out of a proxy service, listen may be a port or a list and is optional there (the rules require it)', () => {
     const schema = configJsonSchema() as { properties: { services: { items: { oneOf: { required: string[]; properties: Record<string, { anyOf?: unknown[] }> }[] } } } };
     const [proxy, dsr] = schema.properties.services.items.oneOf;
-    expect(proxy.required).toEqual(['name', 'listen', 'backends']);
+    // listen is optional in the schema: rules.ts requires it of every service no listeners route names.
+    expect(proxy.required).toEqual(['name', 'backends']);
     expect(dsr.required).toContain('mode');
     expect(proxy.properties.listen.anyOf).toContainEqual({ type: 'integer', minimum: 0, maximum: 65535 });
+    expect(proxy.properties.listen.anyOf).toContainEqual(expect.objectContaining({ type: 'array', minItems: 1 }));
     expect(Object.keys(proxy.properties)).toEqual(expect.arrayContaining(['balance', 'hashKey', 'flowHash', 'healthCheck', 'backends', 'proxyProtocol', 'limits']));
   });
 });

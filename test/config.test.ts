@@ -129,7 +129,7 @@ const MINIMAL: Config = {
     {
       mode: 'proxy',
       name: 'postgres',
-      listen: { host: '127.0.0.1', port: 6432 },
+      listen: [{ host: '127.0.0.1', port: 6432 }],
       balance: 'maglev',
       hashKey: 'source-ip',
       flowHash: 'murmur3',
@@ -149,7 +149,7 @@ const FULL: Config = {
     {
       mode: 'proxy',
       name: 'postgres',
-      listen: { host: '127.0.0.1', port: 6432 },
+      listen: [{ host: '127.0.0.1', port: 6432 }],
       balance: 'maglev',
       hashKey: 'source-ip-port',
       flowHash: 'jhash',
@@ -168,7 +168,7 @@ const FULL: Config = {
     {
       mode: 'proxy',
       name: 'redis',
-      listen: { host: '::1', port: 7000 },
+      listen: [{ host: '::1', port: 7000 }],
       balance: 'leastconn',
       hashKey: 'source-ip',
       flowHash: 'murmur3',

@@ -105,19 +105,35 @@ const BLOCKS = DOC_FILES.flatMap(blocksOf);
 const CONFIG_BLOCKS = BLOCKS.filter((block) => ['yaml', 'yml', 'json'].includes(block.lang) && block.marker?.kind !== 'not-config');
 const RUNNABLE = BLOCKS.filter((block) => block.marker?.kind === 'runnable');
 
-const TOP_LEVEL = new Set(['admin', 'workers', 'log', 'accessLog', 'resolvers', 'services']);
+const TOP_LEVEL = new Set(['admin', 'workers', 'log', 'accessLog', 'resolvers', 'listeners', 'services']);
 const DSR_ONLY = new Set(['vip', 'dscp']);
 const NAT_ONLY = new Set(['snat']);
 const backend = { name: 'doc-b1', address: '127.0.0.1:15432' };
 
+/** The services a fragment's `listeners` routes name (a route's service must exist), each with one backend and no listen. */
+function routedServices(listeners: unknown): { name: string; backends: (typeof backend)[] }[] {
+  const names = new Set<string>();
+  for (const listener of Array.isArray(listeners) ? (listeners as unknown[]) : []) {
+    const routes = typeof listener === 'object' && listener !== null ? (listener as { routes?: unknown }).routes : undefined;
+    for (const route of Array.isArray(routes) ? (routes as unknown[]) : []) {
+      if (typeof route !== 'object' || route === null) continue;
+      const { service, default: fallback } = route as { service?: unknown; default?: unknown };
+      for (const name of [service, fallback]) if (typeof name === 'string' && name !== 'doc-service') names.add(name);
+    }
+  }
+  return [...names].map((name) => ({ name, backends: [backend] }));
+}
+
 /** The smallest whole configuration around a block's value. */
-function wholeFile(value: unknown): unknown {
+function wholeFile(fragment: unknown): unknown {
+  // A listener's routes alone: inside a listener of their own.
+  const value = typeof fragment === 'object' && fragment !== null && !Array.isArray(fragment) && Object.keys(fragment).join() === 'routes' ? { listeners: [{ listen: '127.0.0.1:15443', ...fragment }] } : fragment;
   const isObject = typeof value === 'object' && value !== null && !Array.isArray(value);
   if (Array.isArray(value)) return { services: value };
   if (!isObject) return value;
   const keys = Object.keys(value);
   if ('services' in value) return value;
-  if (keys.every((key) => TOP_LEVEL.has(key))) return { ...value, services: [{ name: 'doc-service', listen: '127.0.0.1:15000', backends: [backend] }] };
+  if (keys.every((key) => TOP_LEVEL.has(key))) return { ...value, services: [{ name: 'doc-service', listen: '127.0.0.1:15000', backends: [backend] }, ...routedServices((value as { listeners?: unknown }).listeners)] };
   if (keys.some((key) => NAT_ONLY.has(key))) return { services: [{ name: 'doc-nat', mode: 'nat', vip: '192.0.2.1:80', tableSize: 13, backends: [{ name: 'n1', address: '192.0.2.11:8080' }], ...value }] };
   if (keys.some((key) => DSR_ONLY.has(key))) return { services: [{ name: 'doc-dsr', mode: 'dsr', vip: '192.0.2.1:80', dscp: 9, tableSize: 13, backends: [{ name: 'd1', address: '192.0.2.11' }], ...value }] };
   return { services: [{ name: 'doc-service', listen: '127.0.0.1:15000', backends: [backend], ...value }] };

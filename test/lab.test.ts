@@ -201,7 +201,7 @@ describe.skipIf(lab.skip)(lab.title, () => {
         const proxyConfig: ProxyServiceConfig = {
           mode: 'proxy',
           name: 'web-proxy',
-          listen: { host: '127.0.0.1', port: 0 },
+          listen: [{ host: '127.0.0.1', port: 0 }],
           balance: 'maglev',
           hashKey: service.hashKey,
           flowHash: 'jhash',

@@ -45,7 +45,7 @@ it('a reload that moves the listener keeps l4lb_connections_total and l4lb_bytes
   await traffic(balancer, 3, 'hello');
   expect(await read()).toEqual({ total: 3, up: 15, down: 3 * (5 + 'echo\n'.length) });
   const before = balancer.address('svc');
-  await balancer.reload(configOf({ ...first, listen: { host: '127.0.0.2', port: 0 } }));
+  await balancer.reload(configOf({ ...first, listen: [{ host: '127.0.0.2', port: 0 }] }));
   expect(balancer.address('svc')).not.toEqual(before);
   await traffic(balancer, 2, 'hi');
   expect(await read()).toEqual({ total: 5, up: 15 + 4, down: 3 * 10 + 2 * 7 });
@@ -70,7 +70,7 @@ it('l4lb_connections_rejected_total counts refusals per reason, and keeps counti
   await denied(3);
   expect(await read('refused-denied')).toBe(3);
   expect(await read('proxy-header-invalid')).toBe(0);
-  await balancer.reload(configOf({ ...first, listen: { host: '127.0.0.2', port: 0 } }));
+  await balancer.reload(configOf({ ...first, listen: [{ host: '127.0.0.2', port: 0 }] }));
   await denied(2);
   expect(await read('refused-denied')).toBe(5);
   expect(balancer.stats()[0].rejected['refused-denied']).toBe(5);

@@ -123,7 +123,7 @@ describe('reload', () => {
     const oldPort = balancer.address('svc').port;
     const open = await greetingFrom(oldPort, '127.0.0.1', true);
     const newPort = await freePort();
-    await balancer.reload(configOf(proxyService(backends, { listen: { host: '127.0.0.1', port: newPort } })));
+    await balancer.reload(configOf(proxyService(backends, { listen: [{ host: '127.0.0.1', port: newPort }] })));
     expect(balancer.address('svc').port).toBe(newPort);
     expect((await greetingFrom(newPort, '127.0.0.1')).name).toBe('b1');
     await expect(connectClient(oldPort)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
@@ -137,7 +137,7 @@ describe('reload', () => {
     const port = balancer.address('svc').port;
     const taken = await startServer();
     cleanups.push(() => taken.close());
-    const bad = configOf(proxyService(backends.slice(0, 1)), { ...proxyService(backends), name: 'other', listen: { host: '127.0.0.1', port: taken.port } });
+    const bad = configOf(proxyService(backends.slice(0, 1)), { ...proxyService(backends), name: 'other', listen: [{ host: '127.0.0.1', port: taken.port }] });
     await expect(balancer.reload(bad)).rejects.toMatchObject({ code: 'LB_ERR_LISTEN' });
     expect(balancer.stats().map((s) => s.backends.length)).toEqual([2]);
     expect(['b1', 'b2']).toContain((await greetingFrom(port, '127.0.0.1')).name);

@@ -20,6 +20,7 @@ import { ProxyHeaderParser, encodeForConnection, encodeV2, proxiedEndpoints, typ
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
 import { connectClient, peerClosed, readAll, readLine, startNamedServer, startServer, writeChunked, type TestServer } from './helpers/net.js';
+import { listenFor } from './helpers/listen.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -168,20 +169,20 @@ describe('proxyProtocol.accept from a trusted peer', () => {
     const clock = new ManualClock();
     const log = captureLog();
     const service = new ProxyService(buildPlan(config, await resolveBackends(config, 'svc'), new ServiceLoads()), log.logger, new ServiceCounters(), { clock });
-    const { port } = await service.listen('svc');
-    cleanups.push(() => service.close(0));
+    const { port, close } = await listenFor(service, log.logger);
+    cleanups.push(() => service.close(0).then(close));
     const reading = clock.nextTimer(); // the header read's timeout, set when the connection is accepted
     const socket = await client(port, '127.0.0.1');
     const closed = peerClosed(socket);
     await reading;
     clock.advance(999);
-    expect(service.stats().rejected['proxy-header-timeout']).toBe(0);
+    expect(service.stats({ host: '127.0.0.1', port }).rejected['proxy-header-timeout']).toBe(0);
     clock.advance(1);
     await closed;
     const [record] = await log.waitForAccess(1);
     expect(record).toMatchObject({ end: 'proxy-header-timeout', backend: null, bytesUp: 0, durationMs: 1000 });
     expect(record.error).toMatch(/no complete PROXY header within 1000 ms \(0 bytes/);
-    expect(service.stats().rejected['proxy-header-timeout']).toBe(1);
+    expect(service.stats({ host: '127.0.0.1', port }).rejected['proxy-header-timeout']).toBe(1);
     expect(be.accepted).toHaveLength(0);
   });
 });
@@ -236,7 +237,7 @@ describe('proxyProtocol.send', () => {
 
   it('over IPv6 the header is TCP6', async () => {
     const be = await recorder();
-    const { port } = await balancerFor(proxyService([backend('b1', be.port)], { listen: { host: '::1', port: 0 }, proxyProtocol: { send: 'v1' } }));
+    const { port } = await balancerFor(proxyService([backend('b1', be.port)], { listen: [{ host: '::1', port: 0 }], proxyProtocol: { send: 'v1' } }));
     const socket = await client(port, undefined, '::1');
     const localPort = socket.localPort as number;
     socket.end('six');

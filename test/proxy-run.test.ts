@@ -119,7 +119,7 @@ describe('l4lb run', () => {
     cleanups.push(() => taken.close());
     const run = cli(['run', '-c', configFile(taken.port, [{ name: 'b1', port: taken.port }])]);
     expect(await run.exited).toBe(1);
-    expect(run.stderr()).toBe(`l4lb: services[0] (svc): cannot listen on 127.0.0.1:${taken.port}: address already in use\n`);
+    expect(run.stderr()).toBe(`l4lb: services[0] (svc).listen: cannot listen on 127.0.0.1:${taken.port}: address already in use\n`);
   });
 
   it('a missing file: one line on stderr, exit 1', async () => {

@@ -17,6 +17,7 @@ import { buildPlan, resolveBackends, ServiceLoads, slotHashOf } from '../src/ser
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
 import { connectClient, peerClosed, freePort, readAll, readBytes, readLine, startBlackhole, startNamedServer, startServer, type TestServer } from './helpers/net.js';
+import { listenFor } from './helpers/listen.js';
 
 /** Everything a test starts, stopped after it whatever happened. */
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -42,8 +43,8 @@ async function serviceOnClock(service: ProxyServiceConfig): Promise<{ running: P
   const clock = new ManualClock();
   const log = captureLog();
   const running = new ProxyService(buildPlan(service, await resolveBackends(service, service.name), new ServiceLoads()), log.logger, new ServiceCounters(), { clock });
-  const { port } = await running.listen(service.name);
-  cleanups.push(() => running.close(0));
+  const { port, close } = await listenFor(running, log.logger);
+  cleanups.push(() => running.close(0).then(close));
   return { running, clock, log, port };
 }
 
@@ -130,7 +131,7 @@ describe('maxConnections', () => {
     const second = await client(port);
     const greeting = readLine(second);
     await waiting;
-    expect(running.stats()).toMatchObject({ current: 1, queued: 1 });
+    expect(running.stats({ host: '127.0.0.1', port })).toMatchObject({ current: 1, queued: 1 });
     clock.advance(25);
     first.end();
     expect(await greeting).toBe('b1');
@@ -155,9 +156,9 @@ describe('maxConnections', () => {
     await peerClosed(refused);
     expect((await log.waitForAccess(1))[0]).toMatchObject({ end: 'refused-queue-full', backend: null });
     clock.advance(199);
-    expect(running.stats()).toMatchObject({ refused: 1, current: 1, queued: 1 });
+    expect(running.stats({ host: '127.0.0.1', port })).toMatchObject({ refused: 1, current: 1, queued: 1 });
     clock.advance(1);
-    expect(running.stats()).toMatchObject({ refused: 2, current: 1, queued: 0 });
+    expect(running.stats({ host: '127.0.0.1', port })).toMatchObject({ refused: 2, current: 1, queued: 0 });
     await waiterClosed;
     const records = await log.waitForAccess(2);
     expect(records[1]).toMatchObject({ end: 'refused-queue-timeout', backend: null, queueMs: 200 });
@@ -193,7 +194,7 @@ describe('IPv6', () => {
   it('listens on [::1], keys an IPv6 client as the picker does, and logs bracketed addresses', async () => {
     const b1 = await named('b1');
     const b2 = await named('b2');
-    const service = proxyService([backend('b1', b1.port), backend('b2', b2.port)], { listen: { host: '::1', port: 0 } });
+    const service = proxyService([backend('b1', b1.port), backend('b2', b2.port)], { listen: [{ host: '::1', port: 0 }] });
     const { log, port } = await balancerFor(service);
     const picker = createPicker('maglev', service.backends, { tableSize: service.tableSize, slotHash: slotHashOf(service) });
     const socket = await connectClient(port, undefined, '::1');
@@ -206,13 +207,13 @@ describe('IPv6', () => {
 });
 
 describe('start-up and shutdown', () => {
-  it('a taken port is one LB_ERR_LISTEN error naming the service and address', async () => {
+  it('a taken port is one LB_ERR_LISTEN error naming the service, its listen key and the address', async () => {
     const taken = await startServer();
     cleanups.push(() => taken.close());
-    const service = proxyService([backend('b1', taken.port)], { listen: { host: '127.0.0.1', port: taken.port } });
+    const service = proxyService([backend('b1', taken.port)], { listen: [{ host: '127.0.0.1', port: taken.port }] });
     await expect(startBalancer(configOf(service), { logger: captureLog().logger })).rejects.toMatchObject({
       code: 'LB_ERR_LISTEN',
-      message: `services[0] (svc): cannot listen on 127.0.0.1:${taken.port}: address already in use`,
+      message: `services[0] (svc).listen: cannot listen on 127.0.0.1:${taken.port}: address already in use`,
     });
   });
 

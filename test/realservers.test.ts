@@ -67,7 +67,7 @@ function configFor(name: string, backend: Endpoint): Config {
       {
         mode: 'proxy',
         name,
-        listen: { host: '127.0.0.1', port: 0 },
+        listen: [{ host: '127.0.0.1', port: 0 }],
         balance: 'maglev',
         hashKey: 'source-ip-port',
         flowHash: 'murmur3',

@@ -57,7 +57,7 @@ describe('a runtime change builds the table a file change builds', () => {
       const running = await start(proxyService(named(3), { tableSize }));
       const before = tableOf(running);
       const result = await running.changeBackends('svc', change.kind === 'add' ? { kind: 'add', backend: { ...change.backend, address: { host: '127.0.0.1', port: servers[3].port } } } : change);
-      const fromFile = await start(proxyService(file().map((each) => (each.name === 'b4' ? backend('b4', servers[3].port) : each)), { tableSize, listen: { host: '127.0.0.1', port: 0 } }));
+      const fromFile = await start(proxyService(file().map((each) => (each.name === 'b4' ? backend('b4', servers[3].port) : each)), { tableSize, listen: [{ host: '127.0.0.1', port: 0 }] }));
       expect(owners(tableOf(running))).toEqual(owners(tableOf(fromFile)));
       const diff = diffMaglevTables(before, tableOf(running));
       expect(result.moves).toMatchObject({ balance: 'maglev', unit: 'slots', total: tableSize, moved: diff.length });
@@ -92,7 +92,7 @@ describe('a runtime change builds the table a file change builds', () => {
     expect(added.moves.share).toBeGreaterThan(0.1);
     expect(added.moves.share).toBeLessThan(0.45);
     expect(added.moves.backends.find((row) => row.name === 'b4')).toMatchObject({ before: 0, lost: 0, gained: added.moves.moved });
-    const rr = await start(proxyService(named(3), { balance: 'roundrobin', listen: { host: '127.0.0.1', port: 0 } }));
+    const rr = await start(proxyService(named(3), { balance: 'roundrobin', listen: [{ host: '127.0.0.1', port: 0 }] }));
     const weighted = await rr.changeBackends('svc', { kind: 'weight', backend: 'b1', weight: 4 });
     expect(weighted.moves).toMatchObject({ unit: 'weight', moved: 0, total: 6 });
     expect(weighted.moves.backends[0]).toEqual({ name: 'b1', before: 1, after: 4, gained: 3, lost: 0 });

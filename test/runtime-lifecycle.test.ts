@@ -143,7 +143,7 @@ describe('the lifecycle driver', () => {
     await reloadsAsked(runtime, 2);
     runtime.reloads[1].done.resolve('applied');
     await log.waitFor((record) => record.msg === 'reloaded' && log.records.filter((each) => each.msg === 'reloaded').length === 2);
-    expect(runtime.reloads.map(({ next }) => next.services.map((service) => (service.mode === 'proxy' ? service.listen.port : 0)))).toEqual([[7002], [7004]]);
+    expect(runtime.reloads.map(({ next }) => next.services.map((service) => (service.mode === 'proxy' ? service.listen[0]?.port : 0)))).toEqual([[7002], [7004]]);
   });
 
   it('refuses a bad file without asking the runtime, and a runtime refusal keeps the previous configuration', async () => {
@@ -221,7 +221,7 @@ describe('the lifecycle driver', () => {
     await log.waitFor((record) => record.msg === 'reload requested through the admin API: a reload is in progress; the file is read again when it ends');
     runtime.reloads[0].done.resolve('applied');
     await reloadsAsked(runtime, 2);
-    expect(runtime.reloads[1].next.services.map((service) => (service.mode === 'proxy' ? service.listen.port : 0))).toEqual([7011]);
+    expect(runtime.reloads[1].next.services.map((service) => (service.mode === 'proxy' ? service.listen[0]?.port : 0))).toEqual([7011]);
     runtime.reloads[1].done.reject(new LbError('LB_ERR_LISTEN', 'cannot listen on 127.0.0.1:7011: address already in use'));
     const response = await answer;
     expect(response.status).toBe(422);

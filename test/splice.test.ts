@@ -19,6 +19,7 @@ import { buildPlan, resolveBackends, ServiceLoads } from '../src/services/index.
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog, type CapturedLog } from './helpers/log.js';
 import { closed, connectClient, readAll, readBytes, startServer, waitUntil, writeChunked, type TestServer } from './helpers/net.js';
+import { listenFor } from './helpers/listen.js';
 
 /** What the backend does with each connection; set by each test before it connects. */
 let onBackend: (socket: Socket) => void = () => {};
@@ -226,6 +227,10 @@ describe('backpressure', () => {
 });
 
 describe('idle timeout', () => {
+  const openSockets: (() => Promise<void>)[] = [];
+  afterAll(async () => {
+    for (const close of openSockets.splice(0)) await close();
+  });
   /**
    * A service with a 500 ms idle timeout in front of a fresh backend, on a manual clock with a
    * sweeper of its own (period 125 ms: a quarter of the timeout), and its log.
@@ -237,7 +242,8 @@ describe('idle timeout', () => {
     const sweeper = new IdleSweeper(clock);
     const config = proxyService([backend('b1', idleServer.port)], { timeouts: { connect: 3000, idle: 500, queue: 1000, drain: 1000 } });
     const service = new ProxyService(buildPlan(config, await resolveBackends(config, 'svc'), new ServiceLoads()), idleLog.logger, new ServiceCounters(), { clock, idleSweeper: sweeper });
-    const { port } = await service.listen('svc');
+    const { port, close } = await listenFor(service, idleLog.logger);
+    openSockets.push(close);
     return { idleServer, idleLog, clock, sweeper, service, port };
   }
 

@@ -17,7 +17,9 @@
  * each answered with what moved (`moves`: Maglev slots, or sampled keys for ring and rendezvous).
  *
  * With the lifecycle given, /stats also carries `config` (file, sha256, loadedAt), `lastReload` and
- * `drain` (null, or connections left and the deadline while stopping). While l4lb drains, reads
+ * `drain` (null, or connections left and the deadline while stopping). With TLS passthrough
+ * listeners it carries `listeners`: each one's socket name, address, clients being inspected now
+ * and inspections by result and route (what l4lb_sni_inspect_total counts). While l4lb drains, reads
  * are served to the end and state changes and reloads are refused with 503 `stopping`.
  *
  * With a token configured every request needs `Authorization: Bearer <token>`, except the stats
@@ -374,7 +376,9 @@ export async function startAdmin(balancer: AdminTarget, options: AdminOptions): 
       allow(request.method, 'GET');
       const services = await balancer.stats();
       const kernel = balancer.kernel === undefined ? [] : await balancer.kernel();
-      const kernelRows = kernel.length === 0 ? {} : { kernel };
+      const listeners = balancer.listenerStats?.() ?? [];
+      // Kernel services and passthrough listeners appear only when some run.
+      const kernelRows = { ...(kernel.length === 0 ? {} : { kernel }), ...(listeners.length === 0 ? {} : { listeners }) };
       if (lifecycle === undefined) {
         send(response, 200, { services, ...kernelRows });
         return;

@@ -38,7 +38,7 @@ export function demoConfig(port: number, backends: readonly { name: string; addr
       {
         mode: 'proxy',
         name: 'demo',
-        listen: { host: '127.0.0.1', port },
+        listen: [{ host: '127.0.0.1', port }],
         balance: 'maglev',
         hashKey: 'source-ip',
         flowHash: 'murmur3',

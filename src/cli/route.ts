@@ -14,7 +14,7 @@ import { Command, Option } from 'commander';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { isIP } from 'node:net';
-import { ConfigError, loadConfig, type DsrServiceConfig, type HashKeyKind, type NatServiceConfig, type ProxyServiceConfig, type ServiceConfig } from '../config/index.js';
+import { ConfigError, loadConfig, type DsrServiceConfig, type NatServiceConfig, type ProxyHashKey, type ProxyServiceConfig, type ServiceConfig } from '../config/index.js';
 import { gatedDirector, gatedSlotNames, kernelSlots, planDirector, planNat } from '../kernel/index.js';
 import { LbError } from '../errors.js';
 import { ALGORITHMS, createPicker, DEFAULT_MAGLEV_TABLE_SIZE, flowKey, isAlgorithm, nftJhashSlot, slotOwner, type Algorithm, type Backend, type HashKey } from '../hashing/index.js';
@@ -70,7 +70,9 @@ function plainKey(text: string): HashKey {
 }
 
 /** The key the service hashes for a client written as `text`; LbError naming the key otherwise. */
-function serviceKey(text: string, service: string, hashKey: HashKeyKind, family: 'any' | 'dsr' | 4 | 6): Uint8Array {
+function serviceKey(text: string, service: string, hashKey: ProxyHashKey, family: 'any' | 'dsr' | 4 | 6): Uint8Array {
+  // hashKey: sni keys on the server name's bytes, as the proxy does (src/proxy/service.ts).
+  if (hashKey === 'sni') return Buffer.from(text.toLowerCase().replace(/\.$/, ''), 'latin1');
   const parsed = parseRouteKey(text);
   if (parsed.kind === 'text') {
     throw new LbError('LB_ERR_INVALID_ARGUMENT', `key "${text}": not a client address; service "${service}" hashes ${hashKey === 'source-ip' ? 'ADDRESS' : 'ADDRESS:PORT'}`);

@@ -74,7 +74,7 @@ export class HealthAuthority {
   stats(): ServiceStatusStats[] {
     return this.services.map((service) => ({
       name: service.name,
-      listen: service.listen,
+      listen: service.listen[0] ?? { host: '0.0.0.0', port: 0 }, // a worker's row says where it is reached (mergeStats)
       current: 0,
       queued: 0,
       total: 0,

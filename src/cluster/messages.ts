@@ -8,7 +8,7 @@
  */
 import type { Config, Endpoint } from '../config/index.js';
 import { LbError, isLbError, type LbErrorWire } from '../errors.js';
-import type { ServiceStatusStats } from '../proxy/index.js';
+import type { ListenerStats, ServiceStatusStats } from '../proxy/index.js';
 import type { HandedSocket } from '../runtime/index.js';
 import type { SharedStatus } from '../services/index.js';
 
@@ -34,15 +34,15 @@ export type PrimaryMessage =
 export type WorkerMessage =
   /** The worker's message handler is installed: send `start`. */
   | { readonly type: 'hello' }
-  | { readonly type: 'started'; readonly listening: readonly { readonly service: string; readonly listen: Endpoint }[] }
+  | { readonly type: 'started'; readonly listening: readonly { readonly service: string; readonly listen: Endpoint; readonly socket: string }[] }
   /** Could not start (the error with its code and fields); the worker exits 1 after sending it. */
   | { readonly type: 'failed'; readonly error: LbErrorWire }
   /** A passive observation, sent at once (failures) or after a failure (the pass that resets it). */
   | { readonly type: 'observe'; readonly service: string; readonly backend: string; readonly passed: boolean }
   /** `error` null: applied; else why not (the worker keeps its previous configuration). */
   | { readonly type: 'reloaded'; readonly id: number; readonly error: LbErrorWire | null }
-  | { readonly type: 'stats'; readonly id: number; readonly services: readonly ServiceStatusStats[] }
-  /** One listening socket (its handle travels with the message), named by its listener key. */
+  | { readonly type: 'stats'; readonly id: number; readonly services: readonly ServiceStatusStats[]; readonly listeners: readonly ListenerStats[] }
+  /** One listening socket (its handle travels with the message), named by its socket name (proxy's socketName). */
   | { readonly type: 'socket'; readonly id: number; readonly name: string }
   /** Every `socket` of request `id` has been sent. */
   | { readonly type: 'sockets'; readonly id: number }

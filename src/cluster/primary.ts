@@ -14,11 +14,11 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import { fromWire, LbError } from '../errors.js';
-import { listenerName, logOptions, type ServiceStatusStats } from '../proxy/index.js';
+import { logOptions, socketsOf, type ListenerStats, type ServiceStatusStats } from '../proxy/index.js';
 import { closeHandle, handleFd, type HandedSocket, type HandoverSockets } from '../runtime/index.js';
 import type { HealthAuthority } from './authority.js';
 import { isWorkerMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
-import { mergeStats, retire } from './stats.js';
+import { mergeListeners, mergeStats, retire, retireListeners } from './stats.js';
 import { WORKER_LOG_ENV, WORKER_SLOT_ENV } from './worker.js';
 
 /** How long /stats waits for a worker's counters before using its last report. */
@@ -42,6 +42,8 @@ interface Slot {
   startedAt: number;
   quickDeaths: number;
   lastStats: ServiceStatusStats[] | undefined;
+  /** Its passthrough listeners as its last stats report had them. */
+  lastListeners: ListenerStats[] | undefined;
   restart: NodeJS.Timeout | undefined;
   /** Settled by the first `started` or `failed` (start-up waits on it). */
   ready: { resolve: (listening: Extract<WorkerMessage, { type: 'started' }>) => void; reject: (error: LbError) => void } | undefined;
@@ -59,6 +61,7 @@ export class ClusterPrimary {
   private nextId = 1;
   /** Last reports of dead workers, summed (see stats.ts). */
   private retired: ServiceStatusStats[] = [];
+  private retiredListeners: ListenerStats[] = [];
   private stopping = false;
   private broadcastQueued = false;
   private reloading = false;
@@ -90,6 +93,7 @@ export class ClusterPrimary {
       startedAt: 0,
       quickDeaths: 0,
       lastStats: undefined,
+      lastListeners: undefined,
       restart: undefined,
       ready: undefined,
       drained: undefined,
@@ -220,6 +224,8 @@ export class ClusterPrimary {
     if (this.slots.every((each) => each.worker === undefined)) this.sockets = [];
     if (slot.lastStats !== undefined) this.retired = mergeStats(retire(slot.lastStats), [this.retired]);
     slot.lastStats = undefined;
+    if (slot.lastListeners !== undefined) this.retiredListeners = retireListeners(this.retiredListeners, slot.lastListeners);
+    slot.lastListeners = undefined;
     slot.drained?.();
     if (slot.ready !== undefined) {
       slot.ready.reject(new LbError('LB_ERR_WORKER_EXITED', `worker ${slot.id} exited before listening (${signal ?? `exit code ${code}`})`));
@@ -282,11 +288,20 @@ export class ClusterPrimary {
       this.slots.map(async (slot) => {
         if (!slot.started) return slot.lastStats;
         const reply = await this.request(slot, { type: 'stats', id: this.nextId++ }, STATS_TIMEOUT_MS);
-        if (reply?.type === 'stats') slot.lastStats = [...reply.services];
+        if (reply?.type === 'stats') {
+          slot.lastStats = [...reply.services];
+          slot.lastListeners = [...reply.listeners];
+        }
         return slot.lastStats;
       }),
     );
     return mergeStats(this.authority.stats(), [this.retired, ...reports.filter((report): report is ServiceStatusStats[] => report !== undefined)]);
+  }
+
+  /** Passthrough listeners summed over the workers' reports the last stats() gathered (see stats.ts mergeListeners). */
+  listenerStats(): ListenerStats[] {
+    const live = this.slots.flatMap((slot) => (slot.worker === undefined || slot.lastListeners === undefined ? [] : [slot.lastListeners]));
+    return mergeListeners(this.retiredListeners, live);
   }
 
   /**
@@ -309,7 +324,7 @@ export class ClusterPrimary {
     await this.authority.apply(next);
     this.config = next;
     // A socket whose service is gone is closed by the workers' reload: never listen on its fd again.
-    const configured = new Set(next.services.flatMap((service) => (service.mode === 'proxy' ? [listenerName(service)] : [])));
+    const configured = new Set(socketsOf(next).map(({ name }) => name));
     this.sockets = this.sockets.filter(({ name }) => configured.has(name));
     this.broadcast();
     const replies = await Promise.all(

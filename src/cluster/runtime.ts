@@ -7,9 +7,9 @@
  */
 import type { Logger } from 'pino';
 import type { AdminTarget } from '../admin/index.js';
-import { formatEndpoint, type Config, type Endpoint } from '../config/index.js';
+import { type Config, type Endpoint } from '../config/index.js';
 import { RuntimeChangeError } from '../errors.js';
-import { listenerName } from '../proxy/index.js';
+import { socketsOf } from '../proxy/index.js';
 import type { HandedSocket, HandoverSockets, InheritedSockets, Listening, ReloadOutcome, Runtime } from '../runtime/index.js';
 import { HealthAuthority } from './authority.js';
 import type { WorkerMessage } from './messages.js';
@@ -19,8 +19,8 @@ class ClusterRuntime implements Runtime {
   readonly logFields: Readonly<Record<string, number>>;
   readonly admin: AdminTarget;
   private config: Config;
-  /** Where each service listens: as the workers reported at start, then as reloads configure it. */
-  private listen: Map<string, Endpoint>;
+  /** Each listening socket by name: its owner and where it listens, as the workers reported at start, then as reloads configure it. */
+  private listen: Map<string, { service: string; listen: Endpoint }>;
 
   constructor(
     config: Config,
@@ -30,10 +30,11 @@ class ClusterRuntime implements Runtime {
     private readonly logger: Logger,
   ) {
     this.config = config;
-    this.listen = new Map(started.listening.map(({ service, listen }) => [service, listen]));
+    this.listen = new Map(started.listening.map(({ service, listen, socket }) => [socket, { service, listen }]));
     this.logFields = { workers: primary.workers };
     this.admin = {
       stats: () => primary.stats(),
+      listenerStats: () => primary.listenerStats(),
       setState: (service, backend, state) => authority.setState(service, backend, state),
       // Every worker builds its own plans: a runtime change would have to reach all of them as one
       // change, which the IPC protocol does not carry yet.
@@ -53,7 +54,7 @@ class ClusterRuntime implements Runtime {
   }
 
   listening(): Listening[] {
-    return [...this.listen].map(([service, listen]) => ({
+    return [...this.listen.values()].map(({ service, listen }) => ({
       service,
       listen,
       backends: this.config.services.find((each) => each.name === service)?.backends.length ?? 0,
@@ -63,14 +64,9 @@ class ClusterRuntime implements Runtime {
   async reload(next: Config, previous: Config): Promise<ReloadOutcome> {
     const refused = await this.primary.reload(next, previous);
     for (const { worker, error } of refused) this.logger.error({ worker, code: error.code, problems: error.lines() }, 'worker refused the reload: it still runs the previous configuration');
-    // A listener whose configured endpoint did not change keeps its bound address (port 0 resolved).
-    const before = new Map(previous.services.map((service) => [service.name, service.mode === 'proxy' ? formatEndpoint(service.listen) : '']));
-    const listen = new Map<string, Endpoint>();
-    for (const service of next.services) {
-      if (service.mode !== 'proxy') continue;
-      const kept = this.listen.get(service.name);
-      listen.set(service.name, kept !== undefined && before.get(service.name) === formatEndpoint(service.listen) ? kept : service.listen);
-    }
+    // A socket kept by name keeps its bound address (port 0 resolved), whoever owns it now.
+    const listen = new Map<string, { service: string; listen: Endpoint }>();
+    for (const plan of socketsOf(next)) listen.set(plan.name, { service: plan.owner, listen: this.listen.get(plan.name)?.listen ?? plan.endpoint });
     this.listen = listen;
     this.config = next;
     return refused.length > 0 ? 'partial' : 'applied';
@@ -106,10 +102,9 @@ class ClusterRuntime implements Runtime {
  */
 export async function startCluster(config: Config, count: number, logger: Logger, inherited?: InheritedSockets): Promise<Runtime> {
   const sockets: HandedSocket[] = [];
-  for (const service of config.services) {
-    if (service.mode !== 'proxy') continue;
-    const fd = inherited?.forService(service);
-    if (fd !== undefined) sockets.push({ name: listenerName(service), fd });
+  for (const plan of socketsOf(config)) {
+    const fd = inherited?.forSocket(plan);
+    if (fd !== undefined) sockets.push({ name: plan.name, fd });
   }
   const authority = new HealthAuthority(logger);
   try {

@@ -6,7 +6,7 @@
  * 0) and added to every later sum, so the totals /metrics turns into Prometheus counters do not
  * fall back when a worker is restarted (they miss only what it counted after its last report).
  */
-import { REJECTIONS, type BackendStatusStats, type Rejection, type ServiceStatusStats } from '../proxy/index.js';
+import { REJECTIONS, type BackendStatusStats, type ListenerStats, type Rejection, type ServiceStatusStats } from '../proxy/index.js';
 
 type Counted = Pick<ServiceStatusStats, 'current' | 'queued' | 'total' | 'refused' | 'bytesUp' | 'bytesDown' | 'buffered'>;
 type BackendCounted = Pick<BackendStatusStats, 'current' | 'total' | 'failures' | 'bytesUp' | 'bytesDown'>;
@@ -58,4 +58,37 @@ export function retire(report: readonly ServiceStatusStats[]): ServiceStatusStat
 /** Zero counters for every rejection reason (the skeleton's `rejected`). */
 export function noRejections(): Record<Rejection, number> {
   return Object.fromEntries(REJECTIONS.map((reason) => [reason, 0])) as Record<Rejection, number>;
+}
+
+/**
+ * TLS passthrough listeners summed over workers, by listener name: the listeners are those of the
+ * `live` reports (one per worker), in first-seen order, with their `inspecting` summed; their
+ * inspection counts are summed over `retired` (dead workers' last reports, see retireListeners)
+ * and `live`. A listener only a dead worker had (removed by a reload since) is left out.
+ * Cost O(workers x listeners x results).
+ */
+export function mergeListeners(retired: readonly ListenerStats[], live: readonly (readonly ListenerStats[])[]): ListenerStats[] {
+  const merged = new Map<string, { base: ListenerStats; inspecting: number; counts: Map<string, ListenerStats['inspections'][number]> }>();
+  for (const report of live) {
+    for (const row of report) {
+      const entry = merged.get(row.listener) ?? { base: row, inspecting: 0, counts: new Map() };
+      entry.inspecting += row.inspecting;
+      merged.set(row.listener, entry);
+    }
+  }
+  for (const row of [...retired, ...live.flat()]) {
+    const entry = merged.get(row.listener);
+    if (entry === undefined) continue;
+    for (const count of row.inspections) {
+      const key = `${count.result} ${count.route}`;
+      const sum = entry.counts.get(key);
+      entry.counts.set(key, { result: count.result, route: count.route, count: (sum?.count ?? 0) + count.count });
+    }
+  }
+  return [...merged.values()].map(({ base, inspecting, counts }) => ({ ...base, inspecting, inspections: [...counts.values()] }));
+}
+
+/** A dead worker's listeners as they count from now on: `retired` (the earlier dead ones) plus `report`, clients being inspected 0. */
+export function retireListeners(retired: readonly ListenerStats[], report: readonly ListenerStats[]): ListenerStats[] {
+  return mergeListeners([], [retired, report.map((row) => ({ ...row, inspecting: 0 }))]);
 }

@@ -72,13 +72,13 @@ export function runWorker(): void {
         // The primary's fds: listen({ fd }) in a worker is opened in the primary and shared.
         const inherited = new InheritedSockets(message.sockets);
         try {
-          balancer = await startBalancer(message.config, { logger, verdicts: verdicts.sources, inherited: (service) => inherited.forService(service) });
+          balancer = await startBalancer(message.config, { logger, verdicts: verdicts.sources, inherited: (socket) => inherited.forSocket(socket) });
         } catch (error) {
           send({ type: 'failed', error: errorToWire(error) }, () => process.exit(1));
           return;
         }
         config = message.config;
-        send({ type: 'started', listening: balancer.stats().map((row) => ({ service: row.name, listen: row.listen })) });
+        send({ type: 'started', listening: balancer.listening().map(({ service, listen, socket }) => ({ service, listen, socket })) });
         return;
       }
       case 'health':
@@ -102,7 +102,7 @@ export function runWorker(): void {
         return;
       }
       case 'stats':
-        send({ type: 'stats', id: message.id, services: balancer?.stats() ?? [] });
+        send({ type: 'stats', id: message.id, services: balancer?.stats() ?? [], listeners: balancer?.listenerStats() ?? [] });
         return;
       case 'sockets': {
         // Handles go one per message; the channel keeps their order, so `sockets` comes last.

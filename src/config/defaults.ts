@@ -19,6 +19,8 @@ export const DEFAULTS = {
   timeouts: { connect: 3_000, idle: 30 * 60_000, queue: 5_000, drain: 30_000 },
   /** timeouts.proxyHeader, filled in only for services with proxyProtocol.accept. */
   proxyHeaderTimeout: 3_000,
+  /** listeners[].timeouts.inspect: how long a client has to send its whole ClientHello. */
+  inspectTimeout: 5_000,
   /** Top-level `workers`: one process, no cluster. */
   workers: 1,
   /** `onDown` of kernel services (mode: nat, dsr): a down backend's flows are reset, as no proxy retries them. */

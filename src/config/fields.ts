@@ -8,7 +8,7 @@ import { LIMITS } from './defaults.js';
 import { parseDuration } from './durations.js';
 import { parseAddress, parseEndpoint, type EndpointRule } from './endpoints.js';
 import { describeValue } from './messages.js';
-import { HASH_KEY_KINDS, type Endpoint, type HashKeyKind, type WorkersSetting } from './types.js';
+import { HASH_KEY_KINDS, PROXY_HASH_KEYS, type Endpoint, type HashKeyKind, type ProxyHashKey, type WorkersSetting } from './types.js';
 
 export const LISTEN_RULE: EndpointRule = { host: 'ip', minPort: 0 };
 export const PROXY_BACKEND_RULE: EndpointRule = { host: 'ip-or-hostname', minPort: 1 };
@@ -62,13 +62,14 @@ export function listenText(value: unknown): string | undefined {
 }
 
 /** A listen address: `HOST:PORT`, `[v6]:PORT`, or a port alone (`6432`, `":6432"`: all IPv4 addresses). */
-export const listenField = z.unknown().transform((value, ctx): Endpoint => {
+function parseListen(value: unknown): { ok: true; value: Endpoint } | { ok: false; error: string } {
   const text = listenText(value);
-  if (text === undefined) {
-    ctx.addIssue({ code: 'custom', message: `expected an address HOST:PORT or a port, got ${describeValue(value)}` });
-    return z.NEVER;
-  }
-  const parsed = parseEndpoint(text, LISTEN_RULE);
+  if (text === undefined) return { ok: false, error: `expected an address HOST:PORT or a port, got ${describeValue(value)}` };
+  return parseEndpoint(text, LISTEN_RULE);
+}
+
+export const listenField = z.unknown().transform((value, ctx): Endpoint => {
+  const parsed = parseListen(value);
   if (parsed.ok) return parsed.value;
   ctx.addIssue({ code: 'custom', message: parsed.error });
   return z.NEVER;
@@ -77,6 +78,37 @@ export const listenField = z.unknown().transform((value, ctx): Endpoint => {
   anyOf: [{ type: 'string' }, { type: 'integer', minimum: 0, maximum: 65535 }],
   examples: ['127.0.0.1:6432', '[::]:6432', ':6432', 6432],
 });
+
+/**
+ * A service's `listen`: one address as `listenField` reads it, or a list of them (IPv4 and IPv6
+ * together, `[127.0.0.1:5433, "[::1]:5433"]`); always a list once parsed.
+ */
+export const listenListField = z
+  .unknown()
+  .transform((value, ctx): Endpoint[] => {
+    if (!Array.isArray(value)) {
+      const parsed = parseListen(value);
+      if (parsed.ok) return [parsed.value];
+      ctx.addIssue({ code: 'custom', message: parsed.error });
+      return z.NEVER;
+    }
+    if (value.length === 0) {
+      ctx.addIssue({ code: 'custom', message: 'expected at least one address, got an empty list' });
+      return z.NEVER;
+    }
+    const endpoints: Endpoint[] = [];
+    value.forEach((item: unknown, index) => {
+      const parsed = parseListen(item);
+      if (parsed.ok) endpoints.push(parsed.value);
+      else ctx.addIssue({ code: 'custom', path: [index], message: parsed.error });
+    });
+    return endpoints.length === value.length ? endpoints : z.NEVER;
+  })
+  .meta({
+    description: 'HOST:PORT, [v6]:PORT, a port alone, or a list of these',
+    anyOf: [{ type: 'string' }, { type: 'integer', minimum: 0, maximum: 65535 }, { type: 'array', minItems: 1, items: { anyOf: [{ type: 'string' }, { type: 'integer', minimum: 0, maximum: 65535 }] } }],
+    examples: ['127.0.0.1:6432', ['127.0.0.1:5433', '[::1]:5433']],
+  });
 
 /** A DSR backend: an IPv4 address, with or without a port (the port must be the VIP's). */
 export const dsrBackendAddressField = z.string({ error: expecting('an IPv4 address, optionally with :PORT') }).transform((text, ctx) => {
@@ -143,6 +175,22 @@ function nearestPrime(from: number, step: 1 | -1): number | undefined {
 
 export const weightField = z.number({ error: expecting('a number > 0') }).gt(0).max(LIMITS.maxWeight);
 export const hashKeyField = z.enum(HASH_KEY_KINDS as [HashKeyKind, ...HashKeyKind[]]);
+export const proxyHashKeyField = z.enum(PROXY_HASH_KEYS as [ProxyHashKey, ...ProxyHashKey[]]);
+
+/**
+ * A route's server name: `db.example.com` or `*.example.org` (one leading wildcard label), kept
+ * lower case without a trailing dot, as the ClientHello's name is compared (src/tls).
+ */
+export const serverNamePatternField = z.string({ error: expecting('a server name such as db.example.com or *.example.org') }).transform((text, ctx): string => {
+  const lower = text.trim().toLowerCase();
+  const bare = lower.endsWith('.') ? lower.slice(0, -1) : lower;
+  const name = bare.startsWith('*.') ? bare.slice(2) : bare;
+  if (name.length === 0 || name.length > 253 || !/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/.test(name)) {
+    ctx.addIssue({ code: 'custom', message: `expected a server name such as db.example.com or *.example.org (a wildcard only as the whole first label), got ${describeValue(text)}` });
+    return z.NEVER;
+  }
+  return bare;
+});
 export const hashSeedField = integer(`an integer 0–${LIMITS.maxHashSeed}`).min(0).max(LIMITS.maxHashSeed);
 
 /** Top-level `workers`: an integer 1–LIMITS.maxWorkers, or "auto" (one per core the process may use). */

@@ -179,7 +179,7 @@ export function parseConfig(source: string, file: string, options: ParseOptions 
   }
   // Likewise the rules across services, once any service has a problem.
   const facts = factsFromDocument(document);
-  for (const cross of crossServiceProblems(facts.adminListen, facts.services)) {
+  for (const cross of crossServiceProblems(facts.adminListen, facts.services, facts.listeners)) {
     const problem = { path: formatPath(cross.path), message: cross.message };
     if (!known(problem)) problems.push(problem);
   }

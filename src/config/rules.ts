@@ -11,7 +11,7 @@ import { DEFAULTS, LIMITS } from './defaults.js';
 import { endpointsOverlap, formatEndpoint, parseAddress, parseEndpoint, type EndpointRule } from './endpoints.js';
 import { isIP } from 'node:net';
 import { DSR_RULE, LISTEN_RULE, NAT_RULE, listenText } from './fields.js';
-import type { Balance, Config, Endpoint, FlowHash, HashKeyKind, HealthCheckConfig, OnDown, ServiceConfig } from './types.js';
+import type { Balance, Config, Endpoint, FlowHash, HealthCheckConfig, OnDown, ProxyHashKey, ServiceConfig } from './types.js';
 
 /** Balancers that hash a flow key; the others (roundrobin, leastconn) ignore hashKey and friends. */
 const HASHING_BALANCES: readonly Balance[] = ['maglev', 'ring', 'rendezvous'];
@@ -27,7 +27,7 @@ export interface ProxyServiceFields {
   tableSize?: number;
   flowHash?: FlowHash;
   hashSeed?: number;
-  hashKey?: HashKeyKind;
+  hashKey?: ProxyHashKey;
   balanceFactor?: number;
   healthCheck?: HealthCheckConfig;
   onDown?: OnDown;
@@ -173,7 +173,8 @@ export function checkDsrService(service: DsrServiceFields, ctx: Issues): void {
 /** What the rules across services need of one service; any part may be unknown in a file that failed validation. */
 export interface ServiceFacts {
   name?: string;
-  bind?: { endpoint: Endpoint; key: 'listen' | 'vip' };
+  /** Its binds; `index` is the address's place in a `listen` list (absent: a single address). */
+  binds?: { endpoint: Endpoint; key: 'listen' | 'vip'; index?: number }[];
   dscp?: number;
 }
 
@@ -186,11 +187,14 @@ export interface CrossServiceProblem {
  * Unique service names; no two binds (admin, proxy listen, DSR VIP) that collide; one VIP address
  * per DSCP value. Pre: `services[i]` describes `services[i]` of the document.
  */
-export function crossServiceProblems(adminListen: Endpoint | undefined, services: readonly ServiceFacts[]): CrossServiceProblem[] {
+export function crossServiceProblems(adminListen: Endpoint | undefined, services: readonly ServiceFacts[], listeners: readonly (Endpoint | undefined)[] = []): CrossServiceProblem[] {
   const problems: CrossServiceProblem[] = [];
   const names = new Map<string, number>();
-  const binds: { endpoint: Endpoint; path: (string | number)[]; owner: string }[] = [];
-  if (adminListen !== undefined) binds.push({ endpoint: adminListen, path: ['admin', 'listen'], owner: 'admin' });
+  const binds: { endpoint: Endpoint; path: (string | number)[]; space: 'listen' | 'vip'; owner: string }[] = [];
+  if (adminListen !== undefined) binds.push({ endpoint: adminListen, path: ['admin', 'listen'], space: 'listen', owner: 'admin' });
+  listeners.forEach((endpoint, index) => {
+    if (endpoint !== undefined) binds.push({ endpoint, path: ['listeners', index, 'listen'], space: 'listen', owner: `listeners[${index}]` });
+  });
   const dscpOwners = new Map<number, { vip: string; index: number }>();
 
   services.forEach((service, index) => {
@@ -199,11 +203,15 @@ export function crossServiceProblems(adminListen: Endpoint | undefined, services
       if (earlier === undefined) names.set(service.name, index);
       else problems.push({ path: ['services', index, 'name'], message: `duplicate service name "${service.name}" (also services[${earlier}])` });
     }
-    if (service.bind === undefined) return;
-    const { endpoint, key } = service.bind;
-    const owner = service.name === undefined ? `services[${index}].${key}` : `service "${service.name}" (services[${index}].${key})`;
-    binds.push({ endpoint, path: ['services', index, key], owner });
-    if (key === 'vip' && service.dscp !== undefined) {
+    for (const bind of service.binds ?? []) {
+      const { endpoint, key } = bind;
+      const path = bind.index === undefined ? ['services', index, key] : ['services', index, key, bind.index];
+      const where = bind.index === undefined ? `services[${index}].${key}` : `services[${index}].${key}[${bind.index}]`;
+      binds.push({ endpoint, path, space: key, owner: service.name === undefined ? where : `service "${service.name}" (${where})` });
+    }
+    const vip = service.binds?.find((bind) => bind.key === 'vip')?.endpoint;
+    if (vip !== undefined && service.dscp !== undefined) {
+      const endpoint = vip;
       const marked = dscpOwners.get(service.dscp);
       if (marked === undefined) dscpOwners.set(service.dscp, { vip: endpoint.host, index });
       else if (marked.vip !== endpoint.host) {
@@ -218,7 +226,7 @@ export function crossServiceProblems(adminListen: Endpoint | undefined, services
   // Sockets this process binds (admin, proxy listens) and VIPs the DSR director matches are separate
   // spaces: a VIP lives on the director's path, not on a local socket. Each must be free of clashes.
   for (const space of ['listen', 'vip'] as const) {
-    const group = binds.filter((bind) => bind.path[bind.path.length - 1] === space);
+    const group = binds.filter((bind) => bind.space === space);
     group.forEach((bind, index) => {
       const clash = group.slice(0, index).find((earlier) => endpointsOverlap(earlier.endpoint, bind.endpoint));
       if (clash !== undefined) {
@@ -232,11 +240,11 @@ export function crossServiceProblems(adminListen: Endpoint | undefined, services
 function factsOf(service: ServiceConfig): ServiceFacts {
   switch (service.mode) {
     case 'proxy':
-      return { name: service.name, bind: { endpoint: service.listen, key: 'listen' } };
+      return { name: service.name, binds: service.listen.map((endpoint, index) => ({ endpoint, key: 'listen' as const, ...(service.listen.length > 1 ? { index } : {}) })) };
     case 'dsr':
-      return { name: service.name, bind: { endpoint: service.vip, key: 'vip' }, dscp: service.dscp };
+      return { name: service.name, binds: [{ endpoint: service.vip, key: 'vip' }], dscp: service.dscp };
     case 'nat':
-      return { name: service.name, bind: { endpoint: service.vip, key: 'vip' } };
+      return { name: service.name, binds: [{ endpoint: service.vip, key: 'vip' }] };
     default: {
       const never: never = service;
       throw new Error(`unknown service mode ${String((never as ServiceConfig).mode)}`);
@@ -246,9 +254,10 @@ function factsOf(service: ServiceConfig): ServiceFacts {
 
 /** The cross-service rules on a valid Config (the schema's last step). */
 export function checkServices(config: Config, ctx: Issues): void {
-  for (const problem of crossServiceProblems(config.admin?.listen, config.services.map(factsOf))) {
+  for (const problem of crossServiceProblems(config.admin?.listen, config.services.map(factsOf), (config.listeners ?? []).map((listener) => listener.listen))) {
     ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
   }
+  checkRoutes(config, ctx);
   // A cluster's workers would each resolve on their own clock and could hash one client to two
   // backends; until the primary resolves for them, discovery runs in one process only.
   if (config.workers === undefined || config.workers === 1) return;
@@ -258,6 +267,34 @@ export function checkServices(config: Config, ctx: Issues): void {
     }
     if (service.mode === 'proxy' && service.dnsBackends !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['services', index, 'backends'], message: `dns:/srv: entries need workers: 1 (this file has workers: ${config.workers}): a cluster does not resolve them yet` });
+    }
+  });
+}
+
+/**
+ * Every route names a proxy service; a proxy service without `listen` is named by a route (else
+ * nothing reaches it); a routed service does not take PROXY headers (the inspector reads the
+ * client's first bytes as TLS, so a header before them could not be told apart from garbage).
+ */
+function checkRoutes(config: Config, ctx: Issues): void {
+  const routed = new Set<string>();
+  const kinds = new Map(config.services.map((service) => [service.name, service.mode]));
+  (config.listeners ?? []).forEach((listener, index) => {
+    listener.routes.forEach((route, at) => {
+      const [name, key] = 'default' in route ? [route.default, 'default'] : [route.service, 'service'];
+      const mode = kinds.get(name);
+      if (mode === undefined) ctx.addIssue({ code: 'custom', path: ['listeners', index, 'routes', at, key], message: `no service is named "${name}" (services: ${[...kinds.keys()].join(', ')})` });
+      else if (mode !== 'proxy') ctx.addIssue({ code: 'custom', path: ['listeners', index, 'routes', at, key], message: `service "${name}" is mode: ${mode}; routes name mode: proxy services` });
+      else routed.add(name);
+    });
+  });
+  config.services.forEach((service, index) => {
+    if (service.mode !== 'proxy') return;
+    if (service.listen.length === 0 && !routed.has(service.name)) {
+      ctx.addIssue({ code: 'custom', path: ['services', index, 'listen'], message: 'missing: expected an address HOST:PORT or a port (only a service a listeners route names may leave it out)' });
+    }
+    if (routed.has(service.name) && service.proxyProtocol?.accept !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['services', index, 'proxyProtocol', 'accept'], message: 'a service a listeners route names cannot take PROXY headers: its first bytes are read as a TLS ClientHello' });
     }
   });
 }
@@ -274,24 +311,30 @@ function endpointOrUndefined(value: unknown, rule: EndpointRule): Endpoint | und
  * The same facts read leniently from a document that failed validation (whatever part of a service
  * is well formed is used), so one run reports a duplicate name alongside a bad port elsewhere.
  */
-export function factsFromDocument(document: unknown): { adminListen?: Endpoint; services: ServiceFacts[] } {
-  if (!isRecord(document)) return { services: [] };
+export function factsFromDocument(document: unknown): { adminListen?: Endpoint; services: ServiceFacts[]; listeners: (Endpoint | undefined)[] } {
+  if (!isRecord(document)) return { services: [], listeners: [] };
+  const listeners = (Array.isArray(document.listeners) ? document.listeners : []).map((listener: unknown) => (isRecord(listener) ? endpointOrUndefined(listenText(listener.listen), LISTEN_RULE) : undefined));
   const adminListen = isRecord(document.admin) ? endpointOrUndefined(listenText(document.admin.listen), LISTEN_RULE) : undefined;
   const services = (Array.isArray(document.services) ? document.services : []).map((service): ServiceFacts => {
     if (!isRecord(service)) return {};
     const facts: ServiceFacts = {};
     if (typeof service.name === 'string') facts.name = service.name;
     const mode = service.mode ?? DEFAULTS.mode;
-    const endpoint =
-      mode === 'dsr' ? endpointOrUndefined(service.vip, DSR_RULE)
-      : mode === 'nat' ? endpointOrUndefined(service.vip, NAT_RULE)
-      : mode === 'proxy' ? endpointOrUndefined(listenText(service.listen), LISTEN_RULE)
-      : undefined;
-    if (endpoint !== undefined) facts.bind = { endpoint, key: mode === 'proxy' ? 'listen' : 'vip' };
+    if (mode === 'dsr' || mode === 'nat') {
+      const vip = endpointOrUndefined(service.vip, mode === 'dsr' ? DSR_RULE : NAT_RULE);
+      if (vip !== undefined) facts.binds = [{ endpoint: vip, key: 'vip' }];
+    } else if (mode === 'proxy') {
+      const listed = Array.isArray(service.listen);
+      const items: unknown[] = listed ? (service.listen as unknown[]) : [service.listen];
+      facts.binds = items.flatMap((item, index) => {
+        const endpoint = endpointOrUndefined(listenText(item), LISTEN_RULE);
+        return endpoint === undefined ? [] : [{ endpoint, key: 'listen' as const, ...(listed && items.length > 1 ? { index } : {}) }];
+      });
+    }
     if (Number.isInteger(service.dscp)) facts.dscp = service.dscp as number;
     return facts;
   });
-  return { adminListen, services };
+  return { adminListen, services, listeners };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -323,7 +366,7 @@ function proxyFieldsOf(service: Record<string, unknown>): ProxyServiceFields {
   fields.balanceFactor = numberOrNaN('balanceFactor');
   // Only presence matters to the rules for these; the values' own problems are reported by the schema.
   if (present(service, 'flowHash')) fields.flowHash = service.flowHash as FlowHash;
-  if (present(service, 'hashKey')) fields.hashKey = service.hashKey as HashKeyKind;
+  if (present(service, 'hashKey')) fields.hashKey = service.hashKey as ProxyHashKey;
   if (present(service, 'healthCheck')) fields.healthCheck = service.healthCheck as HealthCheckConfig;
   if (present(service, 'onDown')) fields.onDown = service.onDown as OnDown;
   return fields;

@@ -27,7 +27,10 @@ import {
   hashSeedField,
   integer,
   listenField,
+  listenListField,
   nameField,
+  proxyHashKeyField,
+  serverNamePatternField,
   positiveInteger,
   tableSizeField,
   weightField,
@@ -37,7 +40,7 @@ import { backendEntryField, resolversField } from './dns-fields.js';
 import { describeObject } from './messages.js';
 import { checkDsrService, checkNatService, checkProxyService, checkServices, discoveryKey, type ProxyServiceFields } from './rules.js';
 import { checkSourceRules, cidrListField, limitsObject, proxyProtocolObject } from './source-fields.js';
-import { BALANCES, FLOW_HASHES, type Balance, type BackendConfig, type Config, type DsrServiceConfig, type FlowHash, type NatServiceConfig, type ProxyServiceConfig } from './types.js';
+import { BALANCES, FLOW_HASHES, type Balance, type BackendConfig, type Config, type DsrServiceConfig, type FlowHash, type ListenerConfig, type NatServiceConfig, type ProxyServiceConfig, type RouteConfig } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Objects, as written in the file (optional keys still undefined)
@@ -93,9 +96,10 @@ const natBackendObject = describeObject(z.strictObject(NAT_BACKEND_SHAPE), {
 const PROXY_SERVICE_SHAPE = {
   mode: z.literal('proxy'),
   name: nameField,
-  listen: listenField,
+  // Optional only for a service a `listeners` route names (rules.ts checks it).
+  listen: listenListField.optional(),
   balance: z.enum(BALANCES as [Balance, ...Balance[]]).optional(),
-  hashKey: hashKeyField.optional(),
+  hashKey: proxyHashKeyField.optional(),
   flowHash: z.enum(FLOW_HASHES as [FlowHash, ...FlowHash[]]).optional(),
   hashSeed: hashSeedField.optional(),
   tableSize: tableSizeField.optional(),
@@ -186,7 +190,7 @@ function toProxyService(service: ProxyServiceInput): ProxyServiceConfig {
   const result: ProxyServiceConfig = {
     mode: 'proxy',
     name: service.name,
-    listen: service.listen,
+    listen: service.listen ?? [],
     balance: service.balance ?? DEFAULTS.balance,
     hashKey: service.hashKey ?? DEFAULTS.hashKey,
     flowHash: service.flowHash ?? DEFAULTS.flowHash,
@@ -293,6 +297,43 @@ const accessLogObject = z.strictObject({
   path: z.string({ error: expecting('an absolute file path') }).refine((value) => value.startsWith('/'), { message: 'must be an absolute path (it does not depend on the directory l4lb starts in)' }),
 });
 
+/** A route: `{ sni, service }` or `{ default }` (RouteConfig). */
+const routeObject = z
+  .strictObject({
+    sni: serverNamePatternField.optional(),
+    service: nameField.optional(),
+    default: nameField.optional(),
+  })
+  .superRefine((route, ctx) => {
+    if (route.default !== undefined && (route.sni !== undefined || route.service !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['default'], message: 'a default route names only its service: { default: NAME } (sni and service belong to other routes)' });
+    } else if (route.default === undefined && (route.sni === undefined || route.service === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'expected { sni: NAME, service: SERVICE } or { default: SERVICE }' });
+    }
+  })
+  .transform((route): RouteConfig => (route.default !== undefined ? { default: route.default } : { sni: route.sni ?? '', service: route.service ?? '' }));
+
+/** A TLS passthrough listener (src/proxy/router.ts). */
+const listenerObject = z
+  .strictObject({
+    listen: listenField,
+    routes: z.array(routeObject, { error: expecting('a list of routes') }).min(1),
+    timeouts: z.strictObject({ inspect: durationField(false) }).optional(),
+  })
+  .superRefine((listener, ctx) => {
+    const seen = new Map<string, number>();
+    let defaults = 0;
+    listener.routes.forEach((route, index) => {
+      const key = 'default' in route ? 'default' : route.sni;
+      if (key === 'default' && ++defaults === 1) return;
+      const earlier = seen.get(key);
+      if (key === 'default') ctx.addIssue({ code: 'custom', path: ['routes', index], message: 'a second default route (a listener has at most one)' });
+      else if (earlier !== undefined) ctx.addIssue({ code: 'custom', path: ['routes', index, 'sni'], message: `${key} is already routed by routes[${earlier}]` });
+      else seen.set(key, index);
+    });
+  })
+  .transform((listener): ListenerConfig => ({ listen: listener.listen, routes: listener.routes, timeouts: { inspect: listener.timeouts?.inspect ?? DEFAULTS.inspectTimeout } }));
+
 /** The whole file. Parse with `{ error: errorMap, reportInput: true }` (see load.ts). */
 export const configSchema = describeObject(
   z.strictObject({
@@ -301,6 +342,7 @@ export const configSchema = describeObject(
     log: logObject.optional(),
     accessLog: accessLogObject.optional(),
     resolvers: resolversField.optional(),
+    listeners: z.array(listenerObject, { error: expecting('a list of listeners') }).optional(),
     services: z.array(serviceSchema, { error: expecting('a list of services') }).min(1),
   }),
   { label: 'the top level' },
@@ -310,6 +352,7 @@ export const configSchema = describeObject(
   ...(value.log === undefined ? {} : { log: value.log }),
   ...(value.accessLog === undefined ? {} : { accessLog: value.accessLog }),
   ...(value.resolvers === undefined ? {} : { resolvers: value.resolvers }),
+  ...(value.listeners === undefined || value.listeners.length === 0 ? {} : { listeners: value.listeners }),
   services: value.services,
 }))
   .superRefine(checkServices);

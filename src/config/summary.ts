@@ -17,7 +17,7 @@ function backendsOf(service: ProxyServiceConfig): string {
 function describeService(service: ServiceConfig): string {
   switch (service.mode) {
     case 'proxy':
-      return `${service.name}: ${service.balance} over ${backendsOf(service)} on ${formatEndpoint(service.listen)}`;
+      return `${service.name}: ${service.balance} over ${backendsOf(service)} on ${service.listen.length === 0 ? 'listeners routes' : service.listen.map(formatEndpoint).join(', ')}`;
     case 'dsr':
       return `${service.name}: dsr maglev over ${count(service.backends.length, 'backend')} on VIP ${formatEndpoint(service.vip)} dscp ${service.dscp}`;
     case 'nat':

@@ -87,6 +87,13 @@ export const BALANCES: readonly Balance[] = ['maglev', 'ring', 'rendezvous', 'ro
 
 export type HashKeyKind = 'source-ip' | 'source-ip-port';
 export const HASH_KEY_KINDS: readonly HashKeyKind[] = ['source-ip', 'source-ip-port'];
+/**
+ * What a proxy service hashes: the client's address (and port), or `sni`, the server name the
+ * ClientHello named when the connection came through a `listeners` route (every client of one
+ * tenant on one backend); a connection without one is keyed on its source address.
+ */
+export type ProxyHashKey = HashKeyKind | 'sni';
+export const PROXY_HASH_KEYS: readonly ProxyHashKey[] = [...HASH_KEY_KINDS, 'sni'];
 
 /** `jhash` is the kernel's nft jhash mapping used by the DSR director; `murmur3` the hashing core's default. */
 export type FlowHash = 'murmur3' | 'jhash';
@@ -127,9 +134,10 @@ export interface HealthCheckConfig {
 export interface ProxyServiceConfig {
   mode: 'proxy';
   name: string;
-  listen: Endpoint;
+  /** Where it accepts connections of its own (IPv4 and IPv6 alike); empty when only `listeners` routes reach it. */
+  listen: Endpoint[];
   balance: Balance;
-  hashKey: HashKeyKind;
+  hashKey: ProxyHashKey;
   flowHash: FlowHash;
   hashSeed: number;
   tableSize: number;
@@ -207,6 +215,23 @@ export interface AdminConfig {
 /** Processes that share the listeners (src/cluster); `auto` is os.availableParallelism(). */
 export type WorkersSetting = number | 'auto';
 
+/**
+ * A route of a TLS passthrough listener: an exact server name (`db.example.com`), a leading
+ * wildcard (`*.example.org`: one label, as nginx's map and HAProxy's `-m dom`-less matches treat
+ * it; `a.example.org` yes, `a.b.example.org` and `example.org` no), or the default, taken for a
+ * name no route matches, a ClientHello without a name and a first flight that is not TLS.
+ * Names are kept lower case without a trailing dot.
+ */
+export type RouteConfig = { readonly sni: string; readonly service: string } | { readonly default: string };
+
+/** A listener that routes by the ClientHello's server name without terminating TLS (nginx `ssl_preread`). */
+export interface ListenerConfig {
+  listen: Endpoint;
+  routes: RouteConfig[];
+  /** ms: how long the first flight may take to hold a whole ClientHello (HAProxy's `tcp-request inspect-delay`). */
+  timeouts: { inspect: number };
+}
+
 export interface Config {
   admin?: AdminConfig;
   /** Absent when not given (then 1: one process, no cluster); see `workerCount`. */
@@ -217,5 +242,7 @@ export interface Config {
   accessLog?: { path: string };
   /** DNS servers `dns:`/`srv:` backends are resolved through (port 53 unless given); absent: the system's (/etc/resolv.conf). */
   resolvers?: Endpoint[];
+  /** TLS passthrough listeners; absent when there are none. */
+  listeners?: ListenerConfig[];
   services: ServiceConfig[];
 }

@@ -19,7 +19,7 @@ import { VERSION } from '../version.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ADMIN_STATES } from '../config/index.js';
 import type { KernelCounters, KernelServiceStats } from '../kernel/index.js';
-import type { Balancer, ServiceStatusStats } from '../proxy/index.js';
+import type { Balancer, ListenerStats, ServiceStatusStats } from '../proxy/index.js';
 import type { CheckEvent } from '../services/index.js';
 import { MonotonicFeed } from './feed.js';
 import { lifecycleMetrics, type LifecycleView } from './lifecycle.js';
@@ -35,6 +35,12 @@ export interface StatsSource {
   kernel?(): Promise<KernelServiceStats[]>;
   /** The kernel writer's transactions; undefined when it does not run. */
   kernelCounters?(): KernelCounters | undefined;
+  /**
+   * TLS passthrough listeners with their inspection counts; absent: none run here. A cluster
+   * primary answers from the workers' reports its last stats() gathered (/stats and /metrics call
+   * stats() first).
+   */
+  listenerStats?(): ListenerStats[];
 }
 
 type ServiceLabels = 'service';
@@ -95,6 +101,15 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
   const kernelSeconds = new Gauge({ name: 'l4lb_kernel_transaction_seconds', help: 'Seconds the last applied nft transaction took', registers });
   const kernelFlows = new Gauge({ name: 'l4lb_kernel_flows', help: 'Conntrack entries of a kernel service\'s VIP (from /proc/net/nf_conntrack)', labelNames: serviceLabels, registers });
 
+  // TLS passthrough listeners (src/proxy/router.ts): one row per listener, result and route.
+  const inspectTotal = new Counter({
+    name: 'l4lb_sni_inspect_total',
+    help: 'Clients a TLS passthrough listener inspected, by listener, what the inspection found (result: sni, no-sni, not-tls, not-client-hello, too-large, malformed, timeout, client-closed, shutdown) and where the client went (route: name, default, none = reset or ended there)',
+    labelNames: ['listener', 'result', 'route'] as const,
+    registers,
+  });
+  const inspecting = new Gauge({ name: 'l4lb_sni_inspecting', help: 'Clients of a TLS passthrough listener whose ClientHello is being read now', labelNames: ['listener'] as const, registers });
+
   const buildInfo = new Gauge({ name: 'l4lb_build_info', help: 'Always 1; the version label says which l4lb runs', labelNames: ['version'] as const, registers });
   buildInfo.set({ version: VERSION }, 1);
   collectDefaultMetrics({ register: registry });
@@ -113,6 +128,7 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
     kernelBytes: new MonotonicFeed(kernelBytes),
     kernelTransactions: new MonotonicFeed(kernelTransactions),
     backendErrors: new MonotonicFeed(backendErrors),
+    inspections: new MonotonicFeed(inspectTotal),
     backendBytes: new MonotonicFeed(backendBytes),
   };
   const checkHandles = new Map<string, { inc(): void }>();
@@ -197,12 +213,21 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
     kernelSeconds.set(counters.lastSeconds);
   };
 
+  const refreshListeners = (listeners: readonly ListenerStats[]): void => {
+    inspecting.reset();
+    for (const { listener, inspecting: now, inspections } of listeners) {
+      inspecting.set({ listener }, now);
+      for (const { result, route, count } of inspections) feeds.inspections.set({ listener, result, route }, count);
+    }
+  };
+
   return {
     registry,
     contentType: registry.contentType,
     render: async () => {
       const services = await balancer.stats();
       refresh(services);
+      if (balancer.listenerStats !== undefined) refreshListeners(balancer.listenerStats());
       if (balancer.kernel !== undefined) refreshKernel(await balancer.kernel(), balancer.kernelCounters?.());
       lifecycleFeed?.refresh(services);
       return registry.metrics();

@@ -37,6 +37,7 @@ export type EndReason =
   | 'client-aborted' // the client went away while queued or while the backend was connecting
   | 'proxy-header-invalid' // a trusted peer's PROXY header was malformed, too long or cut short
   | 'proxy-header-timeout' // a trusted peer sent no complete PROXY header within timeouts.proxyHeader
+  | 'sni-refused' // a passthrough listener had no route for the first flight (no name matched, or not TLS, and no default): reset
   | SourceRefusal; // refused at accept by allow/deny or limits (summarised, not logged one by one)
 
 /** Human words for each reason, for the demo and docs; the log carries the code. */
@@ -58,6 +59,7 @@ export const END_REASON_TEXT: Readonly<Record<EndReason, string>> = {
   'proxy-header-invalid': 'invalid PROXY header',
   'proxy-header-timeout': 'no PROXY header in time',
   'proxy-header-not-allowed': 'PROXY header from an untrusted peer',
+  'sni-refused': 'refused (no route for its server name or first bytes)',
   'refused-denied': 'refused (source in deny)',
   'refused-not-allowed': 'refused (source not in allow)',
   'refused-bad-address': 'refused (source address unreadable)',
@@ -85,6 +87,7 @@ const END_REASON_LEVEL: Readonly<Record<EndReason, Extract<Level, 'info' | 'warn
   'proxy-header-invalid': 'warn',
   'proxy-header-timeout': 'warn',
   'proxy-header-not-allowed': 'warn',
+  'sni-refused': 'warn',
   'refused-denied': 'warn',
   'refused-not-allowed': 'warn',
   'refused-bad-address': 'warn',
@@ -113,6 +116,10 @@ export interface AccessRecord {
   bytesDown: number;
   /** Connect attempts that failed before the last one. */
   retries: number;
+  /** A passthrough listener's connections: the listener's socket name, what its inspection found, the server name. */
+  listener?: string;
+  inspect?: string;
+  sni?: string;
   end: EndReason;
   /** The socket error code, when one ended the connection. */
   error?: string;

@@ -21,7 +21,7 @@ import type { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { formatEndpoint, type AdminState, type BackendConfig, type Config, type Endpoint, type HealthCheckConfig, type ProxyServiceConfig } from '../config/index.js';
+import { type AdminState, type BackendConfig, type Config, type Endpoint, type HealthCheckConfig, type ListenerConfig, type ProxyServiceConfig } from '../config/index.js';
 import { ClosedError, LbError, UnknownServiceError } from '../errors.js';
 import {
   buildPlan,
@@ -54,8 +54,10 @@ import {
   type StateResult,
   type VerdictSources,
 } from '../services/index.js';
-import type { Clock } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
 import { IdleSweeper } from './idle-sweeper.js';
+import { ListeningSocket, socketName, type AcceptShortage, type AcceptSocket } from './listening-socket.js';
+import { InspectCounters, PassthroughListener, type InspectResult, type RouteTaken } from './router.js';
 import { ServiceCounters } from './queue.js';
 import { DescriptorBudget, descriptorLimit } from './descriptors.js';
 import { ProxyService, type BackendStats, type ProxyServiceOptions, type ServiceStats } from './service.js';
@@ -100,25 +102,60 @@ export interface BalancerOptions {
   /** What the data path's timeouts run on (idle, queue, PROXY header), and the waits between DNS queries: the system clock, or one a test drives. */
   readonly clock?: Clock;
   /**
-   * At start only: the fd of a listening socket this process inherited for a service (from a
-   * previous l4lb that handed it over, or from systemd), listened on instead of binding.
+   * At start only: the fd of a listening socket this process inherited (from a previous l4lb that
+   * handed it over, or from systemd), by the socket's name (socketName) or, under systemd, by its
+   * owner's (a service's name); listened on instead of binding.
    */
-  readonly inherited?: (service: ProxyServiceConfig) => number | undefined;
+  readonly inherited?: (socket: InheritedName) => number | undefined;
   /** How `dns:`/`srv:` entries are asked (default: c-ares, through the file's `resolvers`). */
   readonly dnsClient?: DnsClientFactory;
 }
 
+/** A listening socket as the inherited sockets are asked for it: its name and its owner (a service's name, or `listeners[i]`). */
+export interface InheritedName {
+  readonly name: string;
+  readonly owner: string;
+}
+
+/** One row of l4lb_sni_inspect_total. */
+export interface InspectStats {
+  readonly listener: string;
+  readonly result: InspectResult;
+  readonly route: RouteTaken;
+  readonly count: number;
+}
+
+/** A passthrough listener as /stats shows it: where it listens, clients being inspected now, its inspections since start. */
+export interface ListenerStats {
+  /** Its socket's name (socketName): the `listener` of access lines and of l4lb_sni_inspect_total. */
+  readonly listener: string;
+  /** `listeners[i]`: where the configuration has it. */
+  readonly owner: string;
+  /** The bound address (port 0 resolved). */
+  readonly listen: Endpoint;
+  /** Clients whose ClientHello is being read now. */
+  readonly inspecting: number;
+  /** Inspections by result and route, since start (kept across reloads while the listener's name stays). */
+  readonly inspections: readonly { readonly result: InspectResult; readonly route: RouteTaken; readonly count: number }[];
+}
+
 export interface Balancer {
-  /** The address service `name` is bound to (port 0 resolved to the real port). Throws UnknownServiceError. */
+  /** The address service `name` is reached at (its first own address, else the first listener routing to it; port 0 resolved). Throws UnknownServiceError. */
   address(name: string): Endpoint;
+  /** The bound address of `listeners[index]` of the configuration in service. Throws LbError LB_ERR_LISTEN if there is none. */
+  listenerAddress(index: number): Endpoint;
+  /** Inspections of every passthrough listener since start, by listener, result and route. */
+  inspections(): InspectStats[];
+  /** The configured passthrough listeners, in file order, with their counts. Cost: O(listeners x results). */
+  listenerStats(): ListenerStats[];
   /** Applies a new configuration; rejects with LbError and keeps the old one if it cannot. */
   reload(config: Config): Promise<void>;
   /** Stops accepting, drains open connections up to `drainMs` (default: the largest drain timeout), ends the rest. */
   close(drainMs?: number): Promise<void>;
   /** Counters, health and state of every running service. Cost: O(backends + open connections). */
   stats(): ServiceStatusStats[];
-  /** Each running service's name, address and backend count. O(services): a reload's 'listening' lines need no more. */
-  listening(): { service: string; listen: Endpoint; backends: number }[];
+  /** Each listening socket's owner (a service's name, or `listeners[i]`), address and backend count. O(sockets): a reload's 'listening' lines need no more. */
+  listening(): { service: string; listen: Endpoint; backends: number; socket: string }[];
   /** Sets a backend's admin state: see ServiceStates.setState. */
   setState(service: string, backend: string, state: AdminState): StateResult;
   /**
@@ -136,17 +173,39 @@ export interface Balancer {
   readonly dns: DnsWatcher;
   /** Health changes, check results and state changes of every service. */
   readonly events: EventEmitter<ServiceStateEvents>;
-  /** Every listening socket, by listener name (listenerName), for a handover to a new l4lb. */
+  /** Every listening socket, by its name (socketName), for a handover to a new l4lb. */
   listeners(): { readonly name: string; readonly server: Server }[];
 }
 
-/**
- * A listener's identity across reloads and handovers to a new l4lb: its configured endpoint.
- * Port 0 (any free port) never collides, so such listeners are told apart, and kept, by service name.
- */
-export function listenerName(service: ProxyServiceConfig): string {
-  const endpoint = formatEndpoint(service.listen);
-  return service.listen.port === 0 ? `${endpoint} ${service.name}` : endpoint;
+/** A listening socket the configuration asks for: its name, where it binds, whose it is. */
+export interface SocketPlan {
+  readonly name: string;
+  readonly endpoint: Endpoint;
+  /** A service's name, or `listeners[i]`. */
+  readonly owner: string;
+  /** Where the configuration asks for it, for a ListenError (`services[0] (db).listen[1]`). */
+  readonly where: string;
+}
+
+/** Every listening socket of `config`'s proxy services and passthrough listeners, in file order. Pure. */
+export function socketsOf(config: Config): SocketPlan[] {
+  const plans: SocketPlan[] = [];
+  (config.listeners ?? []).forEach((listener, index) => {
+    const owner = listenerOwner(index);
+    plans.push({ name: socketName(listener.listen, owner), endpoint: listener.listen, owner, where: `${owner}.listen` });
+  });
+  config.services.forEach((service, index) => {
+    if (service.mode !== 'proxy') return;
+    service.listen.forEach((endpoint, at) => {
+      const where = `services[${index}] (${service.name}).listen${service.listen.length > 1 ? `[${at}]` : ''}`;
+      plans.push({ name: socketName(endpoint, service.name), endpoint, owner: service.name, where });
+    });
+  });
+  return plans;
+}
+
+function listenerOwner(index: number): string {
+  return `listeners[${index}]`;
 }
 
 interface KeptByService {
@@ -179,8 +238,18 @@ function watchedServices(services: readonly ProxyServiceConfig[]): { name: strin
 }
 
 class RunningBalancer implements Balancer {
-  /** Running services by listen endpoint (as configured). */
+  /** Running services by name. */
   private services = new Map<string, ProxyService>();
+  /** Services made by the apply in progress, not yet swapped in: routes of its new listeners reach them too. */
+  private starting = new Map<string, ProxyService>();
+  /** Listening sockets by name (socketName), and whose each is. */
+  private sockets = new Map<string, { socket: ListeningSocket; owner: string }>();
+  /** Passthrough listeners by socket name; `listenerNames[i]` is `listeners[i]`'s. */
+  private passthrough = new Map<string, PassthroughListener>();
+  private listenerNames: string[] = [];
+  /** Inspection counters by listener socket name: they outlive a listener's routes. */
+  private readonly inspectCounters = new Map<string, InspectCounters>();
+  private readonly clock: Clock;
   /**
    * By service name: its logger, its counters (they outlive the ProxyService a moved listener
    * replaces, and a restart at 0 would freeze the Prometheus counters fed from them) and its
@@ -192,7 +261,7 @@ class RunningBalancer implements Balancer {
   /** By service name: what its effective backends are made of, and its plan now. */
   private sources = new Map<string, BackendSources>();
   /** The `resolvers` and proxy services of the configuration in service (a refused reload goes back to them). */
-  private applied: { resolvers: Config['resolvers']; services: ProxyServiceConfig[] } = { resolvers: undefined, services: [] };
+  private applied: { resolvers: Config['resolvers']; services: ProxyServiceConfig[]; listeners: ListenerConfig[] } = { resolvers: undefined, services: [], listeners: [] };
   readonly dns: DnsWatcher;
   private readonly retiring = new Set<Promise<void>>();
   private drainMs = 0;
@@ -214,6 +283,7 @@ class RunningBalancer implements Balancer {
     const descriptors = DescriptorBudget.measure();
     this.timing = clock === undefined ? { descriptors } : { clock, idleSweeper: new IdleSweeper(clock), descriptors };
     if (Number.isFinite(descriptors.capacity)) logger.info({ connections: descriptors.capacity, limit: descriptorLimit() }, 'descriptor budget');
+    this.clock = clock ?? systemClock;
     this.dns = new DnsWatcher({ logger, clock, client: dnsClient });
     this.dns.on('backends', ({ service }) => void this.enqueue(() => this.replan(service)).catch((error: unknown) => {
       this.logger.error({ service, error: error instanceof Error ? error.message : String(error) }, 'dns: the new backends could not be applied: keeping the previous ones');
@@ -241,9 +311,11 @@ class RunningBalancer implements Balancer {
   }
 
   private serviceNamed(name: string): ProxyService | undefined {
-    for (const service of this.services.values()) if (service.name === name) return service;
-    return undefined;
+    return this.services.get(name);
   }
+
+  /** Where a route to `name` hands its clients. */
+  private readonly routeTarget = (name: string): ProxyService['accept'] | undefined => (this.services.get(name) ?? this.starting.get(name))?.accept;
 
   /**
    * Resolves every proxy service's backends (the file's names once; `dns:`/`srv:` entries through
@@ -336,30 +408,59 @@ class RunningBalancer implements Balancer {
       await this.restoreWatch();
       throw error;
     }
+    // Services and listeners first (cheap, nothing bound), so a socket accepts into its owner the moment it listens.
     const next = new Map<string, ProxyService>();
-    const opened: ProxyService[] = [];
+    for (const { config: service, plan } of prepared) {
+      const { logger, counters } = this.kept(service.name);
+      next.set(service.name, this.services.get(service.name) ?? new ProxyService(plan, logger, counters, this.timing));
+    }
+    const fresh = [...next].filter(([name, service]) => this.services.get(name) !== service).map(([, service]) => service);
+    this.starting = new Map([...next].filter(([name]) => !this.services.has(name)));
+    const plans = socketsOf({ ...config, services: prepared.map(({ config: service }) => service) });
+    const listenerNames = plans.filter(({ owner }) => owner.startsWith('listeners[')).map(({ name }) => name);
+    const nextPassthrough = new Map<string, PassthroughListener>();
+    (config.listeners ?? []).forEach((listener, index) => {
+      const name = listenerNames[index] ?? '';
+      nextPassthrough.set(name, this.passthrough.get(name) ?? this.newListener(name, listener));
+    });
+    const accepterOf = (owner: string, name: string): AcceptSocket => {
+      const listener = nextPassthrough.get(name);
+      if (owner.startsWith('listeners[') && listener !== undefined) return listener.accept;
+      const service = next.get(owner);
+      if (service === undefined) throw new LbError('LB_ERR_INVALID_ARGUMENT', `socket ${name}: no service ${owner}`);
+      return (socket) => service.accept(socket);
+    };
+    /** A service counts its sockets' accept shortages and pauses; a passthrough listener's are only logged. */
+    const shortageOf = (owner: string): AcceptShortage | undefined => {
+      const service = next.get(owner);
+      return service === undefined ? undefined : (code) => service.localError(code, 'accept');
+    };
+    const nextSockets = new Map<string, { socket: ListeningSocket; owner: string }>();
+    const opened: ListeningSocket[] = [];
     try {
-      for (const { config: service, plan, where } of prepared) {
-        const key = listenerName(service);
-        if (next.has(key)) throw new LbError('LB_ERR_LISTEN', `${where}: ${key} is already used by another service`);
-        const kept = this.services.get(key);
+      for (const plan of plans) {
+        const owner = nextSockets.get(plan.name)?.owner;
+        if (owner !== undefined) throw new LbError('LB_ERR_LISTEN', `${plan.where}: ${plan.name} is already used by ${owner}`);
+        const kept = this.sockets.get(plan.name);
         if (kept !== undefined) {
-          next.set(key, kept);
+          nextSockets.set(plan.name, { socket: kept.socket, owner: plan.owner });
           continue;
         }
-        const { logger, counters } = this.kept(service.name);
-        const fresh = new ProxyService(plan, logger, counters, this.timing);
-        await fresh.listen(where, inherited?.(service));
-        opened.push(fresh);
-        next.set(key, fresh);
+        const socket = new ListeningSocket(plan.name, plan.endpoint, accepterOf(plan.owner, plan.name), this.loggerOf(plan.owner), shortageOf(plan.owner));
+        opened.push(socket);
+        await socket.listen(plan.where, inherited?.({ name: plan.name, owner: plan.owner }));
+        nextSockets.set(plan.name, { socket, owner: plan.owner });
         this.assertOpen();
       }
     } catch (error) {
-      await Promise.all(opened.map((service) => service.close(0)));
+      await Promise.all(opened.map((socket) => socket.close()));
+      for (const [name, listener] of nextPassthrough) if (this.passthrough.get(name) !== listener) listener.close();
+      await Promise.all(fresh.map((service) => service.close(0)));
+      this.starting = new Map();
       await this.restoreWatch();
       throw error;
     }
-    // Nothing can fail from here on: swap plans, retire listeners no longer configured.
+    // Nothing can fail from here on: swap plans, retire sockets, listeners and services no longer configured.
     const sources = new Map<string, BackendSources>();
     for (const { config: service, resolved, plan, statics } of prepared) {
       this.states.of(service.name).update(service, resolved);
@@ -370,22 +471,52 @@ class RunningBalancer implements Balancer {
       if (file !== undefined) sources.set(service.name, { file, statics, overlay: NO_OVERLAY, plan });
     }
     this.sources = sources;
-    this.applied = { resolvers: config.resolvers, services: [...sources.values()].map(({ file }) => file) };
+    this.applied = { resolvers: config.resolvers, services: [...sources.values()].map(({ file }) => file), listeners: config.listeners ?? [] };
     this.dns.retain(watchedServices(this.applied.services));
     this.states.retain(new Set(prepared.map(({ config: service }) => service.name)));
     for (const { config: service, plan } of prepared) {
-      const running = next.get(listenerName(service));
-      if (running === undefined || opened.includes(running)) continue;
+      const running = next.get(service.name);
+      if (running === undefined || fresh.includes(running)) continue;
       const { logger, counters } = this.kept(service.name);
       running.update(plan, logger, counters);
     }
-    for (const [key, service] of this.services) {
-      if (next.get(key) === service) continue;
+    (config.listeners ?? []).forEach((listener, index) => {
+      const name = listenerNames[index] ?? '';
+      nextPassthrough.get(name)?.update(listener, this.logger);
+    });
+    for (const [name, { socket, owner }] of nextSockets) socket.retarget(accepterOf(owner, name), this.loggerOf(owner), shortageOf(owner));
+    for (const [name, { socket }] of this.sockets) {
+      if (nextSockets.get(name)?.socket === socket) continue;
+      const retired = socket.close().finally(() => this.retiring.delete(retired));
+      this.retiring.add(retired);
+    }
+    for (const [name, listener] of this.passthrough) if (nextPassthrough.get(name) !== listener) listener.close();
+    for (const [name, service] of this.services) {
+      if (next.get(name) === service) continue;
       const retired = service.close(this.drainMs).finally(() => this.retiring.delete(retired));
       this.retiring.add(retired);
     }
     this.services = next;
+    this.starting = new Map();
+    this.sockets = nextSockets;
+    this.passthrough = nextPassthrough;
+    this.listenerNames = listenerNames;
     this.drainMs = Math.max(0, ...prepared.map(({ config: service }) => service.timeouts.drain));
+  }
+
+  /** The logger of a socket's owner: a service's child, or a listener's (`{ listener: NAME }`). */
+  private loggerOf(owner: string): Logger {
+    return owner.startsWith('listeners[') ? this.logger.child({ listener: owner }) : this.kept(owner).logger;
+  }
+
+  private newListener(name: string, config: ListenerConfig): PassthroughListener {
+    let counters = this.inspectCounters.get(name);
+    if (counters === undefined) {
+      counters = new InspectCounters();
+      this.inspectCounters.set(name, counters);
+    }
+    // Its access lines carry `listener` themselves: the balancer's logger, no child.
+    return new PassthroughListener(name, config, this.routeTarget, this.logger, this.clock, counters);
   }
 
   /** After a refused apply: the watcher asks exactly what the configuration in service needs. */
@@ -395,9 +526,36 @@ class RunningBalancer implements Balancer {
   }
 
   address(name: string): Endpoint {
-    const service = this.serviceNamed(name);
-    if (service === undefined) throw new UnknownServiceError({ service: name, known: [...this.services.values()].map((running) => running.name) });
-    return service.address();
+    if (!this.services.has(name)) throw new UnknownServiceError({ service: name, known: [...this.services.keys()] });
+    return this.reachedAt(name);
+  }
+
+  /** Where service `name` is reached: its first own socket, else the first listener with a route to it (bound addresses). */
+  private reachedAt(name: string): Endpoint {
+    for (const { socket, owner } of this.sockets.values()) if (owner === name) return socket.shownAddress;
+    const routed = this.applied.listeners.findIndex((listener) => listener.routes.some((route) => ('default' in route ? route.default : route.service) === name));
+    const socket = this.sockets.get(this.listenerNames[routed] ?? '')?.socket;
+    return socket?.shownAddress ?? { host: '0.0.0.0', port: 0 };
+  }
+
+  listenerAddress(index: number): Endpoint {
+    const socket = this.sockets.get(this.listenerNames[index] ?? '')?.socket;
+    if (socket === undefined) throw new LbError('LB_ERR_LISTEN', `listeners[${index}] is not configured`);
+    return socket.address();
+  }
+
+  inspections(): InspectStats[] {
+    return [...this.inspectCounters].flatMap(([listener, counters]) => counters.rows().map((row) => ({ listener, ...row })));
+  }
+
+  listenerStats(): ListenerStats[] {
+    return this.listenerNames.map((name, index) => ({
+      listener: name,
+      owner: listenerOwner(index),
+      listen: this.sockets.get(name)?.socket.shownAddress ?? this.applied.listeners[index]?.listen ?? { host: '0.0.0.0', port: 0 },
+      inspecting: this.passthrough.get(name)?.inspections ?? 0,
+      inspections: this.inspectCounters.get(name)?.rows() ?? [],
+    }));
   }
 
   /** Reloads (and DNS and runtime changes) run one at a time, in call order. */
@@ -446,23 +604,28 @@ class RunningBalancer implements Balancer {
 
   async close(drainMs = this.drainMs): Promise<void> {
     this.closing = true;
-    // Listeners close first (synchronously, inside service.close), then checks stop alongside the drain.
-    const closing = [...[...this.services.values()].map((service) => service.close(drainMs)), ...this.retiring];
+    // Sockets stop accepting first, then clients under inspection end at once (they have no
+    // service to drain with), then the services drain; checks stop alongside the drain.
+    const sockets = [...this.sockets.values()].map(({ socket }) => socket.close());
+    for (const listener of this.passthrough.values()) listener.close();
+    const closing = [...sockets, ...[...this.services.values()].map((service) => service.close(drainMs)), ...this.retiring];
     // An apply in flight sees `closing` after its next await, closes what it opened and rejects;
     // only then is the set of health checks final.
     await this.applying;
     await Promise.all([...closing, this.states.stop(), this.dns.stop()]);
     this.services.clear();
+    this.sockets.clear();
+    this.passthrough.clear();
   }
 
-  listening(): { service: string; listen: Endpoint; backends: number }[] {
-    return [...this.services.values()].map((service) => ({ service: service.name, listen: service.listenAddress, backends: service.backendCount }));
+  listening(): { service: string; listen: Endpoint; backends: number; socket: string }[] {
+    return [...this.sockets].map(([name, { socket, owner }]) => ({ service: owner, listen: socket.shownAddress, backends: this.services.get(owner)?.backendCount ?? 0, socket: name }));
   }
 
   stats(): ServiceStatusStats[] {
     const now = performance.now();
     return [...this.services.values()].map((service) => {
-      const stats = service.stats();
+      const stats = service.stats(this.reachedAt(service.name));
       const sources = this.sources.get(stats.name);
       const runtime = sources === undefined ? null : overlaySummary(sources.overlay);
       return {
@@ -480,7 +643,7 @@ class RunningBalancer implements Balancer {
   }
 
   listeners(): { readonly name: string; readonly server: Server }[] {
-    return [...this.services].map(([name, service]) => ({ name, server: service.listener }));
+    return [...this.sockets].map(([name, { socket }]) => ({ name, server: socket.listener }));
   }
 }
 

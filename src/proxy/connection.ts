@@ -32,6 +32,16 @@ import { Splice, spliceRead, type ClientScreen, type SpliceOptions } from './spl
 
 export type ConnectionState = 'accepted' | 'queued' | 'connecting' | 'spliced' | 'ended';
 
+/** How a passthrough listener routed a connection (src/proxy/router.ts): its access line carries it. */
+export interface Routing {
+  /** The listener's socket name (`listener 127.0.0.1:8443`). */
+  readonly listener: string;
+  /** The ClientHello's server name, if it had one. */
+  readonly sni?: string;
+  /** What the inspection found (l4lb_sni_inspect_total's `result`). */
+  readonly inspect: string;
+}
+
 /** What a connection needs from its service. */
 export interface ConnectionHost {
   /** Times the connection (queue, connect, duration) and its per-source admission. */
@@ -317,6 +327,8 @@ export class ClientConnection implements Flow {
   constructor(
     private readonly host: ConnectionHost,
     readonly client: Socket,
+    /** Set when a passthrough listener routed it here. */
+    readonly routing?: Routing,
   ) {
     this.acceptedAt = host.clock.now();
     this.peerHost = client.remoteAddress;
@@ -482,6 +494,7 @@ export class ClientConnection implements Flow {
         bytesUp: splice?.bytesUp ?? 0,
         bytesDown: splice?.bytesDown ?? 0,
         retries: placement?.retries ?? 0,
+        ...(this.routing === undefined ? {} : { listener: this.routing.listener, inspect: this.routing.inspect, ...(this.routing.sni === undefined ? {} : { sni: this.routing.sni }) }),
         end: reason,
         ...(error === undefined ? {} : { error }),
       },

@@ -4,7 +4,11 @@
  */
 export {
   startBalancer,
-  listenerName,
+  socketsOf,
+  type SocketPlan,
+  type InheritedName,
+  type InspectStats,
+  type ListenerStats,
   type Balancer,
   type BalancerOptions,
   type BackendStats,
@@ -17,3 +21,5 @@ export {
 export { createLogger, logOptions, reopenLogFiles, formatAddress, type LogOptions, END_REASON_TEXT, ACCESS_MESSAGE, type AccessRecord, type EndReason } from './access-log.js';
 export type { SpliceEnd } from './splice.js';
 export { REJECTIONS, type Rejection } from './rejections.js';
+export { socketName } from './listening-socket.js';
+export { INSPECT_RESULTS, routeFor, type InspectResult, type RouteTaken } from './router.js';

@@ -1,20 +1,21 @@
 /**
- * One proxy service: a listener, its current plan, admission (maxConnections with HAProxy's
- * bounded wait queue), and the counters the admin API and metrics read. Each accepted socket
- * arrives paused (`pauseOnConnect`), so nothing is read from a client until its backend is
- * connected and the splice takes over.
+ * One proxy service: its current plan, admission (maxConnections with HAProxy's bounded wait
+ * queue), and the counters the admin API and metrics read. Sockets come from its listening
+ * sockets (src/proxy/listening-socket.ts) and from TLS passthrough routes (src/proxy/router.ts),
+ * through `accept`; each arrives paused, so nothing more is read from a client until its backend
+ * is connected and the splice takes over.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../clock.js';
 import type { Endpoint } from '../config/index.js';
-import { LbError, ListenError, listenFailureOf } from '../errors.js';
+import { LbError } from '../errors.js';
 import { flowKey } from '../hashing/index.js';
-import { formatAddress, logAccess, type AccessRecord } from './access-log.js';
-import { ClientConnection, nextCandidate, type ConnectionHost, type ConnectionState } from './connection.js';
+import { logAccess, type AccessRecord } from './access-log.js';
+import { ClientConnection, nextCandidate, type ConnectionHost, type ConnectionState, type Routing } from './connection.js';
 import { DescriptorBudget } from './descriptors.js';
 import { IdleSweeper, idleSweeper } from './idle-sweeper.js';
-import { ACCEPT_PAUSE_MS, BurstGate, isLocalError, pausesAccepting, type LocalErrorCode } from './local-errors.js';
+import { ACCEPT_PAUSE_MS, BurstGate, pausesAccepting, type LocalErrorCode } from './local-errors.js';
 import { WaitQueue, type ServiceCounters } from './queue.js';
 import type { ServicePlan } from '../services/index.js';
 import { isRejection, type Rejection } from './rejections.js';
@@ -32,6 +33,7 @@ export interface BackendStats {
 
 export interface ServiceStats {
   name: string;
+  /** Where clients reach it: its first own address (port 0 resolved), else the first passthrough listener that routes to it. */
   listen: Endpoint;
   /** Connections connecting or spliced. */
   current: number;
@@ -67,13 +69,16 @@ export interface ProxyServiceOptions {
   readonly descriptors?: DescriptorBudget;
 }
 
+/** The key `sni` hashes: the server name's bytes. */
+function nameKey(name: string): Uint8Array {
+  return Buffer.from(name, 'latin1');
+}
+
 export class ProxyService implements ConnectionHost {
-  private readonly server: Server;
   private readonly open = new Set<ClientConnection>();
   private readonly queue: WaitQueue<ClientConnection>;
   private active = 0;
   private accepting = true;
-  private bound: Endpoint | undefined;
   private idleWaiters: (() => void)[] = [];
   private readonly gate: SourceGate;
   /** Until this clock time, accepted sockets are reset at once (descriptors are short). */
@@ -99,45 +104,10 @@ export class ProxyService implements ConnectionHost {
     const { maxConnections, timeouts } = plan.config;
     this.queue = new WaitQueue(maxConnections, timeouts.queue, this.onQueueExpired, this.clock);
     this.gate = new SourceGate(plan.config, logger, this.clock);
-    // highWaterMark 1: the splice's backpressure rule ('drain' whenever the write queue empties).
-    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, highWaterMark: 1 }, this.onConnection);
   }
 
   get name(): string {
     return this.plan.config.name;
-  }
-
-  /** The listening socket (for a handover to a new l4lb, src/runtime/handover.ts). */
-  get listener(): Server {
-    return this.server;
-  }
-
-  /**
-   * Resolves with the bound address; rejects with LbError (LB_ERR_LISTEN) naming the endpoint.
-   * With `fd` (a listening socket inherited from a previous l4lb or from systemd) it listens on
-   * that socket instead of binding the configured endpoint.
-   */
-  listen(where: string, fd?: number): Promise<Endpoint> {
-    const { host, port } = this.plan.config.listen;
-    return new Promise((resolve, reject) => {
-      const onError = (error: NodeJS.ErrnoException): void => {
-        reject(new ListenError({ where, address: formatAddress(host, port), failure: listenFailureOf(error.code), cause: error.code ?? error.message }));
-      };
-      this.server.once('error', onError);
-      this.server.listen(fd === undefined ? { host, port } : { fd }, () => {
-        this.server.removeListener('error', onError);
-        this.server.on('error', this.onListenerError);
-        const address = this.server.address();
-        this.bound = typeof address === 'object' && address !== null ? { host: address.address, port: address.port } : { host, port };
-        resolve(this.bound);
-      });
-    });
-  }
-
-  /** The bound address (port 0 resolved). Pre: listen() resolved. */
-  address(): Endpoint {
-    if (this.bound === undefined) throw new LbError('LB_ERR_LISTEN', `service ${this.name} is not listening`);
-    return this.bound;
   }
 
   /** New connections use `plan` from now on; open and connecting ones keep theirs. */
@@ -150,7 +120,12 @@ export class ProxyService implements ConnectionHost {
     this.pump();
   }
 
-  private readonly onConnection = (socket: Socket): void => {
+  /**
+   * A client for this service: from one of its listening sockets, or from a passthrough listener
+   * that read its ClientHello (`routing`; the bytes read are back on the socket, first in line).
+   * Pre: `socket` is paused. Post: this service owns it (it is closed once the service closed).
+   */
+  readonly accept = (socket: Socket, routing?: Routing): void => {
     if (!this.accepting) {
       socket.destroy();
       return;
@@ -173,7 +148,7 @@ export class ProxyService implements ConnectionHost {
       return;
     }
     this.counters.total++;
-    const connection = new ClientConnection(this, socket);
+    const connection = new ClientConnection(this, socket, routing);
     this.open.add(connection);
     this.gate.receive(connection, this.place);
   };
@@ -186,7 +161,10 @@ export class ProxyService implements ConnectionHost {
         connection.finish('client-aborted'); // already gone: no address to key on
         return;
       }
-      connection.assignKey(this.plan.config.hashKey === 'source-ip-port' ? flowKey(address, connection.clientPort) : flowKey(address));
+      const { hashKey } = this.plan.config;
+      const sni = connection.routing?.sni;
+      // hashKey: sni keys on the server name when the ClientHello had one, else on the source address.
+      connection.assignKey(hashKey === 'sni' && sni !== undefined ? nameKey(sni) : hashKey === 'source-ip-port' ? flowKey(address, connection.clientPort) : flowKey(address));
     }
     if (this.queue.length === 0 && this.tryStart(connection)) return;
     if (this.queue.push(connection)) {
@@ -267,16 +245,6 @@ export class ProxyService implements ConnectionHost {
     }
   }
 
-  /**
-   * The bound listener's 'error': an accept that failed for l4lb's own shortage (EMFILE, ENFILE;
-   * libuv has already dropped the pending clients with its reserve descriptor) is a local error
-   * like a failed backend connect; anything else is logged.
-   */
-  private readonly onListenerError = (error: NodeJS.ErrnoException): void => {
-    if (isLocalError(error.code)) this.localError(error.code, 'accept');
-    else this.logger.error({ error: error.message }, 'listener error');
-  };
-
   /** Ends the established and connecting connections of backend `name` (onDown: close). O(open connections). */
   closeBackend(name: string): void {
     for (const connection of [...this.open]) if (connection.currentBackend?.name === name) connection.abort('backend-down');
@@ -288,13 +256,13 @@ export class ProxyService implements ConnectionHost {
   }
 
   /**
-   * Stops accepting (the listener closes), refuses queued clients, lets open connections finish
-   * for up to `drainMs`, then ends the rest. Resolves once every connection has ended.
+   * Stops accepting (its listening sockets are the balancer's to close), refuses queued clients,
+   * lets open connections finish for up to `drainMs`, then ends the rest. Resolves once every
+   * connection has ended.
    */
   async close(drainMs: number): Promise<void> {
     this.accepting = false;
     this.gate.close();
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const waiter of this.queue.drain()) waiter.finish('shutdown');
     if (this.open.size > 0) {
       const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
@@ -309,7 +277,6 @@ export class ProxyService implements ConnectionHost {
         await idle;
       }
     }
-    await closed;
   }
 
   /** Backends of the plan new connections are placed with. O(1). */
@@ -317,13 +284,11 @@ export class ProxyService implements ConnectionHost {
     return this.plan.backends.length;
   }
 
-  /** Where it listens: the bound address (port 0 resolved), else as configured. */
-  get listenAddress(): Endpoint {
-    return this.bound ?? this.plan.config.listen;
-  }
-
-  /** Cost: O(open connections + backends); for the admin API and metrics, not the data path. */
-  stats(): ServiceStats {
+  /**
+   * `listen`: where clients reach it (the balancer knows its sockets). Cost: O(open connections +
+   * backends); for the admin API and metrics, not the data path.
+   */
+  stats(listen: Endpoint): ServiceStats {
     const backends = this.plan.backends.map(
       (backend): BackendStats => ({
         name: backend.name,
@@ -353,7 +318,7 @@ export class ProxyService implements ConnectionHost {
     }
     return {
       name: this.name,
-      listen: this.listenAddress,
+      listen,
       current: this.active,
       queued: this.queue.length,
       total: this.counters.total,

@@ -88,6 +88,43 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
     example: 'resolvers: [127.0.0.1:8600]',
     peer: 'HAProxy `resolvers` + `nameserver`, nginx `resolver`',
   },
+  listeners: {
+    text: 'TLS passthrough listeners: each accepts connections, reads the first flight up to the whole ClientHello without terminating TLS, and hands the connection to the service its server name (SNI) routes to; the backend gets every byte, the ClientHello included. A name no route matches, a ClientHello without a name, a first flight that is not TLS and one not complete within `timeouts.inspect` take the `default` route; without one the client is reset (`end: sni-refused`).',
+    example: 'listeners: [{ listen: 0.0.0.0:443, routes: [{ sni: db.example.com, service: pg }, { default: web }] }]',
+    peer: 'nginx stream `ssl_preread` + `map $ssl_preread_server_name`; HAProxy `tcp-request inspect-delay` + `use_backend … if { req.ssl_sni … }`',
+  },
+  'listeners[].listen': {
+    text: 'Where the listener accepts connections. It shares the address space of `services[].listen` and `admin.listen`: no two may collide. Kept across reloads and upgrades by this address, whichever listener or service owns it.',
+    type: `${ADDRESS}; an IP literal`,
+    example: 'listen: 0.0.0.0:443',
+  },
+  'listeners[].routes': {
+    text: 'Where each server name goes, matched in this order: an exact name, then a `*.` wildcard, then the default route. Each name once per listener; at most one default.',
+    limits: 'at least one; each names a `mode: proxy` service, which may then leave out `listen` and may not accept PROXY headers',
+  },
+  'listeners[].routes[].sni': {
+    text: 'A server name, matched case-insensitively without a trailing dot: an exact name (`db.example.com`) or a wildcard for one whole first label (`*.example.org` matches `a.example.org`, not `a.b.example.org` nor `example.org`).',
+    type: 'server name, or `*.` and a server name',
+    example: 'routes: [{ sni: "*.example.org", service: web }]',
+  },
+  'listeners[].routes[].service': {
+    text: 'The `mode: proxy` service connections with this server name go to.',
+    type: 'a service name',
+  },
+  'listeners[].routes[].default': {
+    text: 'The `mode: proxy` service for a name no route matches, a ClientHello without a server name, a first flight that is not TLS, and a ClientHello not complete within `timeouts.inspect`. Without a default route those clients are reset (`end: sni-refused`).',
+    type: 'a service name',
+    example: 'routes: [{ default: web }]',
+  },
+  'listeners[].timeouts': {
+    text: 'The listener\'s timeouts; the services it routes to keep their own for the rest of the connection.',
+  },
+  'listeners[].timeouts.inspect': {
+    text: 'How long a client may take to send its whole ClientHello; a client still short of it then takes the default route with what it sent (reset without one), counted with result `timeout`.',
+    default: ms(DEFAULTS.inspectTimeout),
+    type: DURATION,
+    peer: 'HAProxy `tcp-request inspect-delay`, nginx `preread_timeout`',
+  },
   services: {
     text: 'The services. Names are unique, and no two addresses this process listens on may collide (same port and address, or a wildcard covering the other).',
     limits: 'at least one',
@@ -102,8 +139,8 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
     limits: 'unique among services',
   },
   'services[].listen': {
-    text: 'Where clients connect. A port alone (`6432`) means every IPv4 address, as nginx `listen 6432`. A listener that cannot be bound fails the start (or the reload, which then keeps the running configuration).',
-    type: `${ADDRESS}; an IP literal`,
+    text: 'Where clients connect: one address or a list (`[0.0.0.0:6432, "[::]:6432"]` for IPv4 and IPv6). A port alone (`6432`) means every IPv4 address, as nginx `listen 6432`. A listener that cannot be bound fails the start (or the reload, which then keeps the running configuration). Each socket is kept across reloads and upgrades by its address. Required, except for a service a `listeners` route names.',
+    type: `${ADDRESS}; an IP literal; or a list of them`,
     example: 'listen: 127.0.0.1:6432',
     peer: 'HAProxy `bind`, nginx `listen`',
   },
@@ -114,7 +151,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
     peer: 'HAProxy `balance source` + `hash-type consistent`, `balance roundrobin|leastconn`; nginx `hash $remote_addr consistent`',
   },
   'services[].hashKey': {
-    text: 'What a flow is hashed on: the client address (`source-ip`: a client keeps its backend across connections) or address and port (`source-ip-port`: connections spread, each keeps its backend). Hashing balancers only.',
+    text: 'What a flow is hashed on: the client address (`source-ip`: a client keeps its backend across connections) or address and port (`source-ip-port`: connections spread, each keeps its backend); `proxy` only: `sni`, the server name a `listeners` route read (every client of one name on one backend; a connection without one is keyed on its address). Hashing balancers only.',
     default: DEFAULTS.hashKey,
   },
   'services[].flowHash': {

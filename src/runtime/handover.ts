@@ -24,8 +24,10 @@
  * Under systemd it stays in the service's cgroup; with `PIDFile=` systemd takes the PID the
  * successor wrote there as the new main PID when the predecessor exits (docs/operations.md).
  *
- * Names: a proxy service's socket is named by its listener key (proxy's `listenerName`: the
- * configured endpoint, `127.0.0.1:8080`), so a service renamed on the same endpoint keeps its
+ * Names: every listening socket of the proxy, a service's own `listen` address (each address of a
+ * list) or a TLS passthrough listener's, is named by its configured endpoint (proxy's `socketName`:
+ * `127.0.0.1:8080`, `[::1]:5433`), the name earlier versions used, so an upgrade from one keeps its
+ * sockets, and a service renamed, or an address moved between a service and a listener, keeps its
  * socket; the admin API's is `admin`. Under systemd (FileDescriptorName=, which may not hold ':')
  * a socket may be named by the service's name instead.
  */
@@ -34,9 +36,8 @@ import { closeSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { ProxyServiceConfig } from '../config/index.js';
 import { fromWire, isLbError, LbError, UpgradeError, type LbErrorWire } from '../errors.js';
-import { listenerName } from '../proxy/index.js';
+import type { InheritedName } from '../proxy/index.js';
 
 /** The environment variable naming the inherited fds: JSON `[{ "name", "fd" }]`. */
 export const LISTEN_FDS_ENV = 'L4LB_LISTEN_FDS';
@@ -169,9 +170,9 @@ export class InheritedSockets {
     return fd;
   }
 
-  /** The fd for a proxy service: named by its listener key, or (systemd) by the service's name. */
-  forService(service: ProxyServiceConfig): number | undefined {
-    return this.take(listenerName(service)) ?? this.take(service.name);
+  /** The fd for a listening socket: by its name (socketName), or (systemd) by its owner's, a service's name. */
+  forSocket(socket: InheritedName): number | undefined {
+    return this.take(socket.name) ?? this.take(socket.owner);
   }
 
   /** Closes every socket no listener took; returns their names. */

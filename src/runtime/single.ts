@@ -60,6 +60,7 @@ class SingleProcess implements Runtime {
       changeBackends: (service, change) => balancer.changeBackends(service, change),
       kernel: () => this.kernel?.stats() ?? Promise.resolve([]),
       kernelCounters: () => this.kernel?.counters,
+      listenerStats: () => balancer.listenerStats(),
     };
   }
 
@@ -114,7 +115,7 @@ class SingleProcess implements Runtime {
  * match (the rest bind their endpoints). Rejects as startBalancer does.
  */
 export async function startSingleProcess(config: Config, logger: Logger, inherited?: InheritedSockets, kernelOptions: KernelOptions = {}): Promise<Runtime> {
-  const balancer = await startBalancer(config, { logger, inherited: inherited === undefined ? undefined : (service) => inherited.forService(service) });
+  const balancer = await startBalancer(config, { logger, inherited: inherited === undefined ? undefined : (socket) => inherited.forSocket(socket) });
   let kernel: KernelWriter | undefined;
   try {
     kernel = await startKernel(config, logger, kernelOptions);

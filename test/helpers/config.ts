@@ -12,7 +12,7 @@ export function proxyService(backends: BackendConfig[], overrides: Partial<Proxy
   return {
     mode: 'proxy',
     name: 'svc',
-    listen: { host: '127.0.0.1', port: 0 },
+    listen: [{ host: '127.0.0.1', port: 0 }],
     balance: 'maglev',
     hashKey: 'source-ip',
     flowHash: 'murmur3',
