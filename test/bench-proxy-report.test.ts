@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { emptySamples, markdownTables, PATH_NAMES, markdownTargets, summarize, verdict, type PathName, type PathSamples, type Summary } from '../src/bench/proxy/report.js';
 import { placeOf } from '../src/bench/proxy/places.js';
+import { l4lbConfig, type BackendPorts } from '../src/bench/proxy/configs.js';
+import { parseConfig } from '../src/config/index.js';
 
 /** Samples of one run: new connections/s and keep-alive requests/s. */
 function samplesOf(conn: number, keepAlive: number): PathSamples {
@@ -68,6 +70,36 @@ describe('bench:proxy namespaces', () => {
   it('runs only the paths that load conntrack tables in the tracked namespace', () => {
     const tracked = PATH_NAMES.filter((name) => placeOf(name) === 'tracked');
     expect(tracked).toEqual(['direct-ct', 'kernel']);
-    expect(PATH_NAMES.filter((name) => placeOf(name) === 'plain')).toEqual(['direct', 'l4lb', 'l4lb2', 'haproxy', 'haproxy-tuned', 'nginx']);
+    expect(PATH_NAMES.filter((name) => placeOf(name) === 'plain')).toEqual(['direct', 'l4lb', 'l4lb-sni', 'l4lb2', 'haproxy', 'haproxy-tuned', 'nginx']);
+  });
+});
+
+describe('bench:proxy SNI routing cost', () => {
+  it('is the CPU per TLS connection through the SNI listener minus through a plain port', () => {
+    // 100 ticks/s: 30 ticks over 1,000 connections = 300 µs; 36 ticks = 360 µs.
+    const { summary, samples } = run({
+      l4lb: { ...emptySamples(), tlsPerSecond: [900], tlsCpuTicks: 30, tlsCount: 1000 },
+      'l4lb-sni': { ...emptySamples(), tlsPerSecond: [850], tlsCpuTicks: 36, tlsCount: 1000 },
+    });
+    const targets = markdownTargets(summary, samples) ?? '';
+    expect(row(targets, 'CPU µs per TLS connection (reported)')).toMatch(/\| 360 \| 300 \(l4lb\) \| 1\.20× \|.*\| reported \|$/);
+    expect(row(targets, 'new TLS connections/s (reported)')).toMatch(/\| 850 \| 900 \(l4lb\) \| 0\.94× \| 0\.94× \(0\.94–0\.94\) \| reported \|$/);
+    expect(targets).toContain('SNI routing cost per connection (l4lb\'s CPU per TLS connection through the SNI listener minus through a plain port): **60 µs**.');
+    expect(row(markdownTables(summary), 'l4lb-sni / l4lb')).toContain('0.94×');
+  });
+
+  it('says nothing about SNI without both l4lb paths', () => {
+    const { summary, samples } = run({ l4lb: { ...emptySamples(), tlsPerSecond: [900], tlsCpuTicks: 30, tlsCount: 1000 } });
+    expect(markdownTargets(summary, samples) ?? '').not.toContain('SNI');
+  });
+
+  it("the l4lb-sni path's file is a valid configuration whose TLS port is a listener routing the wrk server name", () => {
+    const ports: BackendPorts = { bulk: 1001, http: 1002, idle: 1003, tls: 1004 };
+    const text = l4lbConfig({ bulk: 2001, http: 2002, idle: 2003, tls: 2004 }, ports, { balance: 'maglev', maxConnections: 100, sni: true });
+    const config = parseConfig(text, 'bench.yaml');
+    expect(config.listeners).toEqual([expect.objectContaining({ routes: [{ sni: '127.0.0.1', service: 'bench-tls' }] })]);
+    const tls = config.services.find((service) => service.name === 'bench-tls');
+    expect(tls).toMatchObject({ mode: 'proxy' });
+    expect(config.services.filter((service) => service.mode === 'proxy' && service.listen.length > 0).map((service) => service.name)).toEqual(['bench-bulk', 'bench-http', 'bench-idle']);
   });
 });

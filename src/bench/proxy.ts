@@ -10,8 +10,11 @@
  *
  * Cases: bulk throughput with iperf3 (1 and 4 streams) and the proxy's CPU seconds per GB; new
  * connections per second with wrk and `Connection: close` against an nginx backend; keep-alive request
- * rate and p50/p99 latency with wrk; resident memory per idle spliced connection at 10,000 held
- * connections. Runs are interleaved across paths (order rotated each run) and medians reported.
+ * rate and p50/p99 latency with wrk; new TLS connections per second with wrk over https (a full
+ * handshake each, against nginx with a P-256 certificate) and the proxy's CPU per TLS connection,
+ * where `l4lb-sni` (l4lb whose TLS listener reads each ClientHello and routes by its server name)
+ * against `l4lb` is what SNI routing costs; resident memory per idle spliced connection at 10,000
+ * held connections. Runs are interleaved across paths (order rotated each run) and medians reported.
  * Every process it starts it stops by PID, and both namespaces it removes, also on error and Ctrl-C.
  */
 import { spawnSync } from 'node:child_process';
@@ -29,8 +32,8 @@ import {
 } from './proxy/report.js';
 import { missingFor, startPath, type RunningPath } from './proxy/setup.js';
 
-type CaseName = 'bulk1' | 'bulk4' | 'conn' | 'keepalive' | 'memory';
-const CASE_NAMES: readonly CaseName[] = ['bulk1', 'bulk4', 'conn', 'keepalive', 'memory'];
+type CaseName = 'bulk1' | 'bulk4' | 'conn' | 'keepalive' | 'tls' | 'memory';
+const CASE_NAMES: readonly CaseName[] = ['bulk1', 'bulk4', 'conn', 'keepalive', 'tls', 'memory'];
 
 /** The order places are opened in (so the plain namespace's backends start first). */
 const PLACE_ORDER: readonly PlaceName[] = ['plain', 'tracked'];
@@ -112,6 +115,11 @@ function parseOptions(argv: string[]): Options | undefined {
   };
 }
 
+/** l4lb-sni is l4lb with its TLS listener routing by SNI: it differs in, and runs, the TLS case alone. */
+function runsCase(path: PathName, name: CaseName): boolean {
+  return path !== 'l4lb-sni' || name === 'tls';
+}
+
 function progress(line: string): void {
   process.stderr.write(`${line}\n`);
 }
@@ -171,6 +179,19 @@ async function measureOnce(group: ProcessGroup, path: RunningPath, name: Exclude
       progress(`  ${name} ${path.name}: ${Math.round(result.requestsPerSecond)} req/s, p50 ${result.p50Ms.toFixed(3)} ms, p99 ${result.p99Ms.toFixed(3)} ms${errors}`);
       return;
     }
+    case 'tls': {
+      // A full handshake per request (the backend resumes no session): what a TLS passthrough costs per connection.
+      const result = await runWrk(group, path.listen.tls, { seconds: options.seconds, connections: options.connections, close: true, tls: true });
+      samples.errors += result.errors;
+      samples.tlsPerSecond.push(result.requestsPerSecond);
+      if (measured) {
+        samples.tlsCpuTicks += ticksSince();
+        samples.tlsCount += result.requests;
+      }
+      const errors = result.errors > 0 ? ` (${result.errors} errors)` : '';
+      progress(`  tls ${path.name}: ${Math.round(result.requestsPerSecond)} conn/s${errors}`);
+      return;
+    }
   }
 }
 
@@ -183,7 +204,8 @@ async function main(): Promise<number> {
   }
   const needed: string[] = ['prlimit', 'ip', 'bash'];
   if (options.cases.includes('bulk1') || options.cases.includes('bulk4')) needed.push('iperf3');
-  if (options.cases.includes('conn') || options.cases.includes('keepalive')) needed.push('wrk', 'nginx');
+  if (options.cases.includes('conn') || options.cases.includes('keepalive') || options.cases.includes('tls')) needed.push('wrk', 'nginx');
+  needed.push('openssl'); // the HTTPS backend's certificate, made at start
   const missingTools = needed.filter((tool) => !haveCommand(tool));
   if (missingTools.length > 0) throw new BenchError(`not installed: ${missingTools.join(', ')} (apt-get install ${missingTools.join(' ')})`);
 
@@ -243,7 +265,7 @@ async function main(): Promise<number> {
 
     if (options.cases.includes('memory')) {
       progress('memory (fresh processes):');
-      for (const { path, place } of running) await measureMemory(place.group, path, options.idle, samples.get(path.name) ?? emptySamples());
+      for (const { path, place } of running) if (runsCase(path.name, 'memory')) await measureMemory(place.group, path, options.idle, samples.get(path.name) ?? emptySamples());
     }
     const timed = options.cases.filter((name): name is Exclude<CaseName, 'memory'> => name !== 'memory');
     if (timed.length > 0) {
@@ -260,6 +282,7 @@ async function main(): Promise<number> {
       const order = [...running.slice(turn), ...running.slice(0, turn)];
       for (const name of timed) {
         for (const { path, place } of order) {
+          if (!runsCase(path.name, name)) continue;
           await measureOnce(place.group, path, name, options, samples.get(path.name) ?? emptySamples());
           checkPlain(place);
         }

@@ -41,12 +41,14 @@ export interface WrkOptions {
   readonly connections: number;
   /** Send `Connection: close`: every request is a new connection. */
   readonly close: boolean;
+  /** https: every connection a TLS handshake (SNI: the address, TLS_SERVER_NAME). */
+  readonly tls?: boolean;
 }
 
 export async function runWrk(group: ProcessGroup, port: number, options: WrkOptions): Promise<RequestResult> {
   const args = ['-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--latency'];
   if (options.close) args.push('-H', 'Connection: close');
-  args.push(`http://127.0.0.1:${port}/`);
+  args.push(`${options.tls === true ? 'https' : 'http'}://127.0.0.1:${port}/`);
   return parseWrkOutput(await runToEnd(group, 'wrk', 'wrk', args));
 }
 

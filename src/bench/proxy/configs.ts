@@ -5,7 +5,7 @@
  * gets one listener per kind of backend, so the same proxy process serves every case.
  */
 
-/** The three loopback backends every path is measured against. */
+/** The loopback backends every path is measured against. */
 export interface BackendPorts {
   /** iperf3 -s: bulk throughput. */
   readonly bulk: number;
@@ -13,10 +13,18 @@ export interface BackendPorts {
   readonly http: number;
   /** The idle holder: greets each connection with one byte, then keeps it open. */
   readonly idle: number;
+  /** nginx https (the same `200 ok`, a P-256 certificate made per run): new TLS connections. */
+  readonly tls: number;
 }
 
 export type BackendKind = keyof BackendPorts;
-export const BACKEND_KINDS: readonly BackendKind[] = ['bulk', 'http', 'idle'];
+export const BACKEND_KINDS: readonly BackendKind[] = ['bulk', 'http', 'idle', 'tls'];
+
+/**
+ * The server name the TLS case's clients send: wrk sends the URL's host, here the address it
+ * connects to, and the SNI listener routes that name (an exact route, not the default).
+ */
+export const TLS_SERVER_NAME = '127.0.0.1';
 
 /** Ports a proxy listens on, one per backend kind. */
 export type ListenPorts = BackendPorts;
@@ -28,15 +36,21 @@ export interface L4lbConfigOptions {
   readonly maxConnections: number;
   /** `workers: N` (absent: the default, one process). */
   readonly workers?: number;
+  /**
+   * The TLS backend's clients come in through a `listeners:` entry that reads each ClientHello and
+   * routes by its server name (TLS passthrough), instead of the service's own `listen`.
+   */
+  readonly sni?: boolean;
 }
 
 /** An l4lb configuration file (docs/configuration.md); timeouts long enough never to fire during a run. */
 export function l4lbConfig(listen: ListenPorts, backends: BackendPorts, options: L4lbConfigOptions): string {
   const lines = options.workers === undefined ? ['services:'] : [`workers: ${options.workers}`, 'services:'];
   for (const kind of BACKEND_KINDS) {
+    const routed = kind === 'tls' && options.sni === true;
     lines.push(
       `  - name: bench-${kind}`,
-      `    listen: ${HOST}:${listen[kind]}`,
+      ...(routed ? [] : [`    listen: ${HOST}:${listen[kind]}`]),
       `    balance: ${options.balance}`,
       `    hashKey: source-ip-port`,
       `    maxConnections: ${options.maxConnections}`,
@@ -44,6 +58,14 @@ export function l4lbConfig(listen: ListenPorts, backends: BackendPorts, options:
       `    timeouts: { connect: 3s, idle: 1h, queue: 5s, drain: 1s }`,
       `    backends:`,
       `      - { name: ${kind}1, address: ${HOST}:${backends[kind]}, weight: 1 }`,
+    );
+  }
+  if (options.sni === true) {
+    lines.push(
+      'listeners:',
+      `  - listen: ${HOST}:${listen.tls}`,
+      '    routes:',
+      `      - { sni: "${TLS_SERVER_NAME}", service: bench-tls }`,
     );
   }
   return `${lines.join('\n')}\n`;
@@ -145,8 +167,17 @@ export function nginxStreamConfig(listen: ListenPorts, backends: BackendPorts, m
   ].join('\n');
 }
 
-/** The HTTP backend wrk talks to: one worker, no access log, keep-alive without a request cap. */
-export function nginxHttpBackendConfig(port: number, dir: string): string {
+/** Where the TLS backend's certificate and key are (made by `openssl req` at the start of a run). */
+export interface TlsFiles {
+  readonly certificate: string;
+  readonly key: string;
+}
+
+/**
+ * The HTTP backend wrk talks to: one worker, no access log, keep-alive without a request cap; the
+ * same answer over TLS on `tlsPort` (sessions not resumed: every connection is a full handshake).
+ */
+export function nginxHttpBackendConfig(port: number, dir: string, tlsPort: number, tls: TlsFiles): string {
   return [
     ...nginxCommon(dir, 4096, 8192),
     'http {',
@@ -160,6 +191,14 @@ export function nginxHttpBackendConfig(port: number, dir: string): string {
     '  keepalive_timeout 300s;',
     '  server {',
     `    listen ${HOST}:${port} backlog=4096;`,
+    '    location / { default_type text/plain; return 200 "ok\\n"; }',
+    '  }',
+    '  server {',
+    `    listen ${HOST}:${tlsPort} ssl backlog=4096;`,
+    `    ssl_certificate ${tls.certificate};`,
+    `    ssl_certificate_key ${tls.key};`,
+    '    ssl_session_cache off;',
+    '    ssl_session_tickets off;',
     '    location / { default_type text/plain; return 200 "ok\\n"; }',
     '  }',
     '}',

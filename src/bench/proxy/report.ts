@@ -5,13 +5,14 @@
  * hand-written text around it survives a re-run.
  */
 
-export type PathName = 'direct' | 'direct-ct' | 'l4lb' | 'l4lb2' | 'haproxy' | 'haproxy-tuned' | 'nginx' | 'kernel';
-export const PATH_NAMES: readonly PathName[] = ['direct', 'direct-ct', 'l4lb', 'l4lb2', 'haproxy', 'haproxy-tuned', 'nginx', 'kernel'];
+export type PathName = 'direct' | 'direct-ct' | 'l4lb' | 'l4lb-sni' | 'l4lb2' | 'haproxy' | 'haproxy-tuned' | 'nginx' | 'kernel';
+export const PATH_NAMES: readonly PathName[] = ['direct', 'direct-ct', 'l4lb', 'l4lb-sni', 'l4lb2', 'haproxy', 'haproxy-tuned', 'nginx', 'kernel'];
 
 export const PATH_LABELS: Record<PathName, string> = {
   direct: 'direct, no proxy',
   'direct-ct': 'direct, conntrack on (nft `ct state`)',
   l4lb: 'l4lb, 1 worker',
+  'l4lb-sni': 'l4lb, 1 worker, TLS through an SNI listener',
   l4lb2: 'l4lb, 2 workers (`workers: 2`)',
   haproxy: 'HAProxy `mode tcp`, 1 thread',
   'haproxy-tuned': 'HAProxy, 1 thread, `option splice-auto`, `tune.bufsize 65536`',
@@ -24,6 +25,7 @@ const RATIO_REFERENCES: Record<PathName, readonly PathName[]> = {
   direct: [],
   'direct-ct': ['direct'],
   l4lb: ['direct', 'haproxy', 'haproxy-tuned'],
+  'l4lb-sni': ['l4lb'],
   l4lb2: ['direct', 'haproxy', 'haproxy-tuned'],
   haproxy: ['direct'],
   'haproxy-tuned': ['direct', 'haproxy'],
@@ -46,6 +48,11 @@ export interface PathSamples {
   p50Ms: number[];
   p99Ms: number[];
   rssPerConnKib: number[];
+  /** New TLS connections per second (wrk over https, `Connection: close`). */
+  tlsPerSecond: number[];
+  /** Proxy CPU ticks and connections completed during the TLS runs. */
+  tlsCpuTicks: number;
+  tlsCount: number;
   /** wrk socket errors and bad responses, summed (should be 0). */
   errors: number;
 }
@@ -53,11 +60,11 @@ export interface PathSamples {
 export function emptySamples(): PathSamples {
   return {
     bulk1Gbps: [], bulk4Gbps: [], bulkCpuTicks: 0, bulkBytes: 0, connPerSecond: [], connCpuTicks: 0, connCount: 0,
-    keepAlivePerSecond: [], p50Ms: [], p99Ms: [], rssPerConnKib: [], errors: 0,
+    keepAlivePerSecond: [], p50Ms: [], p99Ms: [], rssPerConnKib: [], tlsPerSecond: [], tlsCpuTicks: 0, tlsCount: 0, errors: 0,
   };
 }
 
-export type MetricName = 'bulk1' | 'bulk4' | 'cpuPerGb' | 'conn' | 'cpuPerConn' | 'keepAlive' | 'p50' | 'p99' | 'rssPerConn';
+export type MetricName = 'bulk1' | 'bulk4' | 'cpuPerGb' | 'conn' | 'cpuPerConn' | 'keepAlive' | 'p50' | 'p99' | 'rssPerConn' | 'tlsConn' | 'cpuPerTlsConn';
 
 interface MetricSpec {
   readonly header: string;
@@ -76,8 +83,10 @@ export const METRICS: Record<MetricName, MetricSpec> = {
   p50: { header: 'p50 ms', digits: 3, higherIsBetter: false },
   p99: { header: 'p99 ms', digits: 3, higherIsBetter: false },
   rssPerConn: { header: 'RSS/idle conn KiB', digits: 1, higherIsBetter: false },
+  tlsConn: { header: 'new TLS conn/s', digits: 0, higherIsBetter: true },
+  cpuPerTlsConn: { header: 'proxy CPU µs/TLS conn', digits: 0, higherIsBetter: false },
 };
-const METRIC_ORDER: readonly MetricName[] = ['bulk1', 'bulk4', 'cpuPerGb', 'conn', 'cpuPerConn', 'keepAlive', 'p50', 'p99', 'rssPerConn'];
+const METRIC_ORDER: readonly MetricName[] = ['bulk1', 'bulk4', 'cpuPerGb', 'conn', 'cpuPerConn', 'keepAlive', 'p50', 'p99', 'rssPerConn', 'tlsConn', 'cpuPerTlsConn'];
 
 export function median(values: readonly number[]): number | undefined {
   if (values.length === 0) return undefined;
@@ -100,6 +109,8 @@ export function summarize(samples: PathSamples, clockTicksPerSecond: number): Re
     p50: median(samples.p50Ms),
     p99: median(samples.p99Ms),
     rssPerConn: median(samples.rssPerConnKib),
+    tlsConn: median(samples.tlsPerSecond),
+    cpuPerTlsConn: samples.tlsCount > 0 ? (cpuSeconds(samples.tlsCpuTicks) * 1e6) / samples.tlsCount : undefined,
   };
 }
 
@@ -174,6 +185,22 @@ const KERNEL_TARGETS: readonly Target[] = [
   { metric: 'conn', text: 'new connections/s ≥ 0.8× direct with conntrack', reference: 'direct-ct', bound: 0.8 },
 ];
 
+/** TLS passthrough routed by SNI against the same l4lb with a plain TLS port: what reading the ClientHello costs. */
+const SNI_TARGETS: readonly Target[] = [
+  { metric: 'tlsConn', text: 'new TLS connections/s (reported)', reference: 'l4lb' },
+  { metric: 'cpuPerTlsConn', text: 'CPU µs per TLS connection (reported)', reference: 'l4lb' },
+];
+
+/**
+ * What SNI routing costs l4lb per connection: its CPU µs per TLS connection through the SNI
+ * listener minus through the plain TLS port, or undefined unless both were measured.
+ */
+export function sniCostMicros(summary: Summary): number | undefined {
+  const routed = summary['l4lb-sni']?.cpuPerTlsConn;
+  const plain = summary.l4lb?.cpuPerTlsConn;
+  return routed === undefined || plain === undefined ? undefined : routed - plain;
+}
+
 /** Per-run samples of a metric, where each run measured every path back to back. */
 function perRunSamples(samples: PathSamples, metric: MetricName): readonly number[] | undefined {
   switch (metric) {
@@ -189,8 +216,11 @@ function perRunSamples(samples: PathSamples, metric: MetricName): readonly numbe
       return samples.p50Ms;
     case 'p99':
       return samples.p99Ms;
+    case 'tlsConn':
+      return samples.tlsPerSecond;
     case 'cpuPerGb':
     case 'cpuPerConn':
+    case 'cpuPerTlsConn':
     case 'rssPerConn':
       return undefined; // summed over runs, or measured once
   }
@@ -257,7 +287,10 @@ export function markdownTargets(summary: Summary, samples?: ReadonlyMap<PathName
   const tables = [
     targetsTable('l4lb', 'l4lb', TARGETS, summary, samples),
     targetsTable('kernel', 'l4lb nat (kernel)', KERNEL_TARGETS, summary, samples),
+    targetsTable('l4lb-sni', 'l4lb, SNI listener', SNI_TARGETS, summary, samples),
   ].filter((table): table is string => table !== undefined);
+  const cost = sniCostMicros(summary);
+  if (cost !== undefined) tables.push(`SNI routing cost per connection (l4lb's CPU per TLS connection through the SNI listener minus through a plain port): **${format(cost, 0)} µs**.`);
   return tables.length > 0 ? tables.join('\n\n') : undefined;
 }
 

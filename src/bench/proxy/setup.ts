@@ -1,14 +1,15 @@
 /**
- * Starting what the proxy benchmark measures: the three loopback backends (iperf3 server, nginx HTTP,
- * idle holder) and each path in front of them (l4lb via its CLI `run`, HAProxy plain and tuned for
+ * Starting what the proxy benchmark measures: the loopback backends (iperf3 server, nginx HTTP and
+ * HTTPS, idle holder) and each path in front of them (l4lb via its CLI `run`, HAProxy plain and tuned for
  * bulk, nginx `stream`, l4lb's kernel NAT), each in its own process under the run's ProcessGroup
  * (whose children all run in that group's namespace: src/bench/proxy/places.ts). A path is ready once its HTTP and idle listeners
  * accept (probing the bulk listener would hand iperf3 a bogus control connection).
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BACKEND_KINDS, conntrackRuleset, haproxyConfig, l4lbConfig, l4lbNatConfig, nginxHttpBackendConfig, nginxStreamConfig, type BackendPorts, type ListenPorts,
+  BACKEND_KINDS, conntrackRuleset, haproxyConfig, l4lbConfig, l4lbNatConfig, nginxHttpBackendConfig, nginxStreamConfig, TLS_SERVER_NAME, type BackendPorts, type ListenPorts,
 } from './configs.js';
 import { BenchError, descriptorLimit, freePort, waitForPort, type ProcessGroup, type Started } from './procs.js';
 import type { PathName } from './report.js';
@@ -27,7 +28,7 @@ export interface RunningPath {
 }
 
 async function portsFor(taken: Set<number>): Promise<BackendPorts> {
-  return { bulk: await freePort(taken), http: await freePort(taken), idle: await freePort(taken) };
+  return { bulk: await freePort(taken), http: await freePort(taken), idle: await freePort(taken), tls: await freePort(taken) };
 }
 
 /** Resolves once `started` prints a line matching `pattern` on stdout (which it keeps draining). */
@@ -59,13 +60,16 @@ export async function startBackends(group: ProcessGroup, taken: Set<number>, ben
 
   const httpDir = join(group.dir, 'nginx-backend');
   mkdirSync(httpDir);
-  writeFileSync(join(httpDir, 'nginx.conf'), nginxHttpBackendConfig(ports.http, httpDir));
+  const tls = { certificate: join(httpDir, 'tls.crt'), key: join(httpDir, 'tls.key') };
+  // A P-256 key (cheaper handshakes than RSA: the proxies' share of a connection shows more), self-signed; wrk does not verify.
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', `/CN=${TLS_SERVER_NAME}`, '-keyout', tls.key, '-out', tls.certificate], { stdio: 'ignore' });
+  writeFileSync(join(httpDir, 'nginx.conf'), nginxHttpBackendConfig(ports.http, httpDir, ports.tls, tls));
   const http = group.start('nginx-backend', 'nginx', ['-p', httpDir, '-e', join(httpDir, 'error.log'), '-c', join(httpDir, 'nginx.conf')]);
 
   const idle = group.start('idle-server', process.execPath, [join(benchDir, 'proxy', 'idle.js'), 'server', String(ports.idle)], { pipeStdout: true });
   const idleReady = waitForLine(group, idle, /listening/);
 
-  await Promise.all([iperfReady, waitForPort(group, http, ports.http), idleReady]);
+  await Promise.all([iperfReady, waitForPort(group, http, ports.http), waitForPort(group, http, ports.tls), idleReady]);
   adoptChildren(group, http.pid);
   return ports;
 }
@@ -110,10 +114,11 @@ export async function startPath(
   let noMemory: string | undefined;
   switch (name) {
     case 'l4lb':
+    case 'l4lb-sni':
     case 'l4lb2': {
       const file = join(dir, 'l4lb.yaml');
       const workers = name === 'l4lb2' ? 2 : undefined;
-      writeFileSync(file, l4lbConfig(listen, backends, { balance: 'maglev', maxConnections: options.maxConnections, workers }));
+      writeFileSync(file, l4lbConfig(listen, backends, { balance: 'maglev', maxConnections: options.maxConnections, workers, sni: name === 'l4lb-sni' }));
       started = group.start('l4lb', process.execPath, [join(options.distDir, 'cli.js'), 'run', '-c', file, ...options.l4lbArgs]);
       break;
     }
@@ -182,6 +187,7 @@ export function missingFor(name: PathName, haveCommand: (command: string) => boo
     case 'direct-ct':
       return haveCommand('nft') ? undefined : 'nft not installed';
     case 'l4lb':
+    case 'l4lb-sni':
     case 'l4lb2':
       return existsSync(join(distDir, 'cli.js')) ? undefined : `${join(distDir, 'cli.js')} not built`;
     case 'kernel':
