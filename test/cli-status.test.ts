@@ -145,6 +145,25 @@ describe('formatStatus', () => {
     expect(text).toMatch(/b2\s+192\.0\.2\.12:80\s+down\s+active\s+0\s+7/);
   });
 
+  it('prints passthrough listeners: clients being inspected, and inspections by result and route, most first', () => {
+    const text = formatStatus([], {
+      listeners: [
+        {
+          listener: '127.0.0.1:8443', owner: 'listeners[0]', listen: { host: '127.0.0.1', port: 8443 }, inspecting: 2,
+          inspections: [
+            { result: 'sni', route: 'name', count: 120 },
+            { result: 'not-tls', route: 'default', count: 3 },
+            { result: 'timeout', route: 'none', count: 1 },
+            { result: 'malformed', route: 'none', count: 0 },
+          ],
+        },
+      ],
+    });
+    const lines = text.split('\n');
+    expect(lines[0]).toBe('listeners[0]  listen 127.0.0.1:8443  TLS passthrough by SNI  inspecting 2 now, 124 inspected');
+    expect(lines[1]).toBe('  sni → name 120, not-tls → default 3, timeout → none 1');
+  });
+
   it('marks backups, shows a slow-start ramp, passive checks and unchecked backends', () => {
     const row = { current: 0, total: 0, failures: 0, bytesUp: 0, bytesDown: 0, state: 'active' as const, since: '', backup: false, slowStart: 1 };
     const text = formatStatus([

@@ -12,7 +12,8 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAdmin, type AdminServer } from '../src/admin/server.js';
+import { startAdmin, type AdminServer, type AdminTarget } from '../src/admin/server.js';
+import type { KernelServiceStats } from '../src/kernel/index.js';
 import { startBalancer, type Balancer } from '../src/proxy/index.js';
 import { backend, configOf, proxyService } from './helpers/config.js';
 import { captureLog } from './helpers/log.js';
@@ -23,6 +24,15 @@ const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'stats-page-token-0123456789';
 /** A name that would be markup if the page used innerHTML. */
 const HOSTILE = '<img src=x onerror="document.title=1">';
+
+/** A kernel service's /stats row, as the kernel writer reports it. */
+const KERNEL_ROW: KernelServiceStats = {
+  service: 'web-nat', mode: 'nat', table: 'inet l4lb_nat', slots: 13, conntrack: 4,
+  backends: [
+    { name: 'n1', address: '192.0.2.11:80', state: 'active', health: 'up', slots: 13, packets: 120, bytes: 4096 },
+    { name: 'n2', address: '192.0.2.12:80', state: 'active', health: 'down', slots: 0, packets: 7, bytes: 300 },
+  ],
+};
 
 /** What this machine lacks to run the page in a browser, or undefined. */
 function missing(): string | undefined {
@@ -52,11 +62,15 @@ beforeAll(async () => {
   const log = captureLog();
   const check = { type: 'tcp' as const, interval: 200, timeout: 200, rise: 1, fall: 1, initial: 'up' as const };
   balancer = await startBalancer(
-    configOf(
-      proxyService([backend('pg1', servers[0].port), backend('pg2', servers[1].port), backend('pg3', dead)], { name: 'postgres', balance: 'roundrobin', healthCheck: check }),
-      proxyService([backend('redis1', servers[2].port), backend('redis2', servers[3].port, { backup: true })], { name: 'redis', balance: 'roundrobin' }),
-      proxyService([backend(HOSTILE, servers[3].port)], { name: 'markup' }),
-    ),
+    {
+      ...configOf(
+        proxyService([backend('pg1', servers[0].port), backend('pg2', servers[1].port), backend('pg3', dead)], { name: 'postgres', balance: 'roundrobin', healthCheck: check }),
+        proxyService([backend('redis1', servers[2].port), backend('redis2', servers[3].port, { backup: true })], { name: 'redis', balance: 'roundrobin' }),
+        proxyService([backend(HOSTILE, servers[3].port)], { name: 'markup' }),
+      ),
+      // A TLS passthrough listener whose default route takes what is not TLS.
+      listeners: [{ listen: { host: '127.0.0.1', port: 0 }, routes: [{ default: 'markup' }], timeouts: { inspect: 5000 } }],
+    },
     { logger: log.logger },
   );
   await log.waitFor((record) => record.msg === 'backend health changed' && record.backend === 'pg3');
@@ -68,7 +82,23 @@ beforeAll(async () => {
       await readAll(socket);
     }
   }
-  admin = await startAdmin(balancer, { listen: { host: '127.0.0.1', port: 0 }, token: TOKEN });
+  // Two clients that are not TLS, through the listener to its default route.
+  for (let i = 0; i < 2; i++) {
+    const socket = await connectClient(balancer.listenerAddress(0).port);
+    socket.end('GET / HTTP/1.0\r\n\r\n');
+    await readAll(socket);
+  }
+  // The balancer as the admin API sees it, with a kernel service beside it (its rows as the kernel writer reports them).
+  const running = balancer;
+  const target: AdminTarget = {
+    stats: () => running.stats(),
+    events: running.events,
+    setState: (...args) => running.setState(...args),
+    changeBackends: (...args) => running.changeBackends(...args),
+    listenerStats: () => running.listenerStats(),
+    kernel: () => Promise.resolve([KERNEL_ROW]),
+  };
+  admin = await startAdmin(target, { listen: { host: '127.0.0.1', port: 0 }, token: TOKEN });
   base = `http://127.0.0.1:${admin.address().port}`;
   // launch() gives the browser a new empty profile (user data dir) of its own and deletes it on close.
   const { chromium } = await import('playwright-core');
@@ -139,6 +169,14 @@ describe.skipIf(need.skip)(need.title, () => {
       expect(shown.filter((row) => row.service === 'redis').map((row) => Number(row.total))).toEqual([6, 0]); // redis2 is a backup
       expect(shown.find((row) => row.service === 'markup')?.backend).toBe(HOSTILE);
       expect(await page.textContent('table[data-service="postgres"] caption .queue')).toBe('0 queued, 0 refused');
+
+      // The passthrough listener: the two clients that were not TLS, on the default route.
+      expect(await page.textContent('table[data-listener="listeners[0]"] caption .inspecting')).toBe('0 being inspected');
+      expect(await page.textContent('table[data-listener="listeners[0]"] tr[data-result="not-tls"][data-route="default"] td.count')).toBe('2');
+      // The kernel service: slots per backend, health as the row's class.
+      expect(await page.textContent('table[data-kernel="web-nat"] caption')).toContain('13 slots, 4 flows');
+      expect(await page.textContent('table[data-kernel="web-nat"] tr[data-backend="n1"] td.slots')).toBe('13');
+      expect(await page.getAttribute('table[data-kernel="web-nat"] tr[data-backend="n2"]', 'class')).toBe('down');
 
       // A hostile name is text: the row exists, its cell reads the name, and no <img> was made of it.
       expect(await page.locator('td.name img').count()).toBe(0);

@@ -2,7 +2,9 @@
  * The stats page served at the admin listener's `/`, after HAProxy's `stats uri` page: one table
  * per service (listen address, connections now, queued, total, refused, bytes) and one row per
  * backend (admin state, health and why, last check, connections, failures, bytes) with buttons that
- * drain, enable or put a backend in maintenance through the JSON API.
+ * drain, enable or put a backend in maintenance through the JSON API; then one table per TLS
+ * passthrough listener (inspections by result and route) and per kernel service (slots and nft
+ * counters per backend).
  *
  * One self-contained document: inline CSS and JS, no external asset, so it works on a host with no
  * Internet access. It holds no data: the script fetches `/stats` every 2 s with the token, which it
@@ -129,6 +131,51 @@ function serviceTable(service) {
   return table;
 }
 
+/** A TLS passthrough listener: its address, clients being inspected, inspections by result and route. */
+function listenerTable(listener) {
+  const table = el('table');
+  table.dataset.listener = listener.owner;
+  const caption = el('caption', listener.owner);
+  caption.append(el('span', 'listen ' + address(listener.listen)));
+  caption.append(el('span', 'TLS passthrough by SNI'));
+  const inspecting = el('span', listener.inspecting + ' being inspected', 'inspecting');
+  inspecting.dataset.inspecting = String(listener.inspecting);
+  caption.append(inspecting);
+  table.append(caption);
+  const head = el('tr');
+  for (const name of ['result', 'route taken', 'clients']) head.append(el('th', name));
+  table.append(head);
+  for (const entry of listener.inspections.filter((each) => each.count > 0)) {
+    const row = el('tr');
+    row.dataset.result = entry.result;
+    row.dataset.route = entry.route;
+    row.append(el('td', entry.result, 'name'), el('td', entry.route, 'name'), el('td', entry.count, 'count'));
+    table.append(row);
+  }
+  return table;
+}
+
+/** A kernel service (mode: nat or dsr): its table and slots, and per backend its slots and nft counters. */
+function kernelTable(service) {
+  const table = el('table');
+  table.dataset.kernel = service.service;
+  const caption = el('caption', service.service);
+  caption.append(el('span', service.mode + ' in the kernel, table ' + service.table));
+  caption.append(el('span', service.slots + ' slots' + (service.conntrack === undefined ? '' : ', ' + service.conntrack + ' flows')));
+  table.append(caption);
+  const head = el('tr');
+  for (const name of ['backend', 'address', 'state', 'health', 'slots', 'packets', 'bytes']) head.append(el('th', name));
+  table.append(head);
+  for (const backend of service.backends) {
+    const row = el('tr', undefined, backend.state === 'active' ? backend.health : backend.state);
+    row.dataset.backend = backend.name;
+    row.append(el('td', backend.name, 'name'), el('td', backend.address), el('td', backend.state, 'state'), el('td', backend.health, 'health'),
+      el('td', backend.slots, 'slots'), el('td', backend.packets), el('td', bytes(backend.bytes)));
+    table.append(row);
+  }
+  return table;
+}
+
 async function refresh() {
   clearTimeout(timer);
   try {
@@ -139,9 +186,9 @@ async function refresh() {
       return;
     }
     if (!response.ok) throw new Error('GET /stats: HTTP ' + response.status);
-    const { services } = await response.json();
+    const { services, listeners = [], kernel = [] } = await response.json();
     document.getElementById('login').hidden = true;
-    document.getElementById('services').replaceChildren(...services.map(serviceTable));
+    document.getElementById('services').replaceChildren(...services.map(serviceTable), ...listeners.map(listenerTable), ...kernel.map(kernelTable));
     setStatus('updated ' + new Date().toLocaleTimeString() + ', every ' + REFRESH_MS / 1000 + ' s', false);
   } catch (error) {
     setStatus('cannot reach the admin API: ' + error.message, true);

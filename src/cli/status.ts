@@ -20,6 +20,7 @@ import type { BackendStatusStats, ServiceStatusStats } from '../proxy/index.js';
 import type { BackendChangeResult } from '../proxy/index.js';
 import type { StateResult } from '../services/index.js';
 import type { KernelServiceStats } from '../kernel/index.js';
+import type { ListenerStats } from '../proxy/index.js';
 import { EXIT_FAILURE, EXIT_USAGE, fail } from './common.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9900';
@@ -163,6 +164,25 @@ export interface ProcessStatus {
   readonly drain?: DrainStatus | null;
   /** Kernel services (mode: nat), with nft's counters (absent when none run). */
   readonly kernel?: readonly KernelServiceStats[];
+  /** TLS passthrough listeners with their inspection counts (absent when none run). */
+  readonly listeners?: readonly ListenerStats[];
+}
+
+/**
+ * The lines of passthrough listeners: clients being inspected now, then the inspections since
+ * start by result and route taken (`sni → name` read a server name and routed by it, `not-tls →
+ * default` took the default route, `→ none` were refused or left), most frequent first.
+ */
+function listenerLines(status: ProcessStatus): string[] {
+  const lines: string[] = [];
+  for (const listener of status.listeners ?? []) {
+    const counts = [...listener.inspections].filter((entry) => entry.count > 0).sort((a, b) => b.count - a.count);
+    const total = counts.reduce((sum, entry) => sum + entry.count, 0);
+    lines.push(`${listener.owner}  listen ${formatEndpoint(listener.listen)}  TLS passthrough by SNI  inspecting ${listener.inspecting} now, ${total} inspected`);
+    if (counts.length > 0) lines.push(`  ${counts.map((entry) => `${entry.result} → ${entry.route} ${entry.count}`).join(', ')}`);
+    lines.push('');
+  }
+  return lines;
 }
 
 /** The lines of kernel services: slots, packets and bytes per backend, as nft counted them. */
@@ -241,6 +261,7 @@ export function formatStatus(services: readonly ServiceStatusStats[], status: Pr
     }
     lines.push('');
   }
+  lines.push(...listenerLines(status));
   lines.push(...kernelLines(status));
   lines.push(...configLines(status));
   return lines.join('\n');
