@@ -11,39 +11,71 @@
  *   moved slots and the dead set. A refused transaction leaves the previous table (and what this
  *   writer believes is loaded) as it was; it is logged and counted, and the next change retries.
  * - Reload: same shape → delta; another shape (services, VIPs, backends' addresses) → the whole table.
+ * The DSR director's table `ip l4lb_dsr` (method l3) follows the same rules, adopted at start through
+ * its own `l4lb_owner` (adopt.ts), so the pins in its `flows_ID` maps survive a restart.
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { AdminState, Config, DsrServiceConfig, NatServiceConfig, OnDown } from '../config/index.js';
 import { KernelError } from '../errors.js';
 import { ServiceStates, type StateResult, type VerdictSources } from '../services/index.js';
-import { NAT_FAMILY, NAT_TABLE, OWNER_SET, counterName, natDelta, natShape, natValue, planNat, renderNatTable, renderSlotDelta, type NatAssignment, type NatService } from './nat.js';
+import { NAT_FAMILY, NAT_TABLE, OWNER_SET, counterName, movedSlots, natDelta, natShape, natValue, planNat, renderNatTable, renderSlotDelta, type NatAssignment, type NatService } from './nat.js';
 import { mapElements, mapEntries, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
 import { gatedDirector, gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
-import { DIRECTOR_TABLE, planDirector, type DirectorService, type DsrBackend } from './director-plan.js';
-import { renderDirector } from './director.js';
-import { unpinDead } from './pins.js';
+import { DIRECTOR_TABLE, planDirector, type DirectorService, type DsrBackend, type DsrMethod } from './director-plan.js';
+import { directorShape, renderDirector } from './director.js';
+import { directorSlotValues, readDirector } from './adopt.js';
+import { pinsPerBackend, unpinDead } from './pins.js';
 
-/** One backend's row of /stats `kernel`. */
-export interface KernelBackendStats {
+/** What every backend row of /stats `kernel` has, whatever the mode. */
+interface KernelBackendRow {
   name: string;
   address: string;
   state: AdminState;
   health: 'up' | 'down';
+  /** Slots of the loaded slot map that name it now. */
   slots: number;
+}
+
+/** One backend's row of a `mode: nat` service: its nft counter (client → backend). */
+export interface KernelBackendStats extends KernelBackendRow {
   packets: number;
   bytes: number;
 }
 
-/** One service's row of /stats `kernel`. */
-export interface KernelServiceStats {
+/**
+ * One backend's row of a `mode: dsr` service. The director's ruleset has no per-backend counters
+ * (a packet's backend is chosen by a map lookup in one rule), so there are no packets or bytes
+ * here; `pins` is how many pinned flows in `flows_ID` name it now (absent when nft could not list it).
+ */
+export interface DsrBackendStats extends KernelBackendRow {
+  pins?: number;
+}
+
+/** One `mode: nat` service's row of /stats `kernel`. */
+export interface NatKernelStats {
   service: string;
   mode: 'nat';
   table: string;
+  vip: string;
   slots: number;
   backends: KernelBackendStats[];
   conntrack?: number;
 }
+
+/** One `mode: dsr` service's row of /stats `kernel`: `pins`, the entries of its `flows_ID`. */
+export interface DsrKernelStats {
+  service: string;
+  mode: 'dsr';
+  table: string;
+  vip: string;
+  slots: number;
+  backends: DsrBackendStats[];
+  pins?: number;
+}
+
+/** One service's row of /stats `kernel`. */
+export type KernelServiceStats = NatKernelStats | DsrKernelStats;
 
 /** Transactions applied and refused, and the time the last one took: what the metrics read. */
 export interface KernelCounters {
@@ -75,6 +107,8 @@ export function dsrServices(config: Config): DsrServiceConfig[] {
 }
 
 const DSR_TABLE = `ip ${DIRECTOR_TABLE}`;
+/** `l4lb run` drives the director with L3 DSR (DSCP); l2 needs policy routes it does not write. */
+const DSR_METHOD: DsrMethod = 'l3';
 
 /**
  * Times the writer lists flows_ID and deletes a dead backend's pins before it gives up until the
@@ -83,11 +117,6 @@ const DSR_TABLE = `ip ${DIRECTOR_TABLE}`;
  * can name the dead backend, so the set to delete only shrinks.
  */
 const UNPIN_ATTEMPTS = 3;
-
-/** What must match for a DSR delta: everything the director's rules name, not the slot elements. */
-function dsrShape(services: readonly DirectorService[]): string {
-  return JSON.stringify(services.map((service) => [service.id, service.vip, service.port, service.dscp, service.hashKey, service.seed, service.table.size, service.table.backends.map((backend) => [backend.name, backend.address])]));
-}
 
 /** The nat services of a configuration. */
 export function natServices(config: Config): NatServiceConfig[] {
@@ -213,30 +242,74 @@ export class KernelWriter {
   }
 
   /**
-   * The DSR director's table: whole at start and when its shape changes (renderDirector, l3), else
-   * one transaction of the moved slots. Pins in flows_ID keep established flows on their backend.
+   * The DSR director's table (renderDirector, l3). With a previous load of the same shape: one
+   * transaction of the moved slots. With none (start, or after a handover): the table in the
+   * kernel is read (readDirector); none there: loaded whole; one l4lb made with this shape: only
+   * the slots that differ are rewritten, so the pins in flows_ID, which keep established flows on
+   * their backend, survive and no flow moves; another shape: loaded whole (that empties flows_ID);
+   * no `l4lb_owner` in it: KernelError table-owned, and nothing is written.
+   * Post (resolved): dsrPlanned and dsrLoaded are the plan and its gated table. Rejected: both as before.
    */
   private async programDsr(planned: readonly DirectorService[]): Promise<void> {
-    const previous = this.dsrLoaded;
-    this.dsrPlanned = [...planned];
     if (planned.length === 0) {
+      this.dsrPlanned = [];
       this.dsrLoaded = undefined;
       return;
     }
     const desired = this.gatedDsr(planned);
-    if (previous === undefined || dsrShape(previous) !== dsrShape(desired)) {
-      await this.transaction(renderDirector(desired, 'l3'), 'table loaded', { services: desired.length, table: DSR_TABLE }, DSR_TABLE);
+    const held = await this.dsrHeld(desired);
+    if (held.slots === undefined) {
+      await this.transaction(renderDirector(desired, DSR_METHOD), 'table loaded', { services: desired.length, ...(held.reason === undefined ? {} : { reason: held.reason }) }, DSR_TABLE);
     } else {
-      await this.dsrDelta(previous, desired);
+      const moved = await this.dsrDelta(held.slots, desired);
+      if (held.pins !== undefined) this.options.logger.info({ table: DSR_TABLE, services: desired.length, moved, pins: held.pins }, 'kernel table adopted');
     }
+    this.dsrPlanned = [...planned];
     this.dsrLoaded = desired;
     await this.unpinDsr(desired);
   }
 
-  private async dsrDelta(before: readonly DirectorService[], after: readonly DirectorService[]): Promise<void> {
-    const values = (service: DirectorService): string[] => Array.from(service.table.slots, (index) => service.table.backends[index]?.address ?? '');
-    const script = renderSlotDelta(after.map((service, i) => ({ table: DSR_TABLE, map: `slots_${service.id}`, before: values(before[i] ?? service), after: values(service) })));
-    if (script !== '') await this.transaction(script, 'slots rewritten', { table: DSR_TABLE }, DSR_TABLE);
+  /**
+   * What the slot maps hold now, per service, when a delta can turn them into `desired`: from the
+   * previous load if it has the same shape, or, with no previous load, read from the kernel (then
+   * `pins` is the number of pins found in its flows maps). `slots` absent: load whole; `reason`
+   * says why when an l4lb table of another shape is there. KernelError table-owned for a table
+   * without `l4lb_owner`.
+   */
+  private async dsrHeld(desired: readonly DirectorService[]): Promise<{ slots?: readonly (readonly string[])[]; pins?: number; reason?: string }> {
+    const previous = this.dsrLoaded;
+    if (previous !== undefined) {
+      if (directorShape(previous, DSR_METHOD) !== directorShape(desired, DSR_METHOD)) return {};
+      return { slots: previous.map((service) => directorSlotValues(service, DSR_METHOD)) };
+    }
+    const listing = await this.options.nft.list('ip', DIRECTOR_TABLE);
+    if (listing === undefined) return {};
+    const reading = readDirector(listing, desired, DSR_METHOD);
+    switch (reading.kind) {
+      case 'foreign':
+        throw new KernelError({ cause: 'table-owned', table: DSR_TABLE, detail: `no set ${OWNER_SET} in it` });
+      case 'other-shape':
+        return { reason: reading.reason };
+      case 'same-shape':
+        return { slots: reading.slots, pins: reading.pins.reduce((sum, count) => sum + count, 0) };
+      default: {
+        const never: never = reading;
+        return never;
+      }
+    }
+  }
+
+  /**
+   * One transaction of the slots whose value differs between `before` (per service, as the slot
+   * maps hold them) and the gated `after`; none when nothing differs. Returns the slots rewritten.
+   */
+  private async dsrDelta(before: readonly (readonly string[])[], after: readonly DirectorService[]): Promise<number> {
+    const values = after.map((service) => directorSlotValues(service, DSR_METHOD));
+    const deltas = after.map((service, i) => ({ table: DSR_TABLE, map: `slots_${service.id}`, before: before[i] ?? values[i] ?? [], after: values[i] ?? [] }));
+    const moved = deltas.reduce((sum, delta) => sum + movedSlots(delta.before, delta.after).length, 0);
+    const script = renderSlotDelta(deltas);
+    if (script !== '') await this.transaction(script, 'slots rewritten', { table: DSR_TABLE, moved }, DSR_TABLE);
+    return moved;
   }
 
   /**
@@ -272,7 +345,7 @@ export class KernelWriter {
     const backends = dead.map((backend) => backend.name);
     for (let attempt = 1; ; attempt++) {
       const pins = mapEntries(await this.options.nft.listMap('ip', DIRECTOR_TABLE, `flows_${service.id}`));
-      const { script, count } = unpinDead(service, pins, dead, 'l3');
+      const { script, count } = unpinDead(service, pins, dead, DSR_METHOD);
       if (script === '') return;
       try {
         await this.transaction(script, 'pins deleted', { service: service.name, backends, pins: count }, DSR_TABLE);
@@ -290,7 +363,7 @@ export class KernelWriter {
     if (dsrLoaded !== undefined) {
       const desired = this.gatedDsr(this.dsrPlanned);
       try {
-        await this.dsrDelta(dsrLoaded, desired);
+        await this.dsrDelta(dsrLoaded.map((service) => directorSlotValues(service, DSR_METHOD)), desired);
         this.dsrLoaded = desired;
       } catch (error) {
         this.options.logger.error({ table: DSR_TABLE, error: error instanceof Error ? error.message : String(error) }, 'kernel transaction refused: the previous table stays');
@@ -335,8 +408,17 @@ export class KernelWriter {
     return this.states.setState(service, backend, state);
   }
 
-  /** /stats rows: slots from what is loaded, counters read from the kernel now. */
+  /**
+   * /stats rows, nat services first, then dsr: slots from what is loaded; nat counters read from the
+   * kernel now (`nft -j list table`), dsr pins from one `nft -j list map … flows_ID` per service
+   * (cost: O(pins) each, read only when asked).
+   */
   async stats(): Promise<KernelServiceStats[]> {
+    const [nat, dsr] = await Promise.all([this.natStats(), this.dsrStats()]);
+    return [...nat, ...dsr];
+  }
+
+  private async natStats(): Promise<NatKernelStats[]> {
     const loaded = this.loaded;
     if (loaded === undefined) return [];
     const listing = (await this.options.nft.list(NAT_FAMILY, NAT_TABLE).catch(() => undefined)) ?? [];
@@ -348,6 +430,7 @@ export class KernelWriter {
           service: service.name,
           mode: 'nat' as const,
           table: TABLE,
+          vip: service.family === 'ipv6' ? `[${service.vip}]:${service.port}` : `${service.vip}:${service.port}`,
           slots: service.tableSize,
           backends: service.backends.map((backend) => {
             const fields = this.states.statusFields(service.name, backend.name);
@@ -363,6 +446,43 @@ export class KernelWriter {
             };
           }),
           ...(conntrack === undefined ? {} : { conntrack }),
+        };
+      }),
+    );
+  }
+
+  private async dsrStats(): Promise<DsrKernelStats[]> {
+    const loaded = this.dsrLoaded;
+    if (loaded === undefined) return [];
+    return Promise.all(
+      loaded.map(async (service) => {
+        // An unreadable map leaves the pin fields out rather than reporting 0 pins.
+        const listed = await this.options.nft.listMap('ip', DIRECTOR_TABLE, `flows_${service.id}`).then(
+          (body) => mapEntries(body),
+          () => undefined,
+        );
+        const perBackend = listed === undefined ? undefined : pinsPerBackend(listed, service.table.backends, DSR_METHOD);
+        const slotCounts = new Array<number>(service.table.backends.length).fill(0);
+        for (const index of service.table.slots) slotCounts[index] = (slotCounts[index] ?? 0) + 1;
+        return {
+          service: service.name,
+          mode: 'dsr' as const,
+          table: DSR_TABLE,
+          vip: `${service.vip}:${service.port}`,
+          slots: service.table.size,
+          backends: service.table.backends.map((backend, index) => {
+            const fields = this.states.statusFields(service.name, backend.name);
+            const pins = perBackend?.get(backend.name);
+            return {
+              name: backend.name,
+              address: `${backend.address}:${service.port}`,
+              state: fields.state,
+              health: fields.health,
+              slots: slotCounts[index] ?? 0,
+              ...(pins === undefined ? {} : { pins }),
+            };
+          }),
+          ...(listed === undefined ? {} : { pins: listed.size }),
         };
       }),
     );
@@ -399,23 +519,22 @@ function countMoved(before: readonly NatAssignment[], after: readonly NatAssignm
 }
 
 /**
- * Removes l4lb's kernel tables (`l4lb kernel flush`): `inet l4lb_nat` when it carries l4lb's marker
- * and `ip l4lb_dsr`. Returns the tables removed. KernelError table-owned for a foreign table.
+ * Removes l4lb's kernel tables (`l4lb kernel flush`): `inet l4lb_nat` and `ip l4lb_dsr`, each when it
+ * carries l4lb's marker. Returns the tables removed. KernelError table-owned for a foreign table.
  */
 export async function removeTables(nft: NftRunner): Promise<string[]> {
-  const removed: string[] = [];
-  const nat = await nft.list(NAT_FAMILY, NAT_TABLE);
-  if (nat !== undefined) {
-    if (!objectsOf(nat, 'set').has(OWNER_SET)) throw new KernelError({ cause: 'table-owned', table: TABLE, detail: `no set ${OWNER_SET} in it; not removed` });
-    await nft.apply(`delete table ${TABLE}\n`, TABLE);
-    removed.push(TABLE);
+  const tables: [family: string, name: string][] = [[NAT_FAMILY, NAT_TABLE], ['ip', DIRECTOR_TABLE]];
+  const present: string[] = [];
+  // Every table is checked before any is removed: a foreign one leaves l4lb's in place too.
+  for (const [family, name] of tables) {
+    const listing = await nft.list(family, name);
+    if (listing === undefined) continue;
+    const table = `${family} ${name}`;
+    if (!objectsOf(listing, 'set').has(OWNER_SET)) throw new KernelError({ cause: 'table-owned', table, detail: `no set ${OWNER_SET} in it; not removed` });
+    present.push(table);
   }
-  const dsr = await nft.list('ip', 'l4lb_dsr');
-  if (dsr !== undefined) {
-    await nft.apply('delete table ip l4lb_dsr\n', 'ip l4lb_dsr');
-    removed.push('ip l4lb_dsr');
-  }
-  return removed;
+  for (const table of present) await nft.apply(`delete table ${table}\n`, table);
+  return present;
 }
 
 /** The conntrack entries of a service's flows, from /proc/net/nf_conntrack (undefined if unreadable). */
