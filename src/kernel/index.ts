@@ -30,4 +30,5 @@ export {
 } from './nat.js';
 export { systemNft, mapElements, mapEntries, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
 export { deadPinKeys, pinsPerBackend, renderUnpin, unpinDead } from './pins.js';
+export { DirectorWriter, type DirectorContext } from './director-writer.js';
 export { KernelWriter, conntrackCounter, natServices, removeTables, type DsrBackendStats, type DsrKernelStats, type KernelBackendStats, type KernelCounters, type KernelServiceStats, type NatKernelStats, type KernelWriterOptions } from './writer.js';

@@ -11,71 +11,22 @@
  *   moved slots and the dead set. A refused transaction leaves the previous table (and what this
  *   writer believes is loaded) as it was; it is logged and counted, and the next change retries.
  * - Reload: same shape → delta; another shape (services, VIPs, backends' addresses) → the whole table.
- * The DSR director's table `ip l4lb_dsr` (method l3) follows the same rules, adopted at start through
- * its own `l4lb_owner` (adopt.ts), so the pins in its `flows_ID` maps survive a restart.
+ * The DSR director's table `ip l4lb_dsr` follows the same rules in director-writer.ts, which this
+ * writer drives with the same decisions and whose transactions it counts.
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { AdminState, Config, DsrServiceConfig, NatServiceConfig, OnDown } from '../config/index.js';
+import type { AdminState, Config, DsrServiceConfig, NatServiceConfig } from '../config/index.js';
 import { KernelError } from '../errors.js';
 import { ServiceStates, type StateResult, type VerdictSources } from '../services/index.js';
-import { NAT_FAMILY, NAT_TABLE, OWNER_SET, counterName, movedSlots, natDelta, natShape, natValue, planNat, renderNatTable, renderSlotDelta, type NatAssignment, type NatService } from './nat.js';
-import { mapElements, mapEntries, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
-import { gatedDirector, gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
-import { DIRECTOR_TABLE, planDirector, type DirectorService, type DsrBackend, type DsrMethod } from './director-plan.js';
-import { directorShape, renderDirector } from './director.js';
-import { directorSlotValues, readDirector } from './adopt.js';
-import { pinsPerBackend, unpinDead } from './pins.js';
+import { NAT_FAMILY, NAT_TABLE, OWNER_SET, counterName, natDelta, natShape, natValue, planNat, renderNatTable, renderSlotDelta, type NatAssignment, type NatService } from './nat.js';
+import { mapElements, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
+import { gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
+import { DIRECTOR_TABLE, planDirector } from './director-plan.js';
+import { DirectorWriter } from './director-writer.js';
+import type { KernelServiceStats, NatKernelStats } from './stats.js';
 
-/** What every backend row of /stats `kernel` has, whatever the mode. */
-interface KernelBackendRow {
-  name: string;
-  address: string;
-  state: AdminState;
-  health: 'up' | 'down';
-  /** Slots of the loaded slot map that name it now. */
-  slots: number;
-}
-
-/** One backend's row of a `mode: nat` service: its nft counter (client → backend). */
-export interface KernelBackendStats extends KernelBackendRow {
-  packets: number;
-  bytes: number;
-}
-
-/**
- * One backend's row of a `mode: dsr` service. The director's ruleset has no per-backend counters
- * (a packet's backend is chosen by a map lookup in one rule), so there are no packets or bytes
- * here; `pins` is how many pinned flows in `flows_ID` name it now (absent when nft could not list it).
- */
-export interface DsrBackendStats extends KernelBackendRow {
-  pins?: number;
-}
-
-/** One `mode: nat` service's row of /stats `kernel`. */
-export interface NatKernelStats {
-  service: string;
-  mode: 'nat';
-  table: string;
-  vip: string;
-  slots: number;
-  backends: KernelBackendStats[];
-  conntrack?: number;
-}
-
-/** One `mode: dsr` service's row of /stats `kernel`: `pins`, the entries of its `flows_ID`. */
-export interface DsrKernelStats {
-  service: string;
-  mode: 'dsr';
-  table: string;
-  vip: string;
-  slots: number;
-  backends: DsrBackendStats[];
-  pins?: number;
-}
-
-/** One service's row of /stats `kernel`. */
-export type KernelServiceStats = NatKernelStats | DsrKernelStats;
+export type { DsrBackendStats, DsrKernelStats, KernelBackendStats, KernelServiceStats, NatKernelStats } from './stats.js';
 
 /** Transactions applied and refused, and the time the last one took: what the metrics read. */
 export interface KernelCounters {
@@ -106,17 +57,6 @@ export function dsrServices(config: Config): DsrServiceConfig[] {
   return config.services.filter((service): service is DsrServiceConfig => service.mode === 'dsr');
 }
 
-const DSR_TABLE = `ip ${DIRECTOR_TABLE}`;
-/** `l4lb run` drives the director with L3 DSR (DSCP); l2 needs policy routes it does not write. */
-const DSR_METHOD: DsrMethod = 'l3';
-
-/**
- * Times the writer lists flows_ID and deletes a dead backend's pins before it gives up until the
- * next change. Only a race fails an attempt (a listed pin timed out, or a SYN on its source port
- * deleted it, before the delete ran), and each retry lists again; after the slot move no new pin
- * can name the dead backend, so the set to delete only shrinks.
- */
-const UNPIN_ATTEMPTS = 3;
 
 /** The nat services of a configuration. */
 export function natServices(config: Config): NatServiceConfig[] {
@@ -154,15 +94,12 @@ export class KernelWriter {
   private loaded: NatAssignment[] | undefined;
   private queue: Promise<void> = Promise.resolve();
   private stopped = false;
-  /** mode: dsr services (table ip l4lb_dsr, method l3), and the gated tables last loaded. */
-  private dsrPlanned: DirectorService[] = [];
-  private dsrLoaded: DirectorService[] | undefined;
-  /** Per dsr service: its onDown, and the down backends whose pins were deleted since they went down. */
-  private dsrOnDown = new Map<string, OnDown>();
-  private readonly dsrUnpinned = new Map<string, Set<string>>();
+  /** mode: dsr services: the director table `ip l4lb_dsr`. */
+  private readonly director: DirectorWriter;
 
   constructor(private readonly options: KernelWriterOptions) {
     this.states = new ServiceStates({ logger: options.logger, verdicts: options.verdicts });
+    this.director = new DirectorWriter({ nft: options.nft, logger: options.logger, states: this.states, transaction: (script, message, fields, table) => this.transaction(script, message, fields, table) });
     const changed = (): void => void this.enqueue(() => this.sync()).catch(() => undefined);
     this.states.events.on('health', changed);
     this.states.events.on('state', changed);
@@ -175,7 +112,7 @@ export class KernelWriter {
 
   /** Services this writer drives now. */
   has(service: string): boolean {
-    return this.planned.some((entry) => entry.service.name === service) || this.dsrPlanned.some((entry) => entry.name === service);
+    return this.planned.some((entry) => entry.service.name === service) || this.director.has(service);
   }
 
   /**
@@ -189,7 +126,6 @@ export class KernelWriter {
       const planned = services.map((service) => ({ service, slots: kernelSlots(service.backends, service.tableSize) }));
       const dsrConfigs = dsrServices(config);
       const dsrPlanned = dsrConfigs.length === 0 ? [] : planDirector(dsrConfigs);
-      this.dsrOnDown = new Map(dsrConfigs.map((service) => [service.name, service.onDown]));
       configs.forEach((service) => this.states.of(service.name).update(service, service.backends));
       dsrConfigs.forEach((service) => this.states.of(service.name).update(service, service.backends));
       this.states.retain(new Set([...configs, ...dsrConfigs].map((service) => service.name)));
@@ -201,7 +137,7 @@ export class KernelWriter {
         this.planned = previous;
         throw error;
       }
-      await this.programDsr(dsrPlanned);
+      await this.director.program(dsrPlanned, new Map(dsrConfigs.map((service) => [service.name, service.onDown])));
     });
   }
 
@@ -236,141 +172,10 @@ export class KernelWriter {
     });
   }
 
-  /** Each dsr service with its Maglev table seen through the gate (slot i → its gated backend). */
-  private gatedDsr(services: readonly DirectorService[]): DirectorService[] {
-    return services.map((service) => gatedDirector(service, this.states.of(service.name)));
-  }
-
-  /**
-   * The DSR director's table (renderDirector, l3). With a previous load of the same shape: one
-   * transaction of the moved slots. With none (start, or after a handover): the table in the
-   * kernel is read (readDirector); none there: loaded whole; one l4lb made with this shape: only
-   * the slots that differ are rewritten, so the pins in flows_ID, which keep established flows on
-   * their backend, survive and no flow moves; another shape: loaded whole (that empties flows_ID);
-   * no `l4lb_owner` in it: KernelError table-owned, and nothing is written.
-   * Post (resolved): dsrPlanned and dsrLoaded are the plan and its gated table. Rejected: both as before.
-   */
-  private async programDsr(planned: readonly DirectorService[]): Promise<void> {
-    if (planned.length === 0) {
-      this.dsrPlanned = [];
-      this.dsrLoaded = undefined;
-      return;
-    }
-    const desired = this.gatedDsr(planned);
-    const held = await this.dsrHeld(desired);
-    if (held.slots === undefined) {
-      await this.transaction(renderDirector(desired, DSR_METHOD), 'table loaded', { services: desired.length, ...(held.reason === undefined ? {} : { reason: held.reason }) }, DSR_TABLE);
-    } else {
-      const moved = await this.dsrDelta(held.slots, desired);
-      if (held.pins !== undefined) this.options.logger.info({ table: DSR_TABLE, services: desired.length, moved, pins: held.pins }, 'kernel table adopted');
-    }
-    this.dsrPlanned = [...planned];
-    this.dsrLoaded = desired;
-    await this.unpinDsr(desired);
-  }
-
-  /**
-   * What the slot maps hold now, per service, when a delta can turn them into `desired`: from the
-   * previous load if it has the same shape, or, with no previous load, read from the kernel (then
-   * `pins` is the number of pins found in its flows maps). `slots` absent: load whole; `reason`
-   * says why when an l4lb table of another shape is there. KernelError table-owned for a table
-   * without `l4lb_owner`.
-   */
-  private async dsrHeld(desired: readonly DirectorService[]): Promise<{ slots?: readonly (readonly string[])[]; pins?: number; reason?: string }> {
-    const previous = this.dsrLoaded;
-    if (previous !== undefined) {
-      if (directorShape(previous, DSR_METHOD) !== directorShape(desired, DSR_METHOD)) return {};
-      return { slots: previous.map((service) => directorSlotValues(service, DSR_METHOD)) };
-    }
-    const listing = await this.options.nft.list('ip', DIRECTOR_TABLE);
-    if (listing === undefined) return {};
-    const reading = readDirector(listing, desired, DSR_METHOD);
-    switch (reading.kind) {
-      case 'foreign':
-        throw new KernelError({ cause: 'table-owned', table: DSR_TABLE, detail: `no set ${OWNER_SET} in it` });
-      case 'other-shape':
-        return { reason: reading.reason };
-      case 'same-shape':
-        return { slots: reading.slots, pins: reading.pins.reduce((sum, count) => sum + count, 0) };
-      default: {
-        const never: never = reading;
-        return never;
-      }
-    }
-  }
-
-  /**
-   * One transaction of the slots whose value differs between `before` (per service, as the slot
-   * maps hold them) and the gated `after`; none when nothing differs. Returns the slots rewritten.
-   */
-  private async dsrDelta(before: readonly (readonly string[])[], after: readonly DirectorService[]): Promise<number> {
-    const values = after.map((service) => directorSlotValues(service, DSR_METHOD));
-    const deltas = after.map((service, i) => ({ table: DSR_TABLE, map: `slots_${service.id}`, before: before[i] ?? values[i] ?? [], after: values[i] ?? [] }));
-    const moved = deltas.reduce((sum, delta) => sum + movedSlots(delta.before, delta.after).length, 0);
-    const script = renderSlotDelta(deltas);
-    if (script !== '') await this.transaction(script, 'slots rewritten', { table: DSR_TABLE, moved }, DSR_TABLE);
-    return moved;
-  }
-
-  /**
-   * Deletes from each dsr service's flows_ID the pins of its backends that are down (health) with
-   * `onDown: close`, once per time they go down; drained or maintenance backends keep theirs.
-   * Pre: the loaded slots no longer name those backends (the slot move committed), so no new pin can
-   * name them. nft 1.0.6 has no `destroy element`, and one `delete element` key that is missing
-   * fails the whole transaction (ENOENT), so this is a transaction of its own after the slot move,
-   * not part of it: a pin that vanished between the listing and the delete (timeout, or a SYN on
-   * its source port) must not undo the move. On not-found the map is listed again and the delete
-   * retried, UNPIN_ATTEMPTS times at most; any other failure is logged and the next change retries.
-   */
-  private async unpinDsr(services: readonly DirectorService[]): Promise<void> {
-    for (const service of services) {
-      const statuses = [...this.states.of(service.name).statuses.values()];
-      const down = new Set(statuses.filter((status) => status.health === 'down').map((status) => status.name));
-      const unpinned = this.dsrUnpinned.get(service.name) ?? new Set<string>();
-      this.dsrUnpinned.set(service.name, unpinned);
-      for (const name of unpinned) if (!down.has(name)) unpinned.delete(name);
-      if (this.dsrOnDown.get(service.name) !== 'close') continue;
-      const dead = service.table.backends.filter((backend) => down.has(backend.name) && !unpinned.has(backend.name));
-      if (dead.length === 0) continue;
-      try {
-        await this.unpin(service, dead);
-        for (const backend of dead) unpinned.add(backend.name);
-      } catch (error) {
-        this.options.logger.error({ table: DSR_TABLE, service: service.name, error: error instanceof Error ? error.message : String(error) }, 'kernel pins not deleted: flows stay pinned to a down backend');
-      }
-    }
-  }
-
-  private async unpin(service: DirectorService, dead: readonly DsrBackend[]): Promise<void> {
-    const backends = dead.map((backend) => backend.name);
-    for (let attempt = 1; ; attempt++) {
-      const pins = mapEntries(await this.options.nft.listMap('ip', DIRECTOR_TABLE, `flows_${service.id}`));
-      const { script, count } = unpinDead(service, pins, dead, DSR_METHOD);
-      if (script === '') return;
-      try {
-        await this.transaction(script, 'pins deleted', { service: service.name, backends, pins: count }, DSR_TABLE);
-        return;
-      } catch (error) {
-        if (!(error instanceof KernelError && error.cause === 'not-found' && attempt < UNPIN_ATTEMPTS)) throw error;
-      }
-    }
-  }
-
-  /** A health or admin change: one transaction of the moved slots and dead set. */
+  /** A health or admin change: one transaction of the moved slots and dead set, per table. */
   private async sync(): Promise<void> {
     if (this.stopped) return;
-    const dsrLoaded = this.dsrLoaded;
-    if (dsrLoaded !== undefined) {
-      const desired = this.gatedDsr(this.dsrPlanned);
-      try {
-        await this.dsrDelta(dsrLoaded.map((service) => directorSlotValues(service, DSR_METHOD)), desired);
-        this.dsrLoaded = desired;
-      } catch (error) {
-        this.options.logger.error({ table: DSR_TABLE, error: error instanceof Error ? error.message : String(error) }, 'kernel transaction refused: the previous table stays');
-      }
-      // Only once the slots no longer name a dead backend: a pin deleted before that would re-hash to it.
-      if (this.dsrLoaded === desired) await this.unpinDsr(desired);
-    }
+    await this.director.sync();
     if (this.loaded === undefined) return;
     const desired = this.desired();
     const script = renderSlotDelta(this.loaded.map((before, index) => natDelta(before, desired[index] ?? before)));
@@ -414,7 +219,7 @@ export class KernelWriter {
    * (cost: O(pins) each, read only when asked).
    */
   async stats(): Promise<KernelServiceStats[]> {
-    const [nat, dsr] = await Promise.all([this.natStats(), this.dsrStats()]);
+    const [nat, dsr] = await Promise.all([this.natStats(), this.director.stats()]);
     return [...nat, ...dsr];
   }
 
@@ -446,43 +251,6 @@ export class KernelWriter {
             };
           }),
           ...(conntrack === undefined ? {} : { conntrack }),
-        };
-      }),
-    );
-  }
-
-  private async dsrStats(): Promise<DsrKernelStats[]> {
-    const loaded = this.dsrLoaded;
-    if (loaded === undefined) return [];
-    return Promise.all(
-      loaded.map(async (service) => {
-        // An unreadable map leaves the pin fields out rather than reporting 0 pins.
-        const listed = await this.options.nft.listMap('ip', DIRECTOR_TABLE, `flows_${service.id}`).then(
-          (body) => mapEntries(body),
-          () => undefined,
-        );
-        const perBackend = listed === undefined ? undefined : pinsPerBackend(listed, service.table.backends, DSR_METHOD);
-        const slotCounts = new Array<number>(service.table.backends.length).fill(0);
-        for (const index of service.table.slots) slotCounts[index] = (slotCounts[index] ?? 0) + 1;
-        return {
-          service: service.name,
-          mode: 'dsr' as const,
-          table: DSR_TABLE,
-          vip: `${service.vip}:${service.port}`,
-          slots: service.table.size,
-          backends: service.table.backends.map((backend, index) => {
-            const fields = this.states.statusFields(service.name, backend.name);
-            const pins = perBackend?.get(backend.name);
-            return {
-              name: backend.name,
-              address: `${backend.address}:${service.port}`,
-              state: fields.state,
-              health: fields.health,
-              slots: slotCounts[index] ?? 0,
-              ...(pins === undefined ? {} : { pins }),
-            };
-          }),
-          ...(listed === undefined ? {} : { pins: listed.size }),
         };
       }),
     );
