@@ -25,7 +25,7 @@ import { pinsPerBackend, unpinDead } from './pins.js';
 import { gatedDirector } from './slots.js';
 import type { DsrKernelStats } from './stats.js';
 
-export const DSR_TABLE = `ip ${DIRECTOR_TABLE}`;
+const DSR_TABLE = `ip ${DIRECTOR_TABLE}`;
 /** `l4lb run` drives the director with L3 DSR (DSCP); l2 needs policy routes it does not write. */
 const DSR_METHOD: DsrMethod = 'l3';
 
@@ -202,6 +202,10 @@ export class DirectorWriter {
     }
   }
 
+  /**
+   * /stats rows of the loaded services: slots from the gated tables loaded, pins from one
+   * `nft -j list map … flows_ID` per service, read now (cost: O(pins) each).
+   */
   async stats(): Promise<DsrKernelStats[]> {
     const loaded = this.loaded;
     if (loaded === undefined) return [];
