@@ -165,7 +165,6 @@ describe('formatStatus', () => {
       '  b2       203.0.113.12:80  up      draining  0      19',
       '  b3       203.0.113.13:80  up      active    11     -',
       '',
-      '',
     ]);
   });
 
