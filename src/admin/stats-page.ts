@@ -152,18 +152,22 @@ function listenerTable(listener) {
   return table;
 }
 
-/** A kernel service (mode: nat or dsr): its table and slots, and per backend its slots and nft counters. */
+/**
+ * A kernel service (mode: nat or dsr): its table and slots, and per backend its slots and, for NAT,
+ * the packets and bytes nft counted, for DSR the flows pinned to it (the director counts no bytes).
+ */
 function kernelTable(service) {
-  const spans = [
-    el('span', service.mode + ' in the kernel, table ' + service.table),
-    el('span', service.slots + ' slots' + (service.conntrack === undefined ? '' : ', ' + service.conntrack + ' flows')),
-  ];
-  const table = headedTable('kernel', service.service, spans, ['backend', 'address', 'state', 'health', 'slots', 'packets', 'bytes']);
+  const dsr = service.mode === 'dsr';
+  const flows = dsr ? (service.pins === undefined ? '' : ', ' + service.pins + ' pins') : (service.conntrack === undefined ? '' : ', ' + service.conntrack + ' flows');
+  const spans = [el('span', service.mode + ' in the kernel, table ' + service.table), el('span', service.slots + ' slots' + flows)];
+  const columns = ['backend', 'address', 'state', 'health', 'slots', ...(dsr ? ['pins'] : ['packets', 'bytes'])];
+  const table = headedTable('kernel', service.service, spans, columns);
   for (const backend of service.backends) {
     const row = el('tr', undefined, backend.state === 'active' ? backend.health : backend.state);
     row.dataset.backend = backend.name;
-    row.append(el('td', backend.name, 'name'), el('td', backend.address), el('td', backend.state, 'state'), el('td', backend.health, 'health'),
-      el('td', backend.slots, 'slots'), el('td', backend.packets), el('td', bytes(backend.bytes)));
+    row.append(el('td', backend.name, 'name'), el('td', backend.address), el('td', backend.state, 'state'), el('td', backend.health, 'health'), el('td', backend.slots, 'slots'));
+    if (dsr) row.append(el('td', backend.pins === undefined ? '-' : backend.pins, 'pins'));
+    else row.append(el('td', backend.packets), el('td', bytes(backend.bytes)));
     table.append(row);
   }
   return table;
