@@ -15,15 +15,16 @@ import type { AddressRecord, DnsClient, ResolutionEvent, ServiceRecord, VerdictS
 import { captureLog } from './helpers/log.js';
 import { problemsOf } from './helpers/config-problems.js';
 
-/** Records every script; lists nothing (no table at start). */
+/** Records every script; lists `listing` (none: no table at start). */
 class RecordingNft implements NftRunner {
   scripts: string[] = [];
+  listing: NftObject[] | undefined;
   apply(script: string): Promise<void> {
     this.scripts.push(script);
     return Promise.resolve();
   }
   list(): Promise<NftObject[] | undefined> {
-    return Promise.resolve(undefined);
+    return Promise.resolve(this.listing);
   }
   listMap(): Promise<Record<string, unknown> | undefined> {
     return Promise.resolve(undefined);
@@ -62,8 +63,9 @@ const natService: NatServiceConfig = {
   dnsBackends: [dnsEntry(8010)],
 };
 
-function setup(config: Config) {
+function setup(config: Config, listing?: NftObject[]) {
   const nft = new RecordingNft();
+  nft.listing = listing;
   const client = new ScriptedClient();
   const clock = new ManualClock();
   const log = captureLog();
@@ -193,6 +195,31 @@ describe('kernel nat service with a dns: entry', () => {
     expect(skipped).toHaveLength(1);
     expect(skipped[0]).toMatchObject({ service: 'web', backend: '[::5]:8010', reason: 'family' });
     await writer.stop();
+  });
+
+  it('a restart adopts the table its discovered backends are in: nothing written, or the moved slots when the answer changed', async () => {
+    const first = setup({ services: [natService] });
+    first.client.answer = a('127.0.0.5');
+    await first.start();
+    await first.writer.stop();
+    const shape = /elements = \{ (0x[0-9a-f]+) \}/.exec(first.nft.scripts[0] ?? '')?.[1];
+    const loaded = slotsOf([...named, ...found('127.0.0.5')]);
+    const listing: NftObject[] = [
+      { set: { name: 'l4lb_owner', elem: [Number(shape)] } },
+      { map: { name: 'slots_web', elem: loaded.map((name, slot) => [slot, { concat: valueOf(name).split(' . ').map((part, i) => (i === 1 ? Number(part) : part)) }]) } },
+      { set: { name: 'dead_web' } },
+    ];
+    const same = setup({ services: [natService] }, listing);
+    same.client.answer = a('127.0.0.5');
+    await same.start();
+    expect(same.nft.scripts).toEqual([]);
+    await same.writer.stop();
+    const grown = setup({ services: [natService] }, listing);
+    grown.client.answer = a('127.0.0.5', '127.0.0.6');
+    await grown.start();
+    expect(grown.nft.scripts).toHaveLength(1);
+    expect(delta(grown.nft.scripts[0] ?? '').deleted).toEqual(movedSlots(loaded, slotsOf([...named, ...found('127.0.0.5', '127.0.0.6')])));
+    await grown.writer.stop();
   });
 
   it('a name that does not resolve at start is not fatal: the service is loaded when it resolves', async () => {
