@@ -304,7 +304,7 @@ export function checkServices(config: Config, ctx: Issues): void {
     if (service.mode === 'nat') {
       ctx.addIssue({ code: 'custom', path: ['services', index, 'mode'], message: `mode: nat needs workers: 1 (this file has workers: ${config.workers}): the kernel writer runs in a single process` });
     }
-    if (service.mode === 'proxy' && service.dnsBackends !== undefined) {
+    if (service.mode !== 'nat' && service.dnsBackends !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['services', index, 'backends'], message: `dns:/srv: entries need workers: 1 (this file has workers: ${config.workers}): a cluster does not resolve them yet` });
     }
   });

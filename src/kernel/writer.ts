@@ -263,8 +263,19 @@ export class KernelWriter {
     if (service === undefined) return;
     const before = this.effective.get(name) ?? [];
     if (sameBackends(before, kernelBackendSet(service, this.dns.backends(name)).service.backends)) return;
+    const slotsBefore = this.loadedSlots(name);
     await this.load(config, true);
-    this.options.logger.info({ service: name, backends: this.effective.get(name)?.length ?? 0 }, 'dns: backends applied');
+    const slotsAfter = this.loadedSlots(name) ?? [];
+    const moved = slotsAfter.filter((backend, slot) => slotsBefore?.[slot] !== backend).length;
+    this.options.logger.info({ service: name, backends: this.effective.get(name)?.length ?? 0, moved, of: slotsAfter.length, unit: 'slots' }, 'dns: backends applied');
+  }
+
+  /** Slot i → the backend name the kernel holds now for service `name`; undefined when it is in no table. */
+  private loadedSlots(name: string): string[] | undefined {
+    const nat = this.loaded?.find((assignment) => assignment.service.name === name);
+    if (nat !== undefined) return [...nat.slots];
+    const dsr = this.dsrLoaded?.find((service) => service.name === name);
+    return dsr === undefined ? undefined : Array.from(dsr.table.slots, (index) => dsr.table.backends[index]?.name ?? '');
   }
 
   /** Loads what the decisions say, as a delta when the loaded table has the same shape. */
