@@ -8,6 +8,7 @@
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
+import { KernelError } from '../src/errors.js';
 import { parseConfig, type BackendConfig, type Config, type DnsBackendConfig, type DsrServiceConfig, type NatServiceConfig } from '../src/config/index.js';
 import { KernelWriter, kernelSlots, movedSlots, tableSlotNames, type NftObject, type NftRunner } from '../src/kernel/index.js';
 import { kernelBackendSet } from '../src/kernel/discovered.js';
@@ -19,7 +20,9 @@ import { problemsOf } from './helpers/config-problems.js';
 class RecordingNft implements NftRunner {
   scripts: string[] = [];
   listing: NftObject[] | undefined;
-  apply(script: string): Promise<void> {
+  refuse = false;
+  apply(script: string, table: string): Promise<void> {
+    if (this.refuse) return Promise.reject(new KernelError({ cause: 'refused', table, detail: 'Error: Could not process rule: Invalid argument' }));
     this.scripts.push(script);
     return Promise.resolve();
   }
@@ -167,6 +170,30 @@ describe('kernel nat service with a dns: entry', () => {
     expect((await next()).result).toBe('empty');
     expect(nft.scripts).toHaveLength(1);
     expect((await writer.stats())[0]?.backends.map((backend) => backend.name)).toEqual(['b1', '127.0.0.5:8010', '127.0.0.6:8010']);
+    await writer.stop();
+  });
+
+  it('a change nft refused is planned again at the next health change: the table catches up in one transaction', async () => {
+    const { nft, client, writer, next, sinks, start, messages } = setup({ services: [natService] });
+    client.answer = a('127.0.0.5');
+    await start();
+    nft.refuse = true;
+    client.answer = a('127.0.0.5', '127.0.0.6');
+    await next();
+    expect(nft.scripts).toHaveLength(1);
+    expect(messages('dns: the new backends could not be applied: keeping the previous ones')).toHaveLength(1);
+    nft.refuse = false;
+    sinks.get('web')?.applyHealth('b1', 'down', 'refused');
+    await writer.settled();
+    expect(nft.scripts).toHaveLength(2);
+    const before = slotsOf([...named, ...found('127.0.0.5')]);
+    const after = slotsOf([...named, ...found('127.0.0.5', '127.0.0.6')]);
+    // One transaction carries both: the new backend's slots, and b1's moved away (it is down).
+    const { added } = delta(nft.scripts[1] ?? '');
+    expect([...added.values()]).not.toContain('127.0.0.2 . 8001');
+    for (const slot of movedSlots(before, after).filter((moved) => after[moved] === '127.0.0.6:8010')) expect(added.get(slot)).toBe('127.0.0.6 . 8010');
+    expect(nft.scripts[1]).toContain('add element inet l4lb_nat dead_web {\n\t127.0.0.2 . 8001\n}');
+    expect((await writer.stats())[0]?.backends.map((backend) => [backend.name, backend.health])).toEqual([['b1', 'down'], ['127.0.0.5:8010', 'up'], ['127.0.0.6:8010', 'up']]);
     await writer.stop();
   });
 

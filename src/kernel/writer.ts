@@ -159,6 +159,8 @@ export class KernelWriter {
   private config: Config | undefined;
   /** Each service's backends as last planned (named, then discovered), to skip answers that change nothing. */
   private readonly effective = new Map<string, readonly BackendConfig[]>();
+  /** A DNS change was refused by nft: the next health or admin change plans again before its delta. */
+  private replanPending = false;
   /** Discovered backends already logged as dropped, by service and backend: each is logged once. */
   private readonly droppedLogged = new Set<string>();
 
@@ -213,10 +215,7 @@ export class KernelWriter {
     const dsrConfigs = dsrSets.filter((set) => set.service.backends.length > 0).map((set) => set.service);
     const dsrPlanned = dsrConfigs.length === 0 ? [] : planDirector(dsrConfigs);
     this.dsrOnDown = new Map(dsrConfigs.map((service) => [service.name, service.onDown]));
-    for (const { service } of [...natSets, ...dsrSets]) {
-      this.states.of(service.name).update(service, service.backends);
-      this.effective.set(service.name, service.backends);
-    }
+    for (const { service } of [...natSets, ...dsrSets]) this.states.of(service.name).update(service, service.backends);
     this.states.retain(new Set([...natSets, ...dsrSets].map((set) => set.service.name)));
     const previous = this.planned;
     this.planned = planned;
@@ -236,6 +235,9 @@ export class KernelWriter {
     } else {
       await this.programDsr(dsrPlanned);
     }
+    this.effective.clear();
+    for (const { service } of [...natSets, ...dsrSets]) this.effective.set(service.name, service.backends);
+    this.replanPending = false;
   }
 
   /** `service` with the backends its entries discovered; a dropped backend is logged once. */
@@ -264,7 +266,12 @@ export class KernelWriter {
     const before = this.effective.get(name) ?? [];
     if (sameBackends(before, kernelBackendSet(service, this.dns.backends(name)).service.backends)) return;
     const slotsBefore = this.loadedSlots(name);
-    await this.load(config, true);
+    try {
+      await this.load(config, true);
+    } catch (error) {
+      this.replanPending = true;
+      throw error;
+    }
     const slotsAfter = this.loadedSlots(name) ?? [];
     const moved = slotsAfter.filter((backend, slot) => slotsBefore?.[slot] !== backend).length;
     this.options.logger.info({ service: name, backends: this.effective.get(name)?.length ?? 0, moved, of: slotsAfter.length, unit: 'slots' }, 'dns: backends applied');
@@ -388,6 +395,13 @@ export class KernelWriter {
   /** A health or admin change: one transaction of the moved slots and dead set. */
   private async sync(): Promise<void> {
     if (this.stopped) return;
+    if (this.replanPending && this.config !== undefined) {
+      // The tables still hold the set before a refused DNS change: plan it again, health included.
+      await this.load(this.config, true).catch((error: unknown) => {
+        this.options.logger.error({ error: error instanceof Error ? error.message : String(error) }, 'dns: the new backends could not be applied: keeping the previous ones');
+      });
+      return;
+    }
     const dsrLoaded = this.dsrLoaded;
     if (dsrLoaded !== undefined) {
       const desired = this.gatedDsr(this.dsrPlanned);
