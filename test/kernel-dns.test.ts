@@ -346,6 +346,7 @@ describe('configuration of dns:/srv: entries on kernel services', () => {
     ['backup on a dsr dns: entry', dsr('      - { dns: web.test, port: 80, backup: true }\n'), 'c.yaml: services[0].backends[0].backup: applies only to mode: proxy and mode: nat; a dsr service names no backups'],
     ['maxConnections on a nat dns: entry', nat('      - { dns: web.test, port: 80, maxConnections: 5 }\n'), 'c.yaml: services[0].backends[0].maxConnections: applies only to mode: proxy; the kernel counts no connections and ramps no shares'],
     ['slowStart on a nat srv: entry', nat('      - { srv: _http._tcp.web.test, slowStart: 10s }\n'), 'c.yaml: services[0].backends[0].slowStart: applies only to mode: proxy; the kernel counts no connections and ramps no shares'],
+    ['a dsr dns: entry with workers: 2', `workers: 2\n${dsr('      - { dns: web.test, port: 80 }\n')}`, 'c.yaml: services[0].backends: dns:/srv: entries need workers: 1 (this file has workers: 2): a cluster does not resolve them yet'],
     ['the same entry twice', nat('      - { dns: web.test, port: 80 }\n      - { dns: WEB.test, port: 80 }\n'), 'c.yaml: services[0].backends[1]: the same dns: entry as backends[0]'],
   ])('%s: one clear line', (_name, text, line) => {
     expect(problemsOf(text)).toEqual([line]);
