@@ -122,6 +122,7 @@ describe.skipIf(lab.skip)(lab.title, () => {
       const misplaced = flows.filter((flow) => flow.backend !== names.get(after.get(slotOf('127.0.0.1', flow.sport, TABLE_SIZE, SEED)) ?? ''));
       expect(misplaced.slice(0, 5)).toEqual([]);
       expect(new Set(flows.map((flow) => flow.backend))).toEqual(new Set(names.values()));
+      process.stdout.write(`[kernel nat dns] an added A record moved ${changedSlots(before, after).length} of ${TABLE_SIZE} slots in one transaction; ${flows.length} flows, 0 errors, all on the slot's backend\n`);
     }, STEP_TIMEOUT);
 
     it('with the DNS server gone the last good set stays: nothing is written', async () => {
