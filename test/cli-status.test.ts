@@ -132,7 +132,7 @@ describe('formatStatus', () => {
     const text = formatStatus([], {
       kernel: [
         {
-          service: 'web-nat', mode: 'nat', table: 'inet l4lb_nat', slots: 13, conntrack: 4,
+          service: 'web-nat', mode: 'nat', table: 'inet l4lb_nat', vip: '203.0.113.100:80', slots: 13, conntrack: 4,
           backends: [
             { name: 'b1', address: '192.0.2.11:80', state: 'active', health: 'up', slots: 13, packets: 120, bytes: 4096 },
             { name: 'b2', address: '192.0.2.12:80', state: 'active', health: 'down', slots: 0, packets: 7, bytes: 300 },
@@ -140,7 +140,7 @@ describe('formatStatus', () => {
         },
       ],
     });
-    expect(text).toContain('web-nat  nat table inet l4lb_nat  13 slots  flows 4');
+    expect(text).toContain('web-nat  nat table inet l4lb_nat  vip 203.0.113.100:80  13 slots  flows 4');
     expect(text).toMatch(/b1\s+192\.0\.2\.11:80\s+up\s+active\s+13\s+120\s+4\.0 KiB/);
     expect(text).toMatch(/b2\s+192\.0\.2\.12:80\s+down\s+active\s+0\s+7/);
   });
@@ -162,6 +162,29 @@ describe('formatStatus', () => {
     const lines = text.split('\n');
     expect(lines[0]).toBe('listeners[0]  listen 127.0.0.1:8443  TLS passthrough by SNI  inspecting 2 now, 124 inspected');
     expect(lines[1]).toBe('  sni → name 120, not-tls → default 3, timeout → none 1');
+  });
+
+  it('prints dsr services: slots and pinned flows per backend, no packet counters (the director has none)', () => {
+    const text = formatStatus([], {
+      kernel: [
+        {
+          service: 'web', mode: 'dsr', table: 'ip l4lb_dsr', vip: '192.0.2.200:80', slots: 31, pins: 60,
+          backends: [
+            { name: 'b1', address: '203.0.113.11:80', state: 'active', health: 'up', slots: 20, pins: 41 },
+            { name: 'b2', address: '203.0.113.12:80', state: 'draining', health: 'up', slots: 0, pins: 19 },
+            { name: 'b3', address: '203.0.113.13:80', state: 'active', health: 'up', slots: 11 },
+          ],
+        },
+      ],
+    });
+    expect(text.split('\n')).toEqual([
+      'web  dsr table ip l4lb_dsr  vip 192.0.2.200:80  31 slots  pins 60',
+      '  BACKEND  ADDRESS          HEALTH  STATE     SLOTS  PINS',
+      '  b1       203.0.113.11:80  up      active    20     41',
+      '  b2       203.0.113.12:80  up      draining  0      19',
+      '  b3       203.0.113.13:80  up      active    11     -',
+      '',
+    ]);
   });
 
   it('marks backups, shows a slow-start ramp, passive checks and unchecked backends', () => {

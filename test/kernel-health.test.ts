@@ -9,9 +9,10 @@
  * With CI=true, a missing capability fails the suite instead of skipping it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DsrKernelStats } from '../src/kernel/index.js';
 import { assertCapable, changedSlots, KernelLab, kernelLabRequirement, nftId, waitUntil } from './helpers/kernel-lab.js';
 import {
-  assertBuilt, DSR_SERVICE, dsrConfig, dsrLab, dsrValue, killAsDeadHost, natConfig, natForwarded, natValue, predictedSlots, revive, SERVICE, slotNames,
+  ADMIN, assertBuilt, DSR_SERVICE, dsrConfig, dsrLab, dsrValue, killAsDeadHost, natConfig, natForwarded, natValue, predictedSlots, revive, SERVICE, slotNames,
   startDsrBackends, startKernelL4lb, TABLE_SIZE, type NatConfigOptions, type NatLab,
 } from './helpers/kernel-topology.js';
 
@@ -127,6 +128,11 @@ describe.skipIf(lab.skip)(lab.title, () => {
         const pinned = new Set(pins.keys());
         const othersHeld = held.opened.filter((flow) => flow.backend !== victim.name);
         expect(othersHeld.filter((flow) => !pinned.has(`${net.clientIp} . ${flow.sport}`))).toEqual([]);
+        // /stats says the same: the victim down, with no slot and no pin left.
+        const status = await kernel.cli(net.director, ['status', '--admin', ADMIN, '--json']);
+        expect(status.status, status.stderr).toBe(0);
+        const row = (JSON.parse(status.stdout) as { kernel?: DsrKernelStats[] }).kernel?.find((entry) => entry.service === scenario.service);
+        expect(row?.backends.find((backend) => backend.name === victim.name)).toMatchObject({ health: 'down', slots: 0, pins: 0 });
       }
       const checked = await held.check();
       const opened = new Map(held.opened.map((flow) => [flow.sport, flow.backend]));

@@ -7,7 +7,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Config, NatServiceConfig } from '../src/config/index.js';
 import { KernelError } from '../src/errors.js';
-import { KernelWriter, gatedSlotNames, kernelSlots, movedSlots, planNat, type NftObject, type NftRunner } from '../src/kernel/index.js';
+import { KernelWriter, directorShape, gatedSlotNames, kernelSlots, movedSlots, planDirector, planNat, removeTables, type DsrKernelStats, type NftObject, type NftRunner } from '../src/kernel/index.js';
 import { ServiceState, type VerdictSink, type VerdictSource } from '../src/services/index.js';
 
 const service: NatServiceConfig = {
@@ -44,6 +44,8 @@ class FakeNft implements NftRunner {
   refuse = false;
   failure: (script: string) => KernelError | undefined = () => undefined;
   listing: NftObject[] | undefined;
+  /** Listings by table name; a table not in it lists as `listing`. */
+  tables = new Map<string, NftObject[]>();
   maps = new Map<string, Record<string, unknown>>();
   mapLists: string[] = [];
   apply(script: string, table: string): Promise<void> {
@@ -53,8 +55,8 @@ class FakeNft implements NftRunner {
     this.scripts.push(script);
     return Promise.resolve();
   }
-  list(): Promise<NftObject[] | undefined> {
-    return Promise.resolve(this.listing);
+  list(_family: string, name: string): Promise<NftObject[] | undefined> {
+    return Promise.resolve(this.tables.get(name) ?? this.listing);
   }
   listMap(_family: string, _table: string, name: string): Promise<Record<string, unknown> | undefined> {
     this.mapLists.push(name);
@@ -298,6 +300,126 @@ describe('KernelWriter, dsr pins of a dead backend', () => {
     writer.setState('web', 'b1', 'active');
     await writer.settled();
     expect(nft.scripts.at(-1)).toBe(b2Pins);
+    await writer.stop();
+  });
+});
+
+/** The DSR address of a backend name of dsrConfig (b2 → 203.0.113.12). */
+const dsrAddress = (name: string): string => `203.0.113.1${name.slice(1)}`;
+
+/**
+ * `ip l4lb_dsr` as `nft -j list table` shows it after an l4lb with the same config loaded it:
+ * the owner set (`owner`, or none with null), slots_web holding `slots` (backend names), flows_web `pins`.
+ */
+function dsrListing(slots: readonly string[], pinsBody?: Record<string, unknown>, owner: number | null = directorShape(planDirector(dsrServicesOf(dsrConfig())), 'l3')): NftObject[] {
+  return [
+    { table: { family: 'ip', name: 'l4lb_dsr', handle: 3 } },
+    ...(owner === null ? [] : [{ set: { family: 'ip', table: 'l4lb_dsr', name: 'l4lb_owner', type: 'mark', elem: [owner] } }]),
+    { map: { family: 'ip', table: 'l4lb_dsr', name: 'slots_web', type: 'mark', map: 'ipv4_addr', elem: slots.map((name, slot) => [slot, dsrAddress(name)]) } },
+    { map: { family: 'ip', table: 'l4lb_dsr', name: 'flows_web', type: ['ipv4_addr', 'inet_service'], map: 'ipv4_addr', ...(pinsBody === undefined ? {} : { elem: pinsBody.elem }) } },
+  ];
+}
+
+function dsrServicesOf(config: Config) {
+  return config.services.filter((entry) => entry.mode === 'dsr');
+}
+
+describe('KernelWriter, a dsr table already loaded at start', () => {
+  it('same shape and slots: adopted with no transaction, the pins untouched', async () => {
+    const nft = new FakeNft();
+    nft.tables.set('l4lb_dsr', dsrListing(expectedSlots([]), pins));
+    nft.maps.set('flows_web', pins);
+    const { writer } = writerWith(nft);
+    await writer.apply(dsrConfig());
+    expect(nft.scripts).toEqual([]);
+    expect(writer.counters.applied).toBe(0);
+    await writer.stop();
+  });
+
+  it('same shape, slots that differ (the last l4lb had b2 down): one transaction of exactly those slots, no reload', async () => {
+    const nft = new FakeNft();
+    nft.tables.set('l4lb_dsr', dsrListing(expectedSlots(['b2']), pins));
+    const { writer } = writerWith(nft);
+    await writer.apply(dsrConfig());
+    expect(nft.scripts).toHaveLength(1);
+    const script = nft.scripts[0] ?? '';
+    expect(script).not.toContain('table ip l4lb_dsr');
+    expect(script).not.toContain('flows_web');
+    const moved = movedSlots(expectedSlots(['b2']), expectedSlots([]));
+    const deleted = /delete element ip l4lb_dsr slots_web \{\n([^}]*)\n\}/.exec(script)?.[1] ?? '';
+    expect(deleted.split(/[,\s]+/).filter(Boolean).map(Number)).toEqual(moved);
+    const added = /add element ip l4lb_dsr slots_web \{\n([^}]*)\n\}/.exec(script)?.[1] ?? '';
+    expect([...added.matchAll(/(\d+) : ([\d.]+)/g)].map((m) => [Number(m[1]), m[2]])).toEqual(moved.map((slot) => [slot, dsrAddress(expectedSlots([])[slot] ?? '')]));
+    // From then on deltas are computed from what was adopted.
+    writer.setState('web', 'b1', 'draining');
+    await writer.settled();
+    expect(nft.scripts).toHaveLength(2);
+    await writer.stop();
+  });
+
+  it('no l4lb_owner: table-owned, nothing written; a table of another shape is loaded whole', async () => {
+    const foreign = new FakeNft();
+    foreign.tables.set('l4lb_dsr', dsrListing(expectedSlots([]), pins, null));
+    const first = writerWith(foreign).writer;
+    await expect(first.apply(dsrConfig())).rejects.toMatchObject({ code: 'LB_ERR_KERNEL', cause: 'table-owned', table: 'ip l4lb_dsr' });
+    expect(foreign.scripts).toEqual([]);
+    expect(await first.stats()).toEqual([]);
+    await first.stop();
+    const other = new FakeNft();
+    other.tables.set('l4lb_dsr', dsrListing(expectedSlots([]), pins, 1234));
+    const second = writerWith(other).writer;
+    await second.apply(dsrConfig());
+    expect(other.scripts).toHaveLength(1);
+    expect(other.scripts[0]).toContain('delete table ip l4lb_dsr\ntable ip l4lb_dsr {\n\tset l4lb_owner {');
+    await second.stop();
+  });
+
+  it('kernel flush leaves a dsr table it did not make, and then removes neither table', async () => {
+    const nft = new FakeNft();
+    nft.tables.set('l4lb_nat', [{ set: { name: 'l4lb_owner', elem: [1] } }]);
+    nft.tables.set('l4lb_dsr', dsrListing(expectedSlots([]), undefined, null));
+    await expect(removeTables(nft)).rejects.toMatchObject({ cause: 'table-owned', table: 'ip l4lb_dsr' });
+    expect(nft.scripts).toEqual([]);
+    nft.tables.set('l4lb_dsr', dsrListing(expectedSlots([])));
+    expect(await removeTables(nft)).toEqual(['inet l4lb_nat', 'ip l4lb_dsr']);
+    expect(nft.scripts).toEqual(['delete table inet l4lb_nat\n', 'delete table ip l4lb_dsr\n']);
+  });
+});
+
+describe('KernelWriter, /stats rows of a dsr service', () => {
+  it('VIP, per backend its state, health, slots loaded and pins in flows_web; no packet counters', async () => {
+    const nft = new FakeNft();
+    nft.maps.set('flows_web', pins);
+    const { writer, sinks } = writerWith(nft);
+    await writer.apply(dsrConfig('keep'));
+    writer.setState('web', 'b3', 'draining');
+    sinks.get('web')?.applyHealth('b2', 'down', 'refused');
+    await writer.settled();
+    const [row] = (await writer.stats()) as DsrKernelStats[];
+    const slots = expectedSlots(['b2', 'b3']);
+    expect(row).toEqual({
+      service: 'web', mode: 'dsr', table: 'ip l4lb_dsr', vip: '192.0.2.200:80', slots: 31, pins: 4,
+      backends: [
+        { name: 'b1', address: '203.0.113.11:80', state: 'active', health: 'up', slots: slots.filter((name) => name === 'b1').length, pins: 1 },
+        { name: 'b2', address: '203.0.113.12:80', state: 'active', health: 'down', slots: 0, pins: 2 },
+        { name: 'b3', address: '203.0.113.13:80', state: 'draining', health: 'up', slots: 0, pins: 1 },
+      ],
+    });
+    expect(row?.backends.every((backend) => !('packets' in backend))).toBe(true);
+    expect(slots.filter((name) => name === 'b1')).toHaveLength(31);
+    await writer.stop();
+  });
+
+  it('flows_web not listable: the pin fields are left out, not reported as 0', async () => {
+    const nft = new FakeNft();
+    nft.listMap = () => Promise.reject(new KernelError({ cause: 'not-root', table: 'ip l4lb_dsr', detail: 'Operation not permitted' }));
+    const { writer } = writerWith(nft);
+    await writer.apply(dsrConfig());
+    const [row] = await writer.stats();
+    expect(row).toMatchObject({ mode: 'dsr', slots: 31 });
+    expect(row && 'pins' in row).toBe(false);
+    expect(row?.backends.map((backend) => backend.slots).reduce((a, b) => a + b, 0)).toBe(31);
+    expect(row?.backends.some((backend) => 'pins' in backend)).toBe(false);
     await writer.stop();
   });
 });

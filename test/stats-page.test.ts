@@ -25,14 +25,20 @@ const TOKEN = 'stats-page-token-0123456789';
 /** A name that would be markup if the page used innerHTML. */
 const HOSTILE = '<img src=x onerror="document.title=1">';
 
-/** A kernel service's /stats row, as the kernel writer reports it. */
-const KERNEL_ROW: KernelServiceStats = {
-  service: 'web-nat', mode: 'nat', table: 'inet l4lb_nat', slots: 13, conntrack: 4,
+/** Kernel services' /stats rows, as the kernel writer reports them: NAT with nft counters, DSR with pins. */
+const KERNEL_ROWS: KernelServiceStats[] = [{
+  service: 'web-nat', mode: 'nat', table: 'inet l4lb_nat', vip: '192.0.2.10:80', slots: 13, conntrack: 4,
   backends: [
     { name: 'n1', address: '192.0.2.11:80', state: 'active', health: 'up', slots: 13, packets: 120, bytes: 4096 },
     { name: 'n2', address: '192.0.2.12:80', state: 'active', health: 'down', slots: 0, packets: 7, bytes: 300 },
   ],
-};
+}, {
+  service: 'web-dsr', mode: 'dsr', table: 'ip l4lb_dsr', vip: '192.0.2.200:80', slots: 31, pins: 60,
+  backends: [
+    { name: 'd1', address: '203.0.113.11:80', state: 'active', health: 'up', slots: 31, pins: 41 },
+    { name: 'd2', address: '203.0.113.12:80', state: 'draining', health: 'up', slots: 0, pins: 19 },
+  ],
+}];
 
 /** What this machine lacks to run the page in a browser, or undefined. */
 function missing(): string | undefined {
@@ -96,7 +102,7 @@ beforeAll(async () => {
     setState: (...args) => running.setState(...args),
     changeBackends: (...args) => running.changeBackends(...args),
     listenerStats: () => running.listenerStats(),
-    kernel: () => Promise.resolve([KERNEL_ROW]),
+    kernel: () => Promise.resolve(KERNEL_ROWS),
   };
   admin = await startAdmin(target, { listen: { host: '127.0.0.1', port: 0 }, token: TOKEN });
   base = `http://127.0.0.1:${admin.address().port}`;
@@ -177,6 +183,9 @@ describe.skipIf(need.skip)(need.title, () => {
       expect(await page.textContent('table[data-kernel="web-nat"] caption')).toContain('13 slots, 4 flows');
       expect(await page.textContent('table[data-kernel="web-nat"] tr[data-backend="n1"] td.slots')).toBe('13');
       expect(await page.getAttribute('table[data-kernel="web-nat"] tr[data-backend="n2"]', 'class')).toBe('down');
+      expect(await page.textContent('table[data-kernel="web-dsr"] caption')).toContain('31 slots, 60 pins');
+      expect(await page.textContent('table[data-kernel="web-dsr"] tr[data-backend="d2"] td.pins')).toBe('19');
+      expect(await page.getAttribute('table[data-kernel="web-dsr"] tr[data-backend="d2"]', 'class')).toBe('draining');
 
       // A hostile name is text: the row exists, its cell reads the name, and no <img> was made of it.
       expect(await page.locator('td.name img').count()).toBe(0);

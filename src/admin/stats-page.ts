@@ -105,21 +105,26 @@ function backendRow(service, backend) {
   return row;
 }
 
-function serviceTable(service) {
+/** A table marked data-KEY=VALUE, captioned with its name and the caption's spans, with a head row of columns. */
+function headedTable(key, value, spans, columns) {
   const table = el('table');
-  table.dataset.service = service.name;
-  const caption = el('caption', service.name);
-  caption.append(el('span', 'listen ' + address(service.listen)));
-  caption.append(el('span', 'health check ' + (service.healthCheck ? service.healthCheck.type : 'none')));
-  const queue = el('span', service.queued + ' queued, ' + service.refused + ' refused', 'queue');
-  queue.dataset.queued = String(service.queued);
-  caption.append(queue);
+  table.dataset[key] = value;
+  const caption = el('caption', value);
+  caption.append(...spans);
   table.append(caption);
   const head = el('tr');
-  for (const name of COLUMNS) head.append(el('th', name));
+  for (const name of columns) head.append(el('th', name));
   const thead = el('thead');
   thead.append(head);
   table.append(thead);
+  return table;
+}
+
+function serviceTable(service) {
+  const queue = el('span', service.queued + ' queued, ' + service.refused + ' refused', 'queue');
+  queue.dataset.queued = String(service.queued);
+  const spans = [el('span', 'listen ' + address(service.listen)), el('span', 'health check ' + (service.healthCheck ? service.healthCheck.type : 'none')), queue];
+  const table = headedTable('service', service.name, spans, COLUMNS);
   const body = el('tbody');
   for (const backend of service.backends) body.append(backendRow(service, backend));
   const total = el('tr', undefined, 'total');
@@ -133,18 +138,10 @@ function serviceTable(service) {
 
 /** A TLS passthrough listener: its address, clients being inspected, inspections by result and route. */
 function listenerTable(listener) {
-  const table = el('table');
-  table.dataset.listener = listener.owner;
-  const caption = el('caption', listener.owner);
-  caption.append(el('span', 'listen ' + address(listener.listen)));
-  caption.append(el('span', 'TLS passthrough by SNI'));
   const inspecting = el('span', listener.inspecting + ' being inspected', 'inspecting');
   inspecting.dataset.inspecting = String(listener.inspecting);
-  caption.append(inspecting);
-  table.append(caption);
-  const head = el('tr');
-  for (const name of ['result', 'route taken', 'clients']) head.append(el('th', name));
-  table.append(head);
+  const spans = [el('span', 'listen ' + address(listener.listen)), el('span', 'TLS passthrough by SNI'), inspecting];
+  const table = headedTable('listener', listener.owner, spans, ['result', 'route taken', 'clients']);
   for (const entry of listener.inspections.filter((each) => each.count > 0)) {
     const row = el('tr');
     row.dataset.result = entry.result;
@@ -155,22 +152,22 @@ function listenerTable(listener) {
   return table;
 }
 
-/** A kernel service (mode: nat or dsr): its table and slots, and per backend its slots and nft counters. */
+/**
+ * A kernel service (mode: nat or dsr): its table and slots, and per backend its slots and, for NAT,
+ * the packets and bytes nft counted, for DSR the flows pinned to it (the director counts no bytes).
+ */
 function kernelTable(service) {
-  const table = el('table');
-  table.dataset.kernel = service.service;
-  const caption = el('caption', service.service);
-  caption.append(el('span', service.mode + ' in the kernel, table ' + service.table));
-  caption.append(el('span', service.slots + ' slots' + (service.conntrack === undefined ? '' : ', ' + service.conntrack + ' flows')));
-  table.append(caption);
-  const head = el('tr');
-  for (const name of ['backend', 'address', 'state', 'health', 'slots', 'packets', 'bytes']) head.append(el('th', name));
-  table.append(head);
+  const dsr = service.mode === 'dsr';
+  const flows = dsr ? (service.pins === undefined ? '' : ', ' + service.pins + ' pins') : (service.conntrack === undefined ? '' : ', ' + service.conntrack + ' flows');
+  const spans = [el('span', service.mode + ' in the kernel, table ' + service.table), el('span', service.slots + ' slots' + flows)];
+  const columns = ['backend', 'address', 'state', 'health', 'slots', ...(dsr ? ['pins'] : ['packets', 'bytes'])];
+  const table = headedTable('kernel', service.service, spans, columns);
   for (const backend of service.backends) {
     const row = el('tr', undefined, backend.state === 'active' ? backend.health : backend.state);
     row.dataset.backend = backend.name;
-    row.append(el('td', backend.name, 'name'), el('td', backend.address), el('td', backend.state, 'state'), el('td', backend.health, 'health'),
-      el('td', backend.slots, 'slots'), el('td', backend.packets), el('td', bytes(backend.bytes)));
+    row.append(el('td', backend.name, 'name'), el('td', backend.address), el('td', backend.state, 'state'), el('td', backend.health, 'health'), el('td', backend.slots, 'slots'));
+    if (dsr) row.append(el('td', backend.pins === undefined ? '-' : backend.pins, 'pins'));
+    else row.append(el('td', backend.packets), el('td', bytes(backend.bytes)));
     table.append(row);
   }
   return table;

@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { kernelTable, spliceKernelSection, type SizeResult } from './kernel/report.js';
 import { cpuSnapshot, haveCommand, l4lbRevision, othersShare } from './proxy/doc.js';
 import { BenchNamespace } from './proxy/netns.js';
-import { BenchError, ProcessGroup, runToEnd } from './proxy/procs.js';
+import { BenchError, ProcessGroup, runBenchMain, runToEnd } from './proxy/procs.js';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const repoDir = resolve(benchDir, '..', '..');
@@ -123,13 +123,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    const message = error instanceof BenchError || (error instanceof Error && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))
-      ? error.message
-      : error instanceof Error ? `internal error: ${error.stack ?? error.message}` : String(error);
-    process.stderr.write(`bench:kernel: ${message}\n`);
-    process.exit(1);
-  },
-);
+runBenchMain('bench:kernel', main);

@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { cpuTicks, holdIdle, runBulk, runWrk, settledRssKib } from './proxy/cases.js';
 import { cpuSnapshot, DOC_HEADER, haveCommand, othersShare, resultSection, type LoadRecord } from './proxy/doc.js';
 import { BenchPlaces, placeOf, type BenchPlace, type PlaceName } from './proxy/places.js';
-import { BenchError, descriptorLimit, type ProcessGroup } from './proxy/procs.js';
+import { BenchError, descriptorLimit, runBenchMain, type ProcessGroup } from './proxy/procs.js';
 import {
   emptySamples, markdownTables, markdownTargets, PATH_NAMES, spliceSection, summarize, textTable, type PathName, type PathSamples, type Summary,
 } from './proxy/report.js';
@@ -324,13 +324,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    const message = error instanceof BenchError || (error instanceof Error && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))
-      ? error.message
-      : error instanceof Error ? `internal error: ${error.stack ?? error.message}` : String(error);
-    process.stderr.write(`bench:proxy: ${message}\n`);
-    process.exit(1);
-  },
-);
+runBenchMain('bench:proxy', main);

@@ -162,7 +162,7 @@ export interface ProcessStatus {
   readonly config?: RunningConfig;
   readonly lastReload?: ReloadRecord | null;
   readonly drain?: DrainStatus | null;
-  /** Kernel services (mode: nat), with nft's counters (absent when none run). */
+  /** Kernel services (mode: nat and dsr), read from nft when asked (absent when none run). */
   readonly kernel?: readonly KernelServiceStats[];
   /** TLS passthrough listeners with their inspection counts (absent when none run). */
   readonly listeners?: readonly ListenerStats[];
@@ -185,16 +185,37 @@ function listenerLines(status: ProcessStatus): string[] {
   return lines;
 }
 
-/** The lines of kernel services: slots, packets and bytes per backend, as nft counted them. */
+/**
+ * The lines of kernel services: per backend its slots, and packets and bytes as nft counted them
+ * (mode: nat) or the pinned flows that name it (mode: dsr, whose ruleset has no per-backend counters).
+ */
 function kernelLines(status: ProcessStatus): string[] {
   const lines: string[] = [];
   for (const service of status.kernel ?? []) {
-    lines.push(`${service.service}  ${service.mode} table ${service.table}  ${service.slots} slots${service.conntrack === undefined ? '' : `  flows ${service.conntrack}`}`);
-    const rows = [['  BACKEND', 'ADDRESS', 'HEALTH', 'STATE', 'SLOTS', 'PACKETS', 'BYTES']];
-    for (const backend of service.backends) {
-      rows.push([`  ${backend.name}`, backend.address, backend.health, backend.state, String(backend.slots), String(backend.packets), bytes(backend.bytes)]);
+    // An older l4lb's rows have no vip.
+    const head = `${service.service}  ${service.mode} table ${service.table}${service.vip === undefined ? '' : `  vip ${service.vip}`}  ${service.slots} slots`;
+    switch (service.mode) {
+      case 'nat': {
+        lines.push(`${head}${service.conntrack === undefined ? '' : `  flows ${service.conntrack}`}`);
+        const rows = [['  BACKEND', 'ADDRESS', 'HEALTH', 'STATE', 'SLOTS', 'PACKETS', 'BYTES']];
+        for (const backend of service.backends) {
+          rows.push([`  ${backend.name}`, backend.address, backend.health, backend.state, String(backend.slots), String(backend.packets), bytes(backend.bytes)]);
+        }
+        lines.push(...table(rows), '');
+        break;
+      }
+      case 'dsr': {
+        lines.push(`${head}  pins ${service.pins ?? '-'}`);
+        const rows = [['  BACKEND', 'ADDRESS', 'HEALTH', 'STATE', 'SLOTS', 'PINS']];
+        for (const backend of service.backends) rows.push([`  ${backend.name}`, backend.address, backend.health, backend.state, String(backend.slots), String(backend.pins ?? '-')]);
+        lines.push(...table(rows), '');
+        break;
+      }
+      default: {
+        const never: never = service;
+        return never;
+      }
     }
-    lines.push(...table(rows), '');
   }
   return lines;
 }

@@ -13,9 +13,12 @@
  * l3: the backend is an address: `ip daddr set …` plus `ip dscp set D` (Yahoo/Kakao L3DSR).
  * l2: the backend is a mark (its address as a u32); policy routing (`renderDirectorRoutes`) sends each
  *     mark to a table whose default route is via that backend, so only the MAC changes (LVS-DR).
+ * The set `l4lb_owner` (owner.ts) marks the table as l4lb's and holds the fingerprint of its shape
+ * (`directorShape`), so a restarted `l4lb run` can adopt it by rewriting slot elements only.
  */
 import { slotOwner } from '../hashing/index.js';
 import { DIRECTOR_TABLE, nftKeyExpression, type DirectorService, type DsrBackend, type DsrMethod } from './director-plan.js';
+import { OWNER_SET, shapeFingerprint } from './owner.js';
 
 /** Pins idle longer than this fall back to the table: long enough for idle interactive sessions. */
 export const FLOW_PIN_TIMEOUT = '1h';
@@ -40,6 +43,25 @@ export function slotValue(backend: DsrBackend, method: DsrMethod): string {
       return never;
     }
   }
+}
+
+/**
+ * The fingerprint of everything the director's table declares except the elements of its maps:
+ * method, and per service its nft id, VIP, port, DSCP, hash key, seed, table size and, for l2 only,
+ * its backends (name and address give the l2 marks and their routes; l3's rules name no backend:
+ * its slots hold addresses). Two plans with equal shapes render the same chains, rules, counters
+ * and map types, so one turns into the other by rewriting slot elements alone.
+ */
+export function directorShape(services: readonly DirectorService[], method: DsrMethod): number {
+  return shapeFingerprint(
+    JSON.stringify([
+      method,
+      services.map((service) => [
+        service.id, service.vip, service.port, service.dscp, service.hashKey, service.seed, service.table.size,
+        ...(method === 'l2' ? [service.table.backends.map((backend) => [backend.name, backend.address])] : []),
+      ]),
+    ]),
+  );
 }
 
 /** `key : value` elements, a few per line, indented for a map body. */
@@ -115,6 +137,10 @@ export function renderDirector(services: readonly DirectorService[], method: Dsr
     `table ip ${DIRECTOR_TABLE} {}`,
     `delete table ip ${DIRECTOR_TABLE}`,
     `table ip ${DIRECTOR_TABLE} {`,
+    `\tset ${OWNER_SET} {`,
+    '\t\ttype mark',
+    `\t\telements = { ${hex(directorShape(services, method))} }`,
+    '\t}',
     '\t# packets from a VIP: zero on a working DSR director (replies go straight to the client)',
     '\tcounter from_vip {}',
     '\t# packets to a VIP on a port no service serves: dropped rather than looped back to the router',

@@ -22,13 +22,13 @@ import type { HashKeyKind, NatServiceConfig, OnDown } from '../config/index.js';
 import { LbError } from '../errors.js';
 import { hex, elementLines } from './director.js';
 import { MAX_DSR_TABLE_SIZE } from './director-plan.js';
+import { OWNER_SET, shapeFingerprint } from './owner.js';
 import type { KernelBackend } from './slots.js';
 
 /** The one table full NAT owns; nothing else is touched. */
 export const NAT_TABLE = 'l4lb_nat';
 export const NAT_FAMILY = 'inet';
-/** The set whose presence says "made by l4lb" and whose element is the shape fingerprint. */
-export const OWNER_SET = 'l4lb_owner';
+export { OWNER_SET } from './owner.js';
 
 export type AddressFamily = 'ipv4' | 'ipv6';
 
@@ -164,19 +164,12 @@ export function counterName(service: NatService, backendName: string): string {
   return `be_${service.id}_${nftId(backendName)}`;
 }
 
-/** 32-bit FNV-1a of the text: the shape fingerprint kept in `l4lb_owner`. */
-function fnv1a(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
-  return hash >>> 0;
-}
-
 /**
  * What must match for a delta to turn the loaded table into this one: every chain, rule, counter and
  * set declaration (services, VIPs, hashes, SNAT, backends and their addresses), not the elements.
  */
 export function natShape(services: readonly NatService[]): number {
-  return fnv1a(
+  return shapeFingerprint(
     JSON.stringify(
       services.map((service) => [
         service.id, service.family, service.vip, service.port, service.hashKey, service.seed, service.tableSize, service.snat ?? null,

@@ -67,3 +67,19 @@ export function unpinDead(service: Pick<DirectorService, 'id'>, pins: ReadonlyMa
   const keys = deadPinKeys(pins, dead, method);
   return { script: renderUnpin(service, keys), count: keys.length };
 }
+
+/**
+ * How many of the listed `pins` name each of `backends` (by name; backends no pin names count 0),
+ * what /stats shows per DSR backend. Pins naming no backend (a value the table no longer holds) are
+ * left out, so the counts may sum to less than `pins.size`. Cost: O(pins + backends).
+ */
+export function pinsPerBackend(pins: ReadonlyMap<string, string>, backends: readonly DsrBackend[], method: DsrMethod): Map<string, number> {
+  const counts = new Map(backends.map((backend) => [backend.name, 0]));
+  const byValue = new Map<string, string>();
+  for (const backend of backends) byValue.set(method === 'l3' ? backend.address : String(backend.mark), backend.name);
+  for (const value of pins.values()) {
+    const name = byValue.get(method === 'l3' ? value : String(Number(value)));
+    if (name !== undefined) counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  return counts;
+}

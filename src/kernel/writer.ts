@@ -17,41 +17,24 @@
  *   backends are not part of either table's shape. A service with no backend yet (its names not
  *   resolved) is not loaded: its VIP is in no table until a name resolves; the table is then
  *   loaded whole once, since the service is new to its shape.
+ * The DSR director's table `ip l4lb_dsr` follows the same rules in director-writer.ts, which this
+ * writer drives with the same decisions and whose transactions it counts.
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import type { AdminState, BackendConfig, Config, DsrServiceConfig, KernelServiceConfig, NatServiceConfig, OnDown } from '../config/index.js';
+import type { AdminState, BackendConfig, Config, DsrServiceConfig, KernelServiceConfig, NatServiceConfig } from '../config/index.js';
 import { KernelError } from '../errors.js';
 import { DnsWatcher, ServiceStates, sameBackends, type DnsClientFactory, type StateResult, type VerdictSources, type WatchedService } from '../services/index.js';
 import { kernelBackendSet, type KernelBackendSet } from './discovered.js';
 import { NAT_FAMILY, NAT_TABLE, OWNER_SET, counterName, natDelta, natShape, natValue, planNat, renderNatTable, renderSlotDelta, type NatAssignment, type NatService } from './nat.js';
-import { mapElements, mapEntries, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
-import { gatedDirector, gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
-import { DIRECTOR_TABLE, planDirector, type DirectorService, type DsrBackend } from './director-plan.js';
-import { renderDirector } from './director.js';
-import { unpinDead } from './pins.js';
+import { mapElements, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
+import { gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
+import { DIRECTOR_TABLE, planDirector } from './director-plan.js';
+import { DirectorWriter } from './director-writer.js';
+import type { KernelServiceStats, NatKernelStats } from './stats.js';
 
-/** One backend's row of /stats `kernel`. */
-export interface KernelBackendStats {
-  name: string;
-  address: string;
-  state: AdminState;
-  health: 'up' | 'down';
-  slots: number;
-  packets: number;
-  bytes: number;
-}
-
-/** One service's row of /stats `kernel`. */
-export interface KernelServiceStats {
-  service: string;
-  mode: 'nat';
-  table: string;
-  slots: number;
-  backends: KernelBackendStats[];
-  conntrack?: number;
-}
+export type { DsrBackendStats, DsrKernelStats, KernelBackendStats, KernelServiceStats, NatKernelStats } from './stats.js';
 
 /** Transactions applied and refused, and the time the last one took: what the metrics read. */
 export interface KernelCounters {
@@ -86,29 +69,10 @@ export function dsrServices(config: Config): DsrServiceConfig[] {
   return config.services.filter((service): service is DsrServiceConfig => service.mode === 'dsr');
 }
 
-const DSR_TABLE = `ip ${DIRECTOR_TABLE}`;
-
-/**
- * Times the writer lists flows_ID and deletes a dead backend's pins before it gives up until the
- * next change. Only a race fails an attempt (a listed pin timed out, or a SYN on its source port
- * deleted it, before the delete ran), and each retry lists again; after the slot move no new pin
- * can name the dead backend, so the set to delete only shrinks.
- */
-const UNPIN_ATTEMPTS = 3;
-
-/** What must match for a DSR delta: everything the director's rules name, not the slot elements. */
-function dsrShape(services: readonly DirectorService[]): string {
-  return JSON.stringify(services.map((service) => [service.id, service.vip, service.port, service.dscp, service.hashKey, service.seed, service.table.size, service.table.backends.map((backend) => [backend.name, backend.address])]));
-}
 
 /** The kernel services of `config` and their `dns:`/`srv:` entries, as the DNS watcher takes them. */
 function watchedKernelServices(config: Config): WatchedService[] {
   return [...natServices(config), ...dsrServices(config)].map((service) => ({ name: service.name, entries: service.dnsBackends ?? [] }));
-}
-
-/** What the director's rules name but its slot elements do not: a DNS change keeps it, and is then a delta. */
-function directorRules(services: readonly DirectorService[]): string {
-  return JSON.stringify(services.map((service) => [service.id, service.vip, service.port, service.dscp, service.hashKey, service.seed, service.table.size]));
 }
 
 /** The nat services of a configuration. */
@@ -147,12 +111,8 @@ export class KernelWriter {
   private loaded: NatAssignment[] | undefined;
   private queue: Promise<void> = Promise.resolve();
   private stopped = false;
-  /** mode: dsr services (table ip l4lb_dsr, method l3), and the gated tables last loaded. */
-  private dsrPlanned: DirectorService[] = [];
-  private dsrLoaded: DirectorService[] | undefined;
-  /** Per dsr service: its onDown, and the down backends whose pins were deleted since they went down. */
-  private dsrOnDown = new Map<string, OnDown>();
-  private readonly dsrUnpinned = new Map<string, Set<string>>();
+  /** mode: dsr services: the director table `ip l4lb_dsr`. */
+  private readonly director: DirectorWriter;
   /** The `dns:`/`srv:` entries of the kernel services; each change of a service's set re-plans it. */
   readonly dns: DnsWatcher;
   /** The configuration in force: what a DNS change is planned against. */
@@ -166,6 +126,7 @@ export class KernelWriter {
 
   constructor(private readonly options: KernelWriterOptions) {
     this.states = new ServiceStates({ logger: options.logger, verdicts: options.verdicts });
+    this.director = new DirectorWriter({ nft: options.nft, logger: options.logger, states: this.states, transaction: (script, message, fields, table) => this.transaction(script, message, fields, table) });
     const changed = (): void => void this.enqueue(() => this.sync()).catch(() => undefined);
     this.states.events.on('health', changed);
     this.states.events.on('state', changed);
@@ -183,7 +144,7 @@ export class KernelWriter {
   /** Services this writer drives now. */
   has(service: string): boolean {
     if (this.config !== undefined && watchedKernelServices(this.config).some((entry) => entry.name === service)) return true;
-    return this.planned.some((entry) => entry.service.name === service) || this.dsrPlanned.some((entry) => entry.name === service);
+    return this.planned.some((entry) => entry.service.name === service) || this.director.has(service);
   }
 
   /**
@@ -194,18 +155,18 @@ export class KernelWriter {
     return this.enqueue(async () => {
       const watched = watchedKernelServices(config);
       await this.dns.watch(config.resolvers, watched);
-      await this.load(config, false);
+      await this.load(config);
       this.config = config;
       this.dns.retain(watched);
     });
   }
 
   /**
-   * Plans `config`'s kernel services with the backends discovered now and programs both tables.
-   * `fromDns`: only discovered backends changed, so the director's rules are the same and its
-   * slots are written as a delta (programDsr would load a new table for a new backend list).
+   * Plans `config`'s kernel services with the backends discovered now and programs both tables:
+   * as deltas of the moved slots when their shapes stay (discovered backends are no part of a
+   * shape), else whole.
    */
-  private async load(config: Config, fromDns: boolean): Promise<void> {
+  private async load(config: Config): Promise<void> {
     const natSets = natServices(config).map((service) => this.withDiscovered(service));
     const dsrSets = dsrServices(config).map((service) => this.withDiscovered(service));
     // A service with no backend yet is left out of the tables until one is discovered.
@@ -214,7 +175,6 @@ export class KernelWriter {
     const planned = services.map((service) => ({ service, slots: kernelSlots(service.backends, service.tableSize) }));
     const dsrConfigs = dsrSets.filter((set) => set.service.backends.length > 0).map((set) => set.service);
     const dsrPlanned = dsrConfigs.length === 0 ? [] : planDirector(dsrConfigs);
-    this.dsrOnDown = new Map(dsrConfigs.map((service) => [service.name, service.onDown]));
     for (const { service } of [...natSets, ...dsrSets]) this.states.of(service.name).update(service, service.backends);
     this.states.retain(new Set([...natSets, ...dsrSets].map((set) => set.service.name)));
     const previous = this.planned;
@@ -225,16 +185,7 @@ export class KernelWriter {
       this.planned = previous;
       throw error;
     }
-    const dsrLoaded = this.dsrLoaded;
-    if (fromDns && dsrLoaded !== undefined && dsrPlanned.length > 0 && directorRules(dsrLoaded) === directorRules(dsrPlanned)) {
-      this.dsrPlanned = dsrPlanned;
-      const desired = this.gatedDsr(dsrPlanned);
-      await this.dsrDelta(dsrLoaded, desired);
-      this.dsrLoaded = desired;
-      await this.unpinDsr(desired);
-    } else {
-      await this.programDsr(dsrPlanned);
-    }
+    await this.director.program(dsrPlanned, new Map(dsrConfigs.map((service) => [service.name, service.onDown])));
     this.effective.clear();
     for (const { service } of [...natSets, ...dsrSets]) this.effective.set(service.name, service.backends);
     this.replanPending = false;
@@ -267,7 +218,7 @@ export class KernelWriter {
     if (sameBackends(before, kernelBackendSet(service, this.dns.backends(name)).service.backends)) return;
     const slotsBefore = this.loadedSlots(name);
     try {
-      await this.load(config, true);
+      await this.load(config);
     } catch (error) {
       this.replanPending = true;
       throw error;
@@ -280,9 +231,7 @@ export class KernelWriter {
   /** Slot i → the backend name the kernel holds now for service `name`; undefined when it is in no table. */
   private loadedSlots(name: string): string[] | undefined {
     const nat = this.loaded?.find((assignment) => assignment.service.name === name);
-    if (nat !== undefined) return [...nat.slots];
-    const dsr = this.dsrLoaded?.find((service) => service.name === name);
-    return dsr === undefined ? undefined : Array.from(dsr.table.slots, (index) => dsr.table.backends[index]?.name ?? '');
+    return nat !== undefined ? [...nat.slots] : this.director.loadedSlots(name);
   }
 
   /** Loads what the decisions say, as a delta when the loaded table has the same shape. */
@@ -316,104 +265,17 @@ export class KernelWriter {
     });
   }
 
-  /** Each dsr service with its Maglev table seen through the gate (slot i → its gated backend). */
-  private gatedDsr(services: readonly DirectorService[]): DirectorService[] {
-    return services.map((service) => gatedDirector(service, this.states.of(service.name)));
-  }
-
-  /**
-   * The DSR director's table: whole at start and when its shape changes (renderDirector, l3), else
-   * one transaction of the moved slots. Pins in flows_ID keep established flows on their backend.
-   */
-  private async programDsr(planned: readonly DirectorService[]): Promise<void> {
-    const previous = this.dsrLoaded;
-    this.dsrPlanned = [...planned];
-    if (planned.length === 0) {
-      this.dsrLoaded = undefined;
-      return;
-    }
-    const desired = this.gatedDsr(planned);
-    if (previous === undefined || dsrShape(previous) !== dsrShape(desired)) {
-      await this.transaction(renderDirector(desired, 'l3'), 'table loaded', { services: desired.length, table: DSR_TABLE }, DSR_TABLE);
-    } else {
-      await this.dsrDelta(previous, desired);
-    }
-    this.dsrLoaded = desired;
-    await this.unpinDsr(desired);
-  }
-
-  private async dsrDelta(before: readonly DirectorService[], after: readonly DirectorService[]): Promise<void> {
-    const values = (service: DirectorService): string[] => Array.from(service.table.slots, (index) => service.table.backends[index]?.address ?? '');
-    const script = renderSlotDelta(after.map((service, i) => ({ table: DSR_TABLE, map: `slots_${service.id}`, before: values(before[i] ?? service), after: values(service) })));
-    if (script !== '') await this.transaction(script, 'slots rewritten', { table: DSR_TABLE }, DSR_TABLE);
-  }
-
-  /**
-   * Deletes from each dsr service's flows_ID the pins of its backends that are down (health) with
-   * `onDown: close`, once per time they go down; drained or maintenance backends keep theirs.
-   * Pre: the loaded slots no longer name those backends (the slot move committed), so no new pin can
-   * name them. nft 1.0.6 has no `destroy element`, and one `delete element` key that is missing
-   * fails the whole transaction (ENOENT), so this is a transaction of its own after the slot move,
-   * not part of it: a pin that vanished between the listing and the delete (timeout, or a SYN on
-   * its source port) must not undo the move. On not-found the map is listed again and the delete
-   * retried, UNPIN_ATTEMPTS times at most; any other failure is logged and the next change retries.
-   */
-  private async unpinDsr(services: readonly DirectorService[]): Promise<void> {
-    for (const service of services) {
-      const statuses = [...this.states.of(service.name).statuses.values()];
-      const down = new Set(statuses.filter((status) => status.health === 'down').map((status) => status.name));
-      const unpinned = this.dsrUnpinned.get(service.name) ?? new Set<string>();
-      this.dsrUnpinned.set(service.name, unpinned);
-      for (const name of unpinned) if (!down.has(name)) unpinned.delete(name);
-      if (this.dsrOnDown.get(service.name) !== 'close') continue;
-      const dead = service.table.backends.filter((backend) => down.has(backend.name) && !unpinned.has(backend.name));
-      if (dead.length === 0) continue;
-      try {
-        await this.unpin(service, dead);
-        for (const backend of dead) unpinned.add(backend.name);
-      } catch (error) {
-        this.options.logger.error({ table: DSR_TABLE, service: service.name, error: error instanceof Error ? error.message : String(error) }, 'kernel pins not deleted: flows stay pinned to a down backend');
-      }
-    }
-  }
-
-  private async unpin(service: DirectorService, dead: readonly DsrBackend[]): Promise<void> {
-    const backends = dead.map((backend) => backend.name);
-    for (let attempt = 1; ; attempt++) {
-      const pins = mapEntries(await this.options.nft.listMap('ip', DIRECTOR_TABLE, `flows_${service.id}`));
-      const { script, count } = unpinDead(service, pins, dead, 'l3');
-      if (script === '') return;
-      try {
-        await this.transaction(script, 'pins deleted', { service: service.name, backends, pins: count }, DSR_TABLE);
-        return;
-      } catch (error) {
-        if (!(error instanceof KernelError && error.cause === 'not-found' && attempt < UNPIN_ATTEMPTS)) throw error;
-      }
-    }
-  }
-
-  /** A health or admin change: one transaction of the moved slots and dead set. */
+  /** A health or admin change: one transaction of the moved slots and dead set, per table. */
   private async sync(): Promise<void> {
     if (this.stopped) return;
     if (this.replanPending && this.config !== undefined) {
       // The tables still hold the set before a refused DNS change: plan it again, health included.
-      await this.load(this.config, true).catch((error: unknown) => {
+      await this.load(this.config).catch((error: unknown) => {
         this.options.logger.error({ error: error instanceof Error ? error.message : String(error) }, 'dns: the new backends could not be applied: keeping the previous ones');
       });
       return;
     }
-    const dsrLoaded = this.dsrLoaded;
-    if (dsrLoaded !== undefined) {
-      const desired = this.gatedDsr(this.dsrPlanned);
-      try {
-        await this.dsrDelta(dsrLoaded, desired);
-        this.dsrLoaded = desired;
-      } catch (error) {
-        this.options.logger.error({ table: DSR_TABLE, error: error instanceof Error ? error.message : String(error) }, 'kernel transaction refused: the previous table stays');
-      }
-      // Only once the slots no longer name a dead backend: a pin deleted before that would re-hash to it.
-      if (this.dsrLoaded === desired) await this.unpinDsr(desired);
-    }
+    await this.director.sync();
     if (this.loaded === undefined) return;
     const desired = this.desired();
     const script = renderSlotDelta(this.loaded.map((before, index) => natDelta(before, desired[index] ?? before)));
@@ -451,8 +313,17 @@ export class KernelWriter {
     return this.states.setState(service, backend, state);
   }
 
-  /** /stats rows: slots from what is loaded, counters read from the kernel now. */
+  /**
+   * /stats rows, nat services first, then dsr: slots from what is loaded; nat counters read from the
+   * kernel now (`nft -j list table`), dsr pins from one `nft -j list map … flows_ID` per service
+   * (cost: O(pins) each, read only when asked).
+   */
   async stats(): Promise<KernelServiceStats[]> {
+    const [nat, dsr] = await Promise.all([this.natStats(), this.director.stats()]);
+    return [...nat, ...dsr];
+  }
+
+  private async natStats(): Promise<NatKernelStats[]> {
     const loaded = this.loaded;
     if (loaded === undefined) return [];
     const listing = (await this.options.nft.list(NAT_FAMILY, NAT_TABLE).catch(() => undefined)) ?? [];
@@ -464,6 +335,7 @@ export class KernelWriter {
           service: service.name,
           mode: 'nat' as const,
           table: TABLE,
+          vip: service.family === 'ipv6' ? `[${service.vip}]:${service.port}` : `${service.vip}:${service.port}`,
           slots: service.tableSize,
           backends: service.backends.map((backend) => {
             const fields = this.states.statusFields(service.name, backend.name);
@@ -516,23 +388,22 @@ function countMoved(before: readonly NatAssignment[], after: readonly NatAssignm
 }
 
 /**
- * Removes l4lb's kernel tables (`l4lb kernel flush`): `inet l4lb_nat` when it carries l4lb's marker
- * and `ip l4lb_dsr`. Returns the tables removed. KernelError table-owned for a foreign table.
+ * Removes l4lb's kernel tables (`l4lb kernel flush`): `inet l4lb_nat` and `ip l4lb_dsr`, each when it
+ * carries l4lb's marker. Returns the tables removed. KernelError table-owned for a foreign table.
  */
 export async function removeTables(nft: NftRunner): Promise<string[]> {
-  const removed: string[] = [];
-  const nat = await nft.list(NAT_FAMILY, NAT_TABLE);
-  if (nat !== undefined) {
-    if (!objectsOf(nat, 'set').has(OWNER_SET)) throw new KernelError({ cause: 'table-owned', table: TABLE, detail: `no set ${OWNER_SET} in it; not removed` });
-    await nft.apply(`delete table ${TABLE}\n`, TABLE);
-    removed.push(TABLE);
+  const tables: [family: string, name: string][] = [[NAT_FAMILY, NAT_TABLE], ['ip', DIRECTOR_TABLE]];
+  const present: string[] = [];
+  // Every table is checked before any is removed: a foreign one leaves l4lb's in place too.
+  for (const [family, name] of tables) {
+    const listing = await nft.list(family, name);
+    if (listing === undefined) continue;
+    const table = `${family} ${name}`;
+    if (!objectsOf(listing, 'set').has(OWNER_SET)) throw new KernelError({ cause: 'table-owned', table, detail: `no set ${OWNER_SET} in it; not removed` });
+    present.push(table);
   }
-  const dsr = await nft.list('ip', 'l4lb_dsr');
-  if (dsr !== undefined) {
-    await nft.apply('delete table ip l4lb_dsr\n', 'ip l4lb_dsr');
-    removed.push('ip l4lb_dsr');
-  }
-  return removed;
+  for (const table of present) await nft.apply(`delete table ${table}\n`, table);
+  return present;
 }
 
 /** The conntrack entries of a service's flows, from /proc/net/nf_conntrack (undefined if unreadable). */

@@ -31,7 +31,7 @@ import { lifecycleMetrics, type LifecycleView } from './lifecycle.js';
 export interface StatsSource {
   stats(): ServiceStatusStats[] | Promise<ServiceStatusStats[]>;
   readonly events: Balancer['events'];
-  /** Kernel services (mode: nat): rows with counters read from nft now; absent: none run here. */
+  /** Kernel services (mode: nat and dsr): rows read from nft now; absent: none run here. */
   kernel?(): Promise<KernelServiceStats[]>;
   /** The kernel writer's transactions; undefined when it does not run. */
   kernelCounters?(): KernelCounters | undefined;
@@ -93,12 +93,14 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
   const dnsAge = new Gauge({ name: 'l4lb_dns_last_success_age_seconds', help: 'Seconds since a dns:/srv: entry last got a good answer (absent before the first)', labelNames: dnsLabels, registers });
   const dnsAnswering = new Gauge({ name: 'l4lb_dns_answer_ok', help: '1 when the last query of a dns:/srv: entry got records, 0 when it failed or was empty (the last good set is kept)', labelNames: dnsLabels, registers });
 
-  // Kernel services (mode: nat): read from nft at scrape time, never on a timer.
-  const kernelSlots = new Gauge({ name: 'l4lb_kernel_backend_slots', help: 'Slots of the kernel slot map that name a backend now (mode: nat)', labelNames: backendLabels, registers });
+  // Kernel services (mode: nat and dsr): read from nft at scrape time, never on a timer.
+  const kernelSlots = new Gauge({ name: 'l4lb_kernel_backend_slots', help: 'Slots of the kernel slot map that name a backend now (mode: nat and dsr)', labelNames: backendLabels, registers });
   const kernelPackets = new Counter({ name: 'l4lb_kernel_backend_packets_total', help: 'Packets the kernel sent from clients to a backend (its nft counter; restarts at 0 when the table is reloaded whole)', labelNames: backendLabels, registers });
   const kernelBytes = new Counter({ name: 'l4lb_kernel_backend_bytes_total', help: 'Bytes the kernel sent from clients to a backend (its nft counter)', labelNames: backendLabels, registers });
   const kernelTransactions = new Counter({ name: 'l4lb_kernel_transactions_total', help: 'nft transactions of the kernel writer, by result (applied, refused)', labelNames: ['result'] as const, registers });
   const kernelSeconds = new Gauge({ name: 'l4lb_kernel_transaction_seconds', help: 'Seconds the last applied nft transaction took', registers });
+  const kernelPins = new Gauge({ name: 'l4lb_kernel_pins', help: 'Pinned flows in a dsr service\'s flows_ID map now (nft -j list map at scrape time; O(pins))', labelNames: serviceLabels, registers });
+  const kernelBackendPins = new Gauge({ name: 'l4lb_kernel_backend_pins', help: 'Pinned flows in a dsr service\'s flows_ID map that name a backend now', labelNames: backendLabels, registers });
   const kernelFlows = new Gauge({ name: 'l4lb_kernel_flows', help: 'Conntrack entries of a kernel service\'s VIP (from /proc/net/nf_conntrack)', labelNames: serviceLabels, registers });
 
   // TLS passthrough listeners (src/proxy/router.ts): one row per listener, result and route.
@@ -198,13 +200,32 @@ export function createMetrics(balancer: StatsSource, lifecycle?: LifecycleView):
   const refreshKernel = (rows: readonly KernelServiceStats[], counters: KernelCounters | undefined): void => {
     kernelSlots.reset();
     kernelFlows.reset();
+    kernelPins.reset();
+    kernelBackendPins.reset();
     for (const row of rows) {
-      if (row.conntrack !== undefined) kernelFlows.set({ service: row.service }, row.conntrack);
-      for (const backend of row.backends) {
-        const labels = { service: row.service, backend: backend.name };
-        kernelSlots.set(labels, backend.slots);
-        feeds.kernelPackets.set(labels, backend.packets);
-        feeds.kernelBytes.set(labels, backend.bytes);
+      switch (row.mode) {
+        case 'nat':
+          if (row.conntrack !== undefined) kernelFlows.set({ service: row.service }, row.conntrack);
+          for (const backend of row.backends) {
+            const labels = { service: row.service, backend: backend.name };
+            kernelSlots.set(labels, backend.slots);
+            feeds.kernelPackets.set(labels, backend.packets);
+            feeds.kernelBytes.set(labels, backend.bytes);
+          }
+          break;
+        case 'dsr':
+          // No per-backend packet counters in the director's ruleset: slots and pins only.
+          if (row.pins !== undefined) kernelPins.set({ service: row.service }, row.pins);
+          for (const backend of row.backends) {
+            const labels = { service: row.service, backend: backend.name };
+            kernelSlots.set(labels, backend.slots);
+            if (backend.pins !== undefined) kernelBackendPins.set(labels, backend.pins);
+          }
+          break;
+        default: {
+          const never: never = row;
+          return never;
+        }
       }
     }
     if (counters === undefined) return;

@@ -240,3 +240,20 @@ export function runToEnd(group: ProcessGroup, label: string, command: string, ar
     });
   });
 }
+
+/**
+ * Runs a benchmark program's `main` and exits with its code. A BenchError or a bad argument is one
+ * line naming `name`; anything else is an internal error with its stack.
+ */
+export function runBenchMain(name: string, main: () => Promise<number>): void {
+  main().then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      const message = error instanceof BenchError || (error instanceof Error && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))
+        ? error.message
+        : error instanceof Error ? `internal error: ${error.stack ?? error.message}` : String(error);
+      process.stderr.write(`${name}: ${message}\n`);
+      process.exit(1);
+    },
+  );
+}
