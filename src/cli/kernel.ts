@@ -14,8 +14,10 @@ import { configuredState } from './route.js';
 /** The ruleset of `file`'s kernel services. Rejects with ConfigError / LbError. */
 export async function renderKernel(file: string): Promise<string> {
   const config = await loadConfig(file, { readTokenFile: false });
-  const nat = natServices(config);
-  const dsr = config.services.filter((service): service is DsrServiceConfig => service.mode === 'dsr');
+  // The backends named in the file: `dns:`/`srv:` entries are resolved by `l4lb run` only, and a
+  // service with none named is in no table until one resolves (docs/kernel.md "Backends from DNS").
+  const nat = natServices(config).filter((service) => service.backends.length > 0);
+  const dsr = config.services.filter((service): service is DsrServiceConfig => service.mode === 'dsr' && service.backends.length > 0);
   if (nat.length === 0 && dsr.length === 0) throw new LbError('LB_ERR_CONFIG', `${file} has no kernel service (mode: nat or dsr)`);
   const parts: string[] = [];
   if (nat.length > 0) {

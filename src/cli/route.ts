@@ -120,12 +120,20 @@ function proxyRouter(config: ProxyServiceConfig): Router {
   };
 }
 
+/** route predicts from the backends named in the file; LbError when a kernel service names none (all from DNS). */
+function onlyNamed(config: DsrServiceConfig | NatServiceConfig): void {
+  if (config.backends.length === 0) {
+    throw new LbError('LB_ERR_CONFIG', `service "${config.name}": every backend comes from dns:/srv: entries, which only l4lb run resolves; see its slots in /stats (l4lb status)`);
+  }
+}
+
 /**
  * A dsr service's router: the slot map `l4lb run` writes into slots_ID (the director's Maglev table
  * through the health gate, every backend up, the configured admin states), indexed by the kernel's
  * jhash slot. Prints KEY, BACKEND, SLOT.
  */
 function dsrRouter(config: DsrServiceConfig): Router {
+  onlyNamed(config);
   const [planned] = planDirector([config]);
   if (planned === undefined) throw new LbError('LB_ERR_CONFIG', `service "${config.name}": no director plan`);
   const service = gatedDirector(planned, configuredState(config, config.backends));
@@ -142,6 +150,7 @@ function dsrRouter(config: DsrServiceConfig): Router {
  * kernel's jhash slot. Prints KEY, BACKEND, SLOT.
  */
 function natRouter(config: NatServiceConfig): Router {
+  onlyNamed(config);
   const [service] = planNat([config]);
   if (service === undefined) throw new LbError('LB_ERR_CONFIG', `service "${config.name}": no nat plan`);
   const slots = kernelSlots(service.backends, service.tableSize);

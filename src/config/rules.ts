@@ -54,7 +54,44 @@ export interface DsrServiceFields {
   tableSize?: number;
   healthCheck?: unknown;
   onDown?: OnDown;
-  backends: readonly { name?: string; address?: { port?: number } }[];
+  backends: readonly ({ name?: string; address?: { port?: number } } & KernelDiscoveryFields)[];
+}
+
+/**
+ * What the kernel rules read of a `dns:`/`srv:` entry of a kernel service's `backends`: what it
+ * asks for (`discovers`, as discoveryKey says), a `dns:` entry's `port`, and the keys given that
+ * only a proxy can honour.
+ */
+export interface KernelDiscoveryFields {
+  discovers?: string;
+  port?: number;
+  given?: readonly string[];
+}
+
+/** Keys of a dns:/srv: entry that mean something only to the proxy (it counts connections and ramps shares; the kernel does neither). */
+const PROXY_ONLY_ENTRY_KEYS = ['maxConnections', 'slowStart'];
+
+/**
+ * The dns:/srv: entries of a kernel service: none asked twice, no proxy-only key, no `backup` on
+ * a dsr entry (the director has no backups named in the file either), and for dsr a `dns:` entry's
+ * `port` must be the VIP's (DSR does not rewrite ports; an SRV record with another port is skipped
+ * at run time, src/kernel/discovered.ts).
+ */
+function checkKernelDiscovery(mode: 'nat' | 'dsr', vip: Endpoint, backends: readonly KernelDiscoveryFields[], ctx: Issues): void {
+  const asked = new Map<string, number>();
+  backends.forEach((backend, index) => {
+    if (backend.discovers === undefined) return;
+    const earlier = asked.get(backend.discovers);
+    if (earlier === undefined) asked.set(backend.discovers, index);
+    else ctx.addIssue({ code: 'custom', path: ['backends', index], message: `the same ${backend.discovers.split(' ')[0] ?? ''}: entry as backends[${earlier}]` });
+    for (const key of backend.given ?? []) {
+      if (PROXY_ONLY_ENTRY_KEYS.includes(key)) ctx.addIssue({ code: 'custom', path: ['backends', index, key], message: `applies only to mode: proxy; the kernel counts no connections and ramps no shares` });
+      if (key === 'backup' && mode === 'dsr') ctx.addIssue({ code: 'custom', path: ['backends', index, key], message: 'applies only to mode: proxy and mode: nat; a dsr service names no backups' });
+    }
+    if (mode === 'dsr' && backend.port !== undefined && backend.port !== vip.port) {
+      ctx.addIssue({ code: 'custom', path: ['backends', index, 'port'], message: `port ${backend.port} differs from the VIP port ${vip.port}: DSR does not rewrite ports (a dns: entry of a dsr service takes the VIP's port)` });
+    }
+  });
 }
 
 /** What the NAT service rules read of a service as written. */
@@ -64,7 +101,7 @@ export interface NatServiceFields {
   snat?: string;
   healthCheck?: unknown;
   onDown?: OnDown;
-  backends: readonly { name?: string; address?: { host: string }; backup?: boolean }[];
+  backends: readonly ({ name?: string; address?: { host: string }; backup?: boolean } & KernelDiscoveryFields)[];
 }
 
 function checkKernelOnDown(service: { healthCheck?: unknown; onDown?: OnDown }, ctx: Issues): void {
@@ -89,6 +126,7 @@ export function checkNatService(service: NatServiceFields, ctx: Issues): void {
   checkKernelTableSize(service.tableSize, service.backends.length, ctx);
   checkKernelOnDown(service, ctx);
   checkUniqueBackendNames(service.backends, ctx);
+  checkKernelDiscovery('nat', service.vip, service.backends, ctx);
   const family = isIP(service.vip.host);
   const familyName = family === 6 ? 'IPv6' : 'IPv4';
   service.backends.forEach((backend, index) => {
@@ -159,6 +197,7 @@ export function checkDsrService(service: DsrServiceFields, ctx: Issues): void {
   checkKernelTableSize(service.tableSize, service.backends.length, ctx);
   checkKernelOnDown(service, ctx);
   checkUniqueBackendNames(service.backends, ctx);
+  checkKernelDiscovery('dsr', service.vip, service.backends, ctx);
   service.backends.forEach((backend, index) => {
     if (backend.address?.port !== undefined && backend.address.port !== service.vip.port) {
       ctx.addIssue({
@@ -265,7 +304,7 @@ export function checkServices(config: Config, ctx: Issues): void {
     if (service.mode === 'nat') {
       ctx.addIssue({ code: 'custom', path: ['services', index, 'mode'], message: `mode: nat needs workers: 1 (this file has workers: ${config.workers}): the kernel writer runs in a single process` });
     }
-    if (service.mode === 'proxy' && service.dnsBackends !== undefined) {
+    if (service.mode !== 'nat' && service.dnsBackends !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['services', index, 'backends'], message: `dns:/srv: entries need workers: 1 (this file has workers: ${config.workers}): a cluster does not resolve them yet` });
     }
   });
@@ -384,10 +423,16 @@ function dsrFieldsOf(service: Record<string, unknown>): DsrServiceFields | undef
     ...(present(service, 'onDown') ? { onDown: service.onDown as OnDown } : {}),
     backends: backends.map((backend) => {
       if (!isRecord(backend)) return {};
+      if (discoveryKey(backend) !== undefined) return kernelDiscoveryOf(backend);
       const address = typeof backend.address === 'string' ? parseAddress(backend.address, DSR_RULE) : undefined;
       return { name: stringOrUndefined(backend.name), address: address?.ok === true ? { port: address.value.port } : undefined };
     }),
   };
+}
+
+/** A dns:/srv: entry of a kernel service as the rules read it, from the document as written. */
+function kernelDiscoveryOf(entry: Record<string, unknown>): KernelDiscoveryFields {
+  return { discovers: discoveryKey(entry), ...(typeof entry.port === 'number' ? { port: entry.port } : {}), given: Object.keys(entry).filter((key) => present(entry, key)) };
 }
 
 /** A nat service as the rules read it; undefined when its VIP does not parse (every nat rule needs it). */
@@ -403,6 +448,7 @@ function natFieldsOf(service: Record<string, unknown>): NatServiceFields | undef
     ...(present(service, 'onDown') ? { onDown: service.onDown as OnDown } : {}),
     backends: backends.map((backend) => {
       if (!isRecord(backend)) return {};
+      if (discoveryKey(backend) !== undefined) return { backup: backend.backup === true, ...kernelDiscoveryOf(backend) };
       const address = endpointOrUndefined(backend.address, NAT_RULE);
       return { name: stringOrUndefined(backend.name), backup: backend.backup === true, ...(address === undefined ? {} : { address }) };
     }),

@@ -38,9 +38,9 @@ import {
 } from './fields.js';
 import { backendEntryField, resolversField } from './dns-fields.js';
 import { describeObject } from './messages.js';
-import { checkDsrService, checkNatService, checkProxyService, checkServices, discoveryKey, type ProxyServiceFields } from './rules.js';
+import { checkDsrService, checkNatService, checkProxyService, checkServices, discoveryKey, type DsrServiceFields, type KernelDiscoveryFields, type NatServiceFields, type ProxyServiceFields } from './rules.js';
 import { checkSourceRules, cidrListField, limitsObject, proxyProtocolObject } from './source-fields.js';
-import { BALANCES, FLOW_HASHES, type Balance, type BackendConfig, type Config, type DsrServiceConfig, type FlowHash, type ListenerConfig, type NatServiceConfig, type ProxyServiceConfig, type RouteConfig } from './types.js';
+import { BALANCES, FLOW_HASHES, type Balance, type BackendConfig, type Config, type DnsBackendConfig, type DsrServiceConfig, type FlowHash, type ListenerConfig, type NatServiceConfig, type ProxyServiceConfig, type RouteConfig } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Objects, as written in the file (optional keys still undefined)
@@ -126,7 +126,7 @@ const DSR_SERVICE_SHAPE = {
   tableSize: tableSizeField.optional(),
   healthCheck: healthCheckObject.optional(),
   onDown: onDownField.optional(),
-  backends: z.array(dsrBackendObject, { error: expecting('a list of backends') }).min(1),
+  backends: z.array(backendEntryField(dsrBackendObject), { error: expecting('a list of backends') }).min(1),
 };
 
 const NAT_SERVICE_SHAPE = {
@@ -139,7 +139,7 @@ const NAT_SERVICE_SHAPE = {
   snat: snatField.optional(),
   healthCheck: healthCheckObject.optional(),
   onDown: onDownField.optional(),
-  backends: z.array(natBackendObject, { error: expecting('a list of backends') }).min(1),
+  backends: z.array(backendEntryField(natBackendObject), { error: expecting('a list of backends') }).min(1),
 };
 
 /** Why a proxy-only key cannot apply to full NAT: the kernel rewrites packets, it holds no connection. */
@@ -182,6 +182,28 @@ function proxyFields(service: ProxyServiceInput): ProxyServiceFields {
 }
 type DsrServiceInput = z.output<typeof dsrServiceObject>;
 type NatServiceInput = z.output<typeof natServiceObject>;
+
+/** What the kernel rules read of a parsed dns:/srv: entry: what it asks for, its port, the optional keys given. */
+function kernelDiscoveryFields(entry: DnsBackendConfig): KernelDiscoveryFields {
+  const given = (['maxConnections', 'slowStart', 'backup'] as const).filter((key) => entry[key] !== undefined);
+  return { discovers: discoveryKey(entry.type === 'dns' ? { dns: entry.name, port: entry.port } : { srv: entry.name }), ...(entry.port === undefined ? {} : { port: entry.port }), given };
+}
+
+/** What the dsr rules read of a parsed dsr service. */
+function dsrFields(service: DsrServiceInput): DsrServiceFields {
+  return { ...service, backends: service.backends.map((entry) => (entry.kind === 'backend' ? entry.backend : kernelDiscoveryFields(entry.entry))) };
+}
+
+/** What the nat rules read of a parsed nat service. */
+function natFields(service: NatServiceInput): NatServiceFields {
+  return { ...service, backends: service.backends.map((entry) => (entry.kind === 'backend' ? entry.backend : { backup: entry.entry.backup, ...kernelDiscoveryFields(entry.entry) })) };
+}
+
+/** The dns:/srv: entries of a service's `backends`, in file order, as the `dnsBackends` key (absent: none). */
+function dnsBackendsOf(entries: readonly ({ kind: 'backend' } | { kind: 'dns'; entry: DnsBackendConfig })[]): { dnsBackends?: DnsBackendConfig[] } {
+  const found = entries.flatMap((entry) => (entry.kind === 'dns' ? [entry.entry] : []));
+  return found.length === 0 ? {} : { dnsBackends: found };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Defaults
@@ -237,11 +259,12 @@ function toDsrService(service: DsrServiceInput): DsrServiceConfig {
     tableSize: service.tableSize ?? DEFAULTS.tableSize,
     ...(service.healthCheck === undefined ? {} : { healthCheck: service.healthCheck }),
     onDown: service.onDown ?? DEFAULTS.kernelOnDown,
-    backends: service.backends.map((backend) => {
+    backends: service.backends.flatMap((entry) => (entry.kind === 'backend' ? [entry.backend] : [])).map((backend) => {
       const result: BackendConfig = { name: backend.name, address: { host: backend.address.host, port: backend.address.port ?? service.vip.port }, weight: backend.weight ?? DEFAULTS.weight };
       if (backend.state !== undefined) result.state = backend.state;
       return result;
     }),
+    ...dnsBackendsOf(service.backends),
   };
 }
 
@@ -256,12 +279,13 @@ function toNatService(service: NatServiceInput): NatServiceConfig {
     ...(service.snat === undefined ? {} : { snat: service.snat }),
     ...(service.healthCheck === undefined ? {} : { healthCheck: service.healthCheck }),
     onDown: service.onDown ?? DEFAULTS.kernelOnDown,
-    backends: service.backends.map((backend) => {
+    backends: service.backends.flatMap((entry) => (entry.kind === 'backend' ? [entry.backend] : [])).map((backend) => {
       const result: BackendConfig = { name: backend.name, address: backend.address, weight: backend.weight ?? DEFAULTS.weight };
       if (backend.backup !== undefined) result.backup = backend.backup;
       if (backend.state !== undefined) result.state = backend.state;
       return result;
     }),
+    ...dnsBackendsOf(service.backends),
   };
 }
 
@@ -271,8 +295,8 @@ const serviceSchema = z.preprocess(
     'mode',
     [
       proxyServiceObject.superRefine((service, ctx) => checkProxyService(proxyFields(service), ctx)).superRefine(checkSourceRules).transform(toProxyService),
-      dsrServiceObject.superRefine(checkDsrService).transform(toDsrService),
-      natServiceObject.superRefine(checkNatService).transform(toNatService),
+      dsrServiceObject.superRefine((service, ctx) => checkDsrService(dsrFields(service), ctx)).transform(toDsrService),
+      natServiceObject.superRefine((service, ctx) => checkNatService(natFields(service), ctx)).transform(toNatService),
     ],
     { error: expecting('a service (a mapping)') },
   ),

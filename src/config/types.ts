@@ -174,7 +174,10 @@ export interface DsrServiceConfig {
   healthCheck?: HealthCheckConfig;
   /** What a down backend's established flows get: close (the default of kernel modes) or keep. */
   onDown: OnDown;
+  /** The backends named in the file (empty when every entry is a `dns:`/`srv:` one). */
   backends: BackendConfig[];
+  /** `dns:`/`srv:` entries of `backends`, in file order; absent when there are none. A `dns:` entry's port is the VIP's. */
+  dnsBackends?: DnsBackendConfig[];
 }
 
 /**
@@ -193,7 +196,10 @@ export interface NatServiceConfig {
   snat?: string;
   healthCheck?: HealthCheckConfig;
   onDown: OnDown;
+  /** The backends named in the file (empty when every entry is a `dns:`/`srv:` one). */
   backends: BackendConfig[];
+  /** `dns:`/`srv:` entries of `backends`, in file order; absent when there are none. */
+  dnsBackends?: DnsBackendConfig[];
 }
 
 /** The services whose data plane is the kernel, driven by `l4lb run` (src/kernel). */

@@ -9,7 +9,9 @@
  *   table-owned.
  * - Each health or admin change: one transaction of the moved slots; then, in a transaction of its
  *   own, the pins of backends that went down (onDown: close) are deleted (pins.ts).
- * - Reload: same shape → delta; another shape → the whole table (that empties flows_ID).
+ * - Reload and a changed DNS answer: same shape → delta; another shape → the whole table (that
+ *   empties flows_ID). With method l3 the backends are no part of the shape (no rule names one),
+ *   so adding, removing or re-addressing backends is a delta that keeps every pin.
  */
 import type { Logger } from 'pino';
 import type { OnDown } from '../config/index.js';
@@ -59,6 +61,12 @@ export class DirectorWriter {
   /** Whether `service` is one of the planned dsr services. */
   has(service: string): boolean {
     return this.planned.some((entry) => entry.name === service);
+  }
+
+  /** Slot i → the backend name the loaded table holds for dsr service `name`; undefined when it is in no table. */
+  loadedSlots(name: string): string[] | undefined {
+    const service = this.loaded?.find((entry) => entry.name === name);
+    return service === undefined ? undefined : Array.from(service.table.slots, (index) => service.table.backends[index]?.name ?? '');
   }
 
   /**

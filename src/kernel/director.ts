@@ -47,9 +47,10 @@ export function slotValue(backend: DsrBackend, method: DsrMethod): string {
 
 /**
  * The fingerprint of everything the director's table declares except the elements of its maps:
- * method, and per service its nft id, VIP, port, DSCP, hash key, seed, table size and backends
- * (name and address, which give the l2 marks). Two plans with equal shapes render the same chains,
- * rules, counters and map types, so one turns into the other by rewriting slot elements alone.
+ * method, and per service its nft id, VIP, port, DSCP, hash key, seed, table size and, for l2 only,
+ * its backends (name and address give the l2 marks and their routes; l3's rules name no backend:
+ * its slots hold addresses). Two plans with equal shapes render the same chains, rules, counters
+ * and map types, so one turns into the other by rewriting slot elements alone.
  */
 export function directorShape(services: readonly DirectorService[], method: DsrMethod): number {
   return shapeFingerprint(
@@ -57,7 +58,7 @@ export function directorShape(services: readonly DirectorService[], method: DsrM
       method,
       services.map((service) => [
         service.id, service.vip, service.port, service.dscp, service.hashKey, service.seed, service.table.size,
-        service.table.backends.map((backend) => [backend.name, backend.address]),
+        ...(method === 'l2' ? [service.table.backends.map((backend) => [backend.name, backend.address])] : []),
       ]),
     ]),
   );

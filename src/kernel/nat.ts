@@ -45,8 +45,17 @@ export interface NatService {
   /** Absent: masquerade. */
   readonly snat?: string;
   readonly onDown: OnDown;
-  /** In configuration order. */
-  readonly backends: readonly KernelBackend[];
+  /** The file's named backends in configuration order, then the discovered ones by name. */
+  readonly backends: readonly NatBackend[];
+}
+
+/**
+ * A backend of a nat service. A discovered one (a `dns:`/`srv:` answer) has no named counter and
+ * no counter rule and is left out of the shape: it comes and goes as slot and dead-set elements
+ * only, so a changed answer is a delta of the moved slots, never a new table.
+ */
+export interface NatBackend extends KernelBackend {
+  readonly discovered?: boolean;
 }
 
 /** One service's kernel state: the backend (by name) of every slot, and the backends reset as dead. */
@@ -68,10 +77,11 @@ function problem(service: string, message: string): LbError {
 
 /**
  * Checks what the renderer needs beyond the schema (nft identifiers that collide, a VIP used twice,
- * two backends at one address) and returns the services as the renderer reads them.
+ * two backends at one address) and returns the services as the renderer reads them. `discovered`
+ * names, per service, the backends a `dns:`/`srv:` entry found (they get no counter).
  * Throws LbError(LB_ERR_CONFIG) naming the service.
  */
-export function planNat(services: readonly NatServiceConfig[]): NatService[] {
+export function planNat(services: readonly NatServiceConfig[], discovered: ReadonlyMap<string, ReadonlySet<string>> = new Map()): NatService[] {
   const ids = new Map<string, string>();
   const vips = new Set<string>();
   return services.map((service) => {
@@ -87,11 +97,12 @@ export function planNat(services: readonly NatServiceConfig[]): NatService[] {
     if (service.tableSize > MAX_DSR_TABLE_SIZE) throw problem(name, `tableSize ${service.tableSize} is too large for the nft director (at most ${MAX_DSR_TABLE_SIZE})`);
     const counters = new Map<string, string>();
     const addresses = new Map<string, string>();
+    const found = discovered.get(name) ?? new Set<string>();
     for (const backend of service.backends) {
       const counter = nftId(backend.name);
       const twin = counters.get(counter);
-      if (twin !== undefined) throw problem(name, `backends "${twin}" and "${backend.name}" give the same nft identifier "${counter}"; rename one`);
-      counters.set(counter, backend.name);
+      if (!found.has(backend.name) && twin !== undefined) throw problem(name, `backends "${twin}" and "${backend.name}" give the same nft identifier "${counter}"; rename one`);
+      if (!found.has(backend.name)) counters.set(counter, backend.name);
       const where = `${backend.address.host}:${backend.address.port}`;
       const same = addresses.get(where);
       if (same !== undefined) throw problem(name, `backends "${same}" and "${backend.name}" share the address ${where}`);
@@ -108,7 +119,7 @@ export function planNat(services: readonly NatServiceConfig[]): NatService[] {
       tableSize: service.tableSize,
       ...(service.snat === undefined ? {} : { snat: service.snat }),
       onDown: service.onDown,
-      backends: service.backends.map((backend) => ({ name: backend.name, weight: backend.weight, address: backend.address })),
+      backends: service.backends.map((backend) => ({ name: backend.name, weight: backend.weight, address: backend.address, ...(found.has(backend.name) ? { discovered: true } : {}) })),
     };
   });
 }
@@ -144,6 +155,11 @@ export function natValue(service: NatService, backendName: string): string {
   return `${backend.address.host} . ${backend.address.port}`;
 }
 
+/** The backends with a named counter and a counter rule: those named in the file. */
+export function counted(service: NatService): readonly NatBackend[] {
+  return service.backends.filter((backend) => backend.discovered !== true);
+}
+
 export function counterName(service: NatService, backendName: string): string {
   return `be_${service.id}_${nftId(backendName)}`;
 }
@@ -157,7 +173,7 @@ export function natShape(services: readonly NatService[]): number {
     JSON.stringify(
       services.map((service) => [
         service.id, service.family, service.vip, service.port, service.hashKey, service.seed, service.tableSize, service.snat ?? null,
-        service.backends.map((backend) => [backend.name, backend.address.host, backend.address.port]),
+        counted(service).map((backend) => [backend.name, backend.address.host, backend.address.port]),
       ]),
     ),
   );
@@ -199,7 +215,7 @@ function resetRule(service: NatService): string {
 
 function counterRules(service: NatService): string[] {
   const ip = ipOf(service.family);
-  return service.backends.map(
+  return counted(service).map(
     (backend) => `${flowMatch(service)} ct status dnat ${ip} daddr ${backend.address.host} tcp dport ${backend.address.port} counter name ${counterName(service, backend.name)}`,
   );
 }
@@ -236,7 +252,7 @@ export function renderNatTable(assignments: readonly NatAssignment[]): string {
     '\t}',
   ];
   for (const { service, slots, dead } of assignments) {
-    for (const backend of service.backends) out.push(`\tcounter ${counterName(service, backend.name)} {}`);
+    for (const backend of counted(service)) out.push(`\tcounter ${counterName(service, backend.name)} {}`);
     const elements = slots.map((name, slot) => `${slot} : ${natValue(service, name)}`);
     out.push(
       `\tmap slots_${service.id} {`,
@@ -310,21 +326,24 @@ export function renderSlotDelta(deltas: readonly SlotDelta[]): string {
   return [...deletes, ...adds, ''].join('\n');
 }
 
-/** The delta of one NAT service between two assignments (same service shape). Pure. */
+/**
+ * The delta of one NAT service between two assignments (same service shape; the discovered
+ * backends may differ: each side's names are read against its own backends). Pure.
+ */
 export function natDelta(before: NatAssignment, after: NatAssignment): SlotDelta {
   const { service } = after;
-  const values = (slots: readonly string[]): string[] => slots.map((name) => natValue(service, name));
+  const values = (assignment: NatAssignment): string[] => assignment.slots.map((name) => natValue(assignment.service, name));
   const deadBefore = new Set(before.dead);
   const deadAfter = new Set(after.dead);
   return {
     table: `${NAT_FAMILY} ${NAT_TABLE}`,
     map: `slots_${service.id}`,
-    before: values(before.slots),
-    after: values(after.slots),
+    before: values(before),
+    after: values(after),
     set: {
       name: `dead_${service.id}`,
       add: after.dead.filter((name) => !deadBefore.has(name)).map((name) => natValue(service, name)),
-      remove: before.dead.filter((name) => !deadAfter.has(name)).map((name) => natValue(service, name)),
+      remove: before.dead.filter((name) => !deadAfter.has(name)).map((name) => natValue(before.service, name)),
     },
   };
 }

@@ -11,14 +11,22 @@
  *   moved slots and the dead set. A refused transaction leaves the previous table (and what this
  *   writer believes is loaded) as it was; it is logged and counted, and the next change retries.
  * - Reload: same shape → delta; another shape (services, VIPs, backends' addresses) → the whole table.
+ * - `dns:`/`srv:` entries (docs/kernel.md "Backends from DNS"): the same DnsWatcher as the proxy's
+ *   asks them; a changed answer re-plans the service with the discovered backends (discovered.ts)
+ *   and is one transaction of the moved slots, the delta a health change takes: discovered
+ *   backends are not part of either table's shape. A service with no backend yet (its names not
+ *   resolved) is not loaded: its VIP is in no table until a name resolves; the table is then
+ *   loaded whole once, since the service is new to its shape.
  * The DSR director's table `ip l4lb_dsr` follows the same rules in director-writer.ts, which this
  * writer drives with the same decisions and whose transactions it counts.
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { AdminState, Config, DsrServiceConfig, NatServiceConfig } from '../config/index.js';
+import type { Clock } from '../clock.js';
+import type { AdminState, BackendConfig, Config, DsrServiceConfig, KernelServiceConfig, NatServiceConfig } from '../config/index.js';
 import { KernelError } from '../errors.js';
-import { ServiceStates, type StateResult, type VerdictSources } from '../services/index.js';
+import { DnsWatcher, ServiceStates, sameBackends, type DnsClientFactory, type StateResult, type VerdictSources, type WatchedService } from '../services/index.js';
+import { kernelBackendSet, type KernelBackendSet } from './discovered.js';
 import { NAT_FAMILY, NAT_TABLE, OWNER_SET, counterName, natDelta, natShape, natValue, planNat, renderNatTable, renderSlotDelta, type NatAssignment, type NatService } from './nat.js';
 import { mapElements, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
 import { gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
@@ -43,6 +51,10 @@ export interface KernelWriterOptions {
   readonly verdicts: VerdictSources;
   /** Counts the flows of a service in conntrack; absent: not reported. */
   readonly conntrack?: (service: NatService) => Promise<number | undefined>;
+  /** How `dns:`/`srv:` entries are asked (default: c-ares, through the file's `resolvers`). */
+  readonly dnsClient?: DnsClientFactory;
+  /** What the DNS watcher's waits between queries run on (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 interface Planned {
@@ -57,6 +69,11 @@ export function dsrServices(config: Config): DsrServiceConfig[] {
   return config.services.filter((service): service is DsrServiceConfig => service.mode === 'dsr');
 }
 
+
+/** The kernel services of `config` and their `dns:`/`srv:` entries, as the DNS watcher takes them. */
+function watchedKernelServices(config: Config): WatchedService[] {
+  return [...natServices(config), ...dsrServices(config)].map((service) => ({ name: service.name, entries: service.dnsBackends ?? [] }));
+}
 
 /** The nat services of a configuration. */
 export function natServices(config: Config): NatServiceConfig[] {
@@ -96,6 +113,16 @@ export class KernelWriter {
   private stopped = false;
   /** mode: dsr services: the director table `ip l4lb_dsr`. */
   private readonly director: DirectorWriter;
+  /** The `dns:`/`srv:` entries of the kernel services; each change of a service's set re-plans it. */
+  readonly dns: DnsWatcher;
+  /** The configuration in force: what a DNS change is planned against. */
+  private config: Config | undefined;
+  /** Each service's backends as last planned (named, then discovered), to skip answers that change nothing. */
+  private readonly effective = new Map<string, readonly BackendConfig[]>();
+  /** A DNS change was refused by nft: the next health or admin change plans again before its delta. */
+  private replanPending = false;
+  /** Discovered backends already logged as dropped, by service and backend: each is logged once. */
+  private readonly droppedLogged = new Set<string>();
 
   constructor(private readonly options: KernelWriterOptions) {
     this.states = new ServiceStates({ logger: options.logger, verdicts: options.verdicts });
@@ -103,6 +130,10 @@ export class KernelWriter {
     const changed = (): void => void this.enqueue(() => this.sync()).catch(() => undefined);
     this.states.events.on('health', changed);
     this.states.events.on('state', changed);
+    this.dns = new DnsWatcher({ logger: options.logger, client: options.dnsClient, clock: options.clock });
+    this.dns.on('backends', ({ service }) => void this.enqueue(() => this.rediscover(service)).catch((error: unknown) => {
+      options.logger.error({ service, error: error instanceof Error ? error.message : String(error) }, 'dns: the new backends could not be applied: keeping the previous ones');
+    }));
   }
 
   /** Whether `config` has services this writer drives. */
@@ -112,6 +143,7 @@ export class KernelWriter {
 
   /** Services this writer drives now. */
   has(service: string): boolean {
+    if (this.config !== undefined && watchedKernelServices(this.config).some((entry) => entry.name === service)) return true;
     return this.planned.some((entry) => entry.service.name === service) || this.director.has(service);
   }
 
@@ -121,24 +153,85 @@ export class KernelWriter {
    */
   apply(config: Config): Promise<void> {
     return this.enqueue(async () => {
-      const configs = natServices(config);
-      const services = planNat(configs);
-      const planned = services.map((service) => ({ service, slots: kernelSlots(service.backends, service.tableSize) }));
-      const dsrConfigs = dsrServices(config);
-      const dsrPlanned = dsrConfigs.length === 0 ? [] : planDirector(dsrConfigs);
-      configs.forEach((service) => this.states.of(service.name).update(service, service.backends));
-      dsrConfigs.forEach((service) => this.states.of(service.name).update(service, service.backends));
-      this.states.retain(new Set([...configs, ...dsrConfigs].map((service) => service.name)));
-      const previous = this.planned;
-      this.planned = planned;
-      try {
-        await this.program(previous);
-      } catch (error) {
-        this.planned = previous;
-        throw error;
-      }
-      await this.director.program(dsrPlanned, new Map(dsrConfigs.map((service) => [service.name, service.onDown])));
+      const watched = watchedKernelServices(config);
+      await this.dns.watch(config.resolvers, watched);
+      await this.load(config);
+      this.config = config;
+      this.dns.retain(watched);
     });
+  }
+
+  /**
+   * Plans `config`'s kernel services with the backends discovered now and programs both tables:
+   * as deltas of the moved slots when their shapes stay (discovered backends are no part of a
+   * shape), else whole.
+   */
+  private async load(config: Config): Promise<void> {
+    const natSets = natServices(config).map((service) => this.withDiscovered(service));
+    const dsrSets = dsrServices(config).map((service) => this.withDiscovered(service));
+    // A service with no backend yet is left out of the tables until one is discovered.
+    const configs = natSets.filter((set) => set.service.backends.length > 0);
+    const services = planNat(configs.map((set) => set.service), new Map(configs.map((set) => [set.service.name, set.discovered])));
+    const planned = services.map((service) => ({ service, slots: kernelSlots(service.backends, service.tableSize) }));
+    const dsrConfigs = dsrSets.filter((set) => set.service.backends.length > 0).map((set) => set.service);
+    const dsrPlanned = dsrConfigs.length === 0 ? [] : planDirector(dsrConfigs);
+    for (const { service } of [...natSets, ...dsrSets]) this.states.of(service.name).update(service, service.backends);
+    this.states.retain(new Set([...natSets, ...dsrSets].map((set) => set.service.name)));
+    const previous = this.planned;
+    this.planned = planned;
+    try {
+      await this.program(previous);
+    } catch (error) {
+      this.planned = previous;
+      throw error;
+    }
+    await this.director.program(dsrPlanned, new Map(dsrConfigs.map((service) => [service.name, service.onDown])));
+    this.effective.clear();
+    for (const { service } of [...natSets, ...dsrSets]) this.effective.set(service.name, service.backends);
+    this.replanPending = false;
+  }
+
+  /** `service` with the backends its entries discovered; a dropped backend is logged once. */
+  private withDiscovered<S extends KernelServiceConfig>(service: S): KernelBackendSet<S> {
+    const set = kernelBackendSet(service, service.dnsBackends === undefined ? [] : this.dns.backends(service.name));
+    for (const { backend, reason, detail } of set.dropped) {
+      const key = `${service.name}\0${backend}\0${reason}`;
+      if (this.droppedLogged.has(key)) continue;
+      this.droppedLogged.add(key);
+      this.options.logger.warn({ service: service.name, backend, reason, detail }, 'dns: discovered backend not usable by the kernel: skipped');
+    }
+    if (set.truncated > 0) this.options.logger.warn({ service: service.name, left: set.truncated, tableSize: service.tableSize }, 'dns: more backends than Maglev slots: the first tableSize by name are used');
+    return set;
+  }
+
+  /**
+   * A service's discovered set changed: re-plans the tables with it, as one transaction of the
+   * moved slots (or the whole table, when the service gets its first backend). An answer that
+   * leaves the service's backends as they are (a reorder, a dropped address) writes nothing.
+   */
+  private async rediscover(name: string): Promise<void> {
+    const config = this.config;
+    if (config === undefined || this.stopped) return;
+    const service = [...natServices(config), ...dsrServices(config)].find((candidate) => candidate.name === name);
+    if (service === undefined) return;
+    const before = this.effective.get(name) ?? [];
+    if (sameBackends(before, kernelBackendSet(service, this.dns.backends(name)).service.backends)) return;
+    const slotsBefore = this.loadedSlots(name);
+    try {
+      await this.load(config);
+    } catch (error) {
+      this.replanPending = true;
+      throw error;
+    }
+    const slotsAfter = this.loadedSlots(name) ?? [];
+    const moved = slotsAfter.filter((backend, slot) => slotsBefore?.[slot] !== backend).length;
+    this.options.logger.info({ service: name, backends: this.effective.get(name)?.length ?? 0, moved, of: slotsAfter.length, unit: 'slots' }, 'dns: backends applied');
+  }
+
+  /** Slot i → the backend name the kernel holds now for service `name`; undefined when it is in no table. */
+  private loadedSlots(name: string): string[] | undefined {
+    const nat = this.loaded?.find((assignment) => assignment.service.name === name);
+    return nat !== undefined ? [...nat.slots] : this.director.loadedSlots(name);
   }
 
   /** Loads what the decisions say, as a delta when the loaded table has the same shape. */
@@ -175,6 +268,13 @@ export class KernelWriter {
   /** A health or admin change: one transaction of the moved slots and dead set, per table. */
   private async sync(): Promise<void> {
     if (this.stopped) return;
+    if (this.replanPending && this.config !== undefined) {
+      // The tables still hold the set before a refused DNS change: plan it again, health included.
+      await this.load(this.config).catch((error: unknown) => {
+        this.options.logger.error({ error: error instanceof Error ? error.message : String(error) }, 'dns: the new backends could not be applied: keeping the previous ones');
+      });
+      return;
+    }
     await this.director.sync();
     if (this.loaded === undefined) return;
     const desired = this.desired();
@@ -259,6 +359,7 @@ export class KernelWriter {
   /** Stops the checks; the tables stay (SIGTERM, or a handover to a new l4lb that adopts them). */
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.dns.stop();
     await this.queue;
     await this.states.stop();
   }

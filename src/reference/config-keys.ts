@@ -299,7 +299,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
     example: 'backends: [{ name: pg1, address: 10.0.0.11:5432 }]',
   },
   'services[].backends[].dns': {
-    text: 'A backend entry that stands for every A and AAAA record of this name: each address becomes a backend named `ADDRESS:PORT`, so a reordered answer moves no client and an added or removed address moves only its own clients. Asked again when the answer\'s TTL runs out (at least every second, at most every `refresh`); a failed or empty answer keeps the last good set. A name that does not resolve at start is not fatal: the service serves from whatever resolves later. Not with `workers` other than 1.',
+    text: 'A backend entry that stands for every A and AAAA record of this name: each address becomes a backend named `ADDRESS:PORT`, so a reordered answer moves no client and an added or removed address moves only its own clients. Asked again when the answer\'s TTL runs out (at least every second, at most every `refresh`); a failed or empty answer keeps the last good set. A name that does not resolve at start is not fatal: the service serves from whatever resolves later. Not with `workers` other than 1. On `mode: nat` and `mode: dsr` services a changed answer is one nft transaction of the moved slots, and an address the kernel cannot use (another family than the VIP\'s; for dsr, not IPv4) is skipped and logged once ([kernel.md](../kernel.md#backends-from-dns)).',
     type: 'DNS name',
     example: 'backends: [{ dns: pg.service.consul, port: 5432, refresh: 10s }]',
     peer: 'HAProxy `server-template` with `resolvers`, nginx `server … resolve`',
@@ -311,7 +311,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
     peer: 'HAProxy `server-template … _srv._tcp…`',
   },
   'services[].backends[].port': {
-    text: 'With `dns:`: the port of every address the name resolves to (`srv:` takes each record\'s port).',
+    text: 'With `dns:`: the port of every address the name resolves to (`srv:` takes each record\'s port). On a `mode: dsr` service it must be the VIP\'s port (the director does not rewrite ports; an SRV record on another port is skipped).',
     limits: 'required with `dns`',
   },
   'services[].backends[].refresh': {
@@ -328,16 +328,16 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
     peer: 'HAProxy `weight`',
   },
   'services[].backends[].maxConnections': {
-    text: 'Open connections to this backend; a full backend is skipped like a failed candidate.',
+    text: 'Open connections to this backend; a full backend is skipped like a failed candidate. `mode: proxy` only (on a `dns:`/`srv:` entry of a `nat` or `dsr` service it is refused: the kernel counts no connections).',
     peer: 'HAProxy `maxconn` (server)',
   },
   'services[].backends[].backup': {
-    text: 'Serves only when no primary backend is usable.',
+    text: 'Serves only when no primary backend is usable. Not on `mode: dsr` backends, nor on their `dns:` entries.',
     default: 'false',
     peer: 'HAProxy `backup`',
   },
   'services[].backends[].slowStart': {
-    text: 'Ramps a backend\'s share from 0 to full over this time after it becomes usable again.',
+    text: 'Ramps a backend\'s share from 0 to full over this time after it becomes usable again. `mode: proxy` only (refused on a `dns:`/`srv:` entry of a `nat` or `dsr` service).',
     type: DURATION,
     peer: 'HAProxy `slowstart`',
   },

@@ -9,7 +9,7 @@ import type { AdminTarget } from '../admin/index.js';
 import type { AdminState, Config } from '../config/index.js';
 import { conntrackCounter, KernelWriter, systemNft, type NftRunner } from '../kernel/index.js';
 import { startBalancer, type Balancer } from '../proxy/index.js';
-import { localChecks, type StateResult } from '../services/index.js';
+import { localChecks, type DnsClientFactory, type StateResult } from '../services/index.js';
 import { listeningFd, type HandedSocket, type HandoverSockets, type InheritedSockets } from './handover.js';
 import type { Listening, ReloadOutcome, Runtime, StopReason } from './runtime.js';
 
@@ -19,6 +19,8 @@ export interface KernelOptions {
   readonly nft?: NftRunner;
   /** `l4lb run --cleanup-on-exit`: remove the tables when stopped by a signal (never on a handover). */
   readonly cleanupOnExit?: boolean;
+  /** How the kernel services' `dns:`/`srv:` entries are asked (default: c-ares, through the file's `resolvers`). */
+  readonly dnsClient?: DnsClientFactory;
 }
 
 /** The kernel writer of `config`, its table loaded; undefined without nat services. Rejects with KernelError. */
@@ -29,6 +31,7 @@ async function startKernel(config: Config, logger: Logger, options: KernelOption
     logger,
     verdicts: localChecks,
     conntrack: conntrackCounter(() => readFile('/proc/net/nf_conntrack', 'utf8')),
+    ...(options.dnsClient === undefined ? {} : { dnsClient: options.dnsClient }),
   });
   try {
     await writer.apply(config);
