@@ -199,8 +199,16 @@ function natFields(service: NatServiceInput): NatServiceFields {
   return { ...service, backends: service.backends.map((entry) => (entry.kind === 'backend' ? entry.backend : { backup: entry.entry.backup, ...kernelDiscoveryFields(entry.entry) })) };
 }
 
+/** A `backends` entry as backendEntryField parses it: a named backend, or a dns:/srv: entry. */
+type BackendEntry<B> = { kind: 'backend'; backend: B } | { kind: 'dns'; entry: DnsBackendConfig };
+
+/** The named backends of a service's `backends`, in file order. */
+function namedBackends<B>(entries: readonly BackendEntry<B>[]): B[] {
+  return entries.flatMap((entry) => (entry.kind === 'backend' ? [entry.backend] : []));
+}
+
 /** The dns:/srv: entries of a service's `backends`, in file order, as the `dnsBackends` key (absent: none). */
-function dnsBackendsOf(entries: readonly ({ kind: 'backend' } | { kind: 'dns'; entry: DnsBackendConfig })[]): { dnsBackends?: DnsBackendConfig[] } {
+function dnsBackendsOf(entries: readonly BackendEntry<unknown>[]): { dnsBackends?: DnsBackendConfig[] } {
   const found = entries.flatMap((entry) => (entry.kind === 'dns' ? [entry.entry] : []));
   return found.length === 0 ? {} : { dnsBackends: found };
 }
@@ -228,7 +236,7 @@ function toProxyService(service: ProxyServiceInput): ProxyServiceConfig {
       queue: service.timeouts?.queue ?? DEFAULTS.timeouts.queue,
       drain: service.timeouts?.drain ?? DEFAULTS.timeouts.drain,
     },
-    backends: service.backends.flatMap((entry) => (entry.kind === 'backend' ? [entry.backend] : [])).map((backend) => {
+    backends: namedBackends(service.backends).map((backend) => {
       const result: BackendConfig = { name: backend.name, address: backend.address, weight: backend.weight ?? DEFAULTS.weight };
       if (backend.maxConnections !== undefined) result.maxConnections = backend.maxConnections;
       if (backend.backup !== undefined) result.backup = backend.backup;
@@ -236,9 +244,8 @@ function toProxyService(service: ProxyServiceInput): ProxyServiceConfig {
       if (backend.state !== undefined) result.state = backend.state;
       return result;
     }),
+    ...dnsBackendsOf(service.backends),
   };
-  const dnsBackends = service.backends.flatMap((entry) => (entry.kind === 'dns' ? [entry.entry] : []));
-  if (dnsBackends.length > 0) result.dnsBackends = dnsBackends;
   if (service.balanceFactor !== undefined) result.balanceFactor = service.balanceFactor;
   if (service.proxyProtocol !== undefined) result.proxyProtocol = service.proxyProtocol;
   if (service.proxyProtocol?.accept !== undefined) result.timeouts.proxyHeader = service.timeouts?.proxyHeader ?? DEFAULTS.proxyHeaderTimeout;
@@ -259,7 +266,7 @@ function toDsrService(service: DsrServiceInput): DsrServiceConfig {
     tableSize: service.tableSize ?? DEFAULTS.tableSize,
     ...(service.healthCheck === undefined ? {} : { healthCheck: service.healthCheck }),
     onDown: service.onDown ?? DEFAULTS.kernelOnDown,
-    backends: service.backends.flatMap((entry) => (entry.kind === 'backend' ? [entry.backend] : [])).map((backend) => {
+    backends: namedBackends(service.backends).map((backend) => {
       const result: BackendConfig = { name: backend.name, address: { host: backend.address.host, port: backend.address.port ?? service.vip.port }, weight: backend.weight ?? DEFAULTS.weight };
       if (backend.state !== undefined) result.state = backend.state;
       return result;
@@ -279,7 +286,7 @@ function toNatService(service: NatServiceInput): NatServiceConfig {
     ...(service.snat === undefined ? {} : { snat: service.snat }),
     ...(service.healthCheck === undefined ? {} : { healthCheck: service.healthCheck }),
     onDown: service.onDown ?? DEFAULTS.kernelOnDown,
-    backends: service.backends.flatMap((entry) => (entry.kind === 'backend' ? [entry.backend] : [])).map((backend) => {
+    backends: namedBackends(service.backends).map((backend) => {
       const result: BackendConfig = { name: backend.name, address: backend.address, weight: backend.weight ?? DEFAULTS.weight };
       if (backend.backup !== undefined) result.backup = backend.backup;
       if (backend.state !== undefined) result.state = backend.state;

@@ -58,11 +58,6 @@ export class DirectorWriter {
 
   constructor(private readonly context: DirectorContext) {}
 
-  /** Whether `service` is one of the planned dsr services. */
-  has(service: string): boolean {
-    return this.planned.some((entry) => entry.name === service);
-  }
-
   /** Slot i → the backend name the loaded table holds for dsr service `name`; undefined when it is in no table. */
   loadedSlots(name: string): string[] | undefined {
     const service = this.loaded?.find((entry) => entry.name === name);

@@ -99,10 +99,13 @@ export function planNat(services: readonly NatServiceConfig[], discovered: Reado
     const addresses = new Map<string, string>();
     const found = discovered.get(name) ?? new Set<string>();
     for (const backend of service.backends) {
-      const counter = nftId(backend.name);
-      const twin = counters.get(counter);
-      if (!found.has(backend.name) && twin !== undefined) throw problem(name, `backends "${twin}" and "${backend.name}" give the same nft identifier "${counter}"; rename one`);
-      if (!found.has(backend.name)) counters.set(counter, backend.name);
+      if (!found.has(backend.name)) {
+        // Only named backends get a counter: only their nft identifiers can collide.
+        const counter = nftId(backend.name);
+        const twin = counters.get(counter);
+        if (twin !== undefined) throw problem(name, `backends "${twin}" and "${backend.name}" give the same nft identifier "${counter}"; rename one`);
+        counters.set(counter, backend.name);
+      }
       const where = `${backend.address.host}:${backend.address.port}`;
       const same = addresses.get(where);
       if (same !== undefined) throw problem(name, `backends "${same}" and "${backend.name}" share the address ${where}`);

@@ -70,9 +70,14 @@ export function dsrServices(config: Config): DsrServiceConfig[] {
 }
 
 
+/** The kernel services of `config`: nat, then dsr. */
+function kernelServices(config: Config): KernelServiceConfig[] {
+  return [...natServices(config), ...dsrServices(config)];
+}
+
 /** The kernel services of `config` and their `dns:`/`srv:` entries, as the DNS watcher takes them. */
 function watchedKernelServices(config: Config): WatchedService[] {
-  return [...natServices(config), ...dsrServices(config)].map((service) => ({ name: service.name, entries: service.dnsBackends ?? [] }));
+  return kernelServices(config).map((service) => ({ name: service.name, entries: service.dnsBackends ?? [] }));
 }
 
 /** The nat services of a configuration. */
@@ -141,10 +146,9 @@ export class KernelWriter {
     return natServices(config).length > 0 || dsrServices(config).length > 0;
   }
 
-  /** Services this writer drives now. */
+  /** Services this writer drives now: the kernel services of the configuration in force, loaded or still waiting for a DNS answer. */
   has(service: string): boolean {
-    if (this.config !== undefined && watchedKernelServices(this.config).some((entry) => entry.name === service)) return true;
-    return this.planned.some((entry) => entry.service.name === service) || this.director.has(service);
+    return this.config !== undefined && kernelServices(this.config).some((entry) => entry.name === service);
   }
 
   /**
@@ -212,7 +216,7 @@ export class KernelWriter {
   private async rediscover(name: string): Promise<void> {
     const config = this.config;
     if (config === undefined || this.stopped) return;
-    const service = [...natServices(config), ...dsrServices(config)].find((candidate) => candidate.name === name);
+    const service = kernelServices(config).find((candidate) => candidate.name === name);
     if (service === undefined) return;
     const before = this.effective.get(name) ?? [];
     if (sameBackends(before, kernelBackendSet(service, this.dns.backends(name)).service.backends)) return;
