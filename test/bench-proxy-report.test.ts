@@ -67,9 +67,10 @@ describe('bench:proxy kernel targets', () => {
 });
 
 describe('bench:proxy namespaces', () => {
-  it('runs only the paths that load conntrack tables in the tracked namespace', () => {
-    const tracked = PATH_NAMES.filter((name) => placeOf(name) === 'tracked');
-    expect(tracked).toEqual(['direct-ct', 'kernel']);
+  it('runs each path that loads conntrack tables in a namespace of its own', () => {
+    // Sharing one, each path's SYNs met the other's TIME_WAIT sockets at the backend (places.ts).
+    expect(placeOf('direct-ct')).toBe('direct-ct');
+    expect(placeOf('kernel')).toBe('kernel');
     expect(PATH_NAMES.filter((name) => placeOf(name) === 'plain')).toEqual(['direct', 'l4lb', 'l4lb-sni', 'l4lb2', 'haproxy', 'haproxy-tuned', 'nginx']);
   });
 });

@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpuTicks, holdIdle, runBulk, runWrk, settledRssKib } from './proxy/cases.js';
 import { cpuSnapshot, DOC_HEADER, haveCommand, othersShare, resultSection, type LoadRecord } from './proxy/doc.js';
-import { BenchPlaces, placeOf, type BenchPlace, type PlaceName } from './proxy/places.js';
+import { BenchPlaces, PLACE_ORDER, placeOf, type BenchPlace } from './proxy/places.js';
 import { BenchError, descriptorLimit, runBenchMain, type ProcessGroup } from './proxy/procs.js';
 import {
   emptySamples, markdownTables, markdownTargets, PATH_NAMES, spliceSection, summarize, textTable, type PathName, type PathSamples, type Summary,
@@ -35,8 +35,6 @@ import { missingFor, startPath, type RunningPath } from './proxy/setup.js';
 type CaseName = 'bulk1' | 'bulk4' | 'conn' | 'keepalive' | 'tls' | 'memory';
 const CASE_NAMES: readonly CaseName[] = ['bulk1', 'bulk4', 'conn', 'keepalive', 'tls', 'memory'];
 
-/** The order places are opened in (so the plain namespace's backends start first). */
-const PLACE_ORDER: readonly PlaceName[] = ['plain', 'tracked'];
 
 /** A running path and the place (namespace, processes, backends) it runs in. */
 interface Placed {
@@ -55,7 +53,8 @@ const USAGE = `usage: npm run bench:proxy -- [options]
   --paths LIST        of ${PATH_NAMES.join(',')} (default all that are installed)
   --idle N            idle connections for the memory case (default 10000, or fewer when the
                       descriptor hard limit cannot fit 2 per connection in the proxy)
-  --connections N     wrk connections (default 32)
+  --connections N     wrk connections (default 64)
+  --threads N         wrk threads (default 2)
   --l4lb-arg ARG      extra argument for \`l4lb run\` (repeatable)
   --note TEXT         a note written with the results (e.g. "machine busy with other tests")
   --out FILE          where to write the results (default docs/benchmarks.md)
@@ -68,6 +67,7 @@ interface Options {
   paths: PathName[];
   idle: number;
   connections: number;
+  threads: number;
   l4lbArgs: string[];
   note?: string;
   out: string;
@@ -95,7 +95,7 @@ function parseOptions(argv: string[]): Options | undefined {
     args: argv,
     options: {
       duration: { type: 'string' }, runs: { type: 'string' }, cases: { type: 'string' }, paths: { type: 'string' },
-      idle: { type: 'string' }, connections: { type: 'string' }, 'l4lb-arg': { type: 'string', multiple: true },
+      idle: { type: 'string' }, connections: { type: 'string' }, threads: { type: 'string' }, 'l4lb-arg': { type: 'string', multiple: true },
       note: { type: 'string' }, out: { type: 'string' }, 'no-write': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -107,7 +107,8 @@ function parseOptions(argv: string[]): Options | undefined {
     cases: list(values.cases, CASE_NAMES, 'cases'),
     paths: list(values.paths, PATH_NAMES, 'paths'),
     idle: positiveInteger(values.idle, 10000, 'idle'),
-    connections: positiveInteger(values.connections, 32, 'connections'),
+    connections: positiveInteger(values.connections, 64, 'connections'),
+    threads: positiveInteger(values.threads, 2, 'threads'),
     l4lbArgs: values['l4lb-arg'] ?? [],
     note: values.note,
     out: resolve(repoDir, values.out ?? 'docs/benchmarks.md'),
@@ -162,7 +163,7 @@ async function measureOnce(group: ProcessGroup, path: RunningPath, name: Exclude
     }
     case 'conn':
     case 'keepalive': {
-      const result = await runWrk(group, path.listen.http, { seconds: options.seconds, connections: options.connections, close: name === 'conn' });
+      const result = await runWrk(group, path.listen.http, { seconds: options.seconds, connections: options.connections, threads: options.threads, close: name === 'conn' });
       samples.errors += result.errors;
       if (name === 'conn') {
         samples.connPerSecond.push(result.requestsPerSecond);
@@ -181,7 +182,7 @@ async function measureOnce(group: ProcessGroup, path: RunningPath, name: Exclude
     }
     case 'tls': {
       // A full handshake per request (the backend resumes no session): what a TLS passthrough costs per connection.
-      const result = await runWrk(group, path.listen.tls, { seconds: options.seconds, connections: options.connections, close: true, tls: true });
+      const result = await runWrk(group, path.listen.tls, { seconds: options.seconds, connections: options.connections, threads: options.threads, close: true, tls: true });
       samples.errors += result.errors;
       samples.tlsPerSecond.push(result.requestsPerSecond);
       if (measured) {
@@ -227,8 +228,8 @@ async function main(): Promise<number> {
 
   const load: LoadRecord = { before: loadavg(), after: [], others: 0 };
   const cpuBefore = cpuSnapshot();
-  // Two namespaces (src/bench/proxy/places.ts): the paths that turn conntrack on run apart from the
-  // others, each with its own backends and load generators. Whatever the paths load vanishes with them.
+  // Namespaces (src/bench/proxy/places.ts): each path that turns conntrack on runs apart from the
+  // others, with its own backends and load generators. Whatever the paths load vanishes with them.
   const places = new BenchPlaces();
   const onSignal = (signal: NodeJS.Signals): void => {
     progress(`\n${signal}: stopping every process this benchmark started`);
@@ -255,9 +256,9 @@ async function main(): Promise<number> {
     }
     for (const place of places.all()) {
       // Now that conntrack may be on there (its sysctls exist once it is).
-      if (place.name === 'tracked') place.namespace.trySysctl('net.netfilter.nf_conntrack_tcp_timeout_time_wait', '10');
+      if (place.name !== 'plain') place.namespace.trySysctl('net.netfilter.nf_conntrack_tcp_timeout_time_wait', '10');
       const here = running.filter((entry) => entry.place === place);
-      progress(`namespace ${place.namespace.name} (${place.name === 'tracked' ? 'conntrack on' : 'no nft table'}); backends: iperf3 :${place.backends.bulk}, nginx http :${place.backends.http}, idle :${place.backends.idle}; paths: ${here.map(({ path }) => `${path.name} :${path.listen.http} (pid ${path.measuredPids.join('+') || '-'})`).join(', ')}`);
+      progress(`namespace ${place.namespace.name} (${place.name === 'plain' ? 'no nft table' : 'conntrack on'}); backends: iperf3 :${place.backends.bulk}, nginx http :${place.backends.http}, idle :${place.backends.idle}; paths: ${here.map(({ path }) => `${path.name} :${path.listen.http} (pid ${path.measuredPids.join('+') || '-'})`).join(', ')}`);
     }
     const checkPlain = (place: BenchPlace): void => {
       if (place.name === 'plain') plainTracked = Math.max(plainTracked, place.namespace.conntrackCount() ?? 0);
@@ -271,7 +272,7 @@ async function main(): Promise<number> {
     if (timed.length > 0) {
       progress('warm-up:');
       for (const { path, place } of running) {
-        await runWrk(place.group, path.listen.http, { seconds: 1, connections: options.connections, close: false });
+        await runWrk(place.group, path.listen.http, { seconds: 1, connections: options.connections, threads: options.threads, close: false });
         await runBulk(place.group, path.listen.bulk, 1, 1);
         checkPlain(place);
       }
@@ -293,14 +294,14 @@ async function main(): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
-  const tracked = paths.filter((name) => placeOf(name) === 'tracked');
+  const tracked = paths.filter((name) => placeOf(name) !== 'plain');
   const plain = paths.filter((name) => placeOf(name) === 'plain');
   if (plainTracked > 0) {
     const note = `Conntrack tracked up to ${plainTracked} flows in the namespace of ${plain.join(', ')}, which loads no nft table: their figures include its cost.`;
     notes.push(note);
     progress(note);
   } else if (tracked.length > 0 && plain.length > 0) {
-    notes.push(`${tracked.join(' and ')} ran in a second namespace with their own backends and clients; conntrack's count in the namespace of ${plain.join(', ')} was 0 after every measurement.`);
+    notes.push(`${tracked.join(' and ')} each ran in a namespace of its own with its own backends and clients; conntrack's count in the namespace of ${plain.join(', ')} was 0 after every measurement.`);
   }
   load.after = loadavg();
   load.others = othersShare(cpuBefore, cpuSnapshot());

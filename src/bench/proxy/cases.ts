@@ -39,6 +39,8 @@ export async function runBulk(group: ProcessGroup, port: number, seconds: number
 export interface WrkOptions {
   readonly seconds: number;
   readonly connections: number;
+  /** wrk threads (each an event loop of its own: more load than one can make). */
+  readonly threads: number;
   /** Send `Connection: close`: every request is a new connection. */
   readonly close: boolean;
   /** https: every connection a TLS handshake (SNI: the address, TLS_SERVER_NAME). */
@@ -46,7 +48,7 @@ export interface WrkOptions {
 }
 
 export async function runWrk(group: ProcessGroup, port: number, options: WrkOptions): Promise<RequestResult> {
-  const args = ['-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--latency'];
+  const args = [`-t${options.threads}`, `-c${options.connections}`, `-d${options.seconds}s`, '--latency'];
   if (options.close) args.push('-H', 'Connection: close');
   args.push(`${options.tls === true ? 'https' : 'http'}://127.0.0.1:${port}/`);
   return parseWrkOutput(await runToEnd(group, 'wrk', 'wrk', args));

@@ -13,6 +13,7 @@ export interface RunSettings {
   readonly seconds: number;
   readonly runs: number;
   readonly connections: number;
+  readonly threads: number;
   readonly idle: number;
   readonly note?: string;
 }
@@ -78,7 +79,7 @@ export function resultSection(repoDir: string, summary: Summary, samples: Readon
     `- Command: \`${command}\``,
     `- l4lb: ${l4lbRevision(repoDir)}`,
     `- Machine: ${machineLine()}`,
-    `- Settings: ${options.seconds} s per measurement, ${options.runs} run(s) per case interleaved across paths (medians), wrk 1 thread ${options.connections} connections, ${options.idle} idle connections.`,
+    `- Settings: ${options.seconds} s per measurement, ${options.runs} run(s) per case interleaved across paths (medians), wrk ${options.threads} thread${options.threads === 1 ? '' : 's'} ${options.connections} connections, ${options.idle} idle connections.`,
     `- Load average (1, 5, 15 min) before: ${load.before.map((v) => v.toFixed(2)).join(', ')}; after: ${load.after.map((v) => v.toFixed(2)).join(', ')}. Other processes used ${(load.others * 100).toFixed(0)} % of the machine's CPU time during the run (user + system time from /proc/stat, minus this benchmark's process tree).`,
   ];
   if (options.note) lines.push(`- Note: ${options.note}`);
@@ -95,7 +96,14 @@ export const DOC_HEADER = `# Benchmarks
 What it measures, on loopback, with the client, the proxy and the backend all on this machine:
 - **bulk**: iperf3 through each path, 1 stream and 4 streams (Gbit/s, receiver side); the proxy's CPU
   time (utime + stime from \`/proc/PID/stat\`) over the bytes moved gives CPU seconds per GB.
-- **new conn/s**: wrk, 1 thread, \`Connection: close\` against an nginx backend answering \`200 ok\`:
+- wrk runs 2 threads over 64 connections (\`--threads\`, \`--connections\`), as the kernel path's
+  targets were set: every core is busy, so a rate is what the whole machine (client, path, backend)
+  does per second, and a path that costs less CPU per connection serves more. With one wrk thread
+  the kernel path is bounded by wrk's own core instead: on loopback the kernel receives a packet in
+  the context of the process that sent it, so the NAT work of every client packet lands on that
+  core (measured: 23,400 new connections/s through the kernel at 1 thread against 37,100 at 2, while
+  HAProxy, whose work is on a core of its own, measured 22,300 and 21,800).
+- **new conn/s**: wrk with \`Connection: close\` against an nginx backend answering \`200 ok\`:
   each request is a new connection through the proxy. Proxy CPU µs per connection beside it.
 - **keep-alive**: the same wrk over persistent connections: requests/s and latency p50/p99.
 - **RSS/idle conn**: a separate client process holds 10,000 connections through the proxy, each greeted
@@ -115,18 +123,25 @@ What it measures, on loopback, with the client, the proxy and the backend all on
     process sits on the data path, so its proxy CPU and RSS columns read \`—\`, and the memory case
     does not apply.
 - Configs are generated into a temp dir.
-- Two network namespaces the benchmark creates, loopback only, because conntrack is per namespace:
+- Three network namespaces the benchmark creates, loopback only, because conntrack is per namespace:
   once a table that uses it is loaded in a namespace, every flow in that namespace is tracked.
-  \`direct-ct\` and \`kernel\` load such tables, so they run in \`l4lb-bench-PID-ct\`; every other path
-  runs in \`l4lb-bench-PID\`, which loads no nft table, so its flows are never tracked (the run reads
-  conntrack's count there after each measurement and says in the results if it was ever above 0).
-  Each namespace has its own copy of the backends (iperf3 server, nginx HTTP backend, idle server),
-  and a path's load generators (wrk, the iperf3 client, the idle client) run in the path's namespace,
-  with \`ip netns exec\`: client, path and backend always share one. Both namespaces are set up the
-  same way and measured in the same run, interleaved, so ratios across them (the kernel path
-  against \`direct-ct\` and HAProxy) are within one run. Both namespaces, and the nft tables in them,
-  are removed at the end, also on error and Ctrl-C; every process is stopped by PID. It needs root
-  (CAP_SYS_ADMIN and CAP_NET_ADMIN).
+  \`direct-ct\` and \`kernel\` load such tables, so they run in \`l4lb-bench-PID-ct\` and
+  \`l4lb-bench-PID-nat\`; every other path runs in \`l4lb-bench-PID\`, which loads no nft table, so its
+  flows are never tracked (the run reads conntrack's count there after each measurement and says in
+  the results if it was ever above 0). \`direct-ct\` and \`kernel\` must not share a namespace: their
+  clients reach the same backend port from the same source ports, one directly and one through the
+  VIP, so each met the TIME_WAIT sockets the other left at the backend under another client tuple.
+  This kernel gives every connection a timestamp offset of its own, so about half of those SYNs
+  carried an older timestamp than the TIME_WAIT held, were refused by PAWS (\`TcpExtPAWSTimewait\`
+  rose with \`TcpExtTCPSynRetrans\`) and waited for the one-second SYN retransmission: in one
+  namespace the kernel path measured 225–6,116 new connections/s after \`direct-ct\` had run, 20,400
+  alone. Each namespace has its own copy of the backends (iperf3 server, nginx HTTP and HTTPS
+  backend, idle server), and a path's load generators (wrk, the iperf3 client, the idle client) run
+  in the path's namespace, with \`ip netns exec\`: client, path and backend always share one. All are
+  set up the same way and measured in the same run, interleaved, so ratios across them (the kernel
+  path against \`direct-ct\` and HAProxy) are within one run. The namespaces, and the nft tables in
+  them, are removed at the end, also on error and Ctrl-C; every process is stopped by PID. It needs
+  root (CAP_SYS_ADMIN and CAP_NET_ADMIN).
 - The kernel path's targets, as ratios in the same run: new connections/s, keep-alive requests/s and
   bulk throughput each ≥ 1.5× HAProxy at one thread, and new connections/s ≥ 0.8× \`direct-ct\`.
   They are printed as met or not met from the measured medians, beside the ratio within each run.

@@ -1,8 +1,17 @@
 /**
- * Where a proxy benchmark run's paths run: two network namespaces, because conntrack is per
- * namespace. Once a table that uses conntrack is loaded in a namespace, every flow in it is tracked,
- * so the paths that pay conntrack by design (`direct-ct`, `kernel`) run in a namespace of their own
- * (`tracked`), and the rest (direct, l4lb, HAProxy, nginx) in one that loads no nft table (`plain`).
+ * Where a proxy benchmark run's paths run: network namespaces, because conntrack is per namespace.
+ * Once a table that uses conntrack is loaded in a namespace, every flow in it is tracked, so the
+ * rest (direct, l4lb, HAProxy, nginx) run in one that loads no nft table (`plain`), and each path
+ * that pays conntrack by design (`direct-ct`, `kernel`) in a namespace of its own.
+ *
+ * Those two must not share one: their clients reach the same backend port from the same source
+ * ports, so each path's flows meet the TIME_WAIT sockets the other left at the backend (60 s) under
+ * a different client tuple (the VIP's port against the backend's). This kernel gives each
+ * connection a timestamp offset of its own (different tsvals for two connections from the same
+ * source port), so about half of those SYNs were older than the TIME_WAIT's last timestamp and were
+ * refused by PAWS (TcpExtPAWSTimewait rose with TcpExtTCPSynRetrans), each stalling a connection
+ * for the one-second SYN retransmission: one shared namespace measured the kernel path at 225–6,116
+ * new connections/s after direct-ct had run, and 20,400 alone.
  *
  * Each place has its own ProcessGroup and its own copy of the backends (iperf3 server, nginx HTTP
  * backend, idle server), and a path's load generators run in the path's place: client, path and
@@ -15,14 +24,26 @@ import { ProcessGroup } from './procs.js';
 import type { PathName } from './report.js';
 import { startBackends } from './setup.js';
 
-export type PlaceName = 'plain' | 'tracked';
-
 /** The paths whose flows conntrack tracks by design: they load nft tables that turn it on. */
-export const TRACKED_PATHS: readonly PathName[] = ['direct-ct', 'kernel'];
+export const TRACKED_PATHS = ['direct-ct', 'kernel'] as const satisfies readonly PathName[];
+export type TrackedPath = (typeof TRACKED_PATHS)[number];
+
+/** `plain`, or the tracked path that has the namespace to itself. */
+export type PlaceName = 'plain' | TrackedPath;
+
+/** The order places are opened in (so the plain namespace's backends start first). */
+export const PLACE_ORDER: readonly PlaceName[] = ['plain', ...TRACKED_PATHS];
+
+function isTracked(path: PathName): path is TrackedPath {
+  return (TRACKED_PATHS as readonly PathName[]).includes(path);
+}
 
 export function placeOf(path: PathName): PlaceName {
-  return TRACKED_PATHS.includes(path) ? 'tracked' : 'plain';
+  return isTracked(path) ? path : 'plain';
 }
+
+/** The namespace name's suffix for a place: none for plain, `ct` for direct-ct, `nat` for kernel. */
+const ROLE: Record<TrackedPath, string> = { 'direct-ct': 'ct', kernel: 'nat' };
 
 /** One namespace, the processes started in it, and the backends they front. */
 export interface BenchPlace {
@@ -39,13 +60,14 @@ export class BenchPlaces {
   private closing: Promise<void> | undefined;
 
   /**
-   * Creates `name`'s namespace (`l4lb-bench-PID` for plain, `l4lb-bench-PID-ct` for tracked) and its
+   * Creates `name`'s namespace (`l4lb-bench-PID` for plain, `l4lb-bench-PID-ct` for direct-ct,
+   * `l4lb-bench-PID-nat` for kernel) and its
    * group, and starts its backends. What was made is registered before anything can fail, so
    * closeAll() removes it whether or not this resolves.
    */
   async open(name: PlaceName, taken: Set<number>, benchDir: string): Promise<BenchPlace> {
     if (this.closing) throw new Error('BenchPlaces.open after closeAll');
-    const namespace = BenchNamespace.create(name === 'tracked' ? 'ct' : undefined);
+    const namespace = BenchNamespace.create(name === 'plain' ? undefined : ROLE[name]);
     this.namespaces.push(namespace);
     const group = new ProcessGroup({ wrap: namespace.wrap, probe: (port) => namespace.probe(port) });
     this.groups.push(group);
