@@ -22,8 +22,26 @@ const STEP_TIMEOUT = 180_000;
 const MAP = `slots_${nftId(SERVICE)}`;
 const { requirement: lab, missing } = await kernelLabRequirement('kernel NAT: flows land where l4lb route predicts');
 
-/** Runs FLOWS flows from firstPort… and compares each backend with `l4lb route`'s answer. */
+/** The packets each backend's named counter holds now (`be_SERVICE_BACKEND`, client → backend). */
+async function counterPackets(kernel: KernelLab, nat: NatLab): Promise<Map<string, number>> {
+  const listed = await kernel.mustExec(nat.director, 'nft', ['-j', 'list', 'counters', 'table', 'inet', 'l4lb_nat']);
+  const objects = (JSON.parse(listed.stdout) as { nftables: Array<{ counter?: { name: string; packets: number } }> }).nftables;
+  const packets = new Map<string, number>();
+  for (const backend of nat.backends) {
+    const counter = objects.find((object) => object.counter?.name === `be_${nftId(SERVICE)}_${nftId(backend.name)}`)?.counter;
+    expect(counter, `counter of ${backend.name}`).toBeDefined();
+    packets.set(backend.name, counter!.packets);
+  }
+  return packets;
+}
+
+/**
+ * Runs FLOWS flows from firstPort… and compares each backend with `l4lb route`'s answer; each
+ * backend's counter rose by that backend's client packets only (a flow is at least SYN, ACK and
+ * FIN from the client, 4 measured here; at most 6, so counting the replies as well, about 8, fails).
+ */
 async function flowsAgreeWithRoute(kernel: KernelLab, nat: NatLab, config: string, firstPort: number): Promise<void> {
+  const countedBefore = await counterPackets(kernel, nat);
   const flows = await kernel.flows(nat.client, `${nat.vip}:${nat.vipPort}`, firstPort, FLOWS, { source: nat.clientIp });
   const keys = flows.map((flow) => `${nat.clientIp}:${flow.sport}`);
   const predicted = await kernel.route(nat.director, config, SERVICE, keys);
@@ -34,9 +52,15 @@ async function flowsAgreeWithRoute(kernel: KernelLab, nat: NatLab, config: strin
   const perBackend = new Map<string, number>();
   for (const flow of flows) perBackend.set(flow.backend!, (perBackend.get(flow.backend!) ?? 0) + 1);
   expect([...perBackend.keys()].sort()).toEqual(nat.backends.map((b) => b.name).sort());
+  const countedAfter = await counterPackets(kernel, nat);
+  for (const [backend, count] of perBackend) {
+    const packets = (countedAfter.get(backend) ?? 0) - (countedBefore.get(backend) ?? 0);
+    expect(packets, `${backend}: ${count} flows, ${packets} packets counted`).toBeGreaterThanOrEqual(3 * count);
+    expect(packets, `${backend}: ${count} flows, ${packets} packets counted`).toBeLessThanOrEqual(6 * count);
+  }
   const slots = new Set(flows.map((flow) => slotOf(nat.clientIp, flow.sport, TABLE_SIZE, SEED)));
   expect(slots.size).toBe(TABLE_SIZE);
-  process.stdout.write(`[kernel nat] ${FLOWS} flows from ${nat.clientIp}:${firstPort}…: ${[...perBackend].map(([b, n]) => `${b} ${n}`).join(', ')}; all on the predicted backend\n`);
+  process.stdout.write(`[kernel nat] ${FLOWS} flows from ${nat.clientIp}:${firstPort}…: ${[...perBackend].map(([b, n]) => `${b} ${n}`).join(', ')}; all on the predicted backend; counted packets ${[...perBackend.keys()].map((b) => `${b} ${(countedAfter.get(b) ?? 0) - (countedBefore.get(b) ?? 0)}`).join(', ')}\n`);
 }
 
 /** The kernel's slot map, in backend names, equals the per-slot prediction of the config. */

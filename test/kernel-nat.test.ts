@@ -71,17 +71,38 @@ describe('renderNatTable', () => {
   it('masquerades by default, SNATs to snat when given, and resets dead flows in forward and output', () => {
     expect(text).toContain('meta l4proto tcp ct original ip daddr 203.0.113.100 ct original proto-dst 80 ct status dnat oifname != "lo" masquerade');
     expect(renderNatTable([assignment(natService({ snat: '192.0.2.254' }))])).toContain('ct status dnat snat ip to 192.0.2.254');
-    const reset = 'ct direction original ct reply ip saddr . ct reply proto-src @dead_web_nat reject with tcp reset';
-    expect(text).toMatch(new RegExp(`chain reset_forward \\{\\n\\t\\ttype filter hook forward priority filter; policy accept;\\n\\t\\t.*${reset.replace(/[.@]/g, '\\$&')}`));
-    expect(text).toContain('chain reset_output {');
+    const dispatch = 'meta l4proto tcp ct direction original ct status dnat ct original ip daddr . ct original proto-dst vmap @flows_ipv4';
+    expect(text).toContain(`chain filter_forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\t${dispatch}\n\t}`);
+    expect(text).toContain(`chain filter_output {\n\t\ttype filter hook output priority filter; policy accept;\n\t\t${dispatch}\n\t}`);
+    expect(text).toContain('map flows_ipv4 {\n\t\ttype ipv4_addr . inet_service : verdict\n\t\telements = { 203.0.113.100 . 80 : jump flow_web_nat }');
+    expect(text).toContain('chain flow_web_nat {\n\t\tmeta l4proto tcp ct reply ip saddr . ct reply proto-src @dead_web_nat reject with tcp reset\n');
   });
 
-  it('resets only the client direction, so reset_output lets the reset that reset_forward sends pass', () => {
+  it('sends only the client direction to the flow chain, so the reset a reject sends passes', () => {
     // The reset a reject sends is a reply-direction packet of the flow and leaves through the output
-    // hook: a rule without the direction match dropped it (a dead host's clients timed out).
+    // hook: a reset rule that saw it dropped it (a dead host's clients timed out).
     const resets = text.split('\n').filter((line) => line.includes('reject with tcp reset'));
-    expect(resets).toHaveLength(2);
-    for (const line of resets) expect(line).toContain(' ct direction original ct reply ip saddr . ct reply proto-src @dead_web_nat ');
+    expect(resets).toHaveLength(1);
+    const entries = text.split('\n').filter((line) => line.includes('@flows_ipv4'));
+    expect(entries).toHaveLength(2);
+    for (const line of entries) expect(line).toContain(' ct direction original ');
+  });
+
+  it('counts each named backend with one lookup of its address in the flow chain, discovered ones not at all', () => {
+    expect(text).toContain('counter name ip daddr . tcp dport map { 192.0.2.11 . 80 : "be_web_nat_b1", 192.0.2.12 . 80 : "be_web_nat_b2", 192.0.2.13 . 80 : "be_web_nat_b3" }');
+    const [found] = planNat([natService()], new Map([['web-nat', new Set(['b2'])]]));
+    if (found === undefined) throw new Error('no plan');
+    const withDiscovered = renderNatTable([{ service: found, slots: gatedSlotNames(kernelSlots(found.backends, found.tableSize), stateOf(natService())), dead: [] }]);
+    expect(withDiscovered).toContain('counter name ip daddr . tcp dport map { 192.0.2.11 . 80 : "be_web_nat_b1", 192.0.2.13 . 80 : "be_web_nat_b3" }');
+  });
+
+  it('dispatches each family present through its own map, and no other', () => {
+    const v6 = natService({ name: 'web6', vip: { host: '2001:db8:100::100', port: 443 }, backends: [{ name: 'b1', address: { host: '2001:db8::11', port: 8443 }, weight: 1 }] });
+    const both = renderNatTable([assignment(natService()), assignment(v6)]);
+    expect(both).toContain('elements = { 2001:db8:100::100 . 443 : jump flow_web6 }');
+    expect(both).toContain('ct original ip6 daddr . ct original proto-dst vmap @flows_ipv6');
+    expect(both).toContain('ct reply ip6 saddr . ct reply proto-src @dead_web6');
+    expect(text).not.toContain('flows_ipv6');
   });
 
   it('keeps every closing brace on its own line (nft 1.0.6 refuses `rule }`)', () => {
