@@ -29,9 +29,11 @@ export interface HostFacts {
   /** net.bridge.bridge-nf-call-iptables; undefined when /proc/sys/net/bridge does not exist. */
   readonly bridgeNfCallIptables: string | undefined;
   readonly conntrackMax: number | undefined;
+  /** net.netfilter.nf_conntrack_tcp_timeout_time_wait, seconds. */
+  readonly conntrackTimeWait: number | undefined;
 }
 
-/** Reads the host's facts: runs `nft --version`, reads two sysctls. */
+/** Reads the host's facts: runs `nft --version`, reads three sysctls. */
 export function readHostFacts(): HostFacts {
   const nft = spawnSync('nft', ['--version'], { encoding: 'utf8' });
   const version = nft.status === 0 ? /v(\d+\.\d+(?:\.\d+)?)/.exec(nft.stdout)?.[1] : undefined;
@@ -43,15 +45,26 @@ export function readHostFacts(): HostFacts {
     }
   };
   const max = read('/proc/sys/net/netfilter/nf_conntrack_max');
+  const timeWait = read('/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait');
   return {
     nftVersion: version,
     bridgeNfCallIptables: existsSync('/proc/sys/net/bridge') ? read('/proc/sys/net/bridge/bridge-nf-call-iptables') : undefined,
     conntrackMax: max === undefined ? undefined : Number(max),
+    conntrackTimeWait: timeWait === undefined ? undefined : Number(timeWait),
   };
 }
 
 /** Below this many conntrack entries a busy full-NAT host drops new flows (nf_conntrack: table full). */
 export const MIN_CONNTRACK_MAX = 65_536;
+
+/**
+ * How long Linux keeps a closed connection in TIME_WAIT (TCP_TIMEWAIT_LEN), at the backend too.
+ * While conntrack remembers a NATed tuple it gives the next flow another source port; once it
+ * forgets one the backend still holds, a new flow can take the same tuple, and its SYN meets that
+ * TIME_WAIT with another connection's timestamps: refused by PAWS about half the time, it waits a
+ * second for its retransmission (measured in bench:proxy, docs/benchmarks.md).
+ */
+export const TCP_TIME_WAIT_SECONDS = 60;
 
 /** What keeps the kernel services of `config` from working on this host, each with its fix. Pure. */
 export function hostProblems(config: Config, facts: HostFacts): ConfigProblem[] {
@@ -66,6 +79,12 @@ export function hostProblems(config: Config, facts: HostFacts): ConfigProblem[] 
   }
   if (facts.conntrackMax !== undefined && facts.conntrackMax < MIN_CONNTRACK_MAX) {
     problems.push({ path, message: `net.netfilter.nf_conntrack_max is ${facts.conntrackMax}: full NAT keeps one entry per flow; raise it to at least ${MIN_CONNTRACK_MAX} (sysctl -w net.netfilter.nf_conntrack_max=262144)` });
+  }
+  if (facts.conntrackTimeWait !== undefined && facts.conntrackTimeWait < TCP_TIME_WAIT_SECONDS) {
+    problems.push({
+      path,
+      message: `net.netfilter.nf_conntrack_tcp_timeout_time_wait is ${facts.conntrackTimeWait} s, shorter than the ${TCP_TIME_WAIT_SECONDS} s backends keep TIME_WAIT: NAT can then reuse a tuple a backend still holds and that handshake stalls for a second; set it to at least ${TCP_TIME_WAIT_SECONDS} (sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=120, the default)`,
+    });
   }
   return problems;
 }
@@ -134,7 +153,7 @@ export function checkCommand(): Command {
     .description('validate a configuration file and resolve its backend host names (as haproxy -c and nginx -t do): print a one-line summary, or every problem, one per line')
     .requiredOption('-c, --config <file>', 'the configuration file (YAML, or JSON by its .json name or leading "{")')
     .option('--no-resolve', 'do not resolve backend host names nor read admin.tokenFile, nor check the host (a file checked away from the host it runs on)')
-    .option('--no-host', 'skip the host checks of mode: nat services (nft 1.0 or later on PATH, bridge-nf-call-iptables off, nf_conntrack_max)')
+    .option('--no-host', 'skip the host checks of mode: nat services (nft 1.0 or later on PATH, bridge-nf-call-iptables off, nf_conntrack_max, conntrack TIME_WAIT timeout)')
     .action(async (options: CheckOptions) => {
       try {
         process.stdout.write(`${await checkFile(options.config, options.resolve, systemLookup, options.host && options.resolve ? readHostFacts : undefined)}\n`);

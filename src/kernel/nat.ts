@@ -20,7 +20,7 @@
  *     packet of the host, so they must stay this cheap: a reply packet leaves after two
  *     comparisons, and a client packet costs one lookup whatever the number of services. (The layout
  *     before, one reset and one counter rule per service and backend in three chains, measured 8 %
- *     fewer new connections/s with four services: docs/kernel.md, "Speed".) The reset a reject sends
+ *     fewer new connections/s with four services: docs/kernel.md, "Limits".) The reset a reject sends
  *     is itself a reply-direction packet of the flow and leaves through the output hook: the
  *     direction match lets it pass.
  * The set `l4lb_owner` marks the table as l4lb's and holds the fingerprint of its shape (everything

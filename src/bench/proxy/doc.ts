@@ -101,8 +101,9 @@ What it measures, on loopback, with the client, the proxy and the backend all on
   does per second, and a path that costs less CPU per connection serves more. With one wrk thread
   the kernel path is bounded by wrk's own core instead: on loopback the kernel receives a packet in
   the context of the process that sent it, so the NAT work of every client packet lands on that
-  core (measured: 23,400 new connections/s through the kernel at 1 thread against 37,100 at 2, while
-  HAProxy, whose work is on a core of its own, measured 22,300 and 21,800).
+  core (measured in one run of 3 rounds each: the kernel path 21,932 new connections/s at 1 thread
+  against 34,428 at 2, while HAProxy, whose work is on a core of its own, measured 21,766 and
+  23,174).
 - **new conn/s**: wrk with \`Connection: close\` against an nginx backend answering \`200 ok\`:
   each request is a new connection through the proxy. Proxy CPU µs per connection beside it.
 - **keep-alive**: the same wrk over persistent connections: requests/s and latency p50/p99.
