@@ -46,6 +46,20 @@ describe('bench:proxy kernel targets', () => {
     expect(row(targets, 'bulk throughput, 1 stream ≥ 1.5× HAProxy')).toMatch(/not measured \|$/);
   });
 
+  it('shows beside each target against HAProxy the ratio direct with conntrack reaches, and says when the bound is above it', () => {
+    const { summary, samples } = run({
+      haproxy: samplesOf(4000, 12000),
+      'direct-ct': samplesOf(9000, 16000),
+      kernel: samplesOf(6500, 15000),
+    });
+    const targets = markdownTargets(summary, samples) ?? '';
+    expect(row(targets, 'new connections/s ≥ 1.5× HAProxy')).toMatch(/\| 2\.25× \(direct-ct\) \| met \|$/);
+    expect(row(targets, 'keep-alive request rate ≥ 1.5× HAProxy')).toMatch(/\| 1\.33× \(direct-ct\) \| \*\*not met\*\*, the bound is above the ceiling \|$/);
+    expect(row(targets, 'new connections/s ≥ 0.8× direct with conntrack')).toMatch(/\| — \| \*\*not met\*\* \|$/);
+    // The proxy's own targets name no ceiling: no such column.
+    expect(markdownTargets(run({ haproxy: samplesOf(4000, 12000), l4lb: samplesOf(3000, 11000) }).summary) ?? '').not.toContain('ceiling');
+  });
+
   it('leaves out kernel targets whose reference path did not run', () => {
     const { summary, samples } = run({ haproxy: samplesOf(4000, 12000), kernel: samplesOf(6500, 17000) });
     const targets = markdownTargets(summary, samples) ?? '';
