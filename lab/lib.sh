@@ -156,10 +156,14 @@ load_env() {
 RUN_TMP=""
 RUN_PIDS=()
 run_tmp() { RUN_TMP=$(mktemp -d /tmp/l4lb-lab.XXXXXX); }
-run_cleanup() {
+# Stops the processes in RUN_PIDS, by PID, and waits for them.
+stop_run_pids() {
   local pid
   for pid in "${RUN_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   RUN_PIDS=()
+}
+run_cleanup() {
+  stop_run_pids
   [ -z "$RUN_TMP" ] || rm -rf "$RUN_TMP"
 }
 
@@ -252,4 +256,48 @@ start_bird() {
     sleep 0.1
   done
   die "BIRD $name did not answer on $(bird_socket "$name"): $(cat "$LAB_STATE/bird-$name.log")"
+}
+
+# Loopback experiments (lab/paws-snat.sh, lab/nat-layout-cost.sh): one namespace, nothing but its
+# loopback, an nginx answering `200 ok`, wrk. Each script removes what it made in its EXIT trap.
+
+# Creates namespace $1 with loopback up and the wide port range a connection-rate run needs.
+loop_ns_up() {
+  ip netns add "$1"
+  ip -n "$1" link set lo up
+  ip netns exec "$1" sysctl -q -w net.ipv4.ip_local_port_range="1024 65000"
+}
+
+# Starts nginx (one worker, `200 ok`, no logs) in namespace $1 on 127.0.0.1:$3, its files under
+# directory $2; records its PID in RUN_PIDS (stopped by run_cleanup) and waits until it listens.
+start_nginx_ok() {
+  local ns=$1 dir=$2 port=$3
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<CONF
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+daemon off;
+events { worker_connections 8192; }
+worker_rlimit_nofile 16384;
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  client_body_temp_path $dir/cb; proxy_temp_path $dir/px; fastcgi_temp_path $dir/fc;
+  uwsgi_temp_path $dir/uw; scgi_temp_path $dir/sc;
+  server { listen 127.0.0.1:$port backlog=4096; location / { default_type text/plain; return 200 "ok\n"; } }
+}
+CONF
+  ip netns exec "$ns" nginx -p "$dir" -c "$dir/nginx.conf" 9<&- &
+  RUN_PIDS+=("$!")
+  wait_listening "$ns" "$port"
+}
+
+# Requests/s of wrk (2 threads, 64 connections, $3 seconds) in namespace $1 against
+# http://127.0.0.1:$2/; with $4 = close, each request on a new connection (`Connection: close`).
+wrk_rate() {
+  local ns=$1 port=$2 seconds=$3 header=()
+  [ "${4:-}" != close ] || header=(-H 'Connection: close')
+  ip netns exec "$ns" wrk -t2 -c64 -d"${seconds}s" "${header[@]}" "http://127.0.0.1:$port/" |
+    awk '/Requests\/sec/ { printf "%d", $2 }'
 }
