@@ -301,3 +301,25 @@ wrk_rate() {
   ip netns exec "$ns" wrk -t2 -c64 -d"${seconds}s" "${header[@]}" "http://127.0.0.1:$port/" |
     awk '/Requests\/sec/ { printf "%d", $2 }'
 }
+
+# The options and preconditions of a loopback experiment: sets ROUNDS (--rounds, 1..20, default 3)
+# and SECONDS_PER_RUN (--seconds, 1..60, default 4) from the arguments after $1 (the tools it needs,
+# space-separated); dies with the script's usage on anything else, without root, a missing tool or
+# an unbuilt dist/.
+loop_experiment_args() {
+  local tools=$1 tool; shift
+  ROUNDS=3
+  SECONDS_PER_RUN=4
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --rounds) ROUNDS=${2:-}; shift 2 ;;
+      --seconds) SECONDS_PER_RUN=${2:-}; shift 2 ;;
+      *) die "unknown argument \"$1\" (usage: $(basename "$0") [--rounds N] [--seconds S])" ;;
+    esac
+  done
+  [[ "$ROUNDS" =~ ^[0-9]+$ ]] && [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] || die "--rounds must be 1..20"
+  [[ "$SECONDS_PER_RUN" =~ ^[0-9]+$ ]] && [ "$SECONDS_PER_RUN" -ge 1 ] && [ "$SECONDS_PER_RUN" -le 60 ] || die "--seconds must be 1..60"
+  [ "$(id -u)" -eq 0 ] || die "needs root (it creates network namespaces and loads nft tables in them)"
+  for tool in $tools; do command -v "$tool" >/dev/null || die "$tool not found"; done
+  [ -f "$REPO_DIR/dist/cli.js" ] || die "dist/cli.js missing: run npm run build first"
+}

@@ -17,20 +17,7 @@
 #   lab/nat-layout-cost.sh [--rounds N] [--seconds S]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROUNDS=3
-SECONDS_PER_RUN=4
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --rounds) ROUNDS=${2:-}; shift 2 ;;
-    --seconds) SECONDS_PER_RUN=${2:-}; shift 2 ;;
-    *) die "unknown argument \"$1\" (usage: nat-layout-cost.sh [--rounds N] [--seconds S])" ;;
-  esac
-done
-[[ "$ROUNDS" =~ ^[0-9]+$ ]] && [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] || die "--rounds must be 1..20"
-[[ "$SECONDS_PER_RUN" =~ ^[0-9]+$ ]] && [ "$SECONDS_PER_RUN" -ge 1 ] && [ "$SECONDS_PER_RUN" -le 60 ] || die "--seconds must be 1..60"
-[ "$(id -u)" -eq 0 ] || die "needs root (it creates network namespaces and loads nft tables in them)"
-for tool in ip nft nginx wrk node awk; do command -v "$tool" >/dev/null || die "$tool not found"; done
-[ -f "$REPO_DIR/dist/cli.js" ] || die "dist/cli.js missing: run npm run build first"
+loop_experiment_args "ip nft nginx wrk node awk" "$@"
 
 NS=""
 cleanup() {
