@@ -76,6 +76,12 @@ export function startNamedServer(name: string): Promise<TestServer> {
 const FREE_PORT_BASE = 10_000;
 const FREE_PORT_SLICE = 1_000;
 const FREE_PORT_SLICES = 22; // 10,000–31,999: below the ephemeral range
+/**
+ * Ports the Fetch standard calls bad (https://fetch.spec.whatwg.org/#port-blocking): Node's
+ * `fetch` refuses them with "bad port" before connecting, so a test that fetches from an admin
+ * listener on one fails. 10080 is the only one inside 10,000–31,999.
+ */
+const FETCH_BAD_PORTS = new Set([10080]);
 /** Where claims live; test/helpers/port-claims.ts removes those of exited processes after a run. */
 export const PORT_CLAIMS = join(tmpdir(), 'l4lb-test-ports');
 /** Starts at a place of this process's own, so two runs side by side rarely meet in a slice. */
@@ -139,6 +145,7 @@ export async function freePort(): Promise<number> {
   const base = FREE_PORT_BASE + poolSlice() * FREE_PORT_SLICE;
   for (let tried = 0; tried < FREE_PORT_SLICE; tried++) {
     const port = base + (freePortNext++ % FREE_PORT_SLICE);
+    if (FETCH_BAD_PORTS.has(port)) continue;
     if (claim(port) && (await bindable(port))) return port;
   }
   throw new Error(`freePort: no port of ${base}–${base + FREE_PORT_SLICE - 1} is both unclaimed and bindable`);
