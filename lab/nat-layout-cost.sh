@@ -5,11 +5,15 @@
 # one place, each measured with wrk 2 threads × 64 connections, new connections (`Connection:
 # close`) and keep-alive requests, against nginx answering `200 ok` on 127.0.0.1:22002:
 #   direct-ct     no NAT: wrk straight to the backend, conntrack on (bench:proxy's `direct-ct` table)
-#   rendered      the table `l4lb kernel render` writes (what `l4lb run` loads)
-#   no-filter     the same without its filter chains (no dead-backend resets, no per-backend counters)
+#   rendered      the table `l4lb kernel render` writes (what `l4lb run` loads): one lookup per
+#                 client packet in a verdict map keyed VIP . port . backend . port, whose element
+#                 sends it to its backend's count chain (a named counter)
+#   three-lookups the layout l4lb rendered before: a VIP dispatch map, then in the service's chain a
+#                 dead-backend set and a counter map keyed by the backend (three lookups)
+#   elem-counter  the rendered map with an anonymous counter on each element and no count chain
+#                 (cheaper by a jump; its counts die with the element when a backend goes down)
+#   no-filter     the rendered table without its filter chains (no resets, no per-backend counters)
 #   plain-counter the filter chains reduced to their first matches and an anonymous counter: no lookup
-#   one-lookup    the filter chains' three lookups (VIP dispatch, dead set, counter map) replaced by
-#                 one verdict map keyed VIP . port . backend . port with a counter on each element
 # Each run gets a fresh namespace (a variant's TIME_WAIT sockets never meet the next one's SYNs),
 # variants interleaved within each round; prints every run, then the medians. The namespaces, nginx
 # and temp files are removed on exit, also on failure. Needs root, nft, nginx, wrk and a built
@@ -38,7 +42,7 @@ SERVICES=(bulk:21001:22001 http:21002:22002 idle:21003:22003 tls:21004:22004)
   done
 } >"$RUN_TMP/l4lb.yaml"
 "${L4LB[@]}" kernel render -c "$RUN_TMP/l4lb.yaml" >"$RUN_TMP/rendered.nft"
-grep -q '^	chain filter_output {' "$RUN_TMP/rendered.nft" || die "the rendered table has no filter_output chain: this script knows another layout"
+grep -q '^	map backends_ipv4 {' "$RUN_TMP/rendered.nft" || die "the rendered table has no backends_ipv4 map: this script knows another layout"
 
 # The rendered table without the named top-level blocks (a block: a line `\t<kind> NAME {` up to
 # its line `\t}`) whose names match the regular expression $1.
@@ -51,15 +55,16 @@ without_blocks() {
 }
 # Prints the table's closing brace last: everything of $1 but its last line `}`, then stdin, then `}`.
 close_with() { sed '$d' "$1"; cat; echo '}'; }
-
-without_blocks '^(filter_forward|filter_output)$' >"$RUN_TMP/no-filter.nft"
 filter_chains() {
   local rule=$1
   printf '\tchain filter_forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\t%s\n\t}\n' "$rule"
   printf '\tchain filter_output {\n\t\ttype filter hook output priority filter; policy accept;\n\t\t%s\n\t}\n' "$rule"
 }
+# A bench service's nft id, as the renderer names it (its name with - → _).
+service_id() { echo "bench_nat_$1"; }
+
+without_blocks '^(filter_forward|filter_output|backends_ipv4|reset_flow|count_.*)$' >"$RUN_TMP/no-filter.nft"
 filter_chains 'meta l4proto tcp ct direction original ct status dnat counter' | close_with "$RUN_TMP/no-filter.nft" >"$RUN_TMP/plain-counter.nft"
-without_blocks '^(filter_forward|filter_output|flows_ipv4|flow_.*)$' >"$RUN_TMP/base.nft"
 {
   elements=()
   for entry in "${SERVICES[@]}"; do
@@ -68,8 +73,23 @@ without_blocks '^(filter_forward|filter_output|flows_ipv4|flow_.*)$' >"$RUN_TMP/
   done
   printf '\tmap backends_ipv4 {\n\t\ttype ipv4_addr . inet_service . ipv4_addr . inet_service : verdict\n\t\tcounter\n'
   printf '\t\telements = { %s }\n\t}\n' "$(IFS=,; echo "${elements[*]}" | sed 's/,/, /g')"
-  filter_chains 'meta l4proto tcp ct direction original ct status dnat ct original ip daddr . ct original proto-dst . ip daddr . tcp dport vmap @backends_ipv4'
-} | close_with "$RUN_TMP/base.nft" >"$RUN_TMP/one-lookup.nft"
+  filter_chains "$(grep -m1 -o 'meta l4proto tcp ct direction original .* vmap @backends_ipv4' "$RUN_TMP/rendered.nft")"
+} | close_with "$RUN_TMP/no-filter.nft" >"$RUN_TMP/elem-counter.nft"
+{
+  flows=()
+  for entry in "${SERVICES[@]}"; do
+    IFS=: read -r kind vip backend <<<"$entry"
+    id=$(service_id "$kind")
+    flows+=("127.0.0.1 . $vip : jump flow_$id")
+    printf '\tset dead_%s {\n\t\ttype ipv4_addr . inet_service\n\t}\n' "$id"
+    printf '\tchain flow_%s {\n' "$id"
+    printf '\t\tmeta l4proto tcp ct reply ip saddr . ct reply proto-src @dead_%s reject with tcp reset\n' "$id"
+    printf '\t\tcounter name ip daddr . tcp dport map { 127.0.0.1 . %s : "be_%s_%s1" }\n\t}\n' "$backend" "$id" "$kind"
+  done
+  printf '\tmap flows_ipv4 {\n\t\ttype ipv4_addr . inet_service : verdict\n'
+  printf '\t\telements = { %s }\n\t}\n' "$(IFS=,; echo "${flows[*]}" | sed 's/,/, /g')"
+  filter_chains 'meta l4proto tcp ct direction original ct status dnat ct original ip daddr . ct original proto-dst vmap @flows_ipv4'
+} | close_with "$RUN_TMP/no-filter.nft" >"$RUN_TMP/three-lookups.nft"
 # bench:proxy's direct-ct table (src/bench/proxy/configs.ts, conntrackRuleset).
 cat >"$RUN_TMP/direct-ct.nft" <<'EOF'
 table inet bench_conntrack {
@@ -84,7 +104,7 @@ table inet bench_conntrack {
 }
 EOF
 
-VARIANTS=(direct-ct rendered no-filter plain-counter one-lookup)
+VARIANTS=(direct-ct rendered three-lookups elem-counter no-filter plain-counter)
 for variant in "${VARIANTS[@]}"; do
   check_ns="l4lb-layout-check-$$"
   NS=$check_ns
@@ -98,9 +118,9 @@ done
 counted_packets() {
   local listing
   case "$1" in
-    rendered) listing=$(ip netns exec "$NS" nft list counter inet l4lb_nat be_bench_nat_http_http1) ;;
+    rendered | three-lookups) listing=$(ip netns exec "$NS" nft list counter inet l4lb_nat be_bench_nat_http_http1) ;;
     plain-counter) listing=$(ip netns exec "$NS" nft list chain inet l4lb_nat filter_output) ;;
-    one-lookup) listing=$(ip netns exec "$NS" nft list map inet l4lb_nat backends_ipv4 | tr ',' '\n' | grep '21002') ;;
+    elem-counter) listing=$(ip netns exec "$NS" nft list map inet l4lb_nat backends_ipv4 | tr ',' '\n' | grep '21002') ;;
     *) echo -; return ;;
   esac
   grep -o 'packets [0-9]*' <<<"$listing" | awk '{ sum += $2 } END { print sum + 0 }'

@@ -192,7 +192,7 @@ describe('kernel nat service with a dns: entry', () => {
     const { added } = delta(nft.scripts[1] ?? '');
     expect([...added.values()]).not.toContain('127.0.0.2 . 8001');
     for (const slot of movedSlots(before, after).filter((moved) => after[moved] === '127.0.0.6:8010')) expect(added.get(slot)).toBe('127.0.0.6 . 8010');
-    expect(nft.scripts[1]).toContain('add element inet l4lb_nat dead_web {\n\t127.0.0.2 . 8001\n}');
+    expect(nft.scripts[1]).toContain('add element inet l4lb_nat backends_ipv4 {\n\t127.0.0.1 . 8000 . 127.0.0.2 . 8001 : goto reset_flow\n}');
     expect((await writer.stats())[0]?.backends.map((backend) => [backend.name, backend.health])).toEqual([['b1', 'down'], ['127.0.0.5:8010', 'up'], ['127.0.0.6:8010', 'up']]);
     await writer.stop();
   });
@@ -206,7 +206,9 @@ describe('kernel nat service with a dns: entry', () => {
     expect(nft.scripts).toHaveLength(2);
     const { deleted } = delta(nft.scripts[1] ?? '');
     expect(deleted).toEqual(slotsOf([...named, ...found('127.0.0.5')]).flatMap((name, slot) => (name === '127.0.0.5:8010' ? [slot] : [])));
-    expect(nft.scripts[1]).toContain('add element inet l4lb_nat dead_web {\n\t127.0.0.5 . 8010\n}');
+    // A live discovered backend has no element (no counter); down, it gets the reset chain.
+    expect(nft.scripts[0]).not.toContain('127.0.0.5 . 8010 :');
+    expect(nft.scripts[1]).toContain('add element inet l4lb_nat backends_ipv4 {\n\t127.0.0.1 . 8000 . 127.0.0.5 . 8010 : goto reset_flow\n}');
     await writer.stop();
   });
 
@@ -234,7 +236,8 @@ describe('kernel nat service with a dns: entry', () => {
     const listing: NftObject[] = [
       { set: { name: 'l4lb_owner', elem: [Number(shape)] } },
       { map: { name: 'slots_web', elem: loaded.map((name, slot) => [slot, { concat: valueOf(name).split(' . ').map((part, i) => (i === 1 ? Number(part) : part)) }]) } },
-      { set: { name: 'dead_web' } },
+      // The named backend's count chain; the live discovered one has no element.
+      { map: { name: 'backends_ipv4', elem: [[{ concat: ['127.0.0.1', 8000, '127.0.0.2', 8001] }, { goto: { target: 'count_web_b1' } }]] } },
     ];
     const same = setup({ services: [natService] }, listing);
     same.client.answer = a('127.0.0.5');

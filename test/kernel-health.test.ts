@@ -110,9 +110,10 @@ describe.skipIf(lab.skip)(lab.title, () => {
       expect(late.filter((flow) => flow.backend !== lateRoutes.get(keyOf(flow.sport)))).toEqual([]);
 
       if (scenario.kind === 'nat') {
-        // The contract names a set of addresses; the writer keys it by address . port (either marks the backend).
-        const dead = (await kernel.nftSet(net.director, 'inet', 'l4lb_nat', `dead_${nftId(scenario.service)}`)) ?? [];
-        expect(dead.filter((element) => element === victim.address || element === `${victim.address} . ${victim.port}`)).toHaveLength(1);
+        // Its element of the backends map (VIP . port . backend . port) now sends its flows to the reset chain; no other does.
+        const verdicts = (await kernel.nftMap(net.director, 'inet', 'l4lb_nat', 'backends_ipv4')) ?? new Map<string, string>();
+        const resets = [...verdicts].filter(([, verdict]) => verdict === 'goto reset_flow').map(([key]) => key);
+        expect(resets).toEqual([`${net.vip} . ${net.vipPort} . ${victim.address} . ${victim.port}`]);
       } else {
         // A transaction of its own, right after the slot move (src/kernel/writer.ts unpinDsr).
         const unpinned = await l4lb.waitForRecord('kernel pins deleted', (record) => Array.isArray(record.backends) && record.backends.includes(victim.name), 30_000);

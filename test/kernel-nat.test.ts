@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig, type NatServiceConfig } from '../src/config/index.js';
 import { isLbError } from '../src/errors.js';
 import { buildMaglevTable, diffMaglevTables } from '../src/hashing/index.js';
-import { gatedSlotNames, kernelSlots, movedSlots, natDelta, natShape, planNat, renderNatTable, renderSlotDelta, tableSlotNames, type NatAssignment } from '../src/kernel/index.js';
+import { deadFromVerdicts, gatedSlotNames, kernelSlots, movedSlots, natDelta, natShape, natVerdicts, planNat, renderNatTable, renderSlotDelta, tableSlotNames, type NatAssignment } from '../src/kernel/index.js';
 import { ServiceState, type VerdictSource } from '../src/services/index.js';
 import { errorOf } from './helpers/lb-error.js';
 
@@ -50,9 +50,14 @@ describe('renderNatTable', () => {
     expect(text).toMatch(/set l4lb_owner \{\n\t\ttype mark\n\t\telements = \{ 0x[0-9a-f]{8} \}/);
   });
 
-  it('names the map, dead set and counters per the contract, with every slot of the Maglev table', () => {
+  it('names the slot map, the backends map and the counters per the contract, with every slot of the Maglev table', () => {
     expect(text).toContain('map slots_web_nat {\n\t\ttype mark : ipv4_addr . inet_service');
-    expect(text).toContain('set dead_web_nat {\n\t\ttype ipv4_addr . inet_service\n\t\telements = { 192.0.2.12 . 80 }');
+    expect(text).toContain(
+      'map backends_ipv4 {\n\t\ttype ipv4_addr . inet_service . ipv4_addr . inet_service : verdict\n\t\telements = {\n' +
+        '\t\t\t203.0.113.100 . 80 . 192.0.2.11 . 80 : goto count_web_nat_b1,\n' +
+        '\t\t\t203.0.113.100 . 80 . 192.0.2.12 . 80 : goto reset_flow,\n' +
+        '\t\t\t203.0.113.100 . 80 . 192.0.2.13 . 80 : goto count_web_nat_b3\n\t\t}\n\t}',
+    );
     for (const name of ['b1', 'b2', 'b3']) expect(text).toContain(`counter be_web_nat_${name} {}`);
     const table = buildMaglevTable(natService().backends, 13);
     const owners = tableSlotNames(table);
@@ -71,38 +76,42 @@ describe('renderNatTable', () => {
   it('masquerades by default, SNATs to snat when given, and resets dead flows in forward and output', () => {
     expect(text).toContain('meta l4proto tcp ct original ip daddr 203.0.113.100 ct original proto-dst 80 ct status dnat oifname != "lo" masquerade');
     expect(renderNatTable([assignment(natService({ snat: '192.0.2.254' }))])).toContain('ct status dnat snat ip to 192.0.2.254');
-    const dispatch = 'meta l4proto tcp ct direction original ct status dnat ct original ip daddr . ct original proto-dst vmap @flows_ipv4';
+    const dispatch = 'meta l4proto tcp ct direction original ct status dnat ct original ip daddr . ct original proto-dst . ip daddr . tcp dport vmap @backends_ipv4';
     expect(text).toContain(`chain filter_forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\t${dispatch}\n\t}`);
     expect(text).toContain(`chain filter_output {\n\t\ttype filter hook output priority filter; policy accept;\n\t\t${dispatch}\n\t}`);
-    expect(text).toContain('map flows_ipv4 {\n\t\ttype ipv4_addr . inet_service : verdict\n\t\telements = { 203.0.113.100 . 80 : jump flow_web_nat }');
-    expect(text).toContain('chain flow_web_nat {\n\t\tmeta l4proto tcp ct reply ip saddr . ct reply proto-src @dead_web_nat reject with tcp reset\n');
+    expect(text).toContain('chain reset_flow {\n\t\tmeta l4proto tcp reject with tcp reset\n\t}');
   });
 
-  it('sends only the client direction to the flow chain, so the reset a reject sends passes', () => {
+  it('looks up only the client direction, so the reset a reject sends passes', () => {
     // The reset a reject sends is a reply-direction packet of the flow and leaves through the output
     // hook: a reset rule that saw it dropped it (a dead host's clients timed out).
     const resets = text.split('\n').filter((line) => line.includes('reject with tcp reset'));
     expect(resets).toHaveLength(1);
-    const entries = text.split('\n').filter((line) => line.includes('@flows_ipv4'));
+    const entries = text.split('\n').filter((line) => line.includes('@backends_ipv4'));
     expect(entries).toHaveLength(2);
     for (const line of entries) expect(line).toContain(' ct direction original ');
   });
 
-  it('counts each named backend with one lookup of its address in the flow chain, discovered ones not at all', () => {
-    expect(text).toContain('counter name ip daddr . tcp dport map { 192.0.2.11 . 80 : "be_web_nat_b1", 192.0.2.12 . 80 : "be_web_nat_b2", 192.0.2.13 . 80 : "be_web_nat_b3" }');
+  it('counts each live named backend in its count chain, a discovered one not at all unless it is down', () => {
+    for (const name of ['b1', 'b2', 'b3']) expect(text).toContain(`chain count_web_nat_${name} {\n\t\tcounter name "be_web_nat_${name}"\n\t}`);
     const [found] = planNat([natService()], new Map([['web-nat', new Set(['b2'])]]));
     if (found === undefined) throw new Error('no plan');
-    const withDiscovered = renderNatTable([{ service: found, slots: gatedSlotNames(kernelSlots(found.backends, found.tableSize), stateOf(natService())), dead: [] }]);
-    expect(withDiscovered).toContain('counter name ip daddr . tcp dport map { 192.0.2.11 . 80 : "be_web_nat_b1", 192.0.2.13 . 80 : "be_web_nat_b3" }');
+    const slots = gatedSlotNames(kernelSlots(found.backends, found.tableSize), stateOf(natService()));
+    const live = renderNatTable([{ service: found, slots, dead: [] }]);
+    expect(live).not.toContain('count_web_nat_b2');
+    expect(live).not.toContain('be_web_nat_b2');
+    expect(live).not.toContain('192.0.2.12 . 80 :');
+    const down = natVerdicts({ service: found, slots, dead: ['b2'] });
+    expect(down.get('203.0.113.100 . 80 . 192.0.2.12 . 80')).toBe('goto reset_flow');
+    expect(deadFromVerdicts(found, down)).toEqual(['b2']);
   });
 
   it('dispatches each family present through its own map, and no other', () => {
     const v6 = natService({ name: 'web6', vip: { host: '2001:db8:100::100', port: 443 }, backends: [{ name: 'b1', address: { host: '2001:db8::11', port: 8443 }, weight: 1 }] });
     const both = renderNatTable([assignment(natService()), assignment(v6)]);
-    expect(both).toContain('elements = { 2001:db8:100::100 . 443 : jump flow_web6 }');
-    expect(both).toContain('ct original ip6 daddr . ct original proto-dst vmap @flows_ipv6');
-    expect(both).toContain('ct reply ip6 saddr . ct reply proto-src @dead_web6');
-    expect(text).not.toContain('flows_ipv6');
+    expect(both).toContain('map backends_ipv6 {\n\t\ttype ipv6_addr . inet_service . ipv6_addr . inet_service : verdict\n\t\telements = {\n\t\t\t2001:db8:100::100 . 443 . 2001:db8::11 . 8443 : goto count_web6_b1\n');
+    expect(both).toContain('ct original ip6 daddr . ct original proto-dst . ip6 daddr . tcp dport vmap @backends_ipv6');
+    expect(text).not.toContain('backends_ipv6');
   });
 
   it('keeps every closing brace on its own line (nft 1.0.6 refuses `rule }`)', () => {
@@ -163,7 +172,7 @@ describe('gated slots and the delta', () => {
     expect(expected.map((change) => change.slot)).toEqual(moved);
   });
 
-  it('renders delete+add of only the moved slots and the dead-set change, in one script', () => {
+  it('renders delete+add of only the moved slots and of the down backend\'s verdict, in one script', () => {
     const before = assignment(config);
     const [service] = planNat([config]);
     if (service === undefined) throw new Error('no plan');
@@ -176,11 +185,13 @@ describe('gated slots and the delta', () => {
     expect(deleted.split(/[,\s]+/).filter(Boolean).map(Number)).toEqual(moved);
     const added = /add element inet l4lb_nat slots_web_nat \{\n([^}]*)\n\}/.exec(text)?.[1] ?? '';
     expect([...added.matchAll(/(\d+) : ([0-9.]+) \. 80/g)].map((m) => Number(m[1]))).toEqual(moved);
-    expect(text).toContain('add element inet l4lb_nat dead_web_nat {\n\t192.0.2.12 . 80\n}');
+    expect(text).toContain('delete element inet l4lb_nat backends_ipv4 {\n\t203.0.113.100 . 80 . 192.0.2.12 . 80\n}');
+    expect(text).toContain('add element inet l4lb_nat backends_ipv4 {\n\t203.0.113.100 . 80 . 192.0.2.12 . 80 : goto reset_flow\n}');
+    expect(text.match(/backends_ipv4/g)).toHaveLength(2); // no other backend's element is touched
     expect(text.indexOf('delete element')).toBeLessThan(text.indexOf('add element'));
-    // Back up: the reverse delta restores exactly the same slots and empties the dead set.
+    // Back up: the reverse delta restores exactly the same slots and the backend's count chain.
     const back = renderSlotDelta([natDelta(after, before)]);
-    expect(back).toContain('delete element inet l4lb_nat dead_web_nat {\n\t192.0.2.12 . 80\n}');
+    expect(back).toContain('add element inet l4lb_nat backends_ipv4 {\n\t203.0.113.100 . 80 . 192.0.2.12 . 80 : goto count_web_nat_b2\n}');
   });
 
   it('draining moves slots without resetting, and nothing changing renders nothing', () => {
@@ -193,7 +204,7 @@ describe('gated slots and the delta', () => {
     const after: NatAssignment = { service, slots: gatedSlotNames(kernelSlots(service.backends, 251), state), dead: [] };
     const text = renderSlotDelta([natDelta(before, after)]);
     expect(text).toContain('delete element inet l4lb_nat slots_web_nat');
-    expect(text).not.toContain('dead_web_nat');
+    expect(text).not.toContain('backends_ipv4');
   });
 });
 

@@ -196,7 +196,7 @@ describe.skipIf(smoke.skip)(smoke.title, () => {
     const ports = Array.from({ length: 30 }, (_, i) => 31000 + i);
     const landed = connectAll(ports);
     for (const port of ports) expect(`${port} ${landed.get(port)}`).toBe(`${port} ${after[slotOf(port)]}`);
-    expect(inNs(['nft', 'list', 'set', 'inet', 'l4lb_nat', 'dead_web']).stdout).toContain('127.0.0.1 . 8002');
+    expect(inNs(['nft', 'list', 'map', 'inet', 'l4lb_nat', 'backends_ipv4']).stdout).toContain('127.0.0.1 . 8002 : goto reset_flow');
   }, 30_000);
 
   it('SIGTERM leaves the table; a new l4lb adopts it by a delta, never a whole reload', async () => {

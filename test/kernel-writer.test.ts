@@ -94,7 +94,7 @@ describe('KernelWriter', () => {
     await writer.stop();
   });
 
-  it('a backend going down is one transaction of exactly its slots, plus the dead set', async () => {
+  it('a backend going down is one transaction of exactly its slots, plus its verdict: the reset chain', async () => {
     const nft = new FakeNft();
     const { writer, sinks } = writerWith(nft);
     await writer.apply(config);
@@ -105,7 +105,8 @@ describe('KernelWriter', () => {
     expect(moved.length).toBeGreaterThan(0);
     expect(slotKeys(nft.scripts[1] ?? '', 'delete')).toEqual(moved);
     expect(slotKeys(nft.scripts[1] ?? '', 'add')).toEqual(moved);
-    expect(nft.scripts[1]).toContain('add element inet l4lb_nat dead_web {\n\t127.0.0.1 . 8002\n}');
+    expect(nft.scripts[1]).toContain('delete element inet l4lb_nat backends_ipv4 {\n\t127.0.0.1 . 8000 . 127.0.0.1 . 8002\n}');
+    expect(nft.scripts[1]).toContain('add element inet l4lb_nat backends_ipv4 {\n\t127.0.0.1 . 8000 . 127.0.0.1 . 8002 : goto reset_flow\n}');
     expect((await writer.stats())[0]?.backends.find((backend) => backend.name === 'b2')).toMatchObject({ health: 'down', slots: 0 });
     await writer.stop();
   });
@@ -135,27 +136,38 @@ describe('KernelWriter', () => {
     writer.setState('web', 'b1', 'draining');
     await writer.settled();
     expect(nft.scripts[1]).toContain('delete element inet l4lb_nat slots_web');
-    expect(nft.scripts[1]).not.toContain('dead_web');
+    expect(nft.scripts[1]).not.toContain('backends_ipv4');
     await writer.stop();
   });
 
-  it('adopts an identical table at start and moves nothing; refuses a table it did not make', async () => {
+  it('adopts an identical table at start and moves nothing; reloads one whose backends map lacks an element; refuses a table it did not make', async () => {
     const first = new FakeNft();
     const { writer } = writerWith(first);
     await writer.apply(config);
     await writer.stop();
     const slots = expectedSlots([]);
     const shape = /elements = \{ (0x[0-9a-f]+) \}/.exec(first.scripts[0] ?? '')?.[1];
-    const adopted = new FakeNft();
-    adopted.listing = [
+    // As `nft -j list table` gives them: a concatenated key, a verdict object.
+    const verdicts = [1, 2, 3].map((i) => [{ concat: ['127.0.0.1', 8000, '127.0.0.1', 8000 + i] }, { goto: { target: `count_web_b${i}` } }]);
+    const listing = (elements: unknown[][]): NftObject[] => [
       { set: { name: 'l4lb_owner', elem: [Number(shape)] } },
       { map: { name: 'slots_web', elem: slots.map((name, slot) => [slot, { concat: ['127.0.0.1', 8000 + Number(name.slice(1))] }]) } },
-      { set: { name: 'dead_web' } },
+      { map: { name: 'backends_ipv4', elem: elements } },
     ];
+    const adopted = new FakeNft();
+    adopted.listing = listing(verdicts);
     const second = writerWith(adopted).writer;
     await second.apply(config);
     expect(adopted.scripts).toEqual([]);
     await second.stop();
+    const mended = new FakeNft();
+    mended.listing = listing(verdicts.slice(1));
+    const again = writerWith(mended).writer;
+    await again.apply(config);
+    expect(mended.scripts).toHaveLength(1);
+    expect(mended.scripts[0]).toContain('delete table inet l4lb_nat');
+    expect(mended.scripts[0]).toContain('127.0.0.1 . 8000 . 127.0.0.1 . 8001 : goto count_web_b1');
+    await again.stop();
     const foreign = new FakeNft();
     foreign.listing = [{ table: { name: 'l4lb_nat' } }];
     const third = writerWith(foreign).writer;

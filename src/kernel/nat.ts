@@ -10,21 +10,25 @@
  *     conntrack then keeps each established flow on its backend whatever the map says later.
  *   - postrouting: DNATed flows of the VIP get `snat to SNAT`, or `masquerade`, so replies return
  *     through this host (full NAT: the backend sees this host, never the client).
- *   - chain `flow_ID`, entered for every client packet (original direction) of the service's DNATed
- *     flows: a packet of a flow whose reply source is in set `dead_ID` (`ADDR . inet_service`, the
- *     down backends) is answered with a TCP reset (onDown: close); every other one is counted in its
- *     backend's named counter `be_ID_BACKEND` (packets and bytes client → backend).
- *   - the filter chains of forward (forwarded clients) and output (local clients) send a packet
- *     there with one rule per family: `ct direction original ct status dnat`, then one verdict-map
- *     lookup of its original VIP . port in `flows_ipv4` / `flows_ipv6`. Those chains see every
- *     packet of the host, so they must stay this cheap: a reply packet leaves after two
- *     comparisons, and a client packet costs one lookup whatever the number of services. (The layout
- *     before, one reset and one counter rule per service and backend in three chains, measured 8 %
- *     fewer new connections/s with four services: docs/kernel.md, "Limits".) The reset a reject sends
- *     is itself a reply-direction packet of the flow and leaves through the output hook: the
- *     direction match lets it pass.
+ *   - named counters `be_ID_BACKEND` (packets and bytes client → backend) of the backends named in
+ *     the file, each bumped by its chain `count_ID_BACKEND` (one rule: the counter).
+ *   - the filter chains of forward (forwarded clients) and output (local clients) hold one rule per
+ *     family: `ct direction original ct status dnat`, then one verdict-map lookup in `backends_ipv4`
+ *     / `backends_ipv6` keyed by the flow's original VIP . port and the packet's destination after
+ *     DNAT (the backend) . port. The verdict is `goto count_ID_BACKEND` for a live named backend,
+ *     `goto reset_flow` (a TCP reset) for a down one under onDown: close, and no element (no
+ *     verdict) for a live discovered backend. Those chains see every packet of the host, so they
+ *     must stay this cheap: a reply packet leaves after two comparisons, a client packet costs one
+ *     lookup whatever the number of services and backends. (The layout before, a VIP dispatch map,
+ *     a dead-backend set and a counter map, three lookups per client packet, measured 2–3 % fewer
+ *     new connections/s and keep-alive requests/s; the one before that, rules per service and
+ *     backend, 8 % fewer with four services: docs/kernel.md, "Limits".) A backend going down or up
+ *     replaces its one element; its named counter lives apart from the element and keeps its counts.
+ *     The reset a reject sends is itself a reply-direction packet of the flow and leaves through the
+ *     output hook: the direction match lets it pass.
  * The set `l4lb_owner` marks the table as l4lb's and holds the fingerprint of its shape (everything
- * but the slot map and the dead set), so a restarted l4lb can tell whether only elements differ.
+ * but the elements of the slot and backends maps), so a restarted l4lb can tell whether only
+ * elements differ.
  */
 import { isIP } from 'node:net';
 import type { HashKeyKind, NatServiceConfig, OnDown } from '../config/index.js';
@@ -38,7 +42,7 @@ import type { KernelBackend } from './slots.js';
 export const NAT_TABLE = 'l4lb_nat';
 export const NAT_FAMILY = 'inet';
 /** Changes whenever the rendered chains do (part of the shape fingerprint). */
-const NAT_LAYOUT = 2;
+const NAT_LAYOUT = 3;
 export { OWNER_SET } from './owner.js';
 
 export type AddressFamily = 'ipv4' | 'ipv6';
@@ -62,8 +66,8 @@ export interface NatService {
 
 /**
  * A backend of a nat service. A discovered one (a `dns:`/`srv:` answer) has no named counter and
- * no counter rule and is left out of the shape: it comes and goes as slot and dead-set elements
- * only, so a changed answer is a delta of the moved slots, never a new table.
+ * no count chain and is left out of the shape: it comes and goes as slot elements and, while down,
+ * one element of the backends map, so a changed answer is a delta of elements, never a new table.
  */
 export interface NatBackend extends KernelBackend {
   readonly discovered?: boolean;
@@ -217,37 +221,59 @@ function snatRule(service: NatService): string {
   return `${flowMatch(service)} ct status dnat ${service.snat === undefined ? 'oifname != "lo" masquerade' : `snat ${ip} to ${service.snat}`}`;
 }
 
-/** The verdict map from a family's VIP . port to its service's flow chain. */
-function flowsMap(family: AddressFamily): string {
-  return `flows_${family}`;
+/** The verdict map of a family: VIP . port . backend . port → what a client packet of that flow meets. */
+export function backendsMap(family: AddressFamily): string {
+  return `backends_${family}`;
+}
+
+/** The chain a down backend's flows go to: a TCP reset for each client packet. */
+const RESET_CHAIN = 'reset_flow';
+
+/** The chain that counts a named backend's client packets in its named counter. */
+function countChain(service: NatService, backendName: string): string {
+  return `count_${service.id}_${nftId(backendName)}`;
+}
+
+/** A backend's key in the backends map: `VIP . PORT . ADDR . PORT`. */
+function verdictKey(service: NatService, backend: NatBackend): string {
+  return `${service.vip} . ${service.port} . ${backend.address.host} . ${backend.address.port}`;
+}
+
+/**
+ * The elements of the backends map one assignment owns, key → verdict (as the renderer writes and
+ * mapEntries reads them): a down backend (`dead`) → the reset chain; a live named one → its count
+ * chain; a live discovered one has none (no counter: the lookup finds nothing and the packet goes on).
+ */
+export function natVerdicts(assignment: NatAssignment): Map<string, string> {
+  const { service } = assignment;
+  const dead = new Set(assignment.dead);
+  const verdicts = new Map<string, string>();
+  for (const backend of service.backends) {
+    const key = verdictKey(service, backend);
+    if (dead.has(backend.name)) verdicts.set(key, `goto ${RESET_CHAIN}`);
+    else if (backend.discovered !== true) verdicts.set(key, `goto ${countChain(service, backend.name)}`);
+  }
+  return verdicts;
+}
+
+/** The backends a listed backends map sends to the reset chain, read against `service`. */
+export function deadFromVerdicts(service: NatService, entries: ReadonlyMap<string, string>): string[] {
+  const reset = `goto ${RESET_CHAIN}`;
+  return service.backends.filter((backend) => entries.get(verdictKey(service, backend)) === reset).map((backend) => backend.name);
 }
 
 /**
  * The one rule of the forward and output filter chains per family present. Only the client's
- * packets (`ct direction original`) enter a flow chain. Must hold: the reset a reject sends is
- * itself a packet of the flow (conntrack attaches it as related, reply direction) and leaves through
- * the output hook; were it sent to the flow chain, the reject would reject it in turn, i.e. drop it,
- * and forwarded clients of a dead host retransmitted into silence (measured: 15 RSTs of 3 flows
- * dropped, client ETIMEDOUT; with the direction match: ECONNRESET at once).
+ * packets (`ct direction original`) are looked up. Must hold: the reset a reject sends is itself a
+ * packet of the flow (conntrack attaches it as related, reply direction) and leaves through the
+ * output hook; were it looked up, the reject would reject it in turn, i.e. drop it, and forwarded
+ * clients of a dead host retransmitted into silence (measured: 15 RSTs of 3 flows dropped, client
+ * ETIMEDOUT; with the direction match: ECONNRESET at once). The packet's destination is the backend:
+ * forward and output both come after the DNAT of prerouting and of output at -100.
  */
 function dispatchRule(family: AddressFamily): string {
   const ip = ipOf(family);
-  return `meta l4proto tcp ct direction original ct status dnat ct original ${ip} daddr . ct original proto-dst vmap @${flowsMap(family)}`;
-}
-
-/**
- * A service's flow chain: reset a dead backend's flows, count the rest per backend. The counter's
- * name is looked up by the packet's destination, the backend after DNAT (in forward and output, both
- * after the DNAT of prerouting and of output at -100). `meta l4proto tcp` must precede
- * `ct reply proto-src` (trap 10 of the lab notes).
- */
-function flowRules(service: NatService): string[] {
-  const ip = ipOf(service.family);
-  const reset = `meta l4proto tcp ct reply ${ip} saddr . ct reply proto-src @dead_${service.id} reject with tcp reset`;
-  const backends = counted(service);
-  if (backends.length === 0) return [reset];
-  const names = backends.map((backend) => `${backend.address.host} . ${backend.address.port} : "${counterName(service, backend.name)}"`);
-  return [reset, `counter name ${ip} daddr . tcp dport map { ${names.join(', ')} }`];
+  return `meta l4proto tcp ct direction original ct status dnat ct original ${ip} daddr . ct original proto-dst . ${ip} daddr . tcp dport vmap @${backendsMap(family)}`;
 }
 
 /** A chain; `hook` absent: a regular chain (a jump target). */
@@ -282,7 +308,7 @@ export function renderNatTable(assignments: readonly NatAssignment[]): string {
     `\t\telements = { ${hex(natShape(services))} }`,
     '\t}',
   ];
-  for (const { service, slots, dead } of assignments) {
+  for (const { service, slots } of assignments) {
     for (const backend of counted(service)) out.push(`\tcounter ${counterName(service, backend.name)} {}`);
     const elements = slots.map((name, slot) => `${slot} : ${natValue(service, name)}`);
     out.push(
@@ -292,23 +318,28 @@ export function renderNatTable(assignments: readonly NatAssignment[]): string {
       elementLines(elements, '\t\t\t'),
       '\t\t}',
       '\t}',
-      `\tset dead_${service.id} {`,
-      `\t\ttype ${addrType(service.family)} . inet_service`,
-      ...(dead.length === 0 ? [] : [`\t\telements = { ${dead.map((name) => natValue(service, name)).join(', ')} }`]),
-      '\t}',
     );
   }
   const families = (['ipv4', 'ipv6'] as const).filter((family) => services.some((service) => service.family === family));
   for (const family of families) {
-    const flows = services.filter((service) => service.family === family).map((service) => `${service.vip} . ${service.port} : jump flow_${service.id}`);
-    out.push(`\tmap ${flowsMap(family)} {`, `\t\ttype ${addrType(family)} . inet_service : verdict`, `\t\telements = { ${flows.join(', ')} }`, '\t}');
+    const type = `${addrType(family)} . inet_service . ${addrType(family)} . inet_service`;
+    const elements = assignments
+      .filter(({ service }) => service.family === family)
+      .flatMap((assignment) => [...natVerdicts(assignment)].map(([key, verdict]) => `${key} : ${verdict}`));
+    out.push(
+      `\tmap ${backendsMap(family)} {`,
+      `\t\ttype ${type} : verdict`,
+      ...(elements.length === 0 ? [] : ['\t\telements = {', elementLines(elements, '\t\t\t', 1), '\t\t}']),
+      '\t}',
+    );
   }
   out.push(
     ...chain('prerouting', 'type nat hook prerouting priority dstnat; policy accept;', services.map(dnatRule)),
     // Trap 6: `priority dstnat` is refused in the output hook; -100 is its value.
     ...chain('output', 'type nat hook output priority -100; policy accept;', services.map(dnatRule)),
     ...chain('postrouting', 'type nat hook postrouting priority srcnat; policy accept;', services.map(snatRule)),
-    ...services.flatMap((service) => chain(`flow_${service.id}`, undefined, flowRules(service))),
+    ...chain(RESET_CHAIN, undefined, ['meta l4proto tcp reject with tcp reset']),
+    ...services.flatMap((service) => counted(service).flatMap((backend) => chain(countChain(service, backend.name), undefined, [`counter name "${counterName(service, backend.name)}"`]))),
     // `fwd` is an nft keyword (trap 9), hence `filter_forward`.
     ...chain('filter_forward', 'type filter hook forward priority filter; policy accept;', families.map(dispatchRule)),
     ...chain('filter_output', 'type filter hook output priority filter; policy accept;', families.map(dispatchRule)),
@@ -318,7 +349,7 @@ export function renderNatTable(assignments: readonly NatAssignment[]): string {
   return out.join('\n');
 }
 
-/** What one map (and optionally one set) of a loaded table must change: values per slot and set members. */
+/** What one slot map (and optionally elements of one keyed map) of a loaded table must change. */
 export interface SlotDelta {
   /** `inet l4lb_nat` or `ip l4lb_dsr`. */
   readonly table: string;
@@ -326,8 +357,11 @@ export interface SlotDelta {
   /** Map value of every slot before and after (same length). */
   readonly before: readonly string[];
   readonly after: readonly string[];
-  /** Set elements to add and to delete (each must be absent / present now). */
-  readonly set?: { readonly name: string; readonly add: readonly string[]; readonly remove: readonly string[] };
+  /**
+   * Elements of map `name`, key → value, before and after: a key whose value differs or that is
+   * gone is deleted (it is there now), one whose value differs or that is new is added.
+   */
+  readonly entries?: { readonly name: string; readonly before: ReadonlyMap<string, string>; readonly after: ReadonlyMap<string, string> };
 }
 
 /** Slots whose value differs between `before` and `after`: what a delta rewrites, nothing else. */
@@ -342,7 +376,7 @@ export function movedSlots(before: readonly string[], after: readonly string[]):
  * One nft transaction for `deltas`: per map, `delete element` of the moved keys then `add element`
  * with their new values (nft refuses `add` on an existing key with another value, trap 7, and
  * deleting a key that is absent aborts the whole transaction: only keys the map holds are deleted);
- * set members added and removed. Empty string when nothing changes. Pure.
+ * the same for the keyed entries. Empty string when nothing changes. Pure.
  */
 export function renderSlotDelta(deltas: readonly SlotDelta[]): string {
   const deletes: string[] = [];
@@ -353,10 +387,12 @@ export function renderSlotDelta(deltas: readonly SlotDelta[]): string {
       deletes.push(`delete element ${delta.table} ${delta.map} {`, elementLines(moved.map(String), '\t', 16), '}');
       adds.push(`add element ${delta.table} ${delta.map} {`, elementLines(moved.map((slot) => `${slot} : ${delta.after[slot] ?? ''}`), '\t'), '}');
     }
-    const set = delta.set;
-    if (set === undefined) continue;
-    if (set.remove.length > 0) deletes.push(`delete element ${delta.table} ${set.name} {`, elementLines(set.remove, '\t'), '}');
-    if (set.add.length > 0) adds.push(`add element ${delta.table} ${set.name} {`, elementLines(set.add, '\t'), '}');
+    const entries = delta.entries;
+    if (entries === undefined) continue;
+    const remove = [...entries.before].filter(([key, value]) => entries.after.get(key) !== value).map(([key]) => key);
+    const add = [...entries.after].filter(([key, value]) => entries.before.get(key) !== value).map(([key, value]) => `${key} : ${value}`);
+    if (remove.length > 0) deletes.push(`delete element ${delta.table} ${entries.name} {`, elementLines(remove, '\t', 1), '}');
+    if (add.length > 0) adds.push(`add element ${delta.table} ${entries.name} {`, elementLines(add, '\t', 1), '}');
   }
   if (deletes.length === 0 && adds.length === 0) return '';
   return [...deletes, ...adds, ''].join('\n');
@@ -369,17 +405,11 @@ export function renderSlotDelta(deltas: readonly SlotDelta[]): string {
 export function natDelta(before: NatAssignment, after: NatAssignment): SlotDelta {
   const { service } = after;
   const values = (assignment: NatAssignment): string[] => assignment.slots.map((name) => natValue(assignment.service, name));
-  const deadBefore = new Set(before.dead);
-  const deadAfter = new Set(after.dead);
   return {
     table: `${NAT_FAMILY} ${NAT_TABLE}`,
     map: `slots_${service.id}`,
     before: values(before),
     after: values(after),
-    set: {
-      name: `dead_${service.id}`,
-      add: after.dead.filter((name) => !deadBefore.has(name)).map((name) => natValue(service, name)),
-      remove: before.dead.filter((name) => !deadAfter.has(name)).map((name) => natValue(before.service, name)),
-    },
+    entries: { name: backendsMap(service.family), before: natVerdicts(before), after: natVerdicts(after) },
   };
 }

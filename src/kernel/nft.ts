@@ -103,8 +103,9 @@ export function objectsOf(listing: readonly NftObject[], kind: string): Map<stri
 }
 
 /**
- * An element of a listed map or set as the renderer writes it: `192.0.2.11 . 80`, `11`. An element
- * of a set with timeouts comes wrapped as `{ elem: { val, expires } }`: its `val` is the element.
+ * An element of a listed map or set as the renderer writes it: `192.0.2.11 . 80`, `11`, `goto
+ * CHAIN`. An element of a set with timeouts comes wrapped as `{ elem: { val, expires } }`: its `val`
+ * is the element. A verdict comes as `{ goto: { target } }` (or `jump`).
  */
 function elementText(value: unknown): string {
   if (typeof value === 'number') return String(value);
@@ -112,6 +113,10 @@ function elementText(value: unknown): string {
   if (typeof value === 'object' && value !== null) {
     if ('concat' in value && Array.isArray(value.concat)) return value.concat.map(elementText).join(' . ');
     if ('elem' in value && typeof value.elem === 'object' && value.elem !== null && 'val' in value.elem) return elementText(value.elem.val);
+    for (const verdict of ['goto', 'jump'] as const) {
+      const body = verdict in value ? (value as Record<string, unknown>)[verdict] : undefined;
+      if (typeof body === 'object' && body !== null && 'target' in body && typeof body.target === 'string') return `${verdict} ${body.target}`;
+    }
   }
   return JSON.stringify(value);
 }

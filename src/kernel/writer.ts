@@ -8,7 +8,7 @@
  *   l4lb made with the same shape (set `l4lb_owner`): only the elements that differ are rewritten, so
  *   a restart moves nothing. A table of that name without the marker: KernelError table-owned.
  * - Every health / admin change: the gated table is recomputed, and one transaction rewrites the
- *   moved slots and the dead set. A refused transaction leaves the previous table (and what this
+ *   moved slots and the changed verdicts of the backends map. A refused transaction leaves the previous table (and what this
  *   writer believes is loaded) as it was; it is logged and counted, and the next change retries.
  * - Reload: same shape → delta; another shape (services, VIPs, backends' addresses) → the whole table.
  * - `dns:`/`srv:` entries (docs/kernel.md "Backends from DNS"): the same DnsWatcher as the proxy's
@@ -27,8 +27,8 @@ import type { AdminState, BackendConfig, Config, DsrServiceConfig, KernelService
 import { KernelError } from '../errors.js';
 import { DnsWatcher, ServiceStates, sameBackends, type DnsClientFactory, type StateResult, type VerdictSources, type WatchedService } from '../services/index.js';
 import { kernelBackendSet, type KernelBackendSet } from './discovered.js';
-import { NAT_FAMILY, NAT_TABLE, OWNER_SET, counterName, natDelta, natShape, natValue, planNat, renderNatTable, renderSlotDelta, type NatAssignment, type NatService } from './nat.js';
-import { mapElements, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
+import { NAT_FAMILY, NAT_TABLE, OWNER_SET, backendsMap, counterName, deadFromVerdicts, natDelta, natShape, natVerdicts, natValue, planNat, renderNatTable, renderSlotDelta, type NatAssignment, type NatService } from './nat.js';
+import { mapElements, mapEntries, objectsOf, setElements, type NftObject, type NftRunner } from './nft.js';
 import { gatedSlotNames, kernelSlots, type KernelSlots } from './slots.js';
 import { DIRECTOR_TABLE, planDirector } from './director-plan.js';
 import { DirectorWriter } from './director-writer.js';
@@ -85,13 +85,16 @@ export function natServices(config: Config): NatServiceConfig[] {
   return config.services.filter((service): service is NatServiceConfig => service.mode === 'nat');
 }
 
-/** What the loaded table holds, read back into assignments; undefined if the shape differs. */
+/**
+ * What the loaded table holds, read back into assignments; undefined if the shape differs, a slot
+ * names no backend, or a backends map holds other elements than those assignments give (an element
+ * missing or left over: a delta computed from the assignments would not mend it, a reload does).
+ */
 function readAssignments(listing: readonly NftObject[], planned: readonly Planned[]): NatAssignment[] | undefined {
   const owner = objectsOf(listing, 'set').get(OWNER_SET);
   const shape = setElements(owner).map((text) => Number(text))[0];
   if (shape !== natShape(planned.map((entry) => entry.service))) return undefined;
   const maps = objectsOf(listing, 'map');
-  const sets = objectsOf(listing, 'set');
   const result: NatAssignment[] = [];
   for (const { service } of planned) {
     const byValue = new Map(service.backends.map((backend) => [natValue(service, backend.name), backend.name]));
@@ -102,8 +105,13 @@ function readAssignments(listing: readonly NftObject[], planned: readonly Planne
       if (name === undefined) return undefined; // a slot missing or naming no backend: reload whole
       slots.push(name);
     }
-    const dead = setElements(sets.get(`dead_${service.id}`)).map((value) => byValue.get(value)).filter((name): name is string => name !== undefined);
+    const dead = deadFromVerdicts(service, mapEntries(maps.get(backendsMap(service.family))));
     result.push({ service, slots, dead });
+  }
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const listed = mapEntries(maps.get(backendsMap(family)));
+    const expected = new Map(result.filter(({ service }) => service.family === family).flatMap((assignment) => [...natVerdicts(assignment)]));
+    if (listed.size !== expected.size || [...expected].some(([key, verdict]) => listed.get(key) !== verdict)) return undefined;
   }
   return result;
 }
@@ -269,7 +277,7 @@ export class KernelWriter {
     });
   }
 
-  /** A health or admin change: one transaction of the moved slots and dead set, per table. */
+  /** A health or admin change: one transaction of the moved slots and changed verdicts, per table. */
   private async sync(): Promise<void> {
     if (this.stopped) return;
     if (this.replanPending && this.config !== undefined) {

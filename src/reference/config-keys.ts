@@ -235,7 +235,7 @@ export const CONFIG_KEYS: Readonly<Record<string, KeyDoc>> = {
     default: 'none (the server then uses the user name)',
   },
   'services[].onDown': {
-    text: 'What happens to the established connections of a backend that goes down: `keep` lets them run, `close` resets them so clients reconnect to a healthy backend at once (kernel modes: the backend joins the set `dead_ID`, whose flows get a TCP reset at their next packet).',
+    text: 'What happens to the established connections of a backend that goes down: `keep` lets them run, `close` resets them so clients reconnect to a healthy backend at once (kernel modes: `nat` sends its flows to a TCP reset at their next client packet, `dsr` deletes their pins).',
     default: `${HEALTH_DEFAULTS.onDown} (mode: proxy); ${DEFAULTS.kernelOnDown} (mode: nat, dsr)`,
     limits: 'needs `healthCheck`',
     peer: 'HAProxy `on-marked-down shutdown-sessions`',

@@ -232,6 +232,11 @@ function elementText(value: unknown): string {
     if (Array.isArray(object.concat)) return object.concat.map(elementText).join(' . ');
     if ('elem' in object) return elementText((object.elem as Record<string, unknown>).val);
     if ('prefix' in object) return JSON.stringify(object.prefix);
+    // A verdict map's value: { goto: { target } } → `goto TARGET`, as nft prints it.
+    for (const verdict of ['goto', 'jump']) {
+      const target = (object[verdict] as { target?: unknown } | undefined)?.target;
+      if (typeof target === 'string') return `${verdict} ${target}`;
+    }
   }
   return JSON.stringify(value);
 }
