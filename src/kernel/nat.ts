@@ -20,9 +20,9 @@
  *     verdict) for a live discovered backend. Those chains see every packet of the host, so they
  *     must stay this cheap: a reply packet leaves after two comparisons, a client packet costs one
  *     lookup whatever the number of services and backends. (The layout before, a VIP dispatch map,
- *     a dead-backend set and a counter map, three lookups per client packet, measured 2–3 % fewer
- *     new connections/s and keep-alive requests/s; the one before that, rules per service and
- *     backend, 8 % fewer with four services: docs/kernel.md, "Limits".) A backend going down or up
+ *     a dead-backend set and a counter map, three lookups per client packet, measured 2 % fewer
+ *     keep-alive requests/s; the one before that, rules per service and backend, 8 % fewer new
+ *     connections/s with four services: docs/kernel.md.) A backend going down or up
  *     replaces its one element; its named counter lives apart from the element and keeps its counts.
  *     The reset a reject sends is itself a reply-direction packet of the flow and leaves through the
  *     output hook: the direction match lets it pass.
