@@ -130,6 +130,21 @@ describe('renderNatTable', () => {
 });
 
 describe('planNat', () => {
+  it('writes IPv6 addresses as nft lists them, so a listed table reads back equal and two spellings of one address clash', () => {
+    const spelled = natService({
+      vip: { host: '2001:DB8:100:0:0:0:0:100', port: 80 },
+      snat: '2001:db8:ff:0::1',
+      backends: [{ name: 'b1', address: { host: '2001:0db8::0011', port: 8080 }, weight: 1 }],
+    });
+    const [service] = planNat([spelled]);
+    expect(service).toMatchObject({ vip: '2001:db8:100::100', snat: '2001:db8:ff::1', backends: [{ address: { host: '2001:db8::11', port: 8080 } }] });
+    const twins = natService({
+      vip: { host: '2001:db8:100::100', port: 80 },
+      backends: [{ name: 'x', address: { host: '2001:db8::11', port: 80 }, weight: 1 }, { name: 'y', address: { host: '2001:DB8:0::11', port: 80 }, weight: 1 }],
+    });
+    expect(errorOf(() => planNat([twins]))).toBe('LB_ERR_CONFIG: service "web-nat": backends "x" and "y" share the address [2001:db8::11]:80');
+  });
+
   it('refuses names that collide as nft identifiers and backends sharing an address', () => {
     expect(errorOf(() => planNat([natService({ name: 'a-b' }), natService({ name: 'a.b', vip: { host: '203.0.113.101', port: 80 } })]))).toBe(
       'LB_ERR_CONFIG: service "a.b": its name and "a-b" give the same nft identifier "a_b"; rename one',

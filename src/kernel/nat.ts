@@ -30,8 +30,8 @@
  * but the elements of the slot and backends maps), so a restarted l4lb can tell whether only
  * elements differ.
  */
-import { isIP } from 'node:net';
-import type { HashKeyKind, NatServiceConfig, OnDown } from '../config/index.js';
+import { isIP, SocketAddress } from 'node:net';
+import { formatEndpoint, type HashKeyKind, type NatServiceConfig, type OnDown } from '../config/index.js';
 import { LbError } from '../errors.js';
 import { hex, elementLines } from './director.js';
 import { MAX_DSR_TABLE_SIZE } from './director-plan.js';
@@ -86,6 +86,15 @@ export function nftId(name: string): string {
   return name.replace(/[^A-Za-z0-9_]/g, '_');
 }
 
+/**
+ * An address as nft lists it (inet_ntop): `2001:DB8::0011` → `2001:db8::11`. The plan carries
+ * this form, so a listed table reads back equal to it (a restart adopts it instead of reloading)
+ * and two spellings of one address are seen as one.
+ */
+function canonical(host: string): string {
+  return isIP(host) === 6 ? new SocketAddress({ address: host, family: 'ipv6' }).address : host;
+}
+
 function problem(service: string, message: string): LbError {
   return new LbError('LB_ERR_CONFIG', `service "${service}": ${message}`);
 }
@@ -100,20 +109,22 @@ export function planNat(services: readonly NatServiceConfig[], discovered: Reado
   const ids = new Map<string, string>();
   const vips = new Set<string>();
   return services.map((service) => {
-    const { name, vip } = service;
+    const { name } = service;
+    const vip = { host: canonical(service.vip.host), port: service.vip.port };
     const family: AddressFamily = isIP(vip.host) === 6 ? 'ipv6' : 'ipv4';
     const id = nftId(name);
     const clash = ids.get(id);
     if (clash !== undefined) throw problem(name, `its name and "${clash}" give the same nft identifier "${id}"; rename one`);
     ids.set(id, name);
-    const endpoint = `${vip.host}:${vip.port}`;
+    const endpoint = formatEndpoint(vip);
     if (vips.has(endpoint)) throw problem(name, `another nat service already uses ${endpoint}`);
     vips.add(endpoint);
     if (service.tableSize > MAX_DSR_TABLE_SIZE) throw problem(name, `tableSize ${service.tableSize} is too large for the nft director (at most ${MAX_DSR_TABLE_SIZE})`);
     const counters = new Map<string, string>();
     const addresses = new Map<string, string>();
     const found = discovered.get(name) ?? new Set<string>();
-    for (const backend of service.backends) {
+    const backends = service.backends.map((backend) => ({ ...backend, address: { host: canonical(backend.address.host), port: backend.address.port } }));
+    for (const backend of backends) {
       if (!found.has(backend.name)) {
         // Only named backends get a counter: only their nft identifiers can collide.
         const counter = nftId(backend.name);
@@ -121,7 +132,7 @@ export function planNat(services: readonly NatServiceConfig[], discovered: Reado
         if (twin !== undefined) throw problem(name, `backends "${twin}" and "${backend.name}" give the same nft identifier "${counter}"; rename one`);
         counters.set(counter, backend.name);
       }
-      const where = `${backend.address.host}:${backend.address.port}`;
+      const where = formatEndpoint(backend.address);
       const same = addresses.get(where);
       if (same !== undefined) throw problem(name, `backends "${same}" and "${backend.name}" share the address ${where}`);
       addresses.set(where, backend.name);
@@ -135,9 +146,9 @@ export function planNat(services: readonly NatServiceConfig[], discovered: Reado
       hashKey: service.hashKey,
       seed: service.hashSeed,
       tableSize: service.tableSize,
-      ...(service.snat === undefined ? {} : { snat: service.snat }),
+      ...(service.snat === undefined ? {} : { snat: canonical(service.snat) }),
       onDown: service.onDown,
-      backends: service.backends.map((backend) => ({ name: backend.name, weight: backend.weight, address: backend.address, ...(found.has(backend.name) ? { discovered: true } : {}) })),
+      backends: backends.map((backend) => ({ name: backend.name, weight: backend.weight, address: backend.address, ...(found.has(backend.name) ? { discovered: true } : {}) })),
     };
   });
 }
