@@ -64,9 +64,11 @@ class FakeNft implements NftRunner {
   }
 }
 
-function writerWith(nft: FakeNft): { writer: KernelWriter; sinks: Map<string, VerdictSink> } {
+function writerWith(nft: FakeNft): { writer: KernelWriter; sinks: Map<string, VerdictSink>; logged: Record<string, unknown>[] } {
   const { sinks, sources } = manualVerdicts();
-  return { writer: new KernelWriter({ nft, logger: pino({ level: 'silent' }), verdicts: sources }), sinks };
+  const logged: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => logged.push(JSON.parse(line) as Record<string, unknown>) });
+  return { writer: new KernelWriter({ nft, logger, verdicts: sources }), sinks, logged };
 }
 
 /** The slots the gate gives with `down` down. */
@@ -162,9 +164,12 @@ describe('KernelWriter', () => {
     await second.stop();
     const mended = new FakeNft();
     mended.listing = listing(verdicts.slice(1));
-    const again = writerWith(mended).writer;
+    const { writer: again, logged } = writerWith(mended);
     await again.apply(config);
     expect(mended.scripts).toHaveLength(1);
+    expect(logged.find((record) => record.msg === 'kernel table loaded')).toMatchObject({
+      reason: 'backends_ipv4 element 127.0.0.1 . 8000 . 127.0.0.1 . 8001 is missing, left over or has another verdict',
+    });
     expect(mended.scripts[0]).toContain('delete table inet l4lb_nat');
     expect(mended.scripts[0]).toContain('127.0.0.1 . 8000 . 127.0.0.1 . 8001 : goto count_web_b1');
     await again.stop();

@@ -86,34 +86,40 @@ export function natServices(config: Config): NatServiceConfig[] {
 }
 
 /**
- * What the loaded table holds, read back into assignments; undefined if the shape differs, a slot
- * names no backend, or a backends map holds other elements than those assignments give (an element
- * missing or left over: a delta computed from the assignments would not mend it, a reload does).
+ * What the loaded table holds, read back into assignments, or why a delta cannot turn it into the
+ * plan: its shape differs, a slot names no backend, or a backends map holds other elements than
+ * those assignments give (an element missing or left over: a delta computed from the assignments
+ * would not mend it, a reload does).
  */
-function readAssignments(listing: readonly NftObject[], planned: readonly Planned[]): NatAssignment[] | undefined {
+function readAssignments(listing: readonly NftObject[], planned: readonly Planned[]): { readonly assignments: NatAssignment[] } | { readonly reason: string } {
   const owner = objectsOf(listing, 'set').get(OWNER_SET);
   const shape = setElements(owner).map((text) => Number(text))[0];
-  if (shape !== natShape(planned.map((entry) => entry.service))) return undefined;
+  if (shape !== natShape(planned.map((entry) => entry.service))) {
+    return { reason: 'its shape differs (services, VIPs, hashes, SNAT, backends, or the chain layout of another l4lb version)' };
+  }
   const maps = objectsOf(listing, 'map');
-  const result: NatAssignment[] = [];
+  const assignments: NatAssignment[] = [];
   for (const { service } of planned) {
     const byValue = new Map(service.backends.map((backend) => [natValue(service, backend.name), backend.name]));
-    const elements = mapElements(maps.get(`slots_${service.id}`));
+    const map = `slots_${service.id}`;
+    const elements = mapElements(maps.get(map));
     const slots: string[] = [];
     for (let slot = 0; slot < service.tableSize; slot++) {
       const name = byValue.get(elements.get(slot) ?? '');
-      if (name === undefined) return undefined; // a slot missing or naming no backend: reload whole
+      if (name === undefined) return { reason: `${map} slot ${slot} is missing or names no backend of service ${service.name}` };
       slots.push(name);
     }
     const dead = deadFromVerdicts(service, mapEntries(maps.get(backendsMap(service.family))));
-    result.push({ service, slots, dead });
+    assignments.push({ service, slots, dead });
   }
   for (const family of ['ipv4', 'ipv6'] as const) {
-    const listed = mapEntries(maps.get(backendsMap(family)));
-    const expected = new Map(result.filter(({ service }) => service.family === family).flatMap((assignment) => [...natVerdicts(assignment)]));
-    if (listed.size !== expected.size || [...expected].some(([key, verdict]) => listed.get(key) !== verdict)) return undefined;
+    const map = backendsMap(family);
+    const listed = mapEntries(maps.get(map));
+    const expected = new Map(assignments.filter(({ service }) => service.family === family).flatMap((assignment) => [...natVerdicts(assignment)]));
+    const wrong = [...expected].find(([key, verdict]) => listed.get(key) !== verdict)?.[0] ?? [...listed.keys()].find((key) => !expected.has(key));
+    if (wrong !== undefined) return { reason: `${map} element ${wrong} is missing, left over or has another verdict` };
   }
-  return result;
+  return { assignments };
 }
 
 export class KernelWriter {
@@ -250,17 +256,23 @@ export class KernelWriter {
   private async program(previous: readonly Planned[]): Promise<void> {
     const desired = this.desired();
     let loaded = this.loaded;
+    let reason: string | undefined;
     const sameShape = loaded !== undefined && natShape(previous.map((entry) => entry.service)) === natShape(this.planned.map((entry) => entry.service));
     if (!sameShape) {
       const listing = await this.options.nft.list(NAT_FAMILY, NAT_TABLE);
       if (listing !== undefined && !objectsOf(listing, 'set').has(OWNER_SET)) {
         throw new KernelError({ cause: 'table-owned', table: TABLE, detail: `no set ${OWNER_SET} in it` });
       }
-      loaded = listing === undefined ? undefined : readAssignments(listing, this.planned);
+      loaded = undefined;
+      if (listing !== undefined) {
+        const read = readAssignments(listing, this.planned);
+        if ('assignments' in read) loaded = read.assignments;
+        else reason = read.reason;
+      }
     }
     if (loaded === undefined) {
       if (desired.length === 0) return;
-      await this.transaction(renderNatTable(desired), 'table loaded', { services: desired.length });
+      await this.transaction(renderNatTable(desired), 'table loaded', { services: desired.length, ...(reason === undefined ? {} : { reason }) });
     } else {
       const script = renderSlotDelta(loaded.map((before, index) => natDelta(before, desired[index] ?? before)));
       if (script !== '') await this.transaction(script, 'slots rewritten', { moved: countMoved(loaded, desired) });
