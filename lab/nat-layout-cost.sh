@@ -13,7 +13,8 @@
 #   elem-counter  the rendered map with an anonymous counter on each element and no count chain
 #                 (cheaper by a jump; its counts die with the element when a backend goes down)
 #   no-filter     the rendered table without its filter chains (no resets, no per-backend counters)
-#   plain-counter the filter chains reduced to their first matches and an anonymous counter: no lookup
+#   plain-counter the filter chains reduced to their first matches and an anonymous counter:
+#                 no lookup
 # Each run gets a fresh namespace (a variant's TIME_WAIT sockets never meet the next one's SYNs),
 # variants interleaved within each round; prints every run, then the medians. The namespaces, nginx
 # and temp files are removed on exit, also on failure. Needs root, nft, nginx, wrk and a built
@@ -53,7 +54,8 @@ without_blocks() {
     { print }
   ' "$RUN_TMP/rendered.nft"
 }
-# Prints the table's closing brace last: everything of $1 but its last line `}`, then stdin, then `}`.
+# Prints the table's closing brace last: everything of $1 but its last line `}`, then stdin,
+# then `}`.
 close_with() { sed '$d' "$1"; cat; echo '}'; }
 filter_chains() {
   local rule=$1

@@ -110,7 +110,8 @@ describe.skipIf(lab.skip)(lab.title, () => {
       expect(late.filter((flow) => flow.backend !== lateRoutes.get(keyOf(flow.sport)))).toEqual([]);
 
       if (scenario.kind === 'nat') {
-        // Its element of the backends map (VIP . port . backend . port) now sends its flows to the reset chain; no other does.
+        // Its element of the backends map (VIP . port . backend . port) now sends its flows to the
+        // reset chain; no other does.
         const verdicts = (await kernel.nftMap(net.director, 'inet', 'l4lb_nat', 'backends_ipv4')) ?? new Map<string, string>();
         const resets = [...verdicts].filter(([, verdict]) => verdict === 'goto reset_flow').map(([key]) => key);
         expect(resets).toEqual([`${net.vip} . ${net.vipPort} . ${victim.address} . ${victim.port}`]);

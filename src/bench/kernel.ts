@@ -2,8 +2,8 @@
  * `npm run bench:kernel`: what l4lb's kernel control plane costs, for a `mode: nat` service of 10
  * backends at tableSize 65537 and 262139: (a) the initial load of the whole table, (b) one health
  * change (one backend down: only its slots move, plus its verdict in the backends map) and its
- * reverse, repeated, as median / p90 / max milliseconds with the slots each moved. Katran's habit, measured: the table is
- * built pure and only the delta is programmed (src/kernel/writer.ts).
+ * reverse, repeated, as median / p90 / max milliseconds with the slots each moved. Katran's habit,
+ * measured: the table is built pure and only the delta is programmed (src/kernel/writer.ts).
  *
  * The measuring runs in src/bench/kernel-measure.ts, through the same code `l4lb run` uses
  * (parseConfig, KernelWriter, the system's nft), inside a network namespace this program creates

@@ -123,9 +123,14 @@ export function planNat(services: readonly NatServiceConfig[], discovered: Reado
     const counters = new Map<string, string>();
     const addresses = new Map<string, string>();
     const found = discovered.get(name) ?? new Set<string>();
-    const backends = service.backends.map((backend) => ({ ...backend, address: { host: canonical(backend.address.host), port: backend.address.port } }));
+    const backends: NatBackend[] = service.backends.map((backend) => ({
+      name: backend.name,
+      weight: backend.weight,
+      address: { host: canonical(backend.address.host), port: backend.address.port },
+      ...(found.has(backend.name) ? { discovered: true } : {}),
+    }));
     for (const backend of backends) {
-      if (!found.has(backend.name)) {
+      if (backend.discovered !== true) {
         // Only named backends get a counter: only their nft identifiers can collide.
         const counter = nftId(backend.name);
         const twin = counters.get(counter);
@@ -148,7 +153,7 @@ export function planNat(services: readonly NatServiceConfig[], discovered: Reado
       tableSize: service.tableSize,
       ...(service.snat === undefined ? {} : { snat: canonical(service.snat) }),
       onDown: service.onDown,
-      backends: backends.map((backend) => ({ name: backend.name, weight: backend.weight, address: backend.address, ...(found.has(backend.name) ? { discovered: true } : {}) })),
+      backends,
     };
   });
 }
@@ -253,7 +258,7 @@ function verdictKey(service: NatService, backend: NatBackend): string {
 /**
  * The elements of the backends map one assignment owns, key → verdict (as the renderer writes and
  * mapEntries reads them): a down backend (`dead`) → the reset chain; a live named one → its count
- * chain; a live discovered one has none (no counter: the lookup finds nothing and the packet goes on).
+ * chain; a live discovered one has none (no counter: the lookup finds nothing, the packet goes on).
  */
 export function natVerdicts(assignment: NatAssignment): Map<string, string> {
   const { service } = assignment;

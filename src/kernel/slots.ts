@@ -6,7 +6,8 @@
  * down or draining backend's slots — and only those — move, each to its next usable candidate, and
  * come back when it recovers (the table itself never changes). Backups take slots only when no
  * primary is usable. With no usable backend at all a slot keeps its owner: the map always holds
- * every slot (a delta then never deletes a key it does not re-add), and a down backend's verdict resets its flows.
+ * every slot (a delta then never deletes a key it does not re-add), and a down backend's verdict
+ * resets its flows.
  *
  * Pure apart from reading the state it is given.
  */

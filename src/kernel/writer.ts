@@ -8,8 +8,9 @@
  *   l4lb made with the same shape (set `l4lb_owner`): only the elements that differ are rewritten, so
  *   a restart moves nothing. A table of that name without the marker: KernelError table-owned.
  * - Every health / admin change: the gated table is recomputed, and one transaction rewrites the
- *   moved slots and the changed verdicts of the backends map. A refused transaction leaves the previous table (and what this
- *   writer believes is loaded) as it was; it is logged and counted, and the next change retries.
+ *   moved slots and the changed verdicts of the backends map. A refused transaction leaves the
+ *   previous table (and what this writer believes is loaded) as it was; it is logged and counted,
+ *   and the next change retries.
  * - Reload: same shape → delta; another shape (services, VIPs, backends' addresses) → the whole table.
  * - `dns:`/`srv:` entries (docs/kernel.md "Backends from DNS"): the same DnsWatcher as the proxy's
  *   asks them; a changed answer re-plans the service with the discovered backends (discovered.ts)
@@ -98,6 +99,7 @@ function readAssignments(listing: readonly NftObject[], planned: readonly Planne
     return { reason: 'its shape differs (services, VIPs, hashes, SNAT, backends, or the chain layout of another l4lb version)' };
   }
   const maps = objectsOf(listing, 'map');
+  const verdicts = new Map((['ipv4', 'ipv6'] as const).map((family) => [family, mapEntries(maps.get(backendsMap(family)))]));
   const assignments: NatAssignment[] = [];
   for (const { service } of planned) {
     const byValue = new Map(service.backends.map((backend) => [natValue(service, backend.name), backend.name]));
@@ -109,12 +111,11 @@ function readAssignments(listing: readonly NftObject[], planned: readonly Planne
       if (name === undefined) return { reason: `${map} slot ${slot} is missing or names no backend of service ${service.name}` };
       slots.push(name);
     }
-    const dead = deadFromVerdicts(service, mapEntries(maps.get(backendsMap(service.family))));
+    const dead = deadFromVerdicts(service, verdicts.get(service.family) ?? new Map<string, string>());
     assignments.push({ service, slots, dead });
   }
-  for (const family of ['ipv4', 'ipv6'] as const) {
+  for (const [family, listed] of verdicts) {
     const map = backendsMap(family);
-    const listed = mapEntries(maps.get(map));
     const expected = new Map(assignments.filter(({ service }) => service.family === family).flatMap((assignment) => [...natVerdicts(assignment)]));
     const wrong = [...expected].find(([key, verdict]) => listed.get(key) !== verdict)?.[0] ?? [...listed.keys()].find((key) => !expected.has(key));
     if (wrong !== undefined) return { reason: `${map} element ${wrong} is missing, left over or has another verdict` };

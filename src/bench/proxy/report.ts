@@ -260,7 +260,8 @@ export function verdict(mine: number | undefined, theirs: number | undefined, me
 
 /**
  * The ceiling cell of a target: its ceiling path's ratio to the reference, and whether the bound
- * lies above it (then no path that does the subject's work can meet it in this run). '—' without one.
+ * lies above it (then no path that does the subject's work can meet it in this run). '—' without
+ * one.
  */
 function ceilingCell(target: Target, theirs: number | undefined, summary: Summary): { text: string; above: boolean } {
   const limit = target.ceiling === undefined ? undefined : summary[target.ceiling]?.[target.metric];
